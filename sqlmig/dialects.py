@@ -1,0 +1,100 @@
+"""What differs between databases, as data, in one place.
+
+The runner asks a :class:`DialectProfile` how to begin a step's transaction,
+whether DDL inside it can be rolled back, and which lock to take. It never
+branches on a dialect name itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+from .errors import LockTimeout
+from .locking import AdvisoryLock, MigrationLock, NamedLock
+
+__all__ = ["DialectProfile", "profile_for"]
+
+
+@dataclass(frozen=True)
+class DialectProfile:
+    """How sqlmig runs on one kind of database."""
+
+    name: str
+    #: DDL inside a transaction is rolled back with it (else: failed-row protocol).
+    transactional_ddl: bool
+    #: The lock class held for a whole run; ``None`` when each step's write
+    #: transaction is the lock (SQLite).
+    lock: Callable[[bytes], MigrationLock] | None
+    #: A caller's open transaction survives DDL, so steps may run in savepoints.
+    caller_transaction_ok: bool
+    #: Statement that really opens a step's transaction, when the driver does not.
+    begin: str | None = None
+    #: Seconds-to-wait setting tied to ``lock_timeout`` (SQLite ``busy_timeout``).
+    busy_timeout_pragma: str | None = None
+
+    def begin_step(self, conn: Connection, *, immediate: bool, timeout: float) -> None:
+        """Make the transaction SQLAlchemy began real on the server, where needed.
+
+        Python's sqlite3 emits no BEGIN before DDL; sqlmig emits its own
+        (``BEGIN IMMEDIATE`` for its own steps: the write lock). A transaction
+        the driver already began is left as it is.
+
+        Raises:
+            LockTimeout: SQLite stayed locked by another writer past ``timeout``.
+        """
+        if self.begin is None:
+            return
+        statement = f"{self.begin} IMMEDIATE" if immediate else self.begin
+        try:
+            conn.exec_driver_sql(statement)
+        except OperationalError as exc:
+            message = str(exc.orig)
+            if "within a transaction" in message:
+                return
+            if "locked" in message or "busy" in message:
+                raise LockTimeout(
+                    f"the SQLite database stayed locked by another writer for more than "
+                    f"{timeout:g} s: another runner is migrating; wait, or raise lock_timeout",
+                    timeout=timeout,
+                ) from exc
+            raise
+
+    def get_busy_timeout(self, conn: Connection) -> int | None:
+        if self.busy_timeout_pragma is None:
+            return None
+        return int(conn.exec_driver_sql(f"PRAGMA {self.busy_timeout_pragma}").scalar() or 0)
+
+    def set_busy_timeout(self, conn: Connection, milliseconds: int) -> None:
+        if self.busy_timeout_pragma is not None:
+            conn.exec_driver_sql(f"PRAGMA {self.busy_timeout_pragma} = {int(milliseconds)}")
+
+
+PROFILES = {
+    "sqlite": DialectProfile(
+        "sqlite",
+        transactional_ddl=True,
+        lock=None,
+        caller_transaction_ok=True,
+        begin="BEGIN",
+        busy_timeout_pragma="busy_timeout",
+    ),
+    "postgresql": DialectProfile(
+        "postgresql", transactional_ddl=True, lock=AdvisoryLock, caller_transaction_ok=True
+    ),
+    "mysql": DialectProfile(
+        "mysql", transactional_ddl=False, lock=NamedLock, caller_transaction_ok=False
+    ),
+}
+PROFILES["mariadb"] = PROFILES["mysql"]
+
+#: Anything else: assume DDL commits itself and there is no lock.
+FALLBACK = DialectProfile("other", transactional_ddl=False, lock=None, caller_transaction_ok=False)
+
+
+def profile_for(conn: Connection) -> DialectProfile:
+    """The profile for the connection's dialect (a conservative one if unknown)."""
+    return PROFILES.get(conn.dialect.name, FALLBACK)

@@ -1,0 +1,194 @@
+"""Finding migrations: a folder, an importable package, or a list built in code.
+
+Discovery reads file names and bytes only. A module is imported (under a
+private, unique name, with no change to ``sys.path``) the first time one of its
+functions is needed, through :class:`ModuleLoader`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import importlib.util
+import re
+import sys
+import types
+import uuid
+from collections.abc import Iterable, Sequence
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Union
+
+from .errors import MigrationSourceError
+from .migration import Migration, docstring_first_line
+
+__all__ = ["FILE_NAME", "MigrationsSource", "ModuleLoader", "checksum", "discover"]
+
+MigrationsSource = Union[str, Path, Sequence[Migration]]
+
+FILE_NAME = re.compile(r"^(?:migration_)?(?P<version>\d+)_(?P<name>[A-Za-z0-9_]+)\.py$")
+
+
+def checksum(data: bytes) -> str:
+    """sha256 of a file's bytes with line endings normalised to ``\\n``."""
+    return hashlib.sha256(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")).hexdigest()
+
+
+class ModuleLoader:
+    """Imports the module behind a file-based :class:`Migration` when it is needed."""
+
+    def __init__(self, root: Traversable, package: str | None) -> None:
+        self.root = root
+        self.package = package
+        self._prefix = f"sqlmig._loaded_{uuid.uuid4().hex[:12]}"
+
+    def _entry(self, migration: Migration) -> Traversable:
+        assert migration.path is not None
+        return self.root / Path(migration.path).name
+
+    def source(self, migration: Migration) -> bytes:
+        return self._entry(migration).read_bytes()
+
+    def description(self, migration: Migration) -> str:
+        return docstring_first_line(self.source(migration))
+
+    def compile(self, migration: Migration) -> types.CodeType:
+        """Compile the file without running it.
+
+        Raises:
+            MigrationSourceError: the file has a syntax error (file and line given).
+        """
+        path = migration.path or migration.label
+        try:
+            return compile(self.source(migration), path, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as exc:
+            line = getattr(exc, "lineno", None)
+            raise MigrationSourceError(
+                f"{path}:{line}: syntax error: {getattr(exc, 'msg', exc)}; fix the file",
+                path=path,
+                line=line,
+                version=migration.version,
+            ) from exc
+
+    def load(self, migration: Migration) -> types.ModuleType:
+        """Run the module's top level under a private name and return the module.
+
+        Raises:
+            MigrationSourceError: syntax error, or the module raised while importing.
+        """
+        code = self.compile(migration)
+        name = f"{self._prefix}.m{migration.version}_{migration.name}"
+        module = types.ModuleType(name)
+        module.__file__ = migration.path
+        module.__package__ = self.package or ""
+        sys.modules[name] = module
+        try:
+            exec(code, module.__dict__)
+        except Exception as exc:
+            line = _line_in(exc, migration.path)
+            raise MigrationSourceError(
+                f"{migration.path}:{line}: importing the migration raised "
+                f"{type(exc).__name__}: {exc}; fix the module's top-level code",
+                path=migration.path,
+                line=line,
+                version=migration.version,
+            ) from exc
+        finally:
+            sys.modules.pop(name, None)
+        return module
+
+
+def _line_in(exc: BaseException, path: str | None) -> int | None:
+    """The line of ``path`` where ``exc`` passed last, if it did."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def discover(source: MigrationsSource) -> list[Migration]:
+    """All migrations of ``source``, lowest version first.
+
+    Reads names and bytes; imports nothing.
+
+    Raises:
+        MigrationSourceError: no such folder or package, a ``.py`` file whose
+            name does not match ``NNN_name.py``, or two files with one version.
+    """
+    if isinstance(source, (str, Path)):
+        root, package = _resolve_root(source)
+        migrations = list(_scan(root, package))
+    else:
+        migrations = list(source)
+        for item in migrations:
+            if not isinstance(item, Migration):
+                raise MigrationSourceError(
+                    f"migrations list holds {item!r}, not a sqlmig.Migration: "
+                    "build each step with Migration(version, name, up=...)"
+                )
+    return _ordered(migrations)
+
+
+def _resolve_root(source: str | Path) -> tuple[Traversable, str | None]:
+    path = Path(source)
+    if path.is_dir():
+        return path, None
+    text = str(source)
+    if isinstance(source, str) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", text):
+        try:
+            spec = importlib.util.find_spec(text)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.submodule_search_locations is not None:
+            return importlib.resources.files(text), text
+    if path.exists():
+        raise MigrationSourceError(
+            f"migrations source {text!r} is a file, not a folder: point at the folder "
+            "holding the NNN_name.py files",
+            path=text,
+        )
+    raise MigrationSourceError(
+        f"migrations folder {text!r} does not exist (nor is it an importable package): "
+        "create it or pass the right path",
+        path=text,
+    )
+
+
+def _scan(root: Traversable, package: str | None) -> Iterable[Migration]:
+    loader = ModuleLoader(root, package)
+    for entry in root.iterdir():
+        name = entry.name
+        if not name.endswith(".py") or name.startswith(("_", ".")) or not entry.is_file():
+            continue
+        path = str(entry)
+        match = FILE_NAME.match(name)
+        if match is None:
+            raise MigrationSourceError(
+                f"{path}: file name does not match NNN_name.py: rename it "
+                "(e.g. 003_add_users.py), or start it with _ to have it ignored",
+                path=path,
+            )
+        yield Migration(
+            match["version"],
+            match["name"],
+            checksum=checksum(entry.read_bytes()),
+            path=path,
+            loader=loader,
+        )
+
+
+def _ordered(migrations: list[Migration]) -> list[Migration]:
+    migrations.sort(key=lambda m: m.number)
+    for before, after in zip(migrations, migrations[1:]):
+        if before.number == after.number:
+            where = [m.path or m.label for m in (before, after)]
+            raise MigrationSourceError(
+                f"{where[0]} and {where[1]} have the same version {after.number}: "
+                "renumber one of them",
+                path=after.path,
+                version=after.version,
+            )
+    return migrations

@@ -1,0 +1,180 @@
+"""Every error sqlmig raises, under one root.
+
+::
+
+    SqlmigError
+    ├── MigrationSourceError      bad folder, file name, duplicate, no up(), import/syntax error
+    ├── ConfigError               no URL, unknown environment, unset ${VAR}, bad config
+    ├── UsageError                unknown target, baseline on a used history, MySQL transaction
+    ├── DatabaseUnavailable       cannot connect or authenticate
+    ├── MigrationFailed           a step raised, or tried to commit / roll back / close
+    ├── IrreversibleMigration     a step to undo has no down()
+    ├── HistoryMismatch
+    │   ├── ChecksumMismatch      an applied file was edited
+    │   └── MissingMigration      an applied file is gone
+    ├── OutOfOrderMigration       a late version refused (allow_out_of_order=False)
+    ├── DirtyDatabase             a failed row needs a manual check, then repair()
+    └── LockTimeout               another runner held the lock longer than lock_timeout
+
+Each message is one line that says what to do. Data travels as attributes.
+``exit_code`` is what the command line returns for the error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ChecksumMismatch",
+    "ConfigError",
+    "DatabaseUnavailable",
+    "DirtyDatabase",
+    "HistoryMismatch",
+    "IrreversibleMigration",
+    "LockTimeout",
+    "MigrationFailed",
+    "MigrationSourceError",
+    "MissingMigration",
+    "OutOfOrderMigration",
+    "SqlmigError",
+    "UsageError",
+]
+
+
+class SqlmigError(Exception):
+    """Root of every sqlmig error."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class MigrationSourceError(SqlmigError):
+    """The migrations source is unusable: folder, file name, duplicate, module content."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        version: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.version = version
+
+
+class ConfigError(SqlmigError):
+    """Configuration cannot be resolved: no URL, unknown environment, unset variable."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.key = key
+
+
+class UsageError(SqlmigError):
+    """A call that cannot be honoured as asked: unknown target, misuse of the API."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(SqlmigError):
+    """The database cannot be reached or refuses the credentials."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class MigrationFailed(SqlmigError):
+    """A step raised, or tried to end its transaction; its work was rolled back."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        version: str,
+        path: str | None,
+        line: int | None,
+        applied: Sequence[object] = (),
+    ) -> None:
+        super().__init__(message)
+        self.version = version
+        self.path = path
+        self.line = line
+        self.applied = list(applied)
+
+
+class IrreversibleMigration(SqlmigError):
+    """A step that must be undone has no ``down()``."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, versions: Sequence[str]) -> None:
+        super().__init__(message)
+        self.versions = list(versions)
+
+
+class HistoryMismatch(SqlmigError):
+    """The history table and the migration files disagree."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, versions: Sequence[str]) -> None:
+        super().__init__(message)
+        self.versions = list(versions)
+
+
+class ChecksumMismatch(HistoryMismatch):
+    """An applied migration's file was edited after it ran."""
+
+
+class MissingMigration(HistoryMismatch):
+    """An applied migration's file is gone."""
+
+
+class OutOfOrderMigration(SqlmigError):
+    """A pending version is lower than the newest applied one and that is refused."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, versions: Sequence[str]) -> None:
+        super().__init__(message)
+        self.versions = list(versions)
+
+
+class DirtyDatabase(SqlmigError):
+    """A step that could not be rolled back failed or was interrupted."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, versions: Sequence[str]) -> None:
+        super().__init__(message)
+        self.versions = list(versions)
+
+
+class LockTimeout(SqlmigError):
+    """Another runner held the migration lock for longer than ``lock_timeout``."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, timeout: float, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.holder = holder

@@ -1,0 +1,121 @@
+"""Migration locks: one runner at a time per history table.
+
+PostgreSQL uses a session advisory lock, MySQL/MariaDB ``GET_LOCK``. Both are
+held by a server session, so a killed process's lock is freed by the server.
+SQLite has no session lock: each step's ``BEGIN IMMEDIATE`` is the lock (see
+:mod:`sqlmig.dialects`). The key is derived from the database, the schema and
+the table, so two history tables never block each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from abc import ABC, abstractmethod
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from .errors import LockTimeout
+
+__all__ = ["AdvisoryLock", "MigrationLock", "NamedLock", "lock_key"]
+
+log = logging.getLogger("sqlmig")
+
+
+def lock_key(database: str | None, schema: str | None, table: str) -> bytes:
+    """A stable digest naming one history table on one server."""
+    return hashlib.sha256(f"sqlmig|{database or ''}|{schema or ''}|{table}".encode()).digest()
+
+
+class MigrationLock(ABC):
+    """A lock held by one server session, polled until ``timeout`` runs out."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    @abstractmethod
+    def try_acquire(self, conn: Connection, *, transaction_scoped: bool) -> bool:
+        """Take the lock if it is free; never waits."""
+
+    @abstractmethod
+    def release(self, conn: Connection) -> None:
+        """Free a session lock taken by :meth:`try_acquire`."""
+
+    @abstractmethod
+    def holder(self, conn: Connection) -> str | None:
+        """Who holds the lock now, for the timeout message."""
+
+    def acquire(self, conn: Connection, timeout: float, *, transaction_scoped: bool = False) -> None:
+        """Wait at most ``timeout`` seconds for the lock.
+
+        ``transaction_scoped`` takes a lock that ends with the connection's
+        current transaction (used when the caller hands in its transaction).
+
+        Raises:
+            LockTimeout: still held by another session when the time is up.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        waited = False
+        while not self.try_acquire(conn, transaction_scoped=transaction_scoped):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                holder = self.holder(conn)
+                who = f" by {holder}" if holder else ""
+                raise LockTimeout(
+                    f"the migration lock is held{who} for more than {timeout:g} s: another "
+                    "runner is still migrating; wait for it, or raise lock_timeout",
+                    timeout=timeout,
+                    holder=holder,
+                )
+            if not waited:
+                log.info("waiting for the migration lock (another runner holds it)")
+                waited = True
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.2)
+
+
+class AdvisoryLock(MigrationLock):
+    """PostgreSQL ``pg_try_advisory_lock`` on a 64-bit key."""
+
+    @property
+    def id(self) -> int:
+        return int.from_bytes(self.key[:8], "big", signed=True)
+
+    def try_acquire(self, conn: Connection, *, transaction_scoped: bool) -> bool:
+        fn = "pg_try_advisory_xact_lock" if transaction_scoped else "pg_try_advisory_lock"
+        return bool(conn.execute(text(f"SELECT {fn}(:k)"), {"k": self.id}).scalar())
+
+    def release(self, conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.id})
+
+    def holder(self, conn: Connection) -> str | None:
+        unsigned = self.id & 0xFFFFFFFFFFFFFFFF
+        pid = conn.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+            ),
+            {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},
+        ).scalar()
+        return f"PostgreSQL process {pid}" if pid is not None else None
+
+
+class NamedLock(MigrationLock):
+    """MySQL/MariaDB ``GET_LOCK`` on a name derived from the key."""
+
+    @property
+    def name(self) -> str:
+        return "sqlmig_" + self.key.hex()[:40]
+
+    def try_acquire(self, conn: Connection, *, transaction_scoped: bool) -> bool:
+        return conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": self.name}).scalar() == 1
+
+    def release(self, conn: Connection) -> None:
+        conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self.name})
+
+    def holder(self, conn: Connection) -> str | None:
+        cid = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": self.name}).scalar()
+        return f"MySQL connection {cid}" if cid is not None else None

@@ -1,0 +1,206 @@
+"""The objects sqlmig hands back: a migration step, a history row, a status, a plan."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from .errors import MigrationSourceError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from .discovery import ModuleLoader
+
+__all__ = ["AppliedMigration", "Migration", "PlannedStep", "Status", "StepFunction"]
+
+StepFunction = Callable[["Connection"], object]
+
+
+def version_number(version: str) -> int:
+    """The integer value a version compares by: ``"010"`` -> 10."""
+    return int(version)
+
+
+class Migration:
+    """One migration step: a version, a name, ``up`` and optionally ``down``.
+
+    Built in code (``Migration("002", "add_prefs", up=fn, down=fn)``) or found in
+    a file by :mod:`sqlmig.discovery`. A file-based step imports its module only
+    when ``up``, ``down`` or ``transactional`` is first read.
+    """
+
+    def __init__(
+        self,
+        version: str,
+        name: str,
+        up: StepFunction | None = None,
+        down: StepFunction | None = None,
+        description: str = "",
+        transactional: bool = True,
+        checksum: str | None = None,
+        *,
+        path: str | None = None,
+        loader: ModuleLoader | None = None,
+    ) -> None:
+        version = str(version)
+        if not version.isdigit():
+            raise MigrationSourceError(
+                f"migration version {version!r} is not a number: use digits such as '001'",
+                version=version,
+            )
+        if up is None and loader is None:
+            raise MigrationSourceError(
+                f"migration {version} ({name}) has no up(): pass up=<function>",
+                version=version,
+            )
+        self.version = version
+        self.name = name
+        self.checksum = checksum
+        self.path = path
+        self._up = up
+        self._down = down
+        self._description = description
+        self._transactional = transactional
+        self._loader = loader
+
+    @property
+    def number(self) -> int:
+        """The integer value this version compares by."""
+        return version_number(self.version)
+
+    @property
+    def label(self) -> str:
+        """``version_name``, as in a file name."""
+        return f"{self.version}_{self.name}"
+
+    @property
+    def loaded(self) -> bool:
+        """True when ``up`` is available without importing anything."""
+        return self._loader is None
+
+    def load(self) -> None:
+        """Import the module behind a file-based step (once).
+
+        Raises:
+            MigrationSourceError: syntax or import error, or no ``up()``.
+        """
+        if self._loader is None:
+            return
+        module = self._loader.load(self)
+        up = getattr(module, "up", None)
+        if not callable(up):
+            raise MigrationSourceError(
+                f"{self.path}: defines no up(conn) function: add one",
+                path=self.path,
+                version=self.version,
+            )
+        down = getattr(module, "down", None)
+        self._up = up
+        self._down = down if callable(down) else None
+        self._transactional = bool(getattr(module, "transactional", True))
+        self._description = _first_line(module.__doc__)
+        self._loader = None
+
+    def compile(self) -> None:
+        """Compile a file-based step without running it (raises on a syntax error)."""
+        if self._loader is not None:
+            self._loader.compile(self)
+
+    @property
+    def up(self) -> StepFunction:
+        self.load()
+        assert self._up is not None
+        return self._up
+
+    @property
+    def down(self) -> StepFunction | None:
+        self.load()
+        return self._down
+
+    @property
+    def transactional(self) -> bool:
+        self.load()
+        return self._transactional
+
+    @property
+    def description(self) -> str:
+        """First non-empty docstring line; read from the source without importing it."""
+        if self._loader is not None:
+            return self._loader.description(self)
+        return self._description
+
+    def __repr__(self) -> str:
+        return f"Migration(version={self.version!r}, name={self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Migration):
+            return NotImplemented
+        return (self.number, self.name, self.path) == (other.number, other.name, other.path)
+
+    def __hash__(self) -> int:
+        return hash((self.number, self.name, self.path))
+
+
+def _first_line(doc: str | None) -> str:
+    for line in (doc or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def docstring_first_line(source: bytes) -> str:
+    """The description of a migration file, from its source, without importing it."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ""
+    return _first_line(ast.get_docstring(tree))
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """One row of the history table."""
+
+    version: str
+    name: str
+    applied_at: datetime
+    checksum: str | None
+    execution_ms: int | None
+    success: bool
+
+    @property
+    def number(self) -> int:
+        return version_number(self.version)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``MigrationRunner.status()`` reports. It wrote nothing to get it."""
+
+    applied: list[AppliedMigration]
+    pending: list[Migration]
+    changed: list[AppliedMigration]
+    missing: list[AppliedMigration]
+    failed: list[AppliedMigration]
+    current: str | None
+
+    @property
+    def total_applied(self) -> int:
+        return len(self.applied)
+
+    @property
+    def total_pending(self) -> int:
+        return len(self.pending)
+
+
+@dataclass
+class PlannedStep:
+    """One step ``upgrade()`` would apply, with the SQL it sent when tried."""
+
+    migration: Migration
+    statements: list[str] = field(default_factory=list)
+    tried: bool = False

@@ -1,0 +1,1 @@
+"""pytest plugin for sqlmig (fixtures come with the testing toolkit)."""

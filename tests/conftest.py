@@ -1,0 +1,61 @@
+"""Shared fixtures: ``backend`` runs a test on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from backends import BACKENDS, Backend, fresh_database
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A fresh, empty database on each backend in turn."""
+    with fresh_database(request.param, tmp_path) as db:
+        yield db
+
+
+@pytest.fixture
+def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
+    """A fresh SQLite file, for behaviour that does not depend on the backend."""
+    with fresh_database("sqlite", tmp_path) as db:
+        yield db
+
+
+MakeMigrations = Callable[..., Path]
+
+
+@pytest.fixture
+def make_migrations(tmp_path: Path) -> MakeMigrations:
+    """Write migration files: ``make_migrations({"001_a.py": "def up(conn): ..."})``.
+
+    Sources are dedented. Returns the folder; call again to add or edit files.
+    """
+    folder = tmp_path / "migrations"
+
+    def write(files: dict[str, str], where: Path = folder) -> Path:
+        where.mkdir(parents=True, exist_ok=True)
+        for name, source in files.items():
+            target = where / name
+            if source is None:
+                target.unlink()
+            else:
+                target.write_text(textwrap.dedent(source))
+        return where
+
+    return write
+
+
+def tables(backend: Backend) -> set[str]:
+    """The table names in the backend's database, by reflection."""
+    engine = backend.engine()
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
