@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Union
 
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.engine import Connection, Engine
@@ -14,7 +13,7 @@ from .errors import ConfigError, DatabaseUnavailable
 
 __all__ = ["Database", "DatabaseArgument", "mask"]
 
-DatabaseArgument = Union[str, URL, Engine, Connection]
+DatabaseArgument = str | URL | Engine | Connection
 
 DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 

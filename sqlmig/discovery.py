@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import importlib.util
+import itertools
 import re
 import sys
 import types
@@ -17,14 +18,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Union
 
 from .errors import MigrationSourceError
 from .migration import Migration, docstring_first_line
 
 __all__ = ["FILE_NAME", "MigrationsSource", "ModuleLoader", "checksum", "discover"]
 
-MigrationsSource = Union[str, Path, Sequence[Migration]]
+MigrationsSource = str | Path | Sequence[Migration]
 
 FILE_NAME = re.compile(r"^(?:migration_)?(?P<version>\d+)_(?P<name>[A-Za-z0-9_]+)\.py$")
 
@@ -182,7 +182,7 @@ def _scan(root: Traversable, package: str | None) -> Iterable[Migration]:
 
 def _ordered(migrations: list[Migration]) -> list[Migration]:
     migrations.sort(key=lambda m: m.number)
-    for before, after in zip(migrations, migrations[1:]):
+    for before, after in itertools.pairwise(migrations):
         if before.number == after.number:
             where = [m.path or m.label for m in (before, after)]
             raise MigrationSourceError(

@@ -54,7 +54,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):  # a legacy SQLite TIMESTAMP the driver did not parse
             value = datetime.fromisoformat(value)
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        moment: datetime = value
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def history_table(metadata: MetaData, name: str = "migrations", schema: str | None = None) -> Table:
@@ -131,7 +132,7 @@ class HistoryStore:
         if not history.exists:
             conn.execute(CreateTable(self.table, if_not_exists=True))
             return
-        compiler = conn.dialect.ddl_compiler(conn.dialect, None)
+        compiler = conn.dialect.ddl_compiler(conn.dialect, CreateTable(self.table))
         prefix = conn.dialect.identifier_preparer.format_table(self.table)
         for name in history.missing_columns:
             spec = compiler.get_column_specification(self.table.c[name])

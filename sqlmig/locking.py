@@ -47,7 +47,9 @@ class MigrationLock(ABC):
     def holder(self, conn: Connection) -> str | None:
         """Who holds the lock now, for the timeout message."""
 
-    def acquire(self, conn: Connection, timeout: float, *, transaction_scoped: bool = False) -> None:
+    def acquire(
+        self, conn: Connection, timeout: float, *, transaction_scoped: bool = False
+    ) -> None:
         """Wait at most ``timeout`` seconds for the lock.
 
         ``transaction_scoped`` takes a lock that ends with the connection's

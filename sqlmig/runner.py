@@ -129,6 +129,8 @@ class MigrationRunner:
                         "the transaction you passed: pass an Engine, or a Connection "
                         "outside a transaction"
                     )
+                if nested:  # make sure the caller's transaction really began (SQLite)
+                    profile.begin_step(conn, immediate=False, timeout=self.lock_timeout)
                 yield _Session(engine, conn, profile, given is not None, nested)
             finally:
                 if given is None:

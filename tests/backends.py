@@ -26,7 +26,8 @@ ENV_VARS = {"postgresql": "SQLMIG_TEST_POSTGRES_URL", "mysql": "SQLMIG_TEST_MYSQ
 
 
 def required() -> set[str]:
-    return {b.strip() for b in os.environ.get("SQLMIG_REQUIRE_BACKENDS", "").split(",") if b.strip()}
+    names = os.environ.get("SQLMIG_REQUIRE_BACKENDS", "").split(",")
+    return {b.strip() for b in names if b.strip()}
 
 
 def server_url(name: str) -> URL | None:
@@ -78,7 +79,7 @@ def fresh_database(name: str, tmp_path: Path) -> Iterator[Backend]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {dbname}"))
-    except Exception as exc:  # noqa: BLE001 - any failure means the server is not usable
+    except Exception as exc:  # any failure means the server is not usable
         admin.dispose()
         unavailable(name, f"cannot create a database on {admin_url!r}: {exc}")
     try:

@@ -1,0 +1,246 @@
+"""Each step's transaction: rollback on failure, the failed-row protocol, the guard."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from backends import Backend
+from conftest import MakeMigrations, tables
+from sqlmig import DirtyDatabase, Migration, MigrationFailed, MigrationRunner, UsageError
+
+GOOD = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE good (id INTEGER PRIMARY KEY)"))
+
+    def down(conn):
+        conn.execute(text("DROP TABLE good"))
+    """
+
+RAISES = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE half (id INTEGER PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO good (id) VALUES (1)"))
+        raise RuntimeError("boom")
+    """
+
+LATER = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE later (id INTEGER PRIMARY KEY)"))
+    """
+
+
+def test_a_failing_step_is_rolled_back_and_stops_the_run(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_good.py": GOOD, "002_raises.py": RAISES, "003_later.py": LATER})
+    runner = MigrationRunner(backend.url, folder)
+
+    with pytest.raises(MigrationFailed) as info:
+        runner.upgrade()
+
+    error = info.value
+    assert error.version == "002"
+    assert error.path == str(folder / "002_raises.py") and error.line == 6
+    assert isinstance(error.__cause__, RuntimeError)
+    assert f"{folder / '002_raises.py'}:6" in str(error) and "\n" not in str(error)
+    assert [m.version for m in error.applied] == ["001"]
+    assert "later" not in tables(backend)
+    status = runner.status()
+    assert [r.version for r in status.applied] == ["001"]
+    if backend.name == "mysql":  # DDL committed itself: the half-made table stays, flagged
+        assert "half" in tables(backend)
+        assert [r.version for r in status.failed] == ["002"]
+    else:  # SQLite and PostgreSQL roll the DDL back
+        assert "half" not in tables(backend)
+        assert status.failed == []
+        make_migrations({"002_raises.py": RAISES.replace('raise RuntimeError("boom")', "pass")})
+        assert [m.version for m in runner.upgrade()] == ["002", "003"]  # a plain retry
+
+
+def test_mysql_failed_row_blocks_until_repair(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    if backend.name != "mysql":
+        pytest.skip("the failed-row protocol is for DDL that commits itself")
+    folder = make_migrations({"001_good.py": GOOD, "002_raises.py": RAISES})
+    runner = MigrationRunner(backend.url, folder)
+    with pytest.raises(MigrationFailed, match="check the database by hand"):
+        runner.upgrade()
+
+    with pytest.raises(DirtyDatabase, match="002") as info:
+        runner.upgrade()
+    assert info.value.versions == ["002"]
+
+    engine = backend.engine()  # the manual clean-up a person would do
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE half"))
+    engine.dispose()
+    make_migrations({"002_raises.py": RAISES.replace('raise RuntimeError("boom")', "pass")})
+    assert runner.repair() == ["removed the failed row of 002"]
+    assert [m.version for m in runner.upgrade()] == ["002"]
+    assert runner.status().failed == []
+
+
+@pytest.mark.parametrize("call", ["conn.commit()", "conn.rollback()", "conn.close()",
+                                  "conn.connection.commit()"])
+def test_a_step_that_ends_its_transaction_is_stopped_and_rolled_back(
+    backend: Backend, make_migrations: MakeMigrations, call: str
+) -> None:
+    source = f"""\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE sneaky (id INTEGER PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO sneaky (id) VALUES (1)"))
+            try:
+                {call}
+            except Exception:
+                pass  # swallowing the refusal does not help
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
+    commits: list[str] = []
+
+    with pytest.raises(MigrationFailed, match=r"called conn\.\w+\(\)") as info:
+        runner.upgrade()
+
+    assert info.value.version == "001"
+    assert commits == []
+    if backend.name != "mysql":
+        assert "sneaky" not in tables(backend)
+    else:  # the DDL committed itself; the row inserted after it did not
+        engine = backend.engine()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM sneaky")).scalar() == 0
+        engine.dispose()
+
+
+def test_steps_run_in_savepoints_inside_a_callers_transaction(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner_source = make_migrations({"001_good.py": GOOD, "002_later.py": LATER})
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            trans = conn.begin()
+            runner = MigrationRunner(conn, runner_source)
+            if backend.name == "mysql":
+                with pytest.raises(UsageError, match="commits DDL implicitly"):
+                    runner.upgrade()
+                assert runner.status().total_pending == 2  # reads are fine
+                trans.rollback()
+                assert tables(backend) == set()
+                return
+            assert [m.version for m in runner.upgrade()] == ["001", "002"]
+            assert conn.in_transaction() and trans.is_active
+            trans.rollback()
+        assert tables(backend) == set()  # tables and history rows are gone
+    finally:
+        engine.dispose()
+
+
+def test_a_failing_step_inside_a_callers_transaction_keeps_the_earlier_ones(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    if backend.name == "mysql":
+        pytest.skip("MySQL refuses a caller's transaction")
+    folder = make_migrations({"001_good.py": GOOD, "002_raises.py": RAISES})
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn, conn.begin():
+            with pytest.raises(MigrationFailed):
+                MigrationRunner(conn, folder).upgrade()
+            names = {r[0] for r in conn.execute(text("SELECT version FROM migrations"))}
+            assert names == {"001"}
+            assert conn.execute(text("SELECT count(*) FROM good")).scalar() == 0
+            conn.commit()
+        assert tables(backend) == {"good", "migrations"}
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_engine_given_is_left_as_it_was(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    engine = sqlite_backend.engine()
+    folder = make_migrations({"001_good.py": GOOD, "002_raises.py": RAISES})
+    with pytest.raises(MigrationFailed):
+        MigrationRunner(engine, folder).upgrade()
+    try:
+        with engine.connect() as conn:  # the driver's own behaviour is unchanged
+            conn.execute(text("CREATE TABLE plain (id INTEGER)"))
+            conn.rollback()
+        assert "plain" in tables(sqlite_backend)  # pysqlite: DDL outside a transaction
+        assert "half" not in tables(sqlite_backend)
+    finally:
+        engine.dispose()
+
+
+def test_non_transactional_step_runs_outside_a_transaction(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    concurrently = "CONCURRENTLY " if backend.name == "postgresql" else ""
+    on_table = " ON good" if backend.name == "mysql" else ""
+    source = f"""\
+        '''An index built without blocking writes.'''
+        from sqlalchemy import text
+
+        transactional = False
+
+        def up(conn):
+            conn.execute(text("CREATE INDEX {concurrently}ix_good_id ON good (id)"))
+
+        def down(conn):
+            conn.execute(text("DROP INDEX {concurrently}ix_good_id{on_table}"))
+        """
+    runner = MigrationRunner(
+        backend.url, make_migrations({"001_good.py": GOOD, "002_index.py": source})
+    )
+
+    assert [m.version for m in runner.upgrade()] == ["001", "002"]
+    assert runner.status().failed == []
+    assert [m.version for m in runner.downgrade("1")] == ["002"]
+
+
+def test_a_failing_non_transactional_step_leaves_a_failed_row(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    source = """\
+        from sqlalchemy import text
+
+        transactional = False
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE half (id INTEGER PRIMARY KEY)"))
+            raise RuntimeError("interrupted")
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_half.py": source}))
+
+    with pytest.raises(MigrationFailed, match="repair"):
+        runner.upgrade()
+
+    assert "half" in tables(backend)  # nothing could roll it back
+    with pytest.raises(DirtyDatabase, match="001"):
+        runner.upgrade()
+
+
+def test_registered_migrations_built_in_code_run_like_files(backend: Backend) -> None:
+    def up(conn: object) -> None:
+        conn.execute(text("CREATE TABLE prefs (id INTEGER PRIMARY KEY)"))  # type: ignore[attr-defined]
+
+    def down(conn: object) -> None:
+        conn.execute(text("DROP TABLE prefs"))  # type: ignore[attr-defined]
+
+    steps = [Migration(version="002", name="add_prefs", up=up, down=down, description="prefs")]
+    runner = MigrationRunner(backend.url, steps)
+
+    assert runner.upgrade() == steps
+    assert runner.status().applied[0].checksum is None
+    assert runner.downgrade("base") == steps
+    assert "prefs" not in tables(backend)

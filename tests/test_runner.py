@@ -1,0 +1,250 @@
+"""MigrationRunner's operations, on every backend."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from backends import Backend
+from conftest import MakeMigrations, tables
+from sqlmig import (
+    IrreversibleMigration,
+    MigrationRunner,
+    OutOfOrderMigration,
+    UsageError,
+)
+
+CREATE = """\
+    '''Create table {t}.'''
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE {t} (id INTEGER PRIMARY KEY)"))
+
+    def down(conn):
+        conn.execute(text("DROP TABLE {t}"))
+    """
+
+
+def steps(*names: str) -> dict[str, str]:
+    """Files ``NNN_create_<t>.py`` that each create (and drop) table ``t``."""
+    return {f"{i:03d}_create_{t}.py": CREATE.format(t=t) for i, t in enumerate(names, 1)}
+
+
+def count(backend: Backend, sql: str) -> int:
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_applies_every_pending_step_in_order(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a", "b", "c")))
+
+    applied = runner.upgrade()
+
+    assert [m.version for m in applied] == ["001", "002", "003"]
+    assert {"a", "b", "c", "migrations"} <= tables(backend)
+    status = runner.status()
+    assert status.current == "003"
+    assert (status.total_applied, status.total_pending) == (3, 0)
+    row = status.applied[0]
+    assert row.name == "create_a" and row.success and row.checksum and len(row.checksum) == 64
+    assert row.applied_at.tzinfo is not None
+    assert abs(row.applied_at - datetime.now(UTC)) < timedelta(minutes=5)
+    assert runner.upgrade() == []
+
+
+def test_upgrade_to_a_target_stops_there(backend: Backend, make_migrations: MakeMigrations) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a", "b", "c")))
+
+    assert [m.version for m in runner.upgrade("2")] == ["001", "002"]
+    assert "c" not in tables(backend)
+    assert [m.version for m in runner.upgrade()] == ["003"]
+
+
+def test_downgrade_undoes_steps_above_the_target_newest_first(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a", "b", "c")))
+    runner.upgrade()
+
+    assert [m.version for m in runner.downgrade("001")] == ["003", "002"]
+    assert tables(backend) & {"a", "b", "c"} == {"a"}
+    assert runner.status().current == "001"
+    assert [m.version for m in runner.downgrade("base")] == ["001"]
+    assert tables(backend) == {"migrations"}
+
+
+def test_rollback_last_undoes_the_most_recently_applied_step(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a", "b")))
+    runner.upgrade()
+
+    undone = runner.rollback_last()
+
+    assert undone is not None and undone.version == "002"
+    assert runner.status().current == "001"
+    assert runner.rollback_last() is not None
+    assert runner.rollback_last() is None
+
+
+def test_out_of_order_step_is_applied_with_a_warning_and_undone_first(
+    backend: Backend, make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = make_migrations({k: v for k, v in steps("a", "b", "c").items() if "_b" not in k})
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade()
+    make_migrations({"002_create_b.py": CREATE.format(t="b")})
+
+    with caplog.at_level(logging.WARNING, logger="sqlmig"):
+        assert [m.version for m in runner.upgrade()] == ["002"]
+
+    assert "out of order" in caplog.text
+    assert runner.rollback_last().version == "002"  # type: ignore[union-attr]
+    assert "b" not in tables(backend) and "c" in tables(backend)
+
+
+def test_out_of_order_step_is_refused_when_disallowed(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({k: v for k, v in steps("a", "b", "c").items() if "_b" not in k})
+    MigrationRunner(backend.url, folder).upgrade()
+    make_migrations({"002_create_b.py": CREATE.format(t="b")})
+    strict = MigrationRunner(backend.url, folder, allow_out_of_order=False)
+
+    with pytest.raises(OutOfOrderMigration, match="002") as info:
+        strict.upgrade()
+
+    assert info.value.versions == ["002"]
+    assert "b" not in tables(backend)
+
+
+def test_downgrade_refuses_a_step_without_down_before_undoing_anything(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    files = {**steps("a"), "002_no_down.py": "def up(conn):\n    pass\n"}
+    files["003_create_c.py"] = CREATE.format(t="c")
+    runner = MigrationRunner(backend.url, make_migrations(files))
+    runner.upgrade()
+
+    with pytest.raises(IrreversibleMigration, match="002") as info:
+        runner.downgrade("base")
+
+    assert info.value.versions == ["002"]
+    assert {"a", "c"} <= tables(backend)
+    assert runner.status().total_applied == 3
+
+
+@pytest.mark.parametrize("target", ["7", "abc", ""])
+def test_unknown_target_is_a_usage_error(
+    backend: Backend, make_migrations: MakeMigrations, target: str
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a")))
+
+    with pytest.raises(UsageError, match="unknown target"):
+        runner.upgrade(target)
+    with pytest.raises(UsageError, match="unknown target"):
+        runner.downgrade(target)
+    assert tables(backend) == set()
+
+
+def test_versions_match_by_integer_value(backend: Backend, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(steps("a", "b"))
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade("1")
+    (folder / "001_create_a.py").rename(folder / "1_create_a.py")
+
+    assert [m.version for m in runner.upgrade("0002")] == ["002"]
+    assert runner.status().pending == []
+
+
+def test_baseline_marks_existing_steps_applied_without_running_them(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a", "b", "c")))
+
+    marked = runner.baseline("002")
+
+    assert [m.version for m in marked] == ["001", "002"]
+    assert tables(backend) == {"migrations"}  # nothing ran
+    assert [m.version for m in runner.upgrade()] == ["003"]
+    with pytest.raises(UsageError, match="already has 3 row"):
+        runner.baseline("003")
+
+
+def test_baseline_needs_the_version_of_a_file(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a")))
+
+    with pytest.raises(UsageError, match="no migration file has that version"):
+        runner.baseline("5")
+    assert tables(backend) == set()
+
+
+def test_status_reports_everything_pending_without_creating_the_table(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a", "b")))
+
+    status = runner.status()
+
+    assert [m.version for m in status.pending] == ["001", "002"]
+    assert status.current is None and status.applied == []
+    assert status.pending[0].description == "Create table a."
+    assert tables(backend) == set()
+
+
+def test_verify_passes_with_pending_steps_and_writes_nothing(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a", "b")))
+    runner.upgrade("1")
+
+    runner.verify()
+
+    assert runner.status().total_pending == 1
+
+
+def test_a_runner_given_an_engine_leaves_it_usable(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    engine = backend.engine()
+    try:
+        MigrationRunner(engine, make_migrations(steps("a"))).upgrade()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM migrations")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_runner_given_a_connection_outside_a_transaction_commits_each_step(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            assert [m.version for m in MigrationRunner(conn, make_migrations(steps("a"))).upgrade()]
+            assert not conn.in_transaction()
+        assert count(backend, "SELECT count(*) FROM migrations") == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_path_without_scheme_is_a_file(
+    tmp_path: object, make_migrations: MakeMigrations
+) -> None:
+    from pathlib import Path
+
+    db = Path(str(tmp_path)) / "plain.db"
+    MigrationRunner(str(db), make_migrations(steps("a"))).upgrade()
+    assert db.exists()
