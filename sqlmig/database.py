@@ -23,7 +23,7 @@ def mask(url: URL | str) -> str:
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             return "<unparseable URL>"
     return url.render_as_string(hide_password=True)
 
@@ -40,7 +40,7 @@ def to_url(value: str | URL) -> URL:
         return URL.create("sqlite", database=value)
     try:
         return make_url(value)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigError(
             f"{mask(value)} is not a database URL: write it as "
             "dialect+driver://user:password@host/database",
@@ -77,7 +77,12 @@ class Database:
             return create_engine(self.url)
         except (NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
             extra = DRIVER_EXTRAS.get(self.url.get_backend_name(), "")
-            hint = f"pip install 'sqlmig[{extra}]'" if extra else "install its driver"
+            hint = (
+                f"pip install 'sqlmig[{extra}]'"
+                if extra
+                else "check the URL's scheme (e.g. postgresql+psycopg, mysql+pymysql, sqlite) "
+                "or install that database's SQLAlchemy dialect"
+            )
             raise ConfigError(
                 f"cannot load the driver for {self.display_url} ({exc}): {hint}", key="url"
             ) from exc

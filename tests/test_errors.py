@@ -1,0 +1,171 @@
+"""Every bad input raises its own SqlmigError, says what to do, and changes nothing."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from backends import Backend
+from conftest import MakeMigrations, tables
+from sqlmig import (
+    ChecksumMismatch,
+    ConfigError,
+    DatabaseUnavailable,
+    MigrationRunner,
+    MigrationSourceError,
+    MissingMigration,
+    SqlmigError,
+    errors,
+)
+
+GOOD = "from sqlalchemy import text\ndef up(conn):\n    conn.execute(text('CREATE TABLE t1 (id INTEGER)'))\n"
+NEXT = "from sqlalchemy import text\ndef up(conn):\n    conn.execute(text('CREATE TABLE t2 (id INTEGER)'))\n"
+UNREACHABLE = "postgresql+psycopg://app:s3cret-pw@127.0.0.1:1/app"
+
+
+def one_line(error: BaseException) -> str:
+    message = str(error)
+    assert message and "\n" not in message
+    assert "s3cret-pw" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"001_ok.py": GOOD, "add-users.py": GOOD}, "file name does not match"),
+        ({"001_ok.py": GOOD, "1_again.py": GOOD}, "same version 1"),
+    ],
+)
+def test_name_problems_are_found_before_connecting(
+    make_migrations: MakeMigrations, files: dict[str, str], expected: str
+) -> None:
+    runner = MigrationRunner(UNREACHABLE, make_migrations(files))
+
+    with pytest.raises(MigrationSourceError, match=expected) as info:
+        runner.upgrade()
+    assert "rename" in one_line(info.value) or "renumber" in one_line(info.value)
+
+
+def test_a_missing_folder_is_found_before_connecting(tmp_path: object) -> None:
+    with pytest.raises(MigrationSourceError, match="does not exist") as info:
+        MigrationRunner(UNREACHABLE, f"{tmp_path}/nope").status()
+    assert "create it" in one_line(info.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def up(conn)\n    pass\n", r"002_broken\.py:1: syntax error"),
+        ("import no_such_module_here\ndef up(conn):\n    pass\n", r"002_broken\.py:1: .*import"),
+        ("x = 1\n", r"002_broken\.py: defines no up"),
+        ("raise ValueError('bad config')\ndef up(conn):\n    pass\n", r"002_broken\.py:1: .*bad config"),
+    ],
+)
+def test_a_broken_pending_module_stops_the_run_before_any_write(
+    backend: Backend, make_migrations: MakeMigrations, source: str, expected: str
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations({"001_ok.py": GOOD, "002_broken.py": source}))
+
+    with pytest.raises(MigrationSourceError, match=expected) as info:
+        runner.upgrade()
+
+    one_line(info.value)
+    assert info.value.version == "002"
+    assert tables(backend) == set()  # not even the history table
+
+
+def test_verify_reports_a_syntax_error_in_a_pending_file(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_ok.py": GOOD})
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade()
+    make_migrations({"002_broken.py": "def up(conn)\n"})
+
+    with pytest.raises(MigrationSourceError, match=r"002_broken\.py:1: syntax error"):
+        runner.verify()
+    assert runner.status().total_applied == 1
+
+
+def test_an_edited_applied_file_stops_everything(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_ok.py": GOOD})
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade()
+    make_migrations({"001_ok.py": GOOD + "# edited\n", "002_next.py": NEXT})
+
+    with pytest.raises(ChecksumMismatch, match="001 was edited") as info:
+        runner.upgrade()
+
+    assert "repair()" in one_line(info.value) and info.value.versions == ["001"]
+    assert "t2" not in tables(backend)
+    with pytest.raises(ChecksumMismatch):
+        runner.verify()
+    assert [r.version for r in runner.status().changed] == ["001"]
+    assert runner.repair() == ["accepted the edited file of 001"]
+    assert [m.version for m in runner.upgrade()] == ["002"]
+
+
+def test_a_deleted_applied_file_stops_everything(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_ok.py": GOOD, "002_next.py": NEXT})
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade("001")
+    (folder / "001_ok.py").unlink()
+
+    with pytest.raises(MissingMigration, match="001 has no file") as info:
+        runner.upgrade()
+
+    assert "restore it" in one_line(info.value)
+    assert "t2" not in tables(backend)
+    assert [r.version for r in runner.status().missing] == ["001"]
+    assert runner.repair() == ["removed 001, whose file is gone"]
+    assert [m.version for m in runner.upgrade()] == ["002"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        UNREACHABLE,
+        "mysql+pymysql://app:s3cret-pw@127.0.0.1:1/app",
+        "postgresql+psycopg://no_such_role:s3cret-pw@127.0.0.1:5432/postgres",
+        "mysql+pymysql://root:s3cret-pw@127.0.0.1:3306/test",
+    ],
+    ids=["pg-refused", "mysql-refused", "pg-unknown-role", "mysql-wrong-password"],
+)
+def test_an_unreachable_or_refusing_server_is_database_unavailable(
+    make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    runner = MigrationRunner(url, make_migrations({"001_ok.py": GOOD}))
+
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(DatabaseUnavailable, match="cannot connect to") as info:
+            runner.upgrade()
+
+    message = one_line(info.value)
+    assert "***" in message and "check that the server is up" in message
+    assert "s3cret-pw" not in caplog.text and "s3cret-pw" not in info.value.url
+    assert info.value.exit_code == 5
+
+
+def test_a_malformed_url_is_a_config_error(make_migrations: MakeMigrations) -> None:
+    with pytest.raises(ConfigError, match="not a database URL"):
+        MigrationRunner("postgresql+psycopg://app:s3cret-pw@:not-a-port/x", "m")
+    with pytest.raises(ConfigError, match="check the URL's scheme") as info:
+        MigrationRunner("nosuchdb://u:s3cret-pw@h/x", make_migrations({"001_ok.py": GOOD})).status()
+    one_line(info.value)
+
+
+def test_every_error_derives_from_the_root_with_its_exit_code() -> None:
+    codes = {
+        "MigrationSourceError": 2, "ConfigError": 2, "UsageError": 2, "DatabaseUnavailable": 5,
+        "MigrationFailed": 1, "IrreversibleMigration": 1, "ChecksumMismatch": 3,
+        "MissingMigration": 3, "OutOfOrderMigration": 3, "DirtyDatabase": 3, "LockTimeout": 4,
+    }
+    for name, code in codes.items():
+        cls = getattr(errors, name)
+        assert issubclass(cls, SqlmigError) and cls.exit_code == code, name
