@@ -36,7 +36,7 @@ class Comparison:
     changed: list[AppliedMigration]
     missing: list[AppliedMigration]
     failed: list[AppliedMigration]
-    unfilled: list[Migration]  # applied, file known, history has no checksum yet
+    unfilled: list[tuple[AppliedMigration, Migration]]  # applied rows with no checksum yet
 
     @property
     def by_number(self) -> dict[int, Migration]:
@@ -61,7 +61,7 @@ def compare(migrations: Sequence[Migration], rows: Sequence[AppliedMigration]) -
         if migration is None:
             missing.append(row)
         elif row.checksum is None and migration.checksum is not None:
-            unfilled.append(migration)
+            unfilled.append((row, migration))
         elif None not in (row.checksum, migration.checksum) and row.checksum != migration.checksum:
             changed.append(row)
     pending = [m for m in migrations if m.number not in done]

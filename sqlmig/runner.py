@@ -199,8 +199,9 @@ class MigrationRunner:
             if not history.exists or history.needs_adopting:
                 self._store.create_or_adopt(executor.conn, history)
                 history = self._store.read(executor.conn)
-            for migration in compare(migrations, history.rows).unfilled:
-                self._store.set_checksum(executor.conn, migration.version, migration.checksum)
+            for row, migration in compare(migrations, history.rows).unfilled:
+                self._store.set_checksum(executor.conn, row.version, migration.checksum)
+                log.info("recorded the checksum of %s", row.version)
         return history
 
     # -- the public operations --------------------------------------------

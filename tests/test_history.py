@@ -1,0 +1,147 @@
+"""The history table: its shape, UTC times, and adopting older runners' tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import MetaData, inspect, select, text
+
+from backends import Backend
+from conftest import MakeMigrations
+from sqlmig import MigrationRunner, history_table
+
+INITIAL = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE users (id INTEGER PRIMARY KEY)"))
+    """
+SECOND = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE settings (id INTEGER PRIMARY KEY)"))
+
+    def down(conn):
+        conn.execute(text("DROP TABLE settings"))
+    """
+
+BOT_TABLE = "CREATE TABLE migrations (version {key} PRIMARY KEY, name TEXT NOT NULL, " \
+    "applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"
+CONTACTS_TABLE = "CREATE TABLE _migrations (version {key} PRIMARY KEY, name TEXT NOT NULL, " \
+    "description TEXT, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"
+
+
+def legacy_database(backend: Backend, ddl: str, rows: list[str]) -> None:
+    """A database an older runner migrated: its table, its rows, the users table."""
+    key = "VARCHAR(50)" if backend.name == "mysql" else "TEXT"
+    engine = backend.engine()
+    with engine.begin() as conn:
+        conn.execute(text(ddl.format(key=key)))
+        conn.execute(text("CREATE TABLE users (id INTEGER PRIMARY KEY)"))
+        for insert in rows:
+            conn.execute(text(insert))
+    engine.dispose()
+
+
+def test_history_table_has_the_documented_columns(backend: Backend) -> None:
+    table = history_table(MetaData(), schema=None)
+    engine = backend.engine()
+    try:
+        table.create(engine)
+        columns = {c["name"]: c for c in inspect(engine).get_columns("migrations")}
+        assert list(columns) == ["version", "name", "applied_at", "checksum", "execution_ms",
+                                 "success"]
+        assert not columns["name"]["nullable"] and not columns["success"]["nullable"]
+        assert inspect(engine).get_pk_constraint("migrations")["constrained_columns"] == ["version"]
+    finally:
+        engine.dispose()
+
+
+def test_applied_at_is_stored_in_utc_with_microseconds(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    before = datetime.now(UTC)
+    runner = MigrationRunner(backend.url, make_migrations({"001_initial.py": INITIAL}))
+    runner.upgrade()
+
+    (row,) = runner.status().applied
+    assert row.applied_at.tzinfo == UTC
+    assert before <= row.applied_at <= datetime.now(UTC)
+    engine = backend.engine()
+    with engine.connect() as conn:  # the raw stored value keeps microseconds
+        stored = conn.execute(select(history_table(MetaData()).c.applied_at)).scalar_one()
+    engine.dispose()
+    assert stored == row.applied_at
+
+
+def test_the_bot_runners_table_is_adopted_without_rerunning_anything(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    legacy_database(
+        backend, BOT_TABLE, ["INSERT INTO migrations (version, name) VALUES ('001', 'initial')"]
+    )
+    folder = make_migrations({"001_initial.py": INITIAL, "002_settings.py": SECOND})
+    runner = MigrationRunner(db_path=backend.url_string, migrations_dir=str(folder))
+
+    before = runner.status()  # reading writes nothing, even on an old table
+    assert [r.version for r in before.applied] == ["001"] and before.applied[0].checksum is None
+    assert [m.version for m in runner.upgrade()] == ["002"]  # 001 would fail if re-run
+
+    after = runner.status()
+    assert [r.version for r in after.applied] == ["001", "002"]
+    assert all(r.checksum and r.success for r in after.applied)  # checksum filled in
+    engine = backend.engine()
+    columns = [c["name"] for c in inspect(engine).get_columns("migrations")]
+    engine.dispose()
+    assert columns[:3] == ["version", "name", "applied_at"]
+    assert {"checksum", "execution_ms", "success"} <= set(columns)
+
+
+def test_the_contact_managers_table_is_adopted_and_its_columns_kept(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    legacy_database(
+        backend,
+        CONTACTS_TABLE,
+        ["INSERT INTO _migrations (version, name, description) "
+         "VALUES ('001', 'initial_schema', 'Create base database schema')"],
+    )
+    folder = make_migrations(
+        {"migration_001_initial_schema.py": INITIAL, "migration_002_settings.py": SECOND}
+    )
+    runner = MigrationRunner(backend.url, folder, table="_migrations")
+
+    assert [m.version for m in runner.upgrade()] == ["002"]
+    assert runner.rollback_last().version == "002"  # type: ignore[union-attr]
+
+    engine = backend.engine()
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT description FROM _migrations WHERE version = '001'"))
+        assert kept.scalar_one() == "Create base database schema"
+    engine.dispose()
+
+
+def test_repair_fills_checksums_of_an_adopted_table(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    legacy_database(
+        backend, BOT_TABLE, ["INSERT INTO migrations (version, name) VALUES ('1', 'initial')"]
+    )
+    runner = MigrationRunner(backend.url, make_migrations({"001_initial.py": INITIAL}))
+
+    assert runner.repair() == []
+    (row,) = runner.status().applied
+    assert row.version == "1" and row.checksum is not None  # matched by integer value
+
+
+@pytest.mark.parametrize("table", ["schema_history"])
+def test_a_custom_table_name_is_used(
+    backend: Backend, make_migrations: MakeMigrations, table: str
+) -> None:
+    MigrationRunner(backend.url, make_migrations({"001_initial.py": INITIAL}), table=table).upgrade()
+    engine = backend.engine()
+    assert table in inspect(engine).get_table_names()
+    assert "migrations" not in inspect(engine).get_table_names()
+    engine.dispose()
