@@ -1,0 +1,411 @@
+"""The ``sqlmig`` command: parse the arguments, call the public API, print the result.
+
+Each command calls the :class:`~sqlmig.MigrationRunner` method of the same
+name (``new`` calls :func:`sqlmig.scaffold.new_migration`). Progress lines come
+from the ``sqlmig`` logger, to which only this module attaches a handler.
+Errors are one line on stderr (the traceback too under ``-v``); the exit code
+is the error's ``exit_code`` (SPEC §7), 130 on Ctrl-C, 0 when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from . import __version__
+from .config import DEFAULT_PATH, URL_VAR, migrations_setting
+from .errors import ConfigError, SqlmigError
+from .migration import PlannedStep, Status
+from .runner import MigrationRunner
+from .scaffold import new_migration
+
+__all__ = ["build_parser", "main", "status_json", "status_rows"]
+
+log = logging.getLogger("sqlmig")
+
+STEP = re.compile(r"^(applied|undid) \S+ in \d+ ms$")
+URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^\s:/@]*:)(?P<password>[^\s@/]+)(?=@)")
+PROGRESS_ABOVE = 3  # show "[n/total]" on a terminal when more steps than this are pending
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _globals(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The options every command takes, before or after the command name."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log every detail; print the traceback of an error")
+    parser.add_argument("--url", default=default, metavar="URL",
+                        help=f"database URL (beats {URL_VAR} and the config file)")
+    parser.add_argument("--env", default=default, metavar="NAME",
+                        help="environment [tool.sqlmig.env.NAME] (default: $SQLMIG_ENV)")
+    parser.add_argument("--config", default=default, metavar="FILE",
+                        help=f"config file holding [tool.sqlmig] (default: {DEFAULT_PATH})")
+    parser.add_argument("--dir", default=default, metavar="DIR",
+                        help="migrations folder or package (beats the config file)")
+    parser.add_argument("--lock-timeout", default=default, type=_seconds, metavar="SECONDS",
+                        help="how long to wait for another runner's lock")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``sqlmig`` command."""
+    parser = _Parser(prog="sqlmig", description="Database migrations on SQLAlchemy Core.")
+    parser.add_argument("--version", action="version", version=f"sqlmig {__version__}")
+    _globals(parser, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _globals(sub, argparse.SUPPRESS)
+        return sub
+
+    upgrade = command("upgrade", "apply pending migrations (all, or up to TARGET)")
+    upgrade.add_argument("target", nargs="?", metavar="TARGET")
+    upgrade.add_argument("--dry-run", action="store_true",
+                         help="show each pending step and its SQL; change nothing")
+    command("downgrade", "undo every migration above TARGET ('base': all)").add_argument(
+        "target", metavar="TARGET")
+    command("rollback", "undo the most recently applied migration")
+    command("status", "show applied, pending, changed, missing, failed").add_argument(
+        "--json", action="store_true", help="print JSON instead of a table")
+    command("verify", "fail (exit 3) if the history and the files disagree")
+    command("repair", "accept edited files, forget failed rows and rows whose file is gone")
+    command("baseline", "mark every migration up to VERSION applied, running none").add_argument(
+        "version", metavar="VERSION")
+    command("new", "write the next migration file from a template").add_argument(
+        "name", metavar="NAME")
+    return parser
+
+
+# -- output ----------------------------------------------------------------
+
+
+class Output:
+    """Where the command writes; hides every password it knows of, and any in a URL."""
+
+    def __init__(self, verbose: bool, stdout: TextIO, stderr: TextIO) -> None:
+        self.verbose = verbose
+        self.stdout = stdout
+        self.stderr = stderr
+        self.secrets: set[str] = set()
+
+    def hide(self, url: str | None) -> None:
+        """Remember the password of ``url``, to scrub it from everything printed."""
+        if not url:
+            return
+        try:
+            password = make_url(url).password
+        except (ArgumentError, ValueError):
+            return
+        if password:
+            self.secrets.add(str(password))
+
+    def clean(self, text: str) -> str:
+        text = URL_PASSWORD.sub(r"\g<head>***", text)
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def line(self, text: str = "") -> None:
+        print(self.clean(text), file=self.stdout, flush=True)
+
+    def error(self, exc: BaseException) -> None:
+        if self.verbose:
+            trace = "".join(traceback.format_exception(exc))
+            print(self.clean(trace), end="", file=self.stderr)
+        if isinstance(exc, SqlmigError):
+            message = str(exc)
+        else:
+            message = f"unexpected {type(exc).__name__}: {exc}"
+            if not self.verbose:
+                message += " (run with -v for the traceback)"
+        print(self.clean(f"sqlmig: error: {' '.join(message.split())}"), file=self.stderr)
+
+
+class _Progress(logging.Handler):
+    """Prints the ``sqlmig`` log: step lines (``[n/total]`` on a terminal), warnings."""
+
+    def __init__(self, out: Output) -> None:
+        super().__init__(logging.DEBUG)
+        self.out = out
+        self.total = 0
+        self.done = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record must not stop a migration
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            print(self.out.clean(f"warning: {message}"), file=self.out.stderr, flush=True)
+        elif STEP.match(message):
+            self.done += 1
+            counter = self.total > PROGRESS_ABOVE and self.out.stdout.isatty()
+            self.out.line(f"[{self.done}/{self.total}] {message}" if counter else message)
+        elif self.out.verbose:
+            self.out.line(message)
+
+
+@contextmanager
+def _logging(out: Output) -> Iterator[_Progress]:
+    handler = _Progress(out)
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if out.verbose else logging.INFO)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+# -- commands --------------------------------------------------------------
+
+
+def _runner(args: argparse.Namespace, out: Output) -> MigrationRunner:
+    out.hide(args.url)
+    out.hide(os.environ.get(URL_VAR))
+    return MigrationRunner.from_config(
+        env=args.env,
+        path=_config_path(args),
+        url=args.url,
+        migrations=args.dir,
+        lock_timeout=args.lock_timeout,
+    )
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    if args.config is None:
+        return DEFAULT_PATH
+    if not Path(args.config).is_file():
+        raise ConfigError(
+            f"config file {args.config} does not exist: fix --config", path=args.config
+        )
+    return str(args.config)
+
+
+def _number(target: str | None) -> int | None:
+    return int(target) if target is not None and target.strip().isdigit() else None
+
+
+def cmd_upgrade(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    if args.dry_run:
+        _print_plan(out, runner, runner.dry_run(args.target))
+        return 0
+    if out.stdout.isatty():
+        limit = _number(args.target)
+        pending = runner.status().pending
+        progress.total = len([m for m in pending if limit is None or m.number <= limit])
+    applied = runner.upgrade(args.target)
+    if applied:
+        out.line(f"Applied {len(applied)} migration(s) to {runner.url}")
+    else:
+        upto = f" up to {args.target}" if args.target else ""
+        out.line(f"Nothing to upgrade{upto}: {runner.url} is up to date")
+    return 0
+
+
+def _print_plan(out: Output, runner: MigrationRunner, plan: list[PlannedStep]) -> None:
+    if not plan:
+        out.line(f"Dry run: nothing to upgrade, {runner.url} is up to date")
+        return
+    out.line(f"Dry run on {runner.url}: {len(plan)} migration(s) would be applied; "
+             "nothing was changed")
+    backend = make_url(runner.url).get_backend_name()
+    if any(not s.tried and s.migration.transactional for s in plan):
+        out.line(f"Plan only: {backend} commits DDL as it runs, so DDL there cannot be tried "
+                 "in a rolled-back transaction; the steps' SQL is not shown")
+    for step in plan:
+        description = step.migration.description
+        out.line(f"{step.migration.label}" + (f": {description}" if description else ""))
+        if not step.migration.transactional:
+            out.line("    -- transactional = False: planned only, not tried")
+        elif step.tried and not step.statements:
+            out.line("    -- sends no SQL")
+        for statement in step.statements:
+            out.line("\n".join(f"    {line}" for line in statement.strip().splitlines()) + ";")
+
+
+def cmd_downgrade(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    if out.stdout.isatty():
+        limit = -1 if args.target.strip().lower() == "base" else _number(args.target)
+        applied = runner.status().applied
+        progress.total = len([r for r in applied if limit is not None and r.number > limit])
+    undone = runner.downgrade(args.target)
+    if undone:
+        out.line(f"Undid {len(undone)} migration(s) above {args.target} on {runner.url}")
+    else:
+        out.line(f"Nothing to undo above {args.target} on {runner.url}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    undone = runner.rollback_last()
+    if undone is None:
+        out.line(f"Nothing to roll back: no migration is applied on {runner.url}")
+    else:
+        out.line(f"Rolled back {undone.label} on {runner.url}")
+    return 0
+
+
+def status_rows(status: Status) -> list[dict[str, Any]]:
+    """One entry per version, lowest first, as ``status --json`` prints them (SPEC §9)."""
+    states = {r.number: "applied" for r in status.applied}
+    states.update({r.number: "changed" for r in status.changed})
+    states.update({r.number: "missing" for r in status.missing})
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for row in [*status.applied, *status.failed]:
+        state = states.get(row.number, "failed") if row.success else "failed"
+        rows.append((row.number, {
+            "version": row.version,
+            "name": row.name,
+            "state": state,
+            "applied_at": row.applied_at.isoformat(),
+            "execution_ms": row.execution_ms,
+        }))
+    for migration in status.pending:
+        rows.append((migration.number, {
+            "version": migration.version,
+            "name": migration.name,
+            "state": "pending",
+            "applied_at": None,
+            "execution_ms": None,
+        }))
+    return [entry for _, entry in sorted(rows, key=lambda item: item[0])]
+
+
+def status_json(status: Status) -> str:
+    """``{"current": ..., "migrations": [...]}``, the shape of SPEC §9."""
+    return json.dumps({"current": status.current, "migrations": status_rows(status)}, indent=2)
+
+
+def cmd_status(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    status = runner.status()
+    if args.json:
+        out.line(status_json(status))
+        return 0
+    out.line(f"Database:   {runner.url}")
+    out.line(f"Current:    {status.current or '(none)'}")
+    rows = [("version", "name", "applied at (UTC)", "state")]
+    for entry in status_rows(status):
+        when = entry["applied_at"][:19].replace("T", " ") if entry["applied_at"] else "-"
+        rows.append((entry["version"], entry["name"], when, entry["state"]))
+    if len(rows) == 1:
+        out.line("No migrations found")
+        return 0
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    out.line()
+    for i, row in enumerate(rows):
+        out.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            out.line("  ".join("-" * w for w in widths))
+    counts = [(status.total_applied, "applied"), (status.total_pending, "pending"),
+              (len(status.changed), "changed"), (len(status.missing), "missing"),
+              (len(status.failed), "failed")]
+    out.line()
+    out.line(", ".join(f"{n} {word}" for n, word in counts if n or word in ("applied", "pending")))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    runner.verify()
+    status = runner.status()
+    out.line(f"OK: history and files agree ({status.total_applied} applied, "
+             f"{status.total_pending} pending)")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    changes = runner.repair()
+    for change in changes:
+        out.line(f"Repaired: {change}")
+    if not changes:
+        out.line("Nothing to repair: history and files agree")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    marked = runner.baseline(args.version)
+    out.line(f"Baselined {runner.url} at {args.version}: {len(marked)} migration(s) marked "
+             "applied without running them")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    folder = migrations_setting(env=args.env, path=_config_path(args), migrations=args.dir)
+    path = new_migration(folder, args.name)
+    try:
+        shown = path.relative_to(Path.cwd())
+    except ValueError:
+        shown = path
+    out.line(f"Created {shown}")
+    return 0
+
+
+Command = Callable[[argparse.Namespace, Output, _Progress], int]
+COMMANDS: dict[str, Command] = {
+    "upgrade": cmd_upgrade,
+    "downgrade": cmd_downgrade,
+    "rollback": cmd_rollback,
+    "status": cmd_status,
+    "verify": cmd_verify,
+    "repair": cmd_repair,
+    "baseline": cmd_baseline,
+    "new": cmd_new,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sqlmig`` with ``argv`` (default: the process arguments); return the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    out = Output(bool(args.verbose), sys.stdout, sys.stderr)
+    with _logging(out) as progress:
+        try:
+            return COMMANDS[args.command](args, out, progress)
+        except SqlmigError as exc:
+            out.error(exc)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("sqlmig: interrupted: run 'sqlmig status' to see what was applied",
+                  file=out.stderr)
+            return 130
+        except Exception as exc:  # anything else: still one line, exit 1
+            out.error(exc)
+            return 1

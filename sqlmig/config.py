@@ -1,0 +1,297 @@
+"""Configuration: ``[tool.sqlmig]`` in ``pyproject.toml``, environments, ``SQLMIG_*`` variables.
+
+The database URL is resolved in this order, first found wins (SPEC §8):
+
+1. the explicit ``url`` (``--url``, or ``url=`` / ``db=`` in Python);
+2. the ``SQLMIG_URL`` environment variable;
+3. ``url`` of the environment chosen by ``env`` (``--env``), else by
+   ``SQLMIG_ENV``, in ``[tool.sqlmig.env.NAME]``;
+4. ``url`` in ``[tool.sqlmig]``;
+5. otherwise :class:`~sqlmig.errors.ConfigError`.
+
+``migrations``, ``table``, ``schema``, ``lock_timeout`` and
+``allow_out_of_order`` come from the keyword overrides, else the chosen
+environment, else ``[tool.sqlmig]``. ``${VAR}`` inside a configured URL is read
+from the process environment, so secrets stay out of the file. Reading the
+configuration never connects to a database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .database import mask, to_url
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_PATH", "ENV_VAR", "URL_VAR", "ConfigFile", "read_config", "runner_settings"]
+
+DEFAULT_PATH = "pyproject.toml"
+URL_VAR = "SQLMIG_URL"
+ENV_VAR = "SQLMIG_ENV"
+
+#: Keys ``[tool.sqlmig]`` and each environment may hold, with their types.
+KEYS: dict[str, tuple[type, ...]] = {
+    "url": (str,),
+    "migrations": (str,),
+    "table": (str,),
+    "schema": (str,),
+    "lock_timeout": (int, float),
+    "allow_out_of_order": (bool,),
+}
+OVERRIDES = frozenset(KEYS) | {"db"}
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PACKAGE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """``[tool.sqlmig]`` of one file: its own keys and its environments."""
+
+    path: Path
+    exists: bool
+    settings: dict[str, Any] = field(default_factory=dict)
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        """The folder relative ``migrations`` paths are resolved against."""
+        return self.path.parent
+
+    def environment(self, name: str) -> dict[str, Any]:
+        """The keys of ``[tool.sqlmig.env.NAME]``.
+
+        Raises:
+            ConfigError: the file has no such environment (the message lists those it has).
+        """
+        if name in self.environments:
+            return self.environments[name]
+        known = ", ".join(sorted(self.environments)) or "none"
+        where = str(self.path) if self.exists else f"{self.path} (which does not exist)"
+        raise ConfigError(
+            f"unknown environment {name!r}: {where} has no [tool.sqlmig.env.{name}] "
+            f"(environments defined: {known}); add it or pick one of those",
+            path=str(self.path),
+            key=f"tool.sqlmig.env.{name}",
+        )
+
+
+def read_config(path: str | Path = DEFAULT_PATH) -> ConfigFile:
+    """Read ``[tool.sqlmig]`` from ``path``; a missing file gives an empty configuration.
+
+    Raises:
+        ConfigError: the file is not valid TOML (line given), or a key is unknown
+            or has the wrong type.
+    """
+    path = Path(path).absolute()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ConfigFile(path, exists=False)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: {exc}; fix the file", path=str(path)
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
+    section = data.get("tool", {}).get("sqlmig", {})
+    if not isinstance(section, dict):
+        raise _bad(path, "tool.sqlmig", "must be a table: [tool.sqlmig]")
+    section = dict(section)
+    raw_envs = section.pop("env", {})
+    if not isinstance(raw_envs, dict):
+        raise _bad(path, "tool.sqlmig.env", "must hold tables: [tool.sqlmig.env.NAME]")
+    environments = {}
+    for name, keys in raw_envs.items():
+        if not isinstance(keys, dict):
+            raise _bad(path, f"tool.sqlmig.env.{name}", "must be a table")
+        environments[name] = _checked(path, f"tool.sqlmig.env.{name}", keys)
+    return ConfigFile(path, True, _checked(path, "tool.sqlmig", section), environments)
+
+
+def _checked(path: Path, table: str, keys: dict[str, Any]) -> dict[str, Any]:
+    for key, value in keys.items():
+        if key not in KEYS:
+            allowed = ", ".join(sorted(KEYS))
+            raise _bad(path, f"{table}.{key}", f"is not a sqlmig setting (known: {allowed})")
+        types = KEYS[key]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            kind = " or ".join(t.__name__ for t in types)
+            raise _bad(path, f"{table}.{key}", f"must be a {kind}, not {type(value).__name__}")
+    return dict(keys)
+
+
+def _bad(path: Path, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"{path}: {key} {problem}", path=str(path), key=key)
+
+
+def runner_settings(
+    env: str | None = None, path: str | Path = DEFAULT_PATH, **overrides: Any
+) -> dict[str, Any]:
+    """The keyword arguments of ``MigrationRunner(...)`` as the configuration says.
+
+    ``overrides`` are the constructor's keywords plus ``url`` (the explicit URL);
+    ``None`` values are ignored. Returns ``db`` (the URL, or the ``db`` given)
+    and ``migrations``, plus ``table``, ``schema``, ``lock_timeout`` and
+    ``allow_out_of_order`` when configured. Reads the file and the process
+    environment; connects to nothing.
+
+    Example::
+
+        settings = runner_settings(env="prod")   # [tool.sqlmig.env.prod]
+        MigrationRunner(**settings).upgrade()
+
+    Raises:
+        ConfigError: no URL anywhere, an unknown environment, an unset
+            ``${VAR}``, a malformed file or setting.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - OVERRIDES)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(unknown)}: use {', '.join(sorted(OVERRIDES))}",
+            key=unknown[0],
+        )
+    config = read_config(path)
+    chosen = env or os.environ.get(ENV_VAR) or None
+    layers = [("tool.sqlmig", config.settings)]
+    if chosen is not None:
+        layers.append((f"tool.sqlmig.env.{chosen}", config.environment(chosen)))
+    settings = merged(config, layers, given)
+    settings["db"] = _database(config, layers, given)
+    return settings
+
+
+def migrations_setting(
+    env: str | None = None, path: str | Path = DEFAULT_PATH, migrations: str | Path | None = None
+) -> str:
+    """Where the migrations are, as :func:`runner_settings` resolves it, without needing a URL.
+
+    Raises:
+        ConfigError: an unknown environment, a malformed file or setting.
+    """
+    config = read_config(path)
+    chosen = env or os.environ.get(ENV_VAR) or None
+    layers = [("tool.sqlmig", config.settings)]
+    if chosen is not None:
+        layers.append((f"tool.sqlmig.env.{chosen}", config.environment(chosen)))
+    given = {} if migrations is None else {"migrations": migrations}
+    return str(merged(config, layers, given)["migrations"])
+
+
+def merged(
+    config: ConfigFile, layers: list[tuple[str, dict[str, Any]]], given: dict[str, Any]
+) -> dict[str, Any]:
+    """Every setting but the URL: overrides, else the environment, else the file."""
+    settings: dict[str, Any] = {}
+    for key in ("table", "schema", "lock_timeout", "allow_out_of_order"):
+        for _table, values in layers:
+            if key in values:
+                settings[key] = values[key]
+        if key in given:
+            settings[key] = given[key]
+    if "migrations" in given:
+        settings["migrations"] = given["migrations"]
+    else:
+        configured = [values["migrations"] for _t, values in layers if "migrations" in values]
+        settings["migrations"] = _folder(config, configured[-1] if configured else "migrations")
+    return settings
+
+
+def _folder(config: ConfigFile, value: str) -> str:
+    """A configured ``migrations`` path, relative to the config file's folder.
+
+    A dotted name with no such folder (``myapp.migrations``) stays a package name.
+    """
+    path = Path(value)
+    resolved = path if path.is_absolute() else config.folder / path
+    if PACKAGE_NAME.fullmatch(value) and not resolved.is_dir():
+        return value
+    return str(resolved)
+
+
+def _database(
+    config: ConfigFile, layers: list[tuple[str, dict[str, Any]]], given: dict[str, Any]
+) -> Any:
+    if "db" in given:
+        return given["db"]
+    if "url" in given:
+        return str(given["url"]) if isinstance(given["url"], Path) else given["url"]
+    from_env = os.environ.get(URL_VAR)
+    if from_env:
+        return from_env
+    for table, values in reversed(layers):
+        if "url" in values:
+            return _expand(config, f"{table}.url", values["url"])
+    where = str(config.path) if config.exists else f"{config.path} (not found)"
+    raise ConfigError(
+        f"no database URL: pass --url, set {URL_VAR}, or set url in [tool.sqlmig] of {where}",
+        path=str(config.path),
+        key="tool.sqlmig.url",
+    )
+
+
+def _expand(config: ConfigFile, key: str, template: str) -> str:
+    """The URL with each ``${VAR}`` replaced by the variable's value.
+
+    A variable inside one part of a parsable URL (the password, say) is put in
+    that part as it is, so a secret holding ``@`` or ``/`` needs no escaping.
+
+    Raises:
+        ConfigError: a variable is not set, or the result is not a URL.
+    """
+    missing = sorted({v for v in VARIABLE.findall(template) if v not in os.environ})
+    if missing:
+        raise ConfigError(
+            f"{config.path}: {key} uses ${{{missing[0]}}}, which is not set: "
+            f"export {missing[0]} before running sqlmig",
+            path=str(config.path),
+            key=key,
+        )
+
+    def fill(text: str) -> str:
+        return VARIABLE.sub(lambda m: os.environ[m.group(1)], text)
+
+    if not VARIABLE.search(template):
+        url = template
+    else:
+        try:
+            parsed = make_url(template)
+        except (ArgumentError, ValueError):
+            parsed = None
+        url = fill(template) if parsed is None else _fill_parts(parsed, fill)
+    try:
+        to_url(url)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{config.path}: {key} = {mask(url)} is not a database URL: write it as "
+            "dialect+driver://user:password@host/database",
+            path=str(config.path),
+            key=key,
+        ) from exc
+    return url
+
+
+def _fill_parts(url: URL, fill: Callable[[str], str]) -> str:
+    def part(value: str | None) -> str | None:
+        return None if value is None else fill(value)
+
+    query = {
+        k: fill(v) if isinstance(v, str) else tuple(map(fill, v)) for k, v in url.query.items()
+    }
+    filled = url.set(
+        username=part(url.username),
+        password=part(None if url.password is None else str(url.password)),
+        host=part(url.host),
+        database=part(url.database),
+        query=query,
+    )
+    return filled.render_as_string(hide_password=False)
