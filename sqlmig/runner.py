@@ -238,9 +238,7 @@ class MigrationRunner:
             with self._locked(s), self._sqlite_wait(s):
                 executor = self._executor(s, report)
                 comparison = compare(migrations, self._prepare(executor, migrations).rows)
-                steps = plan_upgrade(
-                    comparison, target, allow_out_of_order=self.allow_out_of_order
-                )
+                steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)
                 return self._apply(executor, steps)
 
     def _apply(self, executor: StepExecutor, steps: list[Migration]) -> list[Migration]:
@@ -399,8 +397,9 @@ class MigrationRunner:
                 s.profile.begin_step(s.conn, immediate=False, timeout=self.lock_timeout)
             for step in plan:
                 if not step.migration.transactional:
-                    log.info("dry run: %s is transactional = False: planned only",
-                             step.migration.label)
+                    log.info(
+                        "dry run: %s is transactional = False: planned only", step.migration.label
+                    )
                     continue
                 with _capture(s.conn) as statements:
                     executor.call(step.migration, step.migration.up, "up (dry run)")

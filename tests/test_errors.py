@@ -19,8 +19,12 @@ from sqlmig import (
     errors,
 )
 
-GOOD = "from sqlalchemy import text\ndef up(conn):\n    conn.execute(text('CREATE TABLE t1 (id INTEGER)'))\n"
-NEXT = "from sqlalchemy import text\ndef up(conn):\n    conn.execute(text('CREATE TABLE t2 (id INTEGER)'))\n"
+CREATE = (
+    "from sqlalchemy import text\ndef up(conn):\n"
+    "    conn.execute(text('CREATE TABLE {} (id INTEGER)'))\n"
+)
+GOOD = CREATE.format("t1")
+NEXT = CREATE.format("t2")
 UNREACHABLE = "postgresql+psycopg://app:s3cret-pw@127.0.0.1:1/app"
 
 
@@ -60,13 +64,18 @@ def test_a_missing_folder_is_found_before_connecting(tmp_path: object) -> None:
         ("def up(conn)\n    pass\n", r"002_broken\.py:1: syntax error"),
         ("import no_such_module_here\ndef up(conn):\n    pass\n", r"002_broken\.py:1: .*import"),
         ("x = 1\n", r"002_broken\.py: defines no up"),
-        ("raise ValueError('bad config')\ndef up(conn):\n    pass\n", r"002_broken\.py:1: .*bad config"),
+        (
+            "raise ValueError('bad config')\ndef up(conn):\n    pass\n",
+            r"002_broken\.py:1: .*bad config",
+        ),
     ],
 )
 def test_a_broken_pending_module_stops_the_run_before_any_write(
     backend: Backend, make_migrations: MakeMigrations, source: str, expected: str
 ) -> None:
-    runner = MigrationRunner(backend.url, make_migrations({"001_ok.py": GOOD, "002_broken.py": source}))
+    runner = MigrationRunner(
+        backend.url, make_migrations({"001_ok.py": GOOD, "002_broken.py": source})
+    )
 
     with pytest.raises(MigrationSourceError, match=expected) as info:
         runner.upgrade()
@@ -162,9 +171,17 @@ def test_a_malformed_url_is_a_config_error(make_migrations: MakeMigrations) -> N
 
 def test_every_error_derives_from_the_root_with_its_exit_code() -> None:
     codes = {
-        "MigrationSourceError": 2, "ConfigError": 2, "UsageError": 2, "DatabaseUnavailable": 5,
-        "MigrationFailed": 1, "IrreversibleMigration": 1, "ChecksumMismatch": 3,
-        "MissingMigration": 3, "OutOfOrderMigration": 3, "DirtyDatabase": 3, "LockTimeout": 4,
+        "MigrationSourceError": 2,
+        "ConfigError": 2,
+        "UsageError": 2,
+        "DatabaseUnavailable": 5,
+        "MigrationFailed": 1,
+        "IrreversibleMigration": 1,
+        "ChecksumMismatch": 3,
+        "MissingMigration": 3,
+        "OutOfOrderMigration": 3,
+        "DirtyDatabase": 3,
+        "LockTimeout": 4,
     }
     for name, code in codes.items():
         cls = getattr(errors, name)

@@ -88,8 +88,9 @@ def test_mysql_failed_row_blocks_until_repair(
     assert runner.status().failed == []
 
 
-@pytest.mark.parametrize("call", ["conn.commit()", "conn.rollback()", "conn.close()",
-                                  "conn.connection.commit()"])
+@pytest.mark.parametrize(
+    "call", ["conn.commit()", "conn.rollback()", "conn.close()", "conn.connection.commit()"]
+)
 def test_a_step_that_ends_its_transaction_is_stopped_and_rolled_back(
     backend: Backend, make_migrations: MakeMigrations, call: str
 ) -> None:

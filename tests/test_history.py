@@ -27,10 +27,14 @@ SECOND = """\
         conn.execute(text("DROP TABLE settings"))
     """
 
-BOT_TABLE = "CREATE TABLE migrations (version {key} PRIMARY KEY, name TEXT NOT NULL, " \
+BOT_TABLE = (
+    "CREATE TABLE migrations (version {key} PRIMARY KEY, name TEXT NOT NULL, "
     "applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"
-CONTACTS_TABLE = "CREATE TABLE _migrations (version {key} PRIMARY KEY, name TEXT NOT NULL, " \
+)
+CONTACTS_TABLE = (
+    "CREATE TABLE _migrations (version {key} PRIMARY KEY, name TEXT NOT NULL, "
     "description TEXT, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"
+)
 
 
 def legacy_database(backend: Backend, ddl: str, rows: list[str]) -> None:
@@ -51,8 +55,14 @@ def test_history_table_has_the_documented_columns(backend: Backend) -> None:
     try:
         table.create(engine)
         columns = {c["name"]: c for c in inspect(engine).get_columns("migrations")}
-        assert list(columns) == ["version", "name", "applied_at", "checksum", "execution_ms",
-                                 "success"]
+        assert list(columns) == [
+            "version",
+            "name",
+            "applied_at",
+            "checksum",
+            "execution_ms",
+            "success",
+        ]
         assert not columns["name"]["nullable"] and not columns["success"]["nullable"]
         assert inspect(engine).get_pk_constraint("migrations")["constrained_columns"] == ["version"]
     finally:
@@ -105,8 +115,10 @@ def test_the_contact_managers_table_is_adopted_and_its_columns_kept(
     legacy_database(
         backend,
         CONTACTS_TABLE,
-        ["INSERT INTO _migrations (version, name, description) "
-         "VALUES ('001', 'initial_schema', 'Create base database schema')"],
+        [
+            "INSERT INTO _migrations (version, name, description) "
+            "VALUES ('001', 'initial_schema', 'Create base database schema')"
+        ],
     )
     folder = make_migrations(
         {"migration_001_initial_schema.py": INITIAL, "migration_002_settings.py": SECOND}
@@ -140,7 +152,9 @@ def test_repair_fills_checksums_of_an_adopted_table(
 def test_a_custom_table_name_is_used(
     backend: Backend, make_migrations: MakeMigrations, table: str
 ) -> None:
-    MigrationRunner(backend.url, make_migrations({"001_initial.py": INITIAL}), table=table).upgrade()
+    MigrationRunner(
+        backend.url, make_migrations({"001_initial.py": INITIAL}), table=table
+    ).upgrade()
     engine = backend.engine()
     assert table in inspect(engine).get_table_names()
     assert "migrations" not in inspect(engine).get_table_names()

@@ -1,0 +1,46 @@
+"""status() and an upgrade with nothing pending never import a migration module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backends import Backend
+from conftest import MakeMigrations
+from sqlmig import MigrationRunner
+
+RECORDS_ITS_IMPORT = """\
+    '''A step that leaves a mark whenever its module is imported.'''
+    from pathlib import Path
+
+    Path({marker!r}).open("a").write("imported\\n")
+
+    def up(conn):
+        pass
+    """
+
+
+def imports(marker: Path) -> int:
+    return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+
+def test_reading_and_no_op_upgrades_import_nothing(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    marker = tmp_path / "imports.log"
+    folder = make_migrations({"001_marked.py": RECORDS_ITS_IMPORT.format(marker=str(marker))})
+    runner = MigrationRunner(backend.url, folder)
+
+    assert (
+        runner.status().pending[0].description
+        == "A step that leaves a mark whenever its module is imported."
+    )
+    runner.verify()
+    assert imports(marker) == 0
+
+    runner.upgrade()
+    assert imports(marker) == 1
+
+    assert runner.upgrade() == []
+    assert runner.status().total_applied == 1
+    runner.verify()
+    assert imports(marker) == 1
