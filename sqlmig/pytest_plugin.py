@@ -1,1 +1,232 @@
-"""pytest plugin for sqlmig (fixtures come with the testing toolkit)."""
+"""pytest plugin: fixtures for a migrated test database, and ready-made checks.
+
+Loaded through the ``pytest11`` entry point whenever sqlmig is installed. It
+imports nothing heavy at load time and does nothing until a test asks for one
+of its fixtures or an ini flag turns a ready-made check on.
+
+Fixtures (override any of them in your ``conftest.py``):
+
+- ``sqlmig_engine`` (session): an Engine on ``--sqlmig-url`` or
+  ``SQLMIG_TEST_URL``, else on a temporary SQLite file. Never the ``url`` of
+  ``[tool.sqlmig]``: a test run cannot touch a configured production database.
+- ``sqlmig_runner`` (session): a :class:`~sqlmig.MigrationRunner` on that
+  engine, with migrations from the ini option ``sqlmig_migrations``, else
+  ``[tool.sqlmig] migrations`` of the rootdir's ``pyproject.toml``, else the
+  ``migrations/`` folder of the rootdir.
+- ``sqlmig_migrated`` (session): the engine after ``upgrade()``.
+- ``sqlmig_connection`` (per test): a Connection on the migrated database,
+  inside a transaction rolled back after the test, DDL included on SQLite and
+  PostgreSQL (MySQL/MariaDB commit DDL implicitly: only data is rolled back).
+
+Ini flags: ``sqlmig_stairway = true`` adds the test ``sqlmig_stairway``
+(:func:`sqlmig.testing.check_stairway`; it runs first, on the still empty test
+database), ``sqlmig_history = true`` adds ``sqlmig_history``
+(:func:`sqlmig.testing.check_history` on the migrated test database).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+    from sqlmig.discovery import MigrationsSource
+    from sqlmig.runner import MigrationRunner
+
+__all__ = [
+    "sqlmig_connection",
+    "sqlmig_engine",
+    "sqlmig_migrated",
+    "sqlmig_runner",
+]
+
+URL_ENV = "SQLMIG_TEST_URL"
+STAIRWAY = "sqlmig_stairway"
+HISTORY = "sqlmig_history"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sqlmig", "sqlmig migrations")
+    group.addoption(
+        "--sqlmig-url",
+        dest="sqlmig_url",
+        default=None,
+        help=f"database URL for sqlmig's test fixtures (else ${URL_ENV}, else a temporary "
+        "SQLite file); never the configured application URL",
+    )
+    parser.addini(
+        "sqlmig_migrations",
+        "migrations folder (relative to the ini file) or package for sqlmig's fixtures",
+        default=None,
+    )
+    parser.addini(STAIRWAY, "add the sqlmig_stairway test: every down() undoes its up()",
+                  type="bool", default=False)
+    parser.addini(HISTORY, "add the sqlmig_history test: no duplicate or edited migration",
+                  type="bool", default=False)
+
+
+def database_url(config: pytest.Config) -> str | None:
+    """The database URL the fixtures use: ``--sqlmig-url``, else ``$SQLMIG_TEST_URL``."""
+    value: str | None = config.getoption("sqlmig_url") or os.environ.get(URL_ENV)
+    return value or None
+
+
+def _tool_sqlmig(config: pytest.Config) -> dict[str, Any]:
+    import tomllib
+
+    path = config.rootpath / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as f:
+        section = tomllib.load(f).get("tool", {}).get("sqlmig", {})
+    return section if isinstance(section, dict) else {}
+
+
+def _source(value: str, base: Path) -> MigrationsSource:
+    """A folder relative to ``base`` when it exists there, else the value (a package name)."""
+    folder = base / value
+    return folder if folder.is_dir() else value
+
+
+def migrations_source(config: pytest.Config) -> MigrationsSource:
+    """The fixtures' migrations: ini ``sqlmig_migrations``, ``[tool.sqlmig]``, ``migrations/``."""
+    value = config.getini("sqlmig_migrations")
+    if value:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return _source(str(value), base)
+    configured = _tool_sqlmig(config).get("migrations")
+    if configured:
+        return _source(str(configured), config.rootpath)
+    return config.rootpath / "migrations"
+
+
+@pytest.fixture(scope="session")
+def sqlmig_engine(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """The test database: ``--sqlmig-url`` / ``$SQLMIG_TEST_URL``, else a temporary SQLite file."""
+    from sqlalchemy import URL, create_engine
+
+    url = database_url(pytestconfig)
+    if url is None:
+        path = tmp_path_factory.mktemp("sqlmig") / "test.db"
+        engine = create_engine(URL.create("sqlite", database=str(path)))
+    else:
+        engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlmig_runner(pytestconfig: pytest.Config, sqlmig_engine: Engine) -> MigrationRunner:
+    """A MigrationRunner on the test database, with the project's migrations.
+
+    ``table`` and ``schema`` follow ``[tool.sqlmig]`` when it sets them.
+    """
+    from sqlmig.runner import MigrationRunner
+
+    settings = _tool_sqlmig(pytestconfig)
+    options = {k: settings[k] for k in ("table", "schema") if k in settings}
+    return MigrationRunner(sqlmig_engine, migrations_source(pytestconfig), **options)
+
+
+@pytest.fixture(scope="session")
+def sqlmig_migrated(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> Engine:
+    """The test database's engine, with every migration applied (once per session)."""
+    sqlmig_runner.upgrade()
+    return sqlmig_engine
+
+
+@pytest.fixture
+def sqlmig_connection(sqlmig_migrated: Engine) -> Iterator[Connection]:
+    """A connection on the migrated database, in a transaction rolled back after the test.
+
+    Do not commit it: the test's changes would stay. Nested work can use
+    ``conn.begin_nested()``; a ``MigrationRunner(conn, ...)`` runs its steps in
+    savepoints.
+    """
+    from sqlmig.dialects import profile_for
+
+    with sqlmig_migrated.connect() as conn:
+        transaction = conn.begin()
+        # Python's sqlite3 emits no BEGIN before DDL: begin for real, so DDL rolls back too.
+        profile_for(conn).begin_step(conn, immediate=False, timeout=60.0)
+        try:
+            yield conn
+        finally:
+            committed = not transaction.is_active
+            if transaction.is_active:
+                transaction.rollback()
+        if committed:
+            pytest.fail(
+                "the test ended sqlmig_connection's transaction (commit or rollback): its "
+                "changes may remain for later tests; use conn.begin_nested() instead",
+                pytrace=False,
+            )
+
+
+# -- the ready-made checks -----------------------------------------------------
+
+
+def _runner_on(runner: MigrationRunner, conn: Connection) -> MigrationRunner:
+    """The same runner's settings, on one connection."""
+    from sqlmig.runner import MigrationRunner
+
+    return MigrationRunner(
+        conn,
+        runner.migrations_source,
+        table=runner.table,
+        schema=runner.schema,
+        lock_timeout=runner.lock_timeout,
+        allow_out_of_order=runner.allow_out_of_order,
+    )
+
+
+def _stairway(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> None:
+    """Every migration's down() restores the schema its up() changed.
+
+    On SQLite and PostgreSQL the whole walk runs in a transaction that is rolled
+    back, so the test database is empty again afterwards whatever the outcome.
+    """
+    __tracebackhide__ = True
+    from sqlmig.dialects import profile_for
+    from sqlmig.testing import check_stairway
+
+    with sqlmig_engine.connect() as conn:
+        profile = profile_for(conn)
+        if not profile.caller_transaction_ok:  # MySQL/MariaDB: DDL commits itself
+            check_stairway(sqlmig_runner)
+            return
+        transaction = conn.begin()
+        try:
+            profile.begin_step(conn, immediate=False, timeout=sqlmig_runner.lock_timeout)
+            check_stairway(_runner_on(sqlmig_runner, conn))
+        finally:
+            transaction.rollback()
+
+
+def _history(sqlmig_migrated: Engine, sqlmig_runner: MigrationRunner) -> None:
+    """No duplicate versions; every applied step's file is there, unedited."""
+    __tracebackhide__ = True
+    from sqlmig.testing import check_history
+
+    check_history(sqlmig_runner)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect items
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Add the checks the ini flags turn on: the stairway first, the history last."""
+    if config.getini(STAIRWAY):
+        items.insert(0, pytest.Function.from_parent(session, name=STAIRWAY, callobj=_stairway))
+    if config.getini(HISTORY):
+        items.append(pytest.Function.from_parent(session, name=HISTORY, callobj=_history))

@@ -1,0 +1,178 @@
+"""Checks for a project's migrations, to call from its test suite.
+
+Example::
+
+    from sqlmig import MigrationRunner
+    from sqlmig.testing import check_history, check_stairway
+
+    def test_every_down_undoes_its_up(tmp_path):
+        check_stairway(MigrationRunner(f"sqlite:///{tmp_path}/t.db", "migrations"))
+
+Both raise ``AssertionError`` with a message that names what is wrong, so a
+failing check reads as a test failure, not as a crash.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.engine import Connection
+
+from .discovery import _resolve_root, _scan
+from .errors import IrreversibleMigration, MigrationFailed, UsageError
+from .migration import AppliedMigration, Migration
+from .planning import BASE, compare
+from .runner import MigrationRunner
+from .schema_snapshot import Snapshot, differences, snapshot
+
+__all__ = ["check_history", "check_stairway"]
+
+
+@contextmanager
+def _connection(runner: MigrationRunner) -> Iterator[Connection]:
+    """A connection on the runner's database; a given one is left as it was found."""
+    with runner._session(write=False) as s:
+        outside = not s.conn.in_transaction()
+        try:
+            yield s.conn
+        finally:
+            if outside and s.conn.in_transaction():
+                s.conn.rollback()  # end the transaction reflection began: it read only
+
+
+def _take(runner: MigrationRunner) -> Snapshot:
+    """The runner's schema (and its history table's schema), minus the history table."""
+    with _connection(runner) as conn:
+        default = conn.dialect.default_schema_name
+        extra = runner.schema if runner.schema not in (None, default) else None
+        history = f"{extra}.{runner.table}" if extra else runner.table
+        return snapshot(conn, (None, extra) if extra else (None,), ignore={history})
+
+
+def _report(migration: Migration, problem: str, found: list[str]) -> AssertionError:
+    return AssertionError(f"migration {migration.label}: {problem}: " + "; ".join(found))
+
+
+def check_stairway(runner: MigrationRunner) -> list[Migration]:
+    """Check that every step's ``down()`` undoes its ``up()``, step by step, in order.
+
+    For each migration, lowest first: upgrade to it, snapshot the schema by
+    reflection (tables, columns with types and nullability, primary keys,
+    foreign keys, indexes, unique constraints, views; the history table left
+    out), downgrade to the step before it (or base), compare with the schema
+    from before the step, upgrade to it again and compare with the first
+    snapshot. The runner's database must hold no applied step; it is left with
+    every step applied. Returns the steps checked.
+
+    Raises:
+        AssertionError: naming the first step whose ``down()`` is missing,
+            fails, or leaves a different schema, and what differs (e.g.
+            ``index ix_users_email on users left behind``).
+        UsageError: the database already has applied (or failed) steps.
+        MigrationFailed: an ``up()`` failed the first time it ran.
+    """
+    __tracebackhide__ = True
+    status = runner.status()
+    if status.applied or status.failed:
+        versions = ", ".join(r.version for r in status.applied + status.failed)
+        raise UsageError(
+            f"check_stairway needs a database with no applied step, and {runner.url} has "
+            f"{versions}: point it at an empty database (a new SQLite file, or an empty "
+            "test database)"
+        )
+    before = _take(runner)
+    previous = BASE
+    checked: list[Migration] = []
+    for migration in runner.migrations():
+        runner.upgrade(migration.version)
+        after = _take(runner)
+        try:
+            runner.downgrade(previous)
+        except IrreversibleMigration as exc:
+            raise AssertionError(
+                f"migration {migration.label} has no down(), so the stairway cannot undo it: "
+                "add a down() that reverses up()"
+            ) from exc
+        except MigrationFailed as exc:
+            raise AssertionError(f"migration {migration.label}: down() failed: {exc}") from exc
+        found = differences(before, _take(runner))
+        if found:
+            raise _report(migration, "down() does not restore the schema", found)
+        try:
+            runner.upgrade(migration.version)
+        except MigrationFailed as exc:
+            raise AssertionError(
+                f"migration {migration.label}: up() fails after its down() ran: {exc}"
+            ) from exc
+        found = differences(after, _take(runner))
+        if found:
+            raise _report(migration, "up() after down() gives another schema than before", found)
+        before, previous = after, migration.version
+        checked.append(migration)
+    return checked
+
+
+def _all_files(runner: MigrationRunner) -> list[Migration]:
+    """Every migration of the source, duplicates included (``discover`` stops at one)."""
+    source = runner.migrations_source
+    if isinstance(source, (str, Path)):
+        root, package = _resolve_root(source)
+        return sorted(_scan(root, package), key=lambda m: m.number)
+    return sorted(source, key=lambda m: m.number)
+
+
+def _history(runner: MigrationRunner) -> list[AppliedMigration]:
+    with runner._session(write=False) as s:
+        return runner._read(s).rows
+
+
+def _duplicates(items: list[Migration] | list[AppliedMigration]) -> dict[int, list[str]]:
+    groups: dict[int, list[str]] = defaultdict(list)
+    for item in items:
+        path = getattr(item, "path", None)
+        groups[item.number].append(Path(path).name if path else item.version)
+    return {number: names for number, names in groups.items() if len(names) > 1}
+
+
+def check_history(runner: MigrationRunner) -> None:
+    """Check files and history agree: no duplicate versions, no edited or lost step.
+
+    Reads only. Pending steps are fine.
+
+    Raises:
+        AssertionError: naming every duplicate version (in the files or the
+            history table), every applied step whose file was edited or is
+            gone, and every step left failed part-way.
+    """
+    __tracebackhide__ = True
+    files = _all_files(runner)
+    rows = _history(runner)
+    problems = [
+        f"version {number} is used by {len(names)} files: {', '.join(names)}"
+        for number, names in sorted(_duplicates(files).items())
+    ]
+    problems += [
+        f"the history records version {number} {len(names)} times: {', '.join(names)}"
+        for number, names in sorted(_duplicates(rows).items())
+    ]
+    duplicated = set(_duplicates(files))
+    unique = list({m.number: m for m in reversed(files)}.values())
+    comparison = compare(unique, rows)
+    problems += [
+        f"applied migration {row.version}_{row.name} was edited after it ran (checksum differs)"
+        for row in comparison.changed
+        if row.number not in duplicated
+    ]
+    problems += [
+        f"applied migration {row.version}_{row.name} has no file any more"
+        for row in comparison.missing
+    ]
+    problems += [
+        f"migration {row.version}_{row.name} failed part-way (its row has success = false)"
+        for row in comparison.failed
+    ]
+    if problems:
+        raise AssertionError(f"migration history of {runner.url}: " + "; ".join(problems))
