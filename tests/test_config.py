@@ -84,7 +84,12 @@ def test_a_db_object_counts_as_the_explicit_url(tmp_path: Path) -> None:
 
 
 def test_an_environment_without_url_falls_back_to_the_file_url(tmp_path: Path) -> None:
-    path = write(tmp_path, '[tool.sqlmig]\nurl = "sqlite:///a.db"\n[tool.sqlmig.env.ci]\ntable = "t"\n')
+    path = write(tmp_path, """\
+        [tool.sqlmig]
+        url = "sqlite:///a.db"
+        [tool.sqlmig.env.ci]
+        table = "t"
+        """)
     settings = runner_settings(env="ci", path=path)
     assert (settings["db"], settings["table"]) == ("sqlite:///a.db", "t")
 
