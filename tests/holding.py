@@ -1,0 +1,90 @@
+"""Holding a runner's migration lock from the test itself.
+
+PostgreSQL and MariaDB: the same session lock the runner asks for (its key
+from the database, schema and table). SQLite: a write transaction
+(``BEGIN IMMEDIATE``) on the file, which is what each runner step waits for.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from backends import Backend
+from sqlmig.dialects import profile_for
+from sqlmig.locking import MigrationLock, lock_key
+
+
+@dataclass
+class Held:
+    """The lock as held by the test: who holds it, as the server names the session."""
+
+    holder: int | None  # PostgreSQL backend pid, MySQL connection id, None on SQLite
+    lock: MigrationLock | None
+
+
+def runner_lock(conn: Connection, table: str = "migrations", schema: str | None = None) -> MigrationLock:
+    """The lock a runner with ``table`` / ``schema`` takes on ``conn``'s database."""
+    factory = profile_for(conn).lock
+    assert factory is not None, f"{conn.dialect.name} has no session lock"
+    schema = schema or conn.dialect.default_schema_name
+    return factory(lock_key(conn.engine.url.database, schema, table))
+
+
+@contextmanager
+def held_lock(
+    backend: Backend, table: str = "migrations", schema: str | None = None
+) -> Iterator[Held]:
+    """Hold the migration lock of ``table`` until the block ends."""
+    if backend.name == "sqlite":
+        assert backend.url.database
+        raw = sqlite3.connect(backend.url.database, isolation_level=None)
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            yield Held(None, None)
+            raw.execute("ROLLBACK")
+        finally:
+            raw.close()
+        return
+    engine = backend.engine(isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            lock = runner_lock(conn, table, schema)
+            assert lock.try_acquire(conn, transaction_scoped=False)
+            me = "pg_backend_pid()" if backend.name == "postgresql" else "CONNECTION_ID()"
+            try:
+                yield Held(int(conn.execute(text(f"SELECT {me}")).scalar_one()), lock)
+            finally:
+                lock.release(conn)
+    finally:
+        engine.dispose()
+
+
+def lock_is_free(backend: Backend, table: str = "migrations") -> bool:
+    """True when another session can take the lock this instant (and gives it back)."""
+    if backend.name == "sqlite":
+        assert backend.url.database
+        raw = sqlite3.connect(backend.url.database, isolation_level=None, timeout=0)
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            raw.close()
+    engine = backend.engine(isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            lock = runner_lock(conn, table)
+            if not lock.try_acquire(conn, transaction_scoped=False):
+                return False
+            lock.release(conn)
+            return True
+    finally:
+        engine.dispose()

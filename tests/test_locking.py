@@ -1,0 +1,409 @@
+"""The migration lock (sqlmig.locking) on real databases, one runner against a held lock.
+
+The multi-process behaviour (replicas starting at once, killed runners, races)
+is in test_concurrency.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from backends import Backend
+from conftest import MakeMigrations, tables
+from holding import held_lock, lock_is_free, runner_lock
+from sqlmig import DirtyDatabase, LockTimeout, MigrationFailed, MigrationRunner
+from sqlmig.locking import AdvisoryLock, NamedLock, lock_key
+
+servers = pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+
+CREATE = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE {t} (x INTEGER)"))
+
+    def down(conn):
+        conn.execute(text("DROP TABLE {t}"))
+    """
+
+
+def creating(*names: str, prefix: str = "") -> dict[str, str]:
+    """Files ``NNN_<t>.py`` that each create (and drop) table ``<prefix><t>``."""
+    return {f"{i:03d}_{t}.py": CREATE.format(t=prefix + t) for i, t in enumerate(names, 1)}
+
+
+def scalar(backend: Backend, sql: str) -> object:
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+# -- the key -----------------------------------------------------------------
+
+
+def test_the_key_names_database_schema_and_table() -> None:
+    key = lock_key("app", "public", "migrations")
+
+    assert key == lock_key("app", "public", "migrations")
+    others = {lock_key("app", "public", "other"), lock_key("app", "audit", "migrations"),
+              lock_key("other", "public", "migrations")}
+    assert key not in others and len(others) == 3
+    assert AdvisoryLock(key).id == AdvisoryLock(key).id
+    assert len(NamedLock(key).name) <= 64  # MySQL's limit on lock names
+
+
+# -- timing out ----------------------------------------------------------------
+
+
+def test_a_runner_that_cannot_get_the_lock_raises_lock_timeout_naming_the_holder(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(creating("a")), lock_timeout=0.3)
+
+    with held_lock(backend) as held, pytest.raises(LockTimeout) as caught:
+        runner.upgrade()
+
+    error = caught.value
+    assert error.timeout == 0.3
+    assert "lock_timeout" in str(error)
+    if backend.name == "postgresql":
+        assert f"PostgreSQL process {held.holder}" in str(error)
+    elif backend.name == "mysql":
+        assert f"MySQL connection {held.holder}" in str(error)
+    else:
+        assert "SQLite" in str(error)
+    assert "a" not in tables(backend)
+    assert runner.upgrade()[0].version == "001"  # the lock is free again
+
+
+WRITERS: dict[str, Callable[[MigrationRunner], object]] = {
+    "upgrade": lambda r: r.upgrade(),
+    "downgrade": lambda r: r.downgrade("base"),
+    "rollback_last": lambda r: r.rollback_last(),
+    "baseline": lambda r: r.baseline("001"),
+    "repair": lambda r: r.repair(),
+}
+
+
+@pytest.mark.parametrize("operation", list(WRITERS))
+def test_every_writing_operation_waits_for_the_same_lock(
+    backend: Backend, make_migrations: MakeMigrations, operation: str
+) -> None:
+    folder = make_migrations(creating("a", "b"))
+    runner = MigrationRunner(backend.url, folder, lock_timeout=0.3)
+    if operation != "baseline":
+        runner.upgrade("001")  # upgrade: 002 stays pending; the others: something to undo
+    before = runner.status()
+
+    with held_lock(backend), pytest.raises(LockTimeout):
+        WRITERS[operation](runner)
+
+    after = runner.status()
+    assert [r.version for r in after.applied] == [r.version for r in before.applied]
+    WRITERS[operation](runner)  # and once the lock is free it goes through
+
+
+# -- two history tables ----------------------------------------------------------
+
+
+@servers
+def test_two_history_tables_in_one_database_do_not_block_each_other(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(creating("a"))
+    billing = MigrationRunner(backend.url, folder, table="billing_migrations", lock_timeout=0.3)
+    other = MigrationRunner(backend.url, folder, table="other_migrations", lock_timeout=0.3)
+
+    with held_lock(backend, table="billing_migrations"):
+        with pytest.raises(LockTimeout):
+            billing.upgrade()
+        assert [m.version for m in other.upgrade()] == ["001"]
+
+
+@postgresql
+def test_two_schemas_in_one_database_do_not_block_each_other(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    engine = backend.engine()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA billing"))
+        conn.execute(text("CREATE SCHEMA shop"))
+    engine.dispose()
+    folder = make_migrations(creating("a"))
+    billing = MigrationRunner(backend.url, folder, schema="billing", lock_timeout=0.3)
+    shop = MigrationRunner(backend.url, folder, schema="shop", lock_timeout=0.3)
+
+    with held_lock(backend, schema="billing"):
+        with pytest.raises(LockTimeout):
+            billing.upgrade()
+        assert [m.version for m in shop.upgrade()] == ["001"]
+    assert scalar(backend, "SELECT count(*) FROM shop.migrations") == 1
+
+
+# -- released on every exit path ----------------------------------------------------
+
+FAILING = """\
+    def up(conn):
+        raise {error}("step 002 gives up")
+    """
+
+
+def test_the_lock_is_released_when_a_step_fails(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({**creating("a"), "002_fails.py": FAILING.format(error="ValueError")})
+    engine = backend.engine()  # a pool the lock connection returns to
+    try:
+        with pytest.raises(MigrationFailed):
+            MigrationRunner(engine, folder, lock_timeout=5).upgrade()
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert lock_is_free(backend)
+        with engine.connect() as conn:  # no pooled connection still holds it either
+            if backend.name != "sqlite":
+                lock = runner_lock(conn)
+                assert lock.try_acquire(conn, transaction_scoped=False)
+                lock.release(conn)
+    finally:
+        engine.dispose()
+
+
+def test_the_lock_is_released_when_a_step_is_interrupted(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(
+        {**creating("a"), "002_interrupted.py": FAILING.format(error="KeyboardInterrupt")}
+    )
+    runner = MigrationRunner(backend.url, folder, lock_timeout=5)
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.upgrade()
+
+    assert lock_is_free(backend)
+    if backend.name == "mysql":  # DDL committed itself: the step stays flagged (SPEC §4)
+        with pytest.raises(DirtyDatabase):
+            runner.upgrade()
+    else:
+        assert [r.version for r in runner.status().applied] == ["001"]
+
+
+class _Waiting(logging.Handler):
+    """Sets ``event`` when the runner logs that it waits for the lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting for the migration lock" in record.getMessage():
+            self.event.set()
+
+
+@pytest.fixture
+def interrupt_when_waiting() -> Iterator[threading.Event]:
+    """Send this process SIGINT (Ctrl-C) once a runner says it waits for the lock."""
+    handler = _Waiting()
+    logger = logging.getLogger("sqlmig")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    done = threading.Event()
+
+    def interrupt() -> None:
+        if handler.event.wait(30) and not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    try:
+        yield handler.event
+    finally:
+        done.set()
+        handler.event.set()
+        thread.join(30)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def connections_named(backend: Backend, name: str) -> int:
+    if backend.name == "postgresql":
+        return int(str(scalar(
+            backend, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
+        )))
+    return int(str(scalar(
+        backend,
+        "SELECT count(*) FROM information_schema.PROCESSLIST "
+        f"WHERE DB = '{backend.url.database}' AND ID <> CONNECTION_ID()",
+    )))
+
+
+@servers
+def test_a_runner_interrupted_while_waiting_leaves_no_connection_and_no_lock(
+    backend: Backend, make_migrations: MakeMigrations, interrupt_when_waiting: threading.Event
+) -> None:
+    url = backend.url
+    if backend.name == "postgresql":
+        url = url.update_query_dict({"application_name": "waiter"})
+    runner = MigrationRunner(url, make_migrations(creating("a")), lock_timeout=30)
+
+    with held_lock(backend):
+        with pytest.raises(KeyboardInterrupt):
+            runner.upgrade()
+        assert interrupt_when_waiting.is_set()
+        # only the test's own holder is left (MySQL: counted from another session)
+        assert connections_named(backend, "waiter") == (1 if backend.name == "mysql" else 0)
+
+    assert lock_is_free(backend)
+    assert [m.version for m in MigrationRunner(backend.url, runner.migrations_source,
+                                               lock_timeout=1).upgrade()] == ["001"]
+
+
+# -- the lock's own connection ----------------------------------------------------------
+
+OBSERVE = {
+    "postgresql": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE observed (me INTEGER, holder INTEGER, "
+                              "state TEXT, in_transaction BOOLEAN)"))
+            conn.execute(text(
+                "INSERT INTO observed SELECT pg_backend_pid(), a.pid, a.state, "
+                "a.xact_start IS NOT NULL FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND (l.classid::bigint << 32 | l.objid::bigint) = {signed}"))
+        """,
+    "mysql": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE observed (me INTEGER, holder INTEGER, "
+                              "state TEXT, in_transaction BOOLEAN)"))
+            conn.execute(text(
+                "INSERT INTO observed SELECT CONNECTION_ID(), p.ID, p.COMMAND, "
+                "EXISTS (SELECT 1 FROM information_schema.INNODB_TRX t "
+                "        WHERE t.trx_mysql_thread_id = p.ID) "
+                "FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK('{name}')"))
+        """,
+}
+
+
+@servers
+def test_the_lock_is_held_on_its_own_connection_never_idle_in_a_transaction(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    engine = backend.engine()
+    with engine.connect() as conn:
+        lock = runner_lock(conn)
+    engine.dispose()
+    source = OBSERVE[backend.name].format(
+        signed=lock.id if isinstance(lock, AdvisoryLock) else 0,
+        name=lock.name if isinstance(lock, NamedLock) else "",
+    )
+    MigrationRunner(backend.url, make_migrations({"001_observe.py": source})).upgrade()
+
+    engine = backend.engine()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT me, holder, state, in_transaction FROM observed")).all()
+    engine.dispose()
+    assert len(rows) == 1, "the step saw exactly one session holding the runner's lock"
+    me, holder, state, in_transaction = rows[0]
+    assert holder != me  # the step's connection cannot release or commit the lock away
+    assert state in ("idle", "Sleep") and not in_transaction
+
+
+# -- CREATE INDEX CONCURRENTLY ------------------------------------------------------------
+
+TABLE_WITH_ROWS = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t SELECT generate_series(1, 1000)"))
+    """
+
+CONCURRENT_INDEX = """\
+    '''Build an index without blocking writers.'''
+    from sqlalchemy import text
+
+    transactional = False
+
+    def up(conn):
+        conn.execute(text("SET lock_timeout = '20s'"))  # bounds the test if it ever waits
+        conn.execute(text("CREATE INDEX CONCURRENTLY t_x ON t (x)"))
+
+    def down(conn):
+        conn.execute(text("DROP INDEX CONCURRENTLY t_x"))
+    """
+
+
+def snapshot_holding_transactions(backend: Backend) -> None:
+    """Every transaction in the database keeps one snapshot (REPEATABLE READ).
+
+    Then a transaction that is merely open, such as one holding a
+    transaction-scoped advisory lock, is one CREATE INDEX CONCURRENTLY waits for.
+    """
+    engine = backend.engine(isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(
+            f"ALTER DATABASE {backend.url.database} "
+            "SET default_transaction_isolation = 'repeatable read'"
+        ))
+    engine.dispose()
+
+
+@postgresql
+def test_create_index_concurrently_completes_while_the_runner_holds_the_lock(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    snapshot_holding_transactions(backend)
+    folder = make_migrations({"001_t.py": TABLE_WITH_ROWS, "002_index.py": CONCURRENT_INDEX})
+
+    applied = MigrationRunner(backend.url, folder, lock_timeout=5).upgrade()
+
+    assert [m.version for m in applied] == ["001", "002"]
+    assert scalar(backend, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_x'::regclass")
+
+
+@postgresql
+@pytest.mark.parametrize("scope", ["transaction", "session"])
+def test_a_transaction_scoped_lock_would_deadlock_create_index_concurrently(
+    backend: Backend, make_migrations: MakeMigrations, scope: str
+) -> None:
+    """Why the lock is a session lock on an AUTOCOMMIT connection (SPEC §5)."""
+    snapshot_holding_transactions(backend)
+    MigrationRunner(backend.url, make_migrations({"001_t.py": TABLE_WITH_ROWS})).upgrade()
+    engine = backend.engine()
+    key = AdvisoryLock(lock_key(backend.url.database, "public", "migrations")).id
+    try:
+        with engine.connect() as holder, engine.connect() as migrating:
+            if scope == "transaction":  # a runner holding its lock in an open transaction
+                holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            else:  # what sqlmig does
+                holder = holder.execution_options(isolation_level="AUTOCOMMIT")
+                holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            migrating = migrating.execution_options(isolation_level="AUTOCOMMIT")
+            migrating.execute(text("SET lock_timeout = '1s'"))
+            build = text("CREATE INDEX CONCURRENTLY t_x ON t (x)")
+            if scope == "transaction":
+                # The index build waits for the holder's transaction, which waits for
+                # the migration to end: a deadlock, cut here by lock_timeout.
+                with pytest.raises(OperationalError, match="lock timeout"):
+                    migrating.execute(build)
+            else:
+                migrating.execute(build)
+                assert scalar(backend, "SELECT count(*) FROM pg_indexes WHERE indexname = 't_x'")
+    finally:
+        engine.dispose()
