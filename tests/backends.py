@@ -10,6 +10,8 @@ available: their tests fail instead of skipping.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -38,9 +40,42 @@ def server_url(name: str) -> URL | None:
     return container_url(name)
 
 
+@functools.cache  # one container per backend per test session
 def container_url(name: str) -> URL | None:
-    """A server started by testcontainers where Docker runs (hook; None here)."""
-    return None
+    """The admin URL of a PostgreSQL or MariaDB container started for this session.
+
+    Used only when the backend's URL variable is unset (a laptop with Docker
+    and no database). None when the ``testcontainers`` extra is not installed
+    or Docker is not reachable: the backend's tests then skip with one reason
+    (or fail, when ``SQLMIG_REQUIRE_BACKENDS`` names the backend). The
+    container is stopped when the session ends.
+    """
+    try:
+        import docker
+        from testcontainers.core.generic import DbContainer
+    except ImportError:
+        return None
+    try:
+        docker.from_env().ping()
+    except Exception:  # no socket, daemon down, no permission: all mean "no Docker"
+        return None
+    container: DbContainer
+    if name == "postgresql":
+        try:
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:  # testcontainers before the "community" package
+            from testcontainers.postgres import PostgresContainer
+        container = PostgresContainer("postgres:16-alpine", driver="psycopg")
+    else:
+        try:
+            from testcontainers.community.mysql import MySqlContainer
+        except ImportError:
+            from testcontainers.mysql import MySqlContainer
+        # root, so the suite may CREATE DATABASE per test
+        container = MySqlContainer("mariadb:11", dialect="pymysql", username="root")
+    container.start()
+    atexit.register(container.stop)
+    return make_url(container.get_connection_url())
 
 
 def unavailable(name: str, reason: str) -> None:
