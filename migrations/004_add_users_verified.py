@@ -1,23 +1,26 @@
 """Add users.verified and backfill it in batches, logging progress.
 
-Large tables are updated a batch at a time, keyed on the primary key, so no
-single statement touches every row at once.
+The column is added with ``sqlmig.ops``, so the same file runs on SQLite,
+PostgreSQL and MySQL/MariaDB. Large tables are updated a batch at a time,
+keyed on the primary key, so no single statement touches every row at once.
 """
 
 import logging
 
-from sqlalchemy import Boolean, Column, false, select, table, column, update
+from sqlalchemy import Boolean, Column, column, false, select, table, update
 
-log = logging.getLogger(__name__)
+from sqlmig.ops import ops
+
+log = logging.getLogger("sqlmig.migrations")
 
 BATCH = 1000
 users = table("users", column("id"), column("email"), column("verified"))
 
 
 def up(conn):
-    verified = Column("verified", Boolean, nullable=False, server_default=false())
-    ddl = conn.dialect.ddl_compiler(conn.dialect, None).get_column_specification(verified)
-    conn.exec_driver_sql(f"ALTER TABLE users ADD {ddl}")
+    ops(conn).add_column(
+        "users", Column("verified", Boolean, nullable=False, server_default=false())
+    )
     last_id, done = 0, 0
     while True:
         ids = conn.execute(
@@ -35,4 +38,4 @@ def up(conn):
 
 
 def down(conn):
-    conn.exec_driver_sql("ALTER TABLE users DROP COLUMN verified")
+    ops(conn).drop_column("users", "verified")

@@ -1,0 +1,453 @@
+"""Schema changes written once, run unchanged on SQLite, PostgreSQL and MySQL/MariaDB.
+
+``ops(conn)`` wraps Alembic's ``Operations`` (the ``sqlmig[ops]`` extra) on a
+step's own connection. Alembic only emits statements on it: it never begins,
+commits or rolls back (the step's transaction or savepoint is sqlmig's), never
+creates its ``alembic_version`` table and never configures logging. What it
+sends shows in ``MigrationRunner.dry_run()`` like any other statement.
+
+Where a database cannot change a table in place (SQLite: a column's type,
+nullability or constraints), the table is rebuilt inside the step's
+transaction with Alembic's "batch" mode: new table, rows copied, old table
+dropped, new one renamed, indexes recreated. Elsewhere the same call is one
+``ALTER TABLE``. On MySQL/MariaDB, whose ``MODIFY``/``CHANGE COLUMN`` restate
+the whole column, the parts of a column that a change does not name (type,
+nullability, default, auto-increment, comment) are read from the database
+first, so they are kept.
+
+Example::
+
+    from sqlalchemy import Boolean, Column, false
+    import sqlmig
+
+    def up(conn):
+        ops = sqlmig.ops(conn)
+        ops.add_column("users", Column("verified", Boolean, nullable=False,
+                                       server_default=false()))
+
+    def down(conn):
+        sqlmig.ops(conn).drop_column("users", "verified")
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.schema import Column, DefaultClause, Table
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.types import TypeEngine
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from alembic.operations import BatchOperations, Operations
+
+__all__ = ["SchemaOps", "TableOps", "ops"]
+
+#: ``alter_column(server_default=KEEP)``: leave the column's default as it is.
+KEEP: Any = False
+
+#: A SQLite ``ADD COLUMN`` default it takes in place: a number, a string, NULL.
+_CONSTANT = re.compile(r"^\s*(-?\d+(\.\d+)?|'([^']|'')*'|NULL|TRUE|FALSE)\s*$", re.IGNORECASE)
+
+#: Batch operations SQLite runs in place; anything else rebuilds the table.
+_IN_PLACE = frozenset({"create_index", "drop_index"})
+
+
+def ops(conn: Connection) -> SchemaOps:
+    """Portable schema-change operations on a migration step's connection.
+
+    Call it inside ``up(conn)`` / ``down(conn)``; every change runs in the
+    step's transaction (or savepoint). Needs the ``sqlmig[ops]`` extra.
+
+    Raises:
+        UsageError: Alembic is not installed.
+    """
+    try:
+        from alembic.operations import Operations
+        from alembic.runtime.migration import MigrationContext
+    except ImportError as exc:
+        raise UsageError(
+            "sqlmig.ops() needs Alembic: install the extra with pip install 'sqlmig[ops]'"
+        ) from exc
+    # No begin_transaction(), no run_migrations(): the context is only a
+    # statement emitter, so Alembic opens no transaction and never creates
+    # or reads its version table.
+    context = MigrationContext.configure(
+        connection=conn,
+        opts={"transactional_ddl": False, "transaction_per_migration": False},
+    )
+    return SchemaOps(conn, Operations(context))
+
+
+class SchemaOps:
+    """Table and column changes that run unchanged on every supported database.
+
+    Each method is one change; to make several changes to one table with a
+    single SQLite rebuild, use :meth:`batch`. ``alembic`` is the Alembic
+    ``Operations`` object underneath, for anything not covered here (its
+    calls may not be portable).
+    """
+
+    def __init__(self, conn: Connection, operations: Operations) -> None:
+        self.conn = conn
+        self.alembic = operations
+
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite``, ``postgresql``, ``mysql`` (MariaDB too): for a step that must branch."""
+        return self.conn.dialect.name
+
+    # -- tables ------------------------------------------------------------
+
+    def create_table(self, name: str, *columns: Any, **kw: Any) -> Table:
+        """``CREATE TABLE name`` with columns, constraints and indexes; returns the Table."""
+        table = self.alembic.create_table(name, *columns, **kw)
+        assert table is not None
+        return table
+
+    def drop_table(self, name: str, *, schema: str | None = None) -> None:
+        """``DROP TABLE name``."""
+        self.alembic.drop_table(name, schema=schema)
+
+    def rename_table(self, old: str, new: str, *, schema: str | None = None) -> None:
+        """Rename a table; its indexes, constraints and rows go with it.
+
+        On SQLite, foreign keys of other tables that point at it follow the
+        new name.
+        """
+        self.alembic.rename_table(old, new, schema=schema)
+
+    # -- columns -----------------------------------------------------------
+
+    def add_column(self, table: str, column: Column[Any], *, schema: str | None = None) -> None:
+        """Add a column; existing rows get its ``server_default``.
+
+        A ``NOT NULL`` column needs a ``server_default`` when the table has
+        rows. On SQLite a default that is not a constant (``func.now()``)
+        rebuilds the table.
+        """
+        if self._sqlite_needs_rebuild_to_add(column):
+            with self.batch(table, schema=schema) as t:
+                t.add_column(column)
+            return
+        self.alembic.add_column(table, column, schema=schema)
+
+    def drop_column(self, table: str, column: str, *, schema: str | None = None) -> None:
+        """Drop a column and the indexes on it.
+
+        SQLite 3.35+ drops a plain column in place; a column in a key, an
+        index, a unique or check constraint rebuilds the table. Drop a
+        foreign key on the column first (MySQL refuses otherwise).
+        """
+        if self._sqlite_drops_in_place(table, column, schema):
+            self.alembic.drop_column(table, column, schema=schema)
+            return
+        with self.batch(table, schema=schema) as t:
+            t.drop_column(column)
+
+    def alter_column(
+        self,
+        table: str,
+        column: str,
+        *,
+        type_: TypeEngine[Any] | type[TypeEngine[Any]] | None = None,
+        nullable: bool | None = None,
+        server_default: Any = KEEP,
+        new_column_name: str | None = None,
+        schema: str | None = None,
+        **kw: Any,
+    ) -> None:
+        """Change a column's type, nullability, default or name; what is not named is kept.
+
+        ``server_default=None`` removes the default; a value or ``text(...)``
+        sets it. Extra keywords go to Alembic (e.g. ``postgresql_using``,
+        which is PostgreSQL-only). SQLite rebuilds the table, keeping rows,
+        indexes and foreign keys.
+
+        Raises:
+            UsageError: SQLite with ``PRAGMA foreign_keys=ON`` and another
+                table referencing this one (see :meth:`batch`).
+        """
+        with self.batch(table, schema=schema) as t:
+            t.alter_column(
+                column,
+                type_=type_,
+                nullable=nullable,
+                server_default=server_default,
+                new_column_name=new_column_name,
+                **kw,
+            )
+
+    def rename_column(self, table: str, old: str, new: str, *, schema: str | None = None) -> None:
+        """Rename a column in place (SQLite 3.25+, PostgreSQL, MySQL/MariaDB)."""
+        self.alembic.alter_column(
+            table, old, new_column_name=new, schema=schema, **self._existing(table, old, schema)
+        )
+
+    # -- indexes and constraints -------------------------------------------
+
+    def create_index(
+        self,
+        name: str,
+        table: str,
+        columns: Sequence[str],
+        *,
+        unique: bool = False,
+        schema: str | None = None,
+        **kw: Any,
+    ) -> None:
+        """``CREATE [UNIQUE] INDEX name ON table (columns)``."""
+        self.alembic.create_index(name, table, list(columns), unique=unique, schema=schema, **kw)
+
+    def drop_index(self, name: str, table: str, *, schema: str | None = None) -> None:
+        """Drop an index (its table is needed: MySQL drops indexes per table)."""
+        self.alembic.drop_index(name, table_name=table, schema=schema)
+
+    def create_foreign_key(
+        self,
+        name: str,
+        table: str,
+        referent_table: str,
+        local_cols: Sequence[str],
+        remote_cols: Sequence[str],
+        *,
+        ondelete: str | None = None,
+        onupdate: str | None = None,
+        schema: str | None = None,
+    ) -> None:
+        """Add a named foreign key (SQLite: rebuilds the table). Name it to drop it later."""
+        with self.batch(table, schema=schema) as t:
+            t.create_foreign_key(
+                name, referent_table, local_cols, remote_cols, ondelete=ondelete, onupdate=onupdate
+            )
+
+    def drop_foreign_key(self, name: str, table: str, *, schema: str | None = None) -> None:
+        """Drop a named foreign key (SQLite: rebuilds the table)."""
+        with self.batch(table, schema=schema) as t:
+            t.drop_foreign_key(name)
+
+    def create_unique_constraint(
+        self, name: str, table: str, columns: Sequence[str], *, schema: str | None = None
+    ) -> None:
+        """Add a named unique constraint (SQLite: rebuilds the table)."""
+        with self.batch(table, schema=schema) as t:
+            t.create_unique_constraint(name, columns)
+
+    def drop_unique_constraint(self, name: str, table: str, *, schema: str | None = None) -> None:
+        """Drop a named unique constraint (SQLite: rebuilds the table)."""
+        with self.batch(table, schema=schema) as t:
+            t.drop_unique_constraint(name)
+
+    def execute(self, statement: str | ClauseElement) -> None:
+        """Run a statement (a string is taken as ``text()``) on the step's connection."""
+        self.conn.execute(text(statement) if isinstance(statement, str) else statement)  # type: ignore[call-overload]
+
+    # -- several changes to one table --------------------------------------
+
+    @contextmanager
+    def batch(self, table: str, *, schema: str | None = None) -> Iterator[TableOps]:
+        """Several changes to one table, applied together when the block ends.
+
+        On SQLite, changes it cannot make in place rebuild the table once for
+        the whole block; elsewhere each change is its own ``ALTER TABLE``.
+
+        Raises:
+            UsageError: on SQLite with ``PRAGMA foreign_keys=ON``, when a
+                rebuild is needed and another table has a foreign key to this
+                one: dropping the old table would fail (SQLite cannot switch
+                foreign keys off inside a transaction). Nothing is changed.
+        """
+        with self.alembic.batch_alter_table(table, schema=schema, recreate="auto") as batch_op:
+            queued = TableOps(self, table, schema, batch_op)
+            yield queued
+            if queued.rebuilds and self.dialect_name == "sqlite":
+                self._refuse_rebuild_under_foreign_keys(table)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _existing(self, table: str, column: str, schema: str | None) -> dict[str, Any]:
+        """What the database says about a column, as Alembic's ``existing_*`` keywords.
+
+        MySQL's ``MODIFY``/``CHANGE COLUMN`` restate the whole column, so a
+        change that does not name a part would otherwise drop it.
+        """
+        for info in inspect(self.conn).get_columns(table, schema=schema):
+            if info["name"].lower() == column.lower():
+                default = info.get("default")
+                existing: dict[str, Any] = {
+                    "existing_type": info["type"],
+                    "existing_nullable": info["nullable"],
+                    "existing_server_default": text(default) if default is not None else False,
+                    "existing_comment": info.get("comment"),
+                }
+                if self.dialect_name == "mysql":
+                    existing["existing_autoincrement"] = bool(info.get("autoincrement"))
+                return existing
+        raise UsageError(f"table {table!r} has no column {column!r}: check the names")
+
+    def _sqlite_needs_rebuild_to_add(self, column: Column[Any]) -> bool:
+        if self.dialect_name != "sqlite":
+            return False
+        default = column.server_default
+        if not isinstance(default, DefaultClause) or not isinstance(default.arg, ClauseElement):
+            return False
+        compiled = str(default.arg.compile(dialect=self.conn.dialect))
+        return not _CONSTANT.match(compiled)
+
+    def _sqlite_drops_in_place(self, table: str, column: str, schema: str | None) -> bool:
+        """SQLite can ``DROP COLUMN`` itself: 3.35+, and nothing but the column uses it."""
+        if self.dialect_name != "sqlite" or self.conn.dialect.dbapi is None:
+            return False
+        version = tuple(int(p) for p in self.conn.dialect.dbapi.sqlite_version.split("."))
+        if version < (3, 35):
+            return False
+        insp = inspect(self.conn)
+        name = column.lower()
+        in_use = [
+            *insp.get_pk_constraint(table, schema=schema)["constrained_columns"],
+            *(c for i in insp.get_indexes(table, schema=schema) for c in i["column_names"]),
+            *(c for u in insp.get_unique_constraints(table, schema=schema)
+              for c in u["column_names"]),
+            *(c for f in insp.get_foreign_keys(table, schema=schema)
+              for c in f["constrained_columns"]),
+        ]
+        if any(str(c).lower() == name for c in in_use if c is not None):
+            return False
+        checks = insp.get_check_constraints(table, schema=schema)
+        return not any(name in str(c["sqltext"]).lower() for c in checks)
+
+    def _refuse_rebuild_under_foreign_keys(self, table: str) -> None:
+        if not self.conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+            return
+        referencing = self.conn.exec_driver_sql(
+            "SELECT DISTINCT m.name FROM sqlite_master AS m, "
+            "pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table' "
+            "AND lower(f.\"table\") = lower(?) AND lower(m.name) != lower(?)",
+            (table, table),
+        ).scalars().all()
+        if referencing:
+            raise UsageError(
+                f"cannot rebuild SQLite table {table!r} with PRAGMA foreign_keys=ON: "
+                f"{', '.join(sorted(referencing))} reference(s) it and SQLite cannot turn foreign "
+                "keys off inside the step's transaction; run migrations on a connection with "
+                "foreign_keys off (sqlmig's own engines are), or branch on conn.dialect.name"
+            )
+
+
+class TableOps:
+    """Changes queued on one table inside :meth:`SchemaOps.batch`; no table argument."""
+
+    def __init__(
+        self, owner: SchemaOps, table: str, schema: str | None, batch_op: BatchOperations
+    ) -> None:
+        self._owner = owner
+        self._table = table
+        self._schema = schema
+        self._batch = batch_op
+        #: True once a queued change needs SQLite to rebuild the table.
+        self.rebuilds = False
+
+    def _queue(self, rebuilds: bool, call: Callable[[], None]) -> None:
+        self.rebuilds = self.rebuilds or rebuilds
+        call()
+
+    def add_column(self, column: Column[Any]) -> None:
+        """Add a column (see :meth:`SchemaOps.add_column`)."""
+        default = column.server_default
+        clause = isinstance(default, DefaultClause) and isinstance(default.arg, ClauseElement)
+        self._queue(clause, lambda: self._batch.add_column(column))
+
+    def drop_column(self, column: str) -> None:
+        """Drop a column and the indexes on it (as PostgreSQL does; SQLite needs it said)."""
+        insp = inspect(self._owner.conn)
+        for index in insp.get_indexes(self._table, schema=self._schema):
+            names = {str(c).lower() for c in index["column_names"] if c is not None}
+            if index["name"] and column.lower() in names:
+                self.drop_index(index["name"])
+        self._queue(True, lambda: self._batch.drop_column(column))
+
+    def alter_column(
+        self,
+        column: str,
+        *,
+        type_: TypeEngine[Any] | type[TypeEngine[Any]] | None = None,
+        nullable: bool | None = None,
+        server_default: Any = KEEP,
+        new_column_name: str | None = None,
+        **kw: Any,
+    ) -> None:
+        """Change a column (see :meth:`SchemaOps.alter_column`)."""
+        existing = self._owner._existing(self._table, column, self._schema)
+        existing.update(kw)
+        self._queue(
+            True,
+            lambda: self._batch.alter_column(
+                column,
+                type_=type_,
+                nullable=nullable,
+                server_default=server_default,
+                new_column_name=new_column_name,
+                **existing,
+            ),
+        )
+
+    def rename_column(self, old: str, new: str) -> None:
+        """Rename a column."""
+        self.alter_column(old, new_column_name=new)
+
+    def create_index(
+        self, name: str, columns: Sequence[str], *, unique: bool = False, **kw: Any
+    ) -> None:
+        """Create an index on this table."""
+        self._queue(
+            False, lambda: self._batch.create_index(name, list(columns), unique=unique, **kw)
+        )
+
+    def drop_index(self, name: str) -> None:
+        """Drop an index of this table."""
+        self._queue(False, lambda: self._batch.drop_index(name))
+
+    def create_foreign_key(
+        self,
+        name: str,
+        referent_table: str,
+        local_cols: Sequence[str],
+        remote_cols: Sequence[str],
+        *,
+        ondelete: str | None = None,
+        onupdate: str | None = None,
+    ) -> None:
+        """Add a named foreign key."""
+        self._queue(
+            True,
+            lambda: self._batch.create_foreign_key(
+                name,
+                referent_table,
+                list(local_cols),
+                list(remote_cols),
+                ondelete=ondelete,
+                onupdate=onupdate,
+            ),
+        )
+
+    def drop_foreign_key(self, name: str) -> None:
+        """Drop a named foreign key, and on MySQL the index it created under its name."""
+        self._queue(True, lambda: self._batch.drop_constraint(name, type_="foreignkey"))
+        if self._owner.dialect_name == "mysql":
+            insp = inspect(self._owner.conn)
+            if any(i["name"] == name for i in insp.get_indexes(self._table, schema=self._schema)):
+                self.drop_index(name)
+
+    def create_unique_constraint(self, name: str, columns: Sequence[str]) -> None:
+        """Add a named unique constraint."""
+        self._queue(True, lambda: self._batch.create_unique_constraint(name, list(columns)))
+
+    def drop_unique_constraint(self, name: str) -> None:
+        """Drop a named unique constraint."""
+        self._queue(True, lambda: self._batch.drop_constraint(name, type_="unique"))
