@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from .compat import BotRunnerCalls, Report, printer
 from .database import Database, DatabaseArgument
 from .dialects import DialectProfile, profile_for
 from .discovery import MigrationsSource, discover
+from .dryrun import try_plan
 from .errors import MigrationFailed, UsageError
 from .execution import StepExecutor
 from .history import History, HistoryStore
@@ -33,8 +34,6 @@ __all__ = ["MigrationRunner"]
 
 log = logging.getLogger("sqlmig")
 
-Report = Callable[[str, Migration, int], None]
-
 
 @dataclass
 class _Session:
@@ -47,7 +46,7 @@ class _Session:
     nested: bool  # ... and it is inside the caller's transaction
 
 
-class MigrationRunner:
+class MigrationRunner(BotRunnerCalls):
     """Applies, undoes and reports migrations on one database.
 
     Example::
@@ -268,7 +267,7 @@ class MigrationRunner:
 
     def rollback_last(self, verbose: bool = False) -> Migration | None:
         """Undo the most recently applied step; None when nothing is applied."""
-        undone = self._undo(None, _printer if verbose else None)
+        undone = self._undo(None, printer if verbose else None)
         if verbose and not undone:
             print("No migration to roll back")
         return undone[0] if undone else None
@@ -386,64 +385,5 @@ class MigrationRunner:
                     s.profile.name,
                 )
                 return plan
-            self._try(s, plan)
+            try_plan(self._executor(s), plan)
             return plan
-
-    def _try(self, s: _Session, plan: list[PlannedStep]) -> None:
-        executor = self._executor(s)
-        outer = s.conn.begin_nested() if s.nested else s.conn.begin()
-        try:
-            if not s.nested:
-                s.profile.begin_step(s.conn, immediate=False, timeout=self.lock_timeout)
-            for step in plan:
-                if not step.migration.transactional:
-                    log.info(
-                        "dry run: %s is transactional = False: planned only", step.migration.label
-                    )
-                    continue
-                with _capture(s.conn) as statements:
-                    executor.call(step.migration, step.migration.up, "up (dry run)")
-                step.statements = statements
-                step.tried = True
-        finally:
-            outer.rollback()
-
-    # -- calls kept for code written for the original bot runner ------------
-
-    def run_pending_migrations(self, verbose: bool = False) -> list[Migration]:
-        """``upgrade()``, printing one line per step when ``verbose``."""
-        applied = self._upgrade(None, _printer if verbose else None)
-        if verbose and not applied:
-            print("No pending migrations")
-        return applied
-
-    def get_status(self) -> dict[str, Any]:
-        """``status()`` as the original runner's dict."""
-        st = self.status()
-        return {
-            "total_applied": st.total_applied,
-            "total_pending": st.total_pending,
-            "applied": [
-                {"version": r.version, "name": r.name, "applied_at": r.applied_at}
-                for r in st.applied
-            ],
-            "pending": [{"version": m.version, "name": m.name} for m in st.pending],
-        }
-
-
-def _printer(verb: str, migration: Migration, ms: int) -> None:
-    print(f"{verb.capitalize()} migration {migration.label} ({ms} ms)")
-
-
-@contextmanager
-def _capture(conn: Connection) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        statements.append(f"{statement}  -- {parameters!r}" if parameters else statement)
-
-    event.listen(conn, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(conn, "before_cursor_execute", record)
