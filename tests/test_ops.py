@@ -1,0 +1,532 @@
+"""sqlmig.ops: schema changes written once, run on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, func, inspect, select, table, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from backends import Backend
+from conftest import MakeMigrations, tables
+from sqlmig import MigrationFailed, MigrationRunner, UsageError
+from sqlmig.testing import check_stairway
+
+PYTHON = sys.executable
+
+#: Two tables with rows; ``users.legacy`` is indexed, ``posts`` points at ``users``.
+SCHEMA = """\
+    '''Users and their posts, with rows.'''
+    from sqlalchemy import (Column, ForeignKey, Index, Integer, MetaData, String, Table,
+                            insert)
+
+    metadata = MetaData()
+    users = Table(
+        "users", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("name", String(50), nullable=False, server_default="anon"),
+        Column("email", String(100), unique=True),
+        Column("legacy", Integer),
+        Index("ix_users_legacy", "legacy"),
+    )
+    posts = Table(
+        "posts", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("user_id", Integer, ForeignKey("users.id", name="fk_posts_user"), nullable=False),
+        Column("title", String(20)),
+    )
+
+    def up(conn):
+        metadata.create_all(conn)
+        conn.execute(insert(users), [
+            {"name": "Ada", "email": "ada@example.com", "legacy": 1},
+            {"name": "Bob", "email": "bob@example.org", "legacy": 2},
+        ])
+        conn.execute(insert(posts), [
+            {"id": 1, "user_id": 1, "title": "first"},
+            {"id": 2, "user_id": 2, "title": "second"},
+        ])
+
+    def down(conn):
+        metadata.drop_all(conn)
+    """
+
+#: Every operation of the issue, and a down() that reverses each with the same object.
+EVERY_OPERATION = """\
+    '''Every portable operation, and its reverse.'''
+    from sqlalchemy import Boolean, Column, Integer, String, false
+
+    from sqlmig.ops import ops
+
+    def up(conn):
+        o = ops(conn)
+        o.add_column("users", Column("verified", Boolean, nullable=False, server_default=false()))
+        o.alter_column("users", "name", type_=String(200), nullable=True)
+        o.rename_column("users", "email", "email_address")
+        o.drop_column("users", "legacy")
+        o.rename_table("posts", "articles")
+        o.add_column("articles", Column("editor_id", Integer))
+        o.create_foreign_key("fk_articles_editor", "articles", "users", ["editor_id"], ["id"])
+        o.create_index("ix_articles_title", "articles", ["title"])
+        o.create_unique_constraint("uq_articles_title_user", "articles", ["title", "user_id"])
+
+    def down(conn):
+        o = ops(conn)
+        o.drop_unique_constraint("uq_articles_title_user", "articles")
+        o.drop_index("ix_articles_title", "articles")
+        o.drop_foreign_key("fk_articles_editor", "articles")
+        o.drop_column("articles", "editor_id")
+        o.rename_table("articles", "posts")
+        o.add_column("users", Column("legacy", Integer))
+        o.create_index("ix_users_legacy", "users", ["legacy"])
+        o.rename_column("users", "email_address", "email")
+        o.alter_column("users", "name", type_=String(50), nullable=False)
+        o.drop_column("users", "verified")
+    """
+
+
+@pytest.fixture
+def engine(backend: Backend) -> Iterator[Engine]:
+    engine = backend.engine()
+    yield engine
+    engine.dispose()
+
+
+def rows(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql))]
+
+
+def columns(engine: Engine, name: str) -> dict[str, dict[str, Any]]:
+    return {c["name"]: dict(c) for c in inspect(engine).get_columns(name)}
+
+
+def index_names(engine: Engine, name: str) -> set[str]:
+    return {str(i["name"]) for i in inspect(engine).get_indexes(name)}
+
+
+def test_every_operation_upgrades_and_downgrades_keeping_the_rows(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_schema.py": SCHEMA, "002_every_op.py": EVERY_OPERATION})
+    runner = MigrationRunner(backend.url, folder)
+
+    runner.upgrade()
+
+    assert {"users", "articles"} <= tables(backend) and "posts" not in tables(backend)
+    assert rows(engine, "SELECT id, name, email_address FROM users ORDER BY id") == [
+        (1, "Ada", "ada@example.com"),
+        (2, "Bob", "bob@example.org"),
+    ]
+    assert [bool(v) for (v,) in rows(engine, "SELECT verified FROM users")] == [False, False]
+    user_cols = columns(engine, "users")
+    assert "legacy" not in user_cols and "email" not in user_cols
+    assert user_cols["name"]["nullable"] is True
+    assert getattr(user_cols["name"]["type"], "length", None) == 200
+    assert rows(engine, "SELECT id, user_id, title FROM articles ORDER BY id") == [
+        (1, 1, "first"),
+        (2, 2, "second"),
+    ]
+    assert "ix_articles_title" in index_names(engine, "articles")
+    fks = {fk["name"]: fk for fk in inspect(engine).get_foreign_keys("articles")}
+    assert fks["fk_articles_editor"]["referred_table"] == "users"
+    assert fks["fk_posts_user"]["referred_table"] == "users"
+    uniques = inspect(engine).get_unique_constraints("articles")
+    assert [u["column_names"] for u in uniques if u["name"] == "uq_articles_title_user"] == [
+        ["title", "user_id"]
+    ]
+
+    runner.downgrade("001")
+
+    assert "articles" not in tables(backend)
+    assert rows(engine, "SELECT id, name, email, legacy FROM users ORDER BY id") == [
+        (1, "Ada", "ada@example.com", None),  # a dropped column's values cannot come back
+        (2, "Bob", "bob@example.org", None),
+    ]
+    assert rows(engine, "SELECT id, user_id, title FROM posts ORDER BY id") == [
+        (1, 1, "first"),
+        (2, 2, "second"),
+    ]
+    assert columns(engine, "users")["name"]["nullable"] is False
+    assert "ix_users_legacy" in index_names(engine, "users")
+
+
+def test_every_operation_passes_the_stairway_check(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_schema.py": SCHEMA, "002_every_op.py": EVERY_OPERATION})
+
+    checked = check_stairway(MigrationRunner(backend.url, folder))
+
+    assert [m.version for m in checked] == ["001", "002"]
+
+
+def test_alter_column_keeps_the_default_and_auto_increment_it_does_not_name(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    # MySQL's MODIFY COLUMN restates the whole column: ops reads the rest first
+    folder = make_migrations({
+        "001_schema.py": SCHEMA,
+        "002_relax.py": """\
+            from sqlmig.ops import ops
+
+            def up(conn):
+                ops(conn).alter_column("users", "name", nullable=True)
+                ops(conn).alter_column("users", "id", nullable=False)
+            """,
+    })
+    MigrationRunner(backend.url, folder).upgrade()
+
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (email) VALUES ('new@example.com')"))
+
+    assert rows(engine, "SELECT id, name FROM users WHERE email = 'new@example.com'") == [
+        (3, "anon")
+    ]
+    assert columns(engine, "users")["name"]["nullable"] is True
+
+
+def test_add_column_with_a_non_constant_default_fills_existing_rows(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    # SQLite's ADD COLUMN refuses CURRENT_TIMESTAMP: ops rebuilds the table there
+    folder = make_migrations({
+        "001_schema.py": SCHEMA,
+        "002_stamp.py": """\
+            from sqlalchemy import Column, DateTime, func
+            from sqlmig.ops import ops
+
+            def up(conn):
+                ops(conn).add_column("users", Column(
+                    "seen_at", DateTime, nullable=False, server_default=func.current_timestamp()
+                ))
+
+            def down(conn):
+                ops(conn).drop_column("users", "seen_at")
+            """,
+    })
+    runner = MigrationRunner(backend.url, folder)
+
+    runner.upgrade()
+
+    assert rows(engine, "SELECT COUNT(*) FROM users WHERE seen_at IS NOT NULL") == [(2,)]
+    runner.rollback_last()
+    assert "seen_at" not in columns(engine, "users")
+    assert rows(engine, "SELECT COUNT(*) FROM users") == [(2,)]
+
+
+def test_batch_makes_several_changes_with_one_sqlite_rebuild(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_schema.py": SCHEMA,
+        "002_batch.py": """\
+            from sqlalchemy import Text
+            from sqlmig.ops import ops
+
+            def up(conn):
+                with ops(conn).batch("posts") as posts:
+                    posts.alter_column("title", type_=Text(), nullable=False)
+                    posts.create_index("ix_posts_user", ["user_id"])
+                    posts.create_unique_constraint("uq_posts_title_user", ["title", "user_id"])
+            """,
+    })
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade("001")
+
+    [step] = runner.dry_run()
+    runner.upgrade()
+
+    if backend.name == "sqlite":
+        rebuilds = [s for s in step.statements if s.startswith("ALTER TABLE _alembic_tmp_posts")]
+        assert len(rebuilds) == 1
+    assert columns(engine, "posts")["title"]["nullable"] is False
+    assert "ix_posts_user" in index_names(engine, "posts")
+    assert rows(engine, "SELECT id, title FROM posts ORDER BY id") == [(1, "first"), (2, "second")]
+
+
+def test_dry_run_shows_the_alter_statements_and_changes_nothing(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_schema.py": SCHEMA, "002_every_op.py": EVERY_OPERATION})
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade("001")
+
+    [step] = runner.dry_run()
+
+    if backend.name == "mysql":  # DDL commits itself: steps are planned, not tried
+        assert not step.tried
+    else:
+        sql = "\n".join(step.statements)
+        assert "ALTER TABLE users ADD COLUMN verified" in sql
+        assert "ALTER TABLE posts RENAME TO articles" in sql
+        assert "CREATE INDEX ix_articles_title ON articles (title)" in sql
+        if backend.name == "sqlite":
+            assert "CREATE TABLE _alembic_tmp_users" in sql  # the rebuild, in full
+            assert "ALTER TABLE _alembic_tmp_users RENAME TO users" in sql
+        else:
+            assert "ALTER TABLE users ALTER COLUMN name TYPE VARCHAR(200)" in sql
+    assert tables(backend) == {"migrations", "users", "posts"}
+    assert "verified" not in columns(engine, "users")
+    assert runner.status().current == "001"
+
+
+def test_alembic_keeps_to_statements_no_version_table_no_logging_setup(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level, logging.getLogger("alembic").handlers[:])
+    folder = make_migrations({"001_schema.py": SCHEMA, "002_every_op.py": EVERY_OPERATION})
+    runner = MigrationRunner(backend.url, folder)
+
+    runner.upgrade()
+    runner.downgrade("base")
+
+    assert tables(backend) == {"migrations"}  # no alembic_version, ever
+    after = (list(root.handlers), root.level, logging.getLogger("alembic").handlers[:])
+    assert after == before
+
+
+def test_ops_inside_a_callers_transaction_are_undone_by_its_rollback(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_schema.py": SCHEMA, "002_every_op.py": EVERY_OPERATION})
+    MigrationRunner(backend.url, folder).upgrade("001")
+
+    with engine.connect() as conn:
+        conn.begin()
+        if backend.name == "mysql":  # its DDL would commit the caller's transaction
+            with pytest.raises(UsageError):
+                MigrationRunner(conn, folder).upgrade()
+            return
+        MigrationRunner(conn, folder).upgrade()  # each step in a SAVEPOINT
+        assert "verified" in {c["name"] for c in inspect(conn).get_columns("users")}
+        conn.rollback()
+
+    assert "verified" not in columns(engine, "users")
+    assert tables(backend) == {"migrations", "users", "posts"}
+
+
+# -- SQLite's table rebuild ---------------------------------------------------
+
+BIG = """\
+    '''10,000 users with an index; preferences point at them.'''
+    from sqlalchemy import (Column, ForeignKey, Index, Integer, MetaData, String, Table,
+                            insert)
+
+    metadata = MetaData()
+    users = Table(
+        "users", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("code", String(10)),
+        Column("email", String(100), nullable=False),
+        Index("ix_users_email", "email", unique=True),
+    )
+    prefs = Table(
+        "prefs", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("user_id", Integer, ForeignKey("users.id", name="fk_prefs_user"), nullable=False),
+    )
+
+    def up(conn):
+        metadata.create_all(conn)
+        conn.execute(insert(users), [
+            {"id": i, "code": str(i), "email": f"u{i}@example.com"} for i in range(1, 10001)
+        ])
+        conn.execute(insert(prefs), [{"id": i, "user_id": i} for i in range(1, 10001, 7)])
+    """
+
+CODE_TO_INT = """\
+    from sqlalchemy import Integer
+    from sqlmig.ops import ops
+
+    def up(conn):
+        ops(conn).alter_column("users", "code", type_=Integer(), nullable=False)
+    """
+
+
+def sqlite_engine(backend: Backend, foreign_keys: bool = False) -> Engine:
+    engine = backend.engine()
+    if foreign_keys:
+
+        @event.listens_for(engine, "connect")
+        def on(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return engine
+
+
+def test_sqlite_type_and_nullability_change_keeps_10000_rows_index_and_foreign_key(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_big.py": BIG, "002_code_to_int.py": CODE_TO_INT})
+    engine = sqlite_engine(sqlite_backend)
+    try:
+        MigrationRunner(engine, folder).upgrade()
+
+        code = columns(engine, "users")["code"]
+        assert type(code["type"]).__name__ == "INTEGER" and code["nullable"] is False
+        assert rows(engine, "SELECT COUNT(*), SUM(code), SUM(id) FROM users") == [
+            (10000, 50005000, 50005000)
+        ]
+        assert rows(engine, "SELECT typeof(code) FROM users GROUP BY 1") == [("integer",)]
+        [index] = inspect(engine).get_indexes("users")
+        assert (index["name"], index["column_names"], bool(index["unique"])) == (
+            "ix_users_email", ["email"], True
+        )
+        [fk] = inspect(engine).get_foreign_keys("prefs")
+        assert (fk["name"], fk["referred_table"], fk["referred_columns"]) == (
+            "fk_prefs_user", "users", ["id"]
+        )
+        assert rows(engine, "PRAGMA foreign_key_check") == []
+        joined = "SELECT COUNT(*) FROM prefs JOIN users ON users.id = prefs.user_id"
+        assert rows(engine, joined) == [(1429,)]
+        assert not {t for t in tables(sqlite_backend) if t.startswith("_alembic")}
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_rebuild_failing_half_way_leaves_the_old_table_untouched(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_big.py": BIG, "002_code_to_int.py": CODE_TO_INT})
+    engine = sqlite_engine(sqlite_backend)
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade("001")
+        with engine.begin() as conn:  # one NULL: copying into NOT NULL fails mid-rebuild
+            conn.execute(text("UPDATE users SET code = NULL WHERE id = 9999"))
+        schema_before = rows(engine, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+
+        with pytest.raises(MigrationFailed, match="NOT NULL") as failed:
+            runner.upgrade()
+
+        assert failed.value.version == "002"
+        assert rows(engine, "SELECT type, name, sql FROM sqlite_master ORDER BY name") == (
+            schema_before
+        )
+        assert rows(engine, "SELECT COUNT(*), COUNT(code) FROM users") == [(10000, 9999)]
+        assert rows(engine, "SELECT typeof(code) FROM users WHERE id = 1") == [("text",)]
+        assert runner.status().current == "001"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_with_foreign_keys_on_refuses_to_rebuild_a_referenced_table(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # dropping the old table would delete what prefs points at, and SQLite cannot
+    # switch foreign keys off inside the step's transaction
+    folder = make_migrations({"001_big.py": BIG, "002_code_to_int.py": CODE_TO_INT})
+    engine = sqlite_engine(sqlite_backend, foreign_keys=True)
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade("001")
+        schema_before = rows(engine, "SELECT sql FROM sqlite_master ORDER BY name")
+
+        with pytest.raises(MigrationFailed, match="foreign_keys=ON") as failed:
+            runner.upgrade()
+
+        assert isinstance(failed.value.__cause__, UsageError)
+        assert "prefs" in str(failed.value.__cause__)
+        assert rows(engine, "SELECT sql FROM sqlite_master ORDER BY name") == schema_before
+        assert runner.status().current == "001"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_with_foreign_keys_on_still_renames_adds_and_drops_plain_columns(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_big.py": BIG,
+        "002_in_place.py": """\
+            from sqlalchemy import Boolean, Column, false
+            from sqlmig.ops import ops
+
+            def up(conn):
+                o = ops(conn)
+                o.add_column("users", Column("active", Boolean, nullable=False,
+                                             server_default=false()))
+                o.rename_column("users", "code", "legacy_code")
+                o.rename_table("prefs", "preferences")
+
+            def down(conn):
+                o = ops(conn)
+                o.rename_table("preferences", "prefs")
+                o.rename_column("users", "legacy_code", "code")
+                o.drop_column("users", "active")
+            """,
+    })
+    engine = sqlite_engine(sqlite_backend, foreign_keys=True)
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade()
+        assert "legacy_code" in columns(engine, "users")
+        runner.rollback_last()
+
+        assert set(columns(engine, "users")) == {"id", "code", "email"}
+        assert rows(engine, "SELECT COUNT(*) FROM prefs") == [(1429,)]
+        assert rows(engine, "PRAGMA foreign_key_check") == []
+    finally:
+        engine.dispose()
+
+
+# -- the optional extra -------------------------------------------------------
+
+
+def test_importing_sqlmig_does_not_import_alembic() -> None:
+    code = "import sys, sqlmig, sqlmig.ops; print('alembic' in sys.modules)"
+
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+
+    assert out.stdout.strip() == "False"
+
+
+def test_without_alembic_ops_says_which_extra_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['alembic'] = None\n"  # as if the extra were not installed
+        "from sqlalchemy import create_engine\n"
+        "from sqlmig.ops import ops\n"
+        "from sqlmig import UsageError\n"
+        f"engine = create_engine('sqlite:///{tmp_path}/x.db')\n"
+        "with engine.connect() as conn:\n"
+        "    try:\n"
+        "        ops(conn)\n"
+        "    except UsageError as exc:\n"
+        "        print(exc)\n"
+    )
+
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+
+    assert "pip install 'sqlmig[ops]'" in out.stdout
+
+
+def test_ops_on_a_plain_connection_outside_sqlmig(sqlite_backend: Backend) -> None:
+    from sqlmig.ops import ops
+
+    engine = sqlite_backend.engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR(5))"))
+            conn.execute(text("INSERT INTO t (v) VALUES ('1'), ('2')"))
+            o = ops(conn)
+            assert o.dialect_name == "sqlite"
+            o.alter_column("t", "v", nullable=False)
+            with pytest.raises(UsageError, match="no column 'nope'"):
+                o.alter_column("t", "nope", nullable=False)
+        assert rows(engine, "SELECT v FROM t ORDER BY id") == [("1",), ("2",)]
+        assert columns(engine, "t")["v"]["nullable"] is False
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(table("t"))).scalar() == 2
+    finally:
+        engine.dispose()
