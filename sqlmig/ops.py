@@ -1,10 +1,12 @@
 """Schema changes written once, run unchanged on SQLite, PostgreSQL and MySQL/MariaDB.
 
 ``ops(conn)`` wraps Alembic's ``Operations`` (the ``sqlmig[ops]`` extra) on a
-step's own connection. Alembic only emits statements on it: it never begins,
-commits or rolls back (the step's transaction or savepoint is sqlmig's), never
-creates its ``alembic_version`` table and never configures logging. What it
-sends shows in ``MigrationRunner.dry_run()`` like any other statement.
+step's own connection. Alembic only emits statements on it: inside the step's
+transaction or savepoint it never begins, commits or rolls back (only in a
+``transactional = False`` step, outside any transaction, does each change run
+in a short transaction of its own). It never creates its ``alembic_version``
+table and never configures logging. What it sends shows in
+``MigrationRunner.dry_run()`` like any other statement.
 
 Where a database cannot change a table in place (SQLite: a column's type,
 nullability or constraints), the table is rebuilt inside the step's

@@ -314,6 +314,31 @@ def test_ops_inside_a_callers_transaction_are_undone_by_its_rollback(
     assert tables(backend) == {"migrations", "users", "posts"}
 
 
+def test_ops_in_a_non_transactional_step(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    # outside a transaction (AUTOCOMMIT), each Alembic batch opens and ends its own
+    folder = make_migrations({
+        "001_schema.py": SCHEMA,
+        "002_outside.py": """\
+            from sqlalchemy import Column, String, Text
+            from sqlmig.ops import ops
+
+            transactional = False
+
+            def up(conn):
+                o = ops(conn)
+                o.add_column("posts", Column("body", Text))
+                o.alter_column("posts", "title", type_=String(80))
+            """,
+    })
+
+    MigrationRunner(backend.url, folder).upgrade()
+
+    assert getattr(columns(engine, "posts")["title"]["type"], "length", None) == 80
+    assert rows(engine, "SELECT title FROM posts ORDER BY id") == [("first",), ("second",)]
+
+
 # -- SQLite's table rebuild ---------------------------------------------------
 
 BIG = """\
