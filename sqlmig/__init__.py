@@ -23,6 +23,7 @@ from .errors import (
 )
 from .history import history_table
 from .migration import AppliedMigration, Migration, PlannedStep, Status
+from .ops import ops
 from .runner import MigrationRunner
 
 __version__ = "0.1.0"
@@ -47,4 +48,5 @@ __all__ = [
     "Status",
     "UsageError",
     "history_table",
+    "ops",
 ]

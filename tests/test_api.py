@@ -27,6 +27,7 @@ EXPECTED = [
     "Status",
     "UsageError",
     "history_table",
+    "ops",
 ]
 
 
