@@ -21,13 +21,14 @@ Fixtures (override any of them in your ``conftest.py``):
 Ini flags: ``sqlmig_stairway = true`` adds the test ``sqlmig_stairway``
 (:func:`sqlmig.testing.check_stairway`; it runs first, on the still empty test
 database), ``sqlmig_history = true`` adds ``sqlmig_history``
-(:func:`sqlmig.testing.check_history` on the migrated test database).
+(:func:`sqlmig.testing.check_history`: the files, and the test database's history;
+it runs last).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,20 +177,6 @@ def sqlmig_connection(sqlmig_migrated: Engine) -> Iterator[Connection]:
 # -- the ready-made checks -----------------------------------------------------
 
 
-def _runner_on(runner: MigrationRunner, conn: Connection) -> MigrationRunner:
-    """The same runner's settings, on one connection."""
-    from sqlmig.runner import MigrationRunner
-
-    return MigrationRunner(
-        conn,
-        runner.migrations_source,
-        table=runner.table,
-        schema=runner.schema,
-        lock_timeout=runner.lock_timeout,
-        allow_out_of_order=runner.allow_out_of_order,
-    )
-
-
 def _stairway(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> None:
     """Every migration's down() restores the schema its up() changed.
 
@@ -198,27 +185,40 @@ def _stairway(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> None:
     """
     __tracebackhide__ = True
     from sqlmig.dialects import profile_for
-    from sqlmig.testing import check_stairway
+    from sqlmig.testing import _same_runner, check_stairway
 
     with sqlmig_engine.connect() as conn:
         profile = profile_for(conn)
         if not profile.caller_transaction_ok:  # MySQL/MariaDB: DDL commits itself
-            check_stairway(sqlmig_runner)
+            _readable(check_stairway, sqlmig_runner)
             return
         transaction = conn.begin()
         try:
             profile.begin_step(conn, immediate=False, timeout=sqlmig_runner.lock_timeout)
-            check_stairway(_runner_on(sqlmig_runner, conn))
+            _readable(check_stairway, _same_runner(sqlmig_runner, conn))
         finally:
             transaction.rollback()
 
 
-def _history(sqlmig_migrated: Engine, sqlmig_runner: MigrationRunner) -> None:
+def _history(sqlmig_runner: MigrationRunner) -> None:
     """No duplicate versions; every applied step's file is there, unedited."""
     __tracebackhide__ = True
     from sqlmig.testing import check_history
 
-    check_history(sqlmig_runner)
+    _readable(check_history, sqlmig_runner)
+
+
+def _readable(check: Callable[[MigrationRunner], object], runner: MigrationRunner) -> None:
+    """Run a check; a sqlmig error (a bad file, say) fails the test with its one line."""
+    __tracebackhide__ = True
+    from sqlmig.errors import SqlmigError
+
+    try:
+        check(runner)
+        return
+    except SqlmigError as exc:
+        message = f"{type(exc).__name__}: {exc}"
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k / -m deselect items

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
+from .database import DatabaseArgument
 from .discovery import _resolve_root, _scan
 from .errors import IrreversibleMigration, MigrationFailed, UsageError
 from .migration import AppliedMigration, Migration
@@ -52,6 +53,18 @@ def _take(runner: MigrationRunner) -> Snapshot:
         return snapshot(conn, (None, extra) if extra else (None,), ignore={history})
 
 
+def _same_runner(runner: MigrationRunner, db: DatabaseArgument) -> MigrationRunner:
+    """A runner with the same migrations and settings as ``runner``, on ``db``."""
+    return MigrationRunner(
+        db,
+        runner.migrations_source,
+        table=runner.table,
+        schema=runner.schema,
+        lock_timeout=runner.lock_timeout,
+        allow_out_of_order=runner.allow_out_of_order,
+    )
+
+
 def _report(migration: Migration, problem: str, found: list[str]) -> AssertionError:
     return AssertionError(f"migration {migration.label}: {problem}: " + "; ".join(found))
 
@@ -74,6 +87,14 @@ def check_stairway(runner: MigrationRunner) -> list[Migration]:
         UsageError: the database already has applied (or failed) steps.
         MigrationFailed: an ``up()`` failed the first time it ran.
     """
+    __tracebackhide__ = True
+    if runner._db.given_connection is not None or runner._db.given_engine is not None:
+        return _walk(runner)
+    with runner._db.engine() as engine:  # one engine, one pool, for the whole walk
+        return _walk(_same_runner(runner, engine))
+
+
+def _walk(runner: MigrationRunner) -> list[Migration]:
     __tracebackhide__ = True
     status = runner.status()
     if status.applied or status.failed:
@@ -134,7 +155,7 @@ def _duplicates(items: list[Migration] | list[AppliedMigration]) -> dict[int, li
     for item in items:
         path = getattr(item, "path", None)
         groups[item.number].append(Path(path).name if path else item.version)
-    return {number: names for number, names in groups.items() if len(names) > 1}
+    return {number: sorted(names) for number, names in groups.items() if len(names) > 1}
 
 
 def check_history(runner: MigrationRunner) -> None:

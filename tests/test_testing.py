@@ -337,7 +337,7 @@ def test_history_check_names_duplicates_among_steps_built_in_code(
 
     steps = [Migration("1", "a", up=up), Migration("01", "b", up=up)]
 
-    with pytest.raises(AssertionError, match="version 1 is used by 2 files: 1, 01"):
+    with pytest.raises(AssertionError, match="version 1 is used by 2 files: 01, 1"):
         check_history(MigrationRunner(sqlite_backend.url, steps))
 
 
