@@ -28,7 +28,9 @@ class Held:
     lock: MigrationLock | None
 
 
-def runner_lock(conn: Connection, table: str = "migrations", schema: str | None = None) -> MigrationLock:
+def runner_lock(
+    conn: Connection, table: str = "migrations", schema: str | None = None
+) -> MigrationLock:
     """The lock a runner with ``table`` / ``schema`` takes on ``conn``'s database."""
     factory = profile_for(conn).lock
     assert factory is not None, f"{conn.dialect.name} has no session lock"

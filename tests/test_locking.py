@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from holding import held_lock, lock_is_free, runner_lock
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from backends import Backend
 from conftest import MakeMigrations, tables
-from holding import held_lock, lock_is_free, runner_lock
 from sqlmig import DirtyDatabase, LockTimeout, MigrationFailed, MigrationRunner
 from sqlmig.locking import AdvisoryLock, NamedLock, lock_key
 
@@ -57,8 +57,11 @@ def test_the_key_names_database_schema_and_table() -> None:
     key = lock_key("app", "public", "migrations")
 
     assert key == lock_key("app", "public", "migrations")
-    others = {lock_key("app", "public", "other"), lock_key("app", "audit", "migrations"),
-              lock_key("other", "public", "migrations")}
+    others = {
+        lock_key("app", "public", "other"),
+        lock_key("app", "audit", "migrations"),
+        lock_key("other", "public", "migrations"),
+    }
     assert key not in others and len(others) == 3
     assert AdvisoryLock(key).id == AdvisoryLock(key).id
     assert len(NamedLock(key).name) <= 64  # MySQL's limit on lock names
@@ -237,15 +240,15 @@ def interrupt_when_waiting() -> Iterator[threading.Event]:
 
 
 def connections_named(backend: Backend, name: str) -> int:
+    """PostgreSQL: sessions with that application_name; MySQL: other sessions on the database."""
     if backend.name == "postgresql":
-        return int(str(scalar(
-            backend, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
-        )))
-    return int(str(scalar(
-        backend,
-        "SELECT count(*) FROM information_schema.PROCESSLIST "
-        f"WHERE DB = '{backend.url.database}' AND ID <> CONNECTION_ID()",
-    )))
+        query = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
+    else:
+        query = (
+            "SELECT count(*) FROM information_schema.PROCESSLIST "
+            f"WHERE DB = '{backend.url.database}' AND ID <> CONNECTION_ID()"
+        )
+    return int(str(scalar(backend, query)))
 
 
 @servers
@@ -265,8 +268,8 @@ def test_a_runner_interrupted_while_waiting_leaves_no_connection_and_no_lock(
         assert connections_named(backend, "waiter") == (1 if backend.name == "mysql" else 0)
 
     assert lock_is_free(backend)
-    assert [m.version for m in MigrationRunner(backend.url, runner.migrations_source,
-                                               lock_timeout=1).upgrade()] == ["001"]
+    again = MigrationRunner(backend.url, runner.migrations_source, lock_timeout=1)
+    assert [m.version for m in again.upgrade()] == ["001"]
 
 
 # -- the lock's own connection ----------------------------------------------------------
@@ -357,10 +360,12 @@ def snapshot_holding_transactions(backend: Backend) -> None:
     """
     engine = backend.engine(isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(
-            f"ALTER DATABASE {backend.url.database} "
-            "SET default_transaction_isolation = 'repeatable read'"
-        ))
+        conn.execute(
+            text(
+                f"ALTER DATABASE {backend.url.database} "
+                "SET default_transaction_isolation = 'repeatable read'"
+            )
+        )
     engine.dispose()
 
 

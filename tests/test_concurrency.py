@@ -1,0 +1,409 @@
+"""Replicas of a service calling sqlmig at start-up: real processes, on every backend (SPEC §5).
+
+Eight spawned processes (see :mod:`workers`) are released at the same moment by
+a barrier and each call one runner method; killed runners are one-off
+processes sent SIGKILL in the middle of a step. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from holding import held_lock
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from workers import BOUND, SPAWN, Crew, Job, Outcome, upgrade_once, wait_for_file
+
+from backends import Backend
+from conftest import MakeMigrations, tables
+from sqlmig import DirtyDatabase, LockTimeout, MigrationRunner, UsageError
+
+REPLICAS = 8
+ROUNDS = 4  # stress rounds per backend: REPLICAS * ROUNDS concurrent upgrade() calls
+STEPS = 5
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def crew() -> Iterator[Crew]:
+    """Eight processes, spawned once for the module, that each run one call per round."""
+    crew = Crew(REPLICAS)
+    try:
+        yield crew
+    finally:
+        crew.close()
+
+
+@pytest.fixture
+def replicas(crew: Crew) -> Crew:
+    if crew.broken:
+        pytest.fail("an earlier test left the crew killed")
+    return crew
+
+
+def sql(backend: Backend, *statements: str) -> list[object]:
+    """Run statements in one transaction; the first value each returned (None: no rows)."""
+    engine = backend.engine()
+    try:
+        with engine.begin() as conn:
+            results = [conn.execute(text(s)) for s in statements]
+            return [r.scalar() if r.returns_rows else None for r in results]
+    finally:
+        engine.dispose()
+
+
+def history(backend: Backend, table: str = "migrations") -> list[tuple[str, bool]]:
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT version, success FROM {table} ORDER BY version"))
+            return [(str(v), bool(s)) for v, s in rows]
+    finally:
+        engine.dispose()
+
+
+def all_ok(outcomes: list[Outcome]) -> list[list[str]]:
+    failed = [str(o) for o in outcomes if not o.ok]
+    assert not failed, f"processes that did not return normally: {failed}"
+    return [o.value or [] for o in outcomes]
+
+
+# -- eight replicas start at once ----------------------------------------------------
+
+INSERTING = """\
+    '''Step {n}: takes a moment and leaves one row per run in ran_{n}.'''
+    import os
+    import time
+
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("INSERT INTO ran_{n} (pid) VALUES (:pid)"), {{"pid": os.getpid()}})
+        time.sleep(0.05)
+
+    def down(conn):
+        conn.execute(text("DELETE FROM ran_{n}"))
+    """
+
+
+def test_replicas_starting_at_once_apply_every_step_exactly_once(
+    backend: Backend, make_migrations: MakeMigrations, replicas: Crew
+) -> None:
+    folder = make_migrations(
+        {f"{n:03d}_step.py": INSERTING.format(n=n) for n in range(1, STEPS + 1)}
+    )
+    numbers = range(1, STEPS + 1)
+    everything = [f"{n:03d}" for n in numbers]
+    sql(backend, *(f"CREATE TABLE ran_{n} (pid INTEGER)" for n in range(1, STEPS + 1)))
+    job = Job("upgrade", backend.url_string, str(folder), options={"lock_timeout": BOUND})
+
+    for round_ in range(ROUNDS):
+        outcomes = replicas.run([job] * REPLICAS)
+
+        applied = all_ok(outcomes)
+        assert sorted(v for versions in applied for v in versions) == everything, (
+            f"round {round_}: each step returned by exactly one process"
+        )
+        ran_by = {v: o.pid for o in outcomes for v in o.value or []}
+        for n in range(1, STEPS + 1):
+            rows = sql(backend, f"SELECT count(*) FROM ran_{n}", f"SELECT min(pid) FROM ran_{n}")
+            assert rows == [1, ran_by[f"{n:03d}"]], f"round {round_}: step {n} ran {rows[0]} times"
+        assert history(backend) == [(v, True) for v in everything]
+        sql(backend, "DROP TABLE migrations", *(f"DELETE FROM ran_{n}" for n in numbers))
+
+
+def test_replicas_against_an_up_to_date_database_take_no_lock(
+    backend: Backend, make_migrations: MakeMigrations, replicas: Crew
+) -> None:
+    folder = make_migrations({"001_a.py": "def up(conn):\n    pass\n"})
+    MigrationRunner(backend.url, folder).upgrade()
+    job = Job("upgrade", backend.url_string, str(folder), options={"lock_timeout": 0.5})
+
+    with held_lock(backend):
+        outcomes = replicas.run([job] * REPLICAS)
+        assert all_ok(outcomes) == [[]] * REPLICAS  # none waited, none timed out
+
+        make_migrations({"002_b.py": "def up(conn):\n    pass\n"})  # now one is pending
+        with pytest.raises(LockTimeout):
+            MigrationRunner(backend.url, folder, lock_timeout=0.5).upgrade()
+
+
+# -- a runner in a slow step, waited for or killed ---------------------------------------
+
+SLOW = """\
+    '''Step 002: creates b, then stays until {release} appears (or is killed).'''
+    import os
+    import time
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    transactional = {transactional}
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE b (x INTEGER)"))
+        conn.execute(text("INSERT INTO b VALUES (1)"))
+        if not os.path.exists({mark!r}):
+            Path({mark!r}).touch()
+            deadline = time.monotonic() + {bound}
+            while not os.path.exists({release!r}) and time.monotonic() < deadline:
+                time.sleep(0.02)
+    """
+
+
+def slow_migrations(
+    make_migrations: MakeMigrations, tmp_path: Path, *, transactional: bool = True
+) -> tuple[Path, Path, Path]:
+    """001 creates a, 002 is slow the first time it runs, 003 creates c."""
+    mark, release = tmp_path / "in-step-002", tmp_path / "release-002"
+    create = "def up(conn):\n    conn.exec_driver_sql('CREATE TABLE {} (x INTEGER)')\n"
+    folder = make_migrations(
+        {
+            "001_a.py": create.format("a"),
+            "002_slow.py": SLOW.format(
+                mark=str(mark), release=str(release), transactional=transactional, bound=BOUND
+            ),
+            "003_c.py": create.format("c"),
+        }
+    )
+    return folder, mark, release
+
+
+def test_a_runner_that_cannot_get_the_lock_names_the_process_holding_it(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, replicas: Crew
+) -> None:
+    folder, mark, release = slow_migrations(make_migrations, tmp_path)
+    holder_url = backend.url
+    if backend.name == "postgresql":
+        holder_url = holder_url.update_query_dict({"application_name": "sqlmig-holder"})
+    replicas.submit([Job("upgrade", holder_url.render_as_string(False), str(folder))])
+    try:
+        wait_for_file(mark)
+        with pytest.raises(LockTimeout) as caught:
+            MigrationRunner(backend.url, folder, lock_timeout=0.3).upgrade()
+        if backend.name == "postgresql":
+            assert caught.value.holder is not None
+            pid = caught.value.holder.removeprefix("PostgreSQL process ")
+            assert f"PostgreSQL process {pid}" in str(caught.value)
+            owner = sql(backend, f"SELECT application_name FROM pg_stat_activity WHERE pid = {pid}")
+            assert owner == ["sqlmig-holder"]  # the process in the slow step, not anyone else
+        elif backend.name == "mysql":
+            assert caught.value.holder is not None
+            assert caught.value.holder in str(caught.value)
+        else:
+            assert "SQLite" in str(caught.value)
+    finally:
+        release.touch()
+        outcomes = replicas.collect()
+    assert all_ok(outcomes) == [["001", "002", "003"]]
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["transactional", "non_transactional"])
+def test_a_runner_killed_in_a_step_leaves_no_stale_lock(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, transactional: bool
+) -> None:
+    folder, mark, _ = slow_migrations(make_migrations, tmp_path, transactional=transactional)
+    results = SPAWN.Queue()
+    victim = SPAWN.Process(
+        target=upgrade_once, args=(backend.url_string, str(folder), {}, results), daemon=True
+    )
+    victim.start()
+    try:
+        wait_for_file(mark, victim)
+    finally:
+        os.kill(victim.pid or 0, signal.SIGKILL)
+        victim.join(BOUND)
+    assert victim.exitcode == -signal.SIGKILL
+
+    runner = MigrationRunner(backend.url, folder, lock_timeout=5)  # no stale lock to wait out
+    if backend.name == "mysql" or not transactional:
+        # DDL may have committed itself: the step stays flagged until a person looks (§4)
+        with pytest.raises(DirtyDatabase) as caught:
+            runner.upgrade()
+        assert caught.value.versions == ["002"]
+        assert [r.version for r in runner.status().failed] == ["002"]
+        sql(backend, "DROP TABLE IF EXISTS b")  # the manual check: undo what 002 left
+        assert runner.repair() == ["removed the failed row of 002"]
+    else:
+        assert "b" not in tables(backend)  # rolled back with the killed process
+        assert [r.version for r in runner.status().applied] == ["001"]
+    assert [m.version for m in runner.upgrade()] == ["002", "003"]
+    assert sql(backend, "SELECT count(*) FROM b") == [1]
+    assert history(backend) == [("001", True), ("002", True), ("003", True)]
+
+
+# -- the other writing operations racing -----------------------------------------------
+
+CREATING = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE t{n} (x INTEGER)"))
+
+    def down(conn):
+        conn.execute(text("DROP TABLE t{n}"))
+    """
+
+
+def creating(make_migrations: MakeMigrations, count: int = 3) -> Path:
+    return make_migrations({f"{n:03d}_t{n}.py": CREATING.format(n=n) for n in range(1, count + 1)})
+
+
+def step_tables(backend: Backend) -> set[str]:
+    return {t for t in tables(backend) if t.startswith("t") and t[1:].isdigit()}
+
+
+def test_racing_downgrades_undo_each_step_once(
+    backend: Backend, make_migrations: MakeMigrations, replicas: Crew
+) -> None:
+    folder = creating(make_migrations)
+    MigrationRunner(backend.url, folder).upgrade()
+    job = Job("downgrade", backend.url_string, str(folder), ("base",), {"lock_timeout": BOUND})
+
+    undone = all_ok(replicas.run([job] * REPLICAS))
+
+    assert sorted(v for versions in undone for v in versions) == ["001", "002", "003"]
+    assert history(backend) == [] and step_tables(backend) == set()
+
+
+SQLITE_DECIDES_OUTSIDE_ITS_WRITE = pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            "sqlite",
+            marks=pytest.mark.xfail(
+                reason="a race, so not every run: see the strict test_sqlite_*_racing_between_"
+                "check_and_write below for the core fix it needs",
+                strict=False,
+            ),
+        ),
+        "postgresql",
+        "mysql",
+    ],
+    indirect=True,
+)
+
+
+@SQLITE_DECIDES_OUTSIDE_ITS_WRITE
+def test_racing_baselines_record_the_history_once(
+    backend: Backend, make_migrations: MakeMigrations, replicas: Crew
+) -> None:
+    folder = creating(make_migrations)
+    job = Job("baseline", backend.url_string, str(folder), ("002",), {"lock_timeout": BOUND})
+
+    outcomes = replicas.run([job] * REPLICAS)
+
+    winners = [o for o in outcomes if o.ok]
+    assert [o.value for o in winners] == [["001", "002"]], [str(o) for o in outcomes]
+    losers = Counter(o.error for o in outcomes if not o.ok)
+    assert losers == {"UsageError": REPLICAS - 1}, [str(o) for o in outcomes]
+    assert history(backend) == [("001", True), ("002", True)]
+    assert step_tables(backend) == set()
+
+
+@SQLITE_DECIDES_OUTSIDE_ITS_WRITE
+def test_racing_repairs_fix_the_history_once(
+    backend: Backend, make_migrations: MakeMigrations, replicas: Crew
+) -> None:
+    folder = creating(make_migrations)
+    MigrationRunner(backend.url, folder).upgrade()
+    sql(backend, "UPDATE migrations SET success = FALSE WHERE version = '003'")
+    make_migrations({"001_t1.py": CREATING.format(n=1) + "# edited\n"})
+    job = Job("repair", backend.url_string, str(folder), options={"lock_timeout": BOUND})
+
+    changes = all_ok(replicas.run([job] * REPLICAS))
+
+    assert sorted(c for lines in changes for c in lines) == [
+        "accepted the edited file of 001",
+        "removed the failed row of 003",
+    ]
+    assert history(backend) == [("001", True), ("002", True)]
+    MigrationRunner(backend.url, folder).verify()
+
+
+def test_racing_upgrades_and_downgrades_keep_history_and_schema_in_step(
+    backend: Backend, make_migrations: MakeMigrations, replicas: Crew
+) -> None:
+    folder = creating(make_migrations, count=4)
+    MigrationRunner(backend.url, folder).upgrade("002")
+    options = {"lock_timeout": BOUND}
+    up = Job("upgrade", backend.url_string, str(folder), options=options)
+    down = Job("downgrade", backend.url_string, str(folder), ("base",), options)
+
+    all_ok(replicas.run([up, down] * (REPLICAS // 2)))
+
+    rows = history(backend)
+    assert all(success for _, success in rows)
+    assert {f"t{int(v)}" for v, _ in rows} == step_tables(backend)
+
+
+# -- SQLite: a decision and its write must share one write transaction ---------------------
+
+
+def second_runner_between_decision_and_write(engine: Engine, act: Callable[[], object]) -> None:
+    """Run ``act`` (another runner) just before the runner on ``engine`` begins its write.
+
+    On SQLite each write transaction is the lock, so this is the interleaving two
+    racing processes can produce; here it happens every time.
+    """
+    begun = 0
+
+    def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal begun
+        if statement.startswith("BEGIN IMMEDIATE"):
+            begun += 1
+            if begun == 2:  # after the table was prepared and the history read
+                act()
+
+    event.listen(engine, "before_cursor_execute", before)
+
+
+@pytest.mark.xfail(
+    reason="needs core fix: MigrationRunner.baseline checks the history in _prepare's "
+    "transaction and records in the next one; on SQLite a racing baseline gets in between "
+    "and one of them fails with IntegrityError instead of UsageError",
+    strict=True,
+)
+def test_sqlite_baselines_racing_between_check_and_write_keep_the_history(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = creating(make_migrations)
+    engine = sqlite_backend.engine()
+    other = MigrationRunner(sqlite_backend.url, folder)
+    second_runner_between_decision_and_write(engine, lambda: other.baseline("002"))
+    try:
+        with pytest.raises(UsageError):
+            MigrationRunner(engine, folder).baseline("002")
+    finally:
+        engine.dispose()
+    assert history(sqlite_backend) == [("001", True), ("002", True)]
+
+
+@pytest.mark.xfail(
+    reason="needs core fix: MigrationRunner.repair compares in _prepare's transaction and "
+    "writes in the next one; on SQLite two racing repairs both report the same change",
+    strict=True,
+)
+def test_sqlite_repairs_racing_between_check_and_write_report_each_change_once(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = creating(make_migrations)
+    MigrationRunner(sqlite_backend.url, folder).upgrade()
+    sql(sqlite_backend, "UPDATE migrations SET success = FALSE WHERE version = '003'")
+    engine = sqlite_backend.engine()
+    other: list[str] = []
+    second = MigrationRunner(sqlite_backend.url, folder)
+    second_runner_between_decision_and_write(engine, lambda: other.extend(second.repair()))
+    try:
+        mine = MigrationRunner(engine, folder).repair()
+    finally:
+        engine.dispose()
+    assert sorted(mine + other) == ["removed the failed row of 003"]
+    assert history(sqlite_backend) == [("001", True), ("002", True)]
