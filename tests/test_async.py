@@ -209,3 +209,32 @@ def test_a_runner_waiting_for_the_lock_leaves_the_event_loop_free(
 
     assert [m.version for m in applied] == ["001"]
     assert blocking == []
+
+
+def test_raw_cursor_and_non_transactional_steps_work_through_the_async_drivers(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_raw.py": """\
+            def up(conn):
+                cursor = conn.connection.cursor()  # the bot runner's style, via the adapter
+                cursor.execute("CREATE TABLE raw_t (id INTEGER)")
+                cursor.execute("INSERT INTO raw_t (id) VALUES (1)")
+                cursor.close()
+            """,
+        "002_outside.py": """\
+            from sqlalchemy import text
+
+            transactional = False
+
+            def up(conn):
+                conn.execute(text("CREATE INDEX ix_raw_t ON raw_t (id)"))
+            """,
+    })
+
+    async def migrate(engine: AsyncEngine) -> list[str]:
+        return [m.version for m in await upgrade_async(engine, folder)]
+
+    assert arun(backend, migrate) == ["001", "002"]
+    assert count(backend, "SELECT count(*) FROM raw_t") == 1
+    assert count(backend, "SELECT count(*) FROM migrations WHERE success = true") == 2
