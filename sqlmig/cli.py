@@ -239,19 +239,26 @@ def _print_plan(out: Output, runner: MigrationRunner, plan: list[PlannedStep]) -
         return
     out.line(f"Dry run on {runner.url}: {len(plan)} migration(s) would be applied; "
              "nothing was changed")
-    backend = make_url(runner.url).get_backend_name()
-    if any(not s.tried and s.migration.transactional for s in plan):
+    untried = [s for s in plan if not s.tried]
+    plan_only = bool(untried) and untried[0].migration.transactional  # the backend cannot
+    if plan_only:
+        backend = make_url(runner.url).get_backend_name()
         out.line(f"Plan only: {backend} commits DDL as it runs, so DDL there cannot be tried "
                  "in a rolled-back transaction; the steps' SQL is not shown")
+    after_untried = False
     for step in plan:
         description = step.migration.description
         out.line(f"{step.migration.label}" + (f": {description}" if description else ""))
         if not step.migration.transactional:
             out.line("    -- transactional = False: planned only, not tried")
+        elif not step.tried and after_untried and not plan_only:
+            out.line("    -- planned only: it comes after a step that was not tried")
         elif step.tried and not step.statements:
             out.line("    -- sends no SQL")
         for statement in step.statements:
-            out.line("\n".join(f"    {line}" for line in statement.strip().splitlines()) + ";")
+            lines = statement.strip().expandtabs(4).splitlines()
+            out.line("\n".join(f"    {line.rstrip()}" for line in lines) + ";")
+        after_untried = after_untried or not step.tried
 
 
 def cmd_downgrade(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
@@ -285,7 +292,7 @@ def status_rows(status: Status) -> list[dict[str, Any]]:
     states.update({r.number: "missing" for r in status.missing})
     rows: list[tuple[int, dict[str, Any]]] = []
     for row in [*status.applied, *status.failed]:
-        state = states.get(row.number, "failed") if row.success else "failed"
+        state = states[row.number] if row.success else "failed"
         rows.append((row.number, {
             "version": row.version,
             "name": row.name,

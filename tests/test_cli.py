@@ -400,6 +400,28 @@ def test_upgrade_dry_run_shows_the_plan_and_changes_nothing(project: Project) ->
     assert list(project.states().values()).count("applied") == 1
 
 
+def test_upgrade_dry_run_plans_a_non_transactional_step_and_those_after_it(
+    project: Project,
+) -> None:
+    project.write("004_index_orders.py", '''\
+        transactional = False
+
+        def up(conn):
+            raise RuntimeError("a dry run must not run this")
+        ''')
+    result = project.run("upgrade", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    plan_only = project.backend is not None and project.backend.name == "mysql"
+    assert ("DDL there cannot be tried" in out) == plan_only
+    assert ("CREATE TABLE customers" in out) != plan_only
+    assert "004_index_orders\n    -- transactional = False: planned only, not tried\n" in out
+    after = "    -- planned only: it comes after a step that was not tried\n"
+    assert (f"005_create_invoices: Create the invoices table.\n{after}" in out) != plan_only
+    assert "CREATE TABLE invoices" not in out
+    assert project.tables() == set()
+
+
 def test_upgrade_dry_run_to_a_target(project: Project) -> None:
     result = project.run("upgrade", "002", "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -469,6 +491,16 @@ def test_a_late_version_refused_by_the_config_exits_3(project: Project) -> None:
     result = project.run("upgrade")
     assert result.returncode == 3
     assert "003 is older than the newest applied one" in one_line(result.stderr)
+
+
+def test_a_late_version_is_applied_with_a_warning_on_stderr(project: Project) -> None:
+    project.write("003_seed_customers.py", None)
+    assert project.run("upgrade").returncode == 0
+    project.write("003_seed_customers.py", STEPS["003_seed_customers.py"])
+    result = project.run("upgrade")
+    assert result.returncode == 0
+    assert result.stdout.startswith("applied 003_seed_customers in ")
+    assert result.stderr.startswith("warning: applying 003_seed_customers out of order")
 
 
 def test_a_held_lock_exits_4(project: Project) -> None:
