@@ -424,3 +424,11 @@ def test_backends_skip_with_one_reason_without_url_or_docker(
     result.stdout.fnmatch_lines(
         ["*postgresql: SQLMIG_TEST_POSTGRES_URL is not set and no container could be started*"]
     )
+
+
+def test_the_worked_examples_pass_the_stairway_and_history_checks(backend: Backend) -> None:
+    runner = MigrationRunner(backend.url, Path(__file__).parent.parent / "migrations")
+
+    assert check_stairway(runner) == runner.migrations()
+    assert runner.status().total_pending == 0
+    check_history(runner)
