@@ -401,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else 2
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     out = Output(bool(args.verbose), sys.stdout, sys.stderr)
     with _logging(out) as progress:
         try:
