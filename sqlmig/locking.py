@@ -98,6 +98,7 @@ class AdvisoryLock(MigrationLock):
         pid = conn.execute(
             text(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
             ),
             {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},

@@ -182,7 +182,8 @@ def test_a_runner_that_cannot_get_the_lock_names_the_process_holding_it(
     folder, mark, release = slow_migrations(make_migrations, tmp_path)
     holder_url = backend.url
     if backend.name == "postgresql":
-        holder_url = holder_url.update_query_dict({"application_name": "sqlmig-holder"})
+        name = f"holder-{backend.url.database}"  # unique on the server
+        holder_url = holder_url.update_query_dict({"application_name": name})
     replicas.submit([Job("upgrade", holder_url.render_as_string(False), str(folder))])
     try:
         wait_for_file(mark)
@@ -193,7 +194,7 @@ def test_a_runner_that_cannot_get_the_lock_names_the_process_holding_it(
             pid = caught.value.holder.removeprefix("PostgreSQL process ")
             assert f"PostgreSQL process {pid}" in str(caught.value)
             owner = sql(backend, f"SELECT application_name FROM pg_stat_activity WHERE pid = {pid}")
-            assert owner == ["sqlmig-holder"]  # the process in the slow step, not anyone else
+            assert owner == [name]  # the process in the slow step, not anyone else
         elif backend.name == "mysql":
             assert caught.value.holder is not None
             assert caught.value.holder in str(caught.value)
@@ -407,3 +408,21 @@ def test_sqlite_repairs_racing_between_check_and_write_report_each_change_once(
         engine.dispose()
     assert sorted(mine + other) == ["removed the failed row of 003"]
     assert history(sqlite_backend) == [("001", True), ("002", True)]
+
+
+def test_on_sqlite_a_replica_meeting_a_non_transactional_step_in_progress_stops_dirty(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, replicas: Crew
+) -> None:
+    """SQLite has no lock outside a step's transaction (see the README): it stops, unchanged."""
+    folder, mark, release = slow_migrations(make_migrations, tmp_path, transactional=False)
+    replicas.submit([Job("upgrade", sqlite_backend.url_string, str(folder))])
+    try:
+        wait_for_file(mark)
+        with pytest.raises(DirtyDatabase) as caught:
+            MigrationRunner(sqlite_backend.url, folder, lock_timeout=5).upgrade()
+        assert caught.value.versions == ["002"]
+    finally:
+        release.touch()
+        outcomes = replicas.collect()
+    assert all_ok(outcomes) == [["001", "002", "003"]]
+    assert history(sqlite_backend) == [("001", True), ("002", True), ("003", True)]

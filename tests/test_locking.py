@@ -256,8 +256,9 @@ def test_a_runner_interrupted_while_waiting_leaves_no_connection_and_no_lock(
     backend: Backend, make_migrations: MakeMigrations, interrupt_when_waiting: threading.Event
 ) -> None:
     url = backend.url
+    waiter = f"waiter-{url.database}"  # unique on the server
     if backend.name == "postgresql":
-        url = url.update_query_dict({"application_name": "waiter"})
+        url = url.update_query_dict({"application_name": waiter})
     runner = MigrationRunner(url, make_migrations(creating("a")), lock_timeout=30)
 
     with held_lock(backend):
@@ -265,7 +266,7 @@ def test_a_runner_interrupted_while_waiting_leaves_no_connection_and_no_lock(
             runner.upgrade()
         assert interrupt_when_waiting.is_set()
         # only the test's own holder is left (MySQL: counted from another session)
-        assert connections_named(backend, "waiter") == (1 if backend.name == "mysql" else 0)
+        assert connections_named(backend, waiter) == (1 if backend.name == "mysql" else 0)
 
     assert lock_is_free(backend)
     again = MigrationRunner(backend.url, runner.migrations_source, lock_timeout=1)
@@ -412,3 +413,27 @@ def test_a_transaction_scoped_lock_would_deadlock_create_index_concurrently(
                 assert scalar(backend, "SELECT count(*) FROM pg_indexes WHERE indexname = 't_x'")
     finally:
         engine.dispose()
+
+
+# -- inside the caller's transaction --------------------------------------------------------
+
+
+@postgresql
+def test_inside_a_callers_transaction_the_lock_lasts_until_the_caller_commits(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(creating("a"))
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            with conn.begin():
+                MigrationRunner(conn, folder).upgrade()
+                assert not lock_is_free(backend)  # held by the caller's transaction
+                with pytest.raises(LockTimeout):
+                    MigrationRunner(
+                        backend.url, make_migrations(creating("a", "b")), lock_timeout=0.3
+                    ).upgrade()
+            assert lock_is_free(backend)  # gone with the commit
+    finally:
+        engine.dispose()
+    assert "a" in tables(backend)
