@@ -11,10 +11,11 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from holding import held_lock, lock_is_free, runner_lock
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
 from backends import Backend
@@ -437,3 +438,26 @@ def test_inside_a_callers_transaction_the_lock_lasts_until_the_caller_commits(
     finally:
         engine.dispose()
     assert "a" in tables(backend)
+
+
+@servers
+def test_a_release_interrupted_by_ctrl_c_does_not_leave_the_lock_in_the_pool(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """SQLAlchemy invalidates a connection a KeyboardInterrupt went through: session ended."""
+    engine = backend.engine()  # the service's own pool, handed to the runner
+    interrupted: list[str] = []
+
+    def ctrl_c_at_release(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if ("unlock" in statement or "RELEASE_LOCK" in statement) and not interrupted:
+            interrupted.append(statement)
+            raise KeyboardInterrupt
+
+    event.listen(engine, "before_cursor_execute", ctrl_c_at_release)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            MigrationRunner(engine, make_migrations(creating("a"))).upgrade()
+        assert interrupted
+        assert lock_is_free(backend)
+    finally:
+        engine.dispose()
