@@ -335,3 +335,19 @@ def test_loading_the_plugin_imports_nothing_beyond_sqlmig_itself() -> None:
                          check=True).stdout
 
     assert out.strip() == "['sqlmig.pytest_plugin']"
+
+
+def test_the_ini_option_may_name_an_importable_package(pytester: pytest.Pytester) -> None:
+    where = project(pytester, folder="myapp/migrations", ini="""\
+        [tool.pytest.ini_options]
+        sqlmig_migrations = "myapp.migrations"
+        pythonpath = ["."]
+        """, tests="""\
+        def test_where(sqlmig_runner, sqlmig_migrated):
+            assert sqlmig_runner.migrations_source == "myapp.migrations"
+            assert sqlmig_runner.status().current == "002"
+        """)
+    (where / "__init__.py").write_text("")
+    (where.parent / "__init__.py").write_text("")
+
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
