@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .aio import upgrade_async
 from .errors import (
     ChecksumMismatch,
     ConfigError,
@@ -49,4 +50,5 @@ __all__ = [
     "UsageError",
     "history_table",
     "ops",
+    "upgrade_async",
 ]

@@ -191,8 +191,13 @@ class MigrationRunner(BotRunnerCalls):
             with s.conn.begin():
                 s.profile.set_busy_timeout(s.conn, before or 0)
 
-    def _prepare(self, executor: StepExecutor, migrations: list[Migration]) -> History:
-        """Create or adopt the table and fill missing checksums; return the history."""
+    @contextmanager
+    def _prepared(self, executor: StepExecutor, migrations: list[Migration]) -> Iterator[History]:
+        """One write transaction: create or adopt the table, fill missing checksums.
+
+        Yields the history read inside it, so what the caller decides from it
+        and writes inside the block cannot race another runner (SQLite).
+        """
         with executor.transaction():
             history = self._store.read(executor.conn)
             if not history.exists or history.needs_adopting:
@@ -201,7 +206,7 @@ class MigrationRunner(BotRunnerCalls):
             for row, migration in compare(migrations, history.rows).unfilled:
                 self._store.set_checksum(executor.conn, row.version, migration.checksum)
                 log.info("recorded the checksum of %s", row.version)
-        return history
+            yield history
 
     # -- the public operations --------------------------------------------
 
@@ -236,7 +241,8 @@ class MigrationRunner(BotRunnerCalls):
                 migration.load()  # every source error surfaces before the first write
             with self._locked(s), self._sqlite_wait(s):
                 executor = self._executor(s, report)
-                comparison = compare(migrations, self._prepare(executor, migrations).rows)
+                with self._prepared(executor, migrations) as history:
+                    comparison = compare(migrations, history.rows)
                 steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)
                 return self._apply(executor, steps)
 
@@ -325,15 +331,13 @@ class MigrationRunner(BotRunnerCalls):
                 "give the version of the newest step the database already has"
             )
         with self._session(write=True) as s, self._locked(s), self._sqlite_wait(s):
-            executor = self._executor(s)
-            history = self._prepare(executor, migrations)
-            if history.rows:
-                raise UsageError(
-                    f"cannot baseline: the history already has {len(history.rows)} row(s); "
-                    "baseline is only for a database sqlmig has never migrated"
-                )
             marked = [m for m in migrations if m.number <= number]
-            with executor.transaction():
+            with self._prepared(self._executor(s), migrations) as history:
+                if history.rows:
+                    raise UsageError(
+                        f"cannot baseline: the history already has {len(history.rows)} row(s); "
+                        "baseline is only for a database sqlmig has never migrated"
+                    )
                 for migration in marked:
                     self._store.record(s.conn, migration, execution_ms=None)
             log.info("baselined %d migration(s) up to %s", len(marked), wanted)
@@ -347,10 +351,9 @@ class MigrationRunner(BotRunnerCalls):
         migrations = self.migrations()
         changes: list[str] = []
         with self._session(write=True) as s, self._locked(s), self._sqlite_wait(s):
-            executor = self._executor(s)
-            comparison = compare(migrations, self._prepare(executor, migrations).rows)
-            files = comparison.by_number
-            with executor.transaction():
+            with self._prepared(self._executor(s), migrations) as history:
+                comparison = compare(migrations, history.rows)
+                files = comparison.by_number
                 for row in comparison.changed:
                     self._store.set_checksum(s.conn, row.version, files[row.number].checksum)
                     changes.append(f"accepted the edited file of {row.version}")

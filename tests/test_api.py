@@ -28,6 +28,7 @@ EXPECTED = [
     "UsageError",
     "history_table",
     "ops",
+    "upgrade_async",
 ]
 
 
