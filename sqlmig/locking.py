@@ -9,10 +9,12 @@ the table, so two history tables never block each other.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -22,6 +24,22 @@ from .errors import LockTimeout
 __all__ = ["AdvisoryLock", "MigrationLock", "NamedLock", "lock_key"]
 
 log = logging.getLogger("sqlmig")
+
+
+def _sleep(seconds: float) -> None:
+    """Wait between polls; inside ``AsyncConnection.run_sync`` (a greenlet on the event
+    loop's own thread) await ``asyncio.sleep`` instead, so the loop keeps running."""
+    try:
+        from sqlalchemy.util import concurrency
+
+        in_loop = bool(concurrency.in_greenlet())
+        wait: Any = getattr(concurrency, "await_", None) or concurrency.await_only
+    except Exception:  # no greenlet installed, or an SQLAlchemy without these helpers
+        in_loop = False
+    if in_loop:
+        wait(asyncio.sleep(seconds))
+    else:
+        time.sleep(seconds)
 
 
 def lock_key(database: str | None, schema: str | None, table: str) -> bytes:
@@ -75,7 +93,7 @@ class MigrationLock(ABC):
             if not waited:
                 log.info("waiting for the migration lock (another runner holds it)")
                 waited = True
-            time.sleep(min(delay, remaining))
+            _sleep(min(delay, remaining))
             delay = min(delay * 2, 0.2)
 
 
