@@ -11,6 +11,7 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from workers import BOUND, SPAWN, Crew, Job, Outcome, upgrade_once, wait_for_fil
 
 from backends import Backend
 from conftest import MakeMigrations, tables
-from sqlmig import DirtyDatabase, LockTimeout, MigrationRunner, UsageError
+from sqlmig import DirtyDatabase, LockTimeout, MigrationRunner, SqlmigError
 
 REPLICAS = 8
 ROUNDS = 4  # stress rounds per backend: REPLICAS * ROUNDS concurrent upgrade() calls
@@ -32,20 +33,23 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def crew() -> Iterator[Crew]:
-    """Eight processes, spawned once for the module, that each run one call per round."""
-    crew = Crew(REPLICAS)
+def crews() -> Iterator[list[Crew]]:
+    """Eight processes, spawned once for the module (and again if a test had to kill them)."""
+    box = [Crew(REPLICAS)]
     try:
-        yield crew
+        yield box
     finally:
-        crew.close()
+        box[0].close()
 
 
 @pytest.fixture
-def replicas(crew: Crew) -> Crew:
-    if crew.broken:
-        pytest.fail("an earlier test left the crew killed")
-    return crew
+def replicas(crews: list[Crew]) -> Crew:
+    """The module's crew, idle and alive."""
+    if crews[0].pending:  # a test that failed between submit() and collect()
+        crews[0].collect()
+    if crews[0].broken:
+        crews[0] = Crew(REPLICAS)
+    return crews[0]
 
 
 def sql(backend: Backend, *statements: str) -> list[object]:
@@ -274,25 +278,6 @@ def test_racing_downgrades_undo_each_step_once(
     assert history(backend) == [] and step_tables(backend) == set()
 
 
-SQLITE_DECIDES_OUTSIDE_ITS_WRITE = pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param(
-            "sqlite",
-            marks=pytest.mark.xfail(
-                reason="a race, so not every run: see the strict test_sqlite_*_racing_between_"
-                "check_and_write below for the core fix it needs",
-                strict=False,
-            ),
-        ),
-        "postgresql",
-        "mysql",
-    ],
-    indirect=True,
-)
-
-
-@SQLITE_DECIDES_OUTSIDE_ITS_WRITE
 def test_racing_baselines_record_the_history_once(
     backend: Backend, make_migrations: MakeMigrations, replicas: Crew
 ) -> None:
@@ -309,7 +294,6 @@ def test_racing_baselines_record_the_history_once(
     assert step_tables(backend) == set()
 
 
-@SQLITE_DECIDES_OUTSIDE_ITS_WRITE
 def test_racing_repairs_fix_the_history_once(
     backend: Backend, make_migrations: MakeMigrations, replicas: Crew
 ) -> None:
@@ -348,81 +332,70 @@ def test_racing_upgrades_and_downgrades_keep_history_and_schema_in_step(
 # -- SQLite: a decision and its write must share one write transaction ---------------------
 
 
-def second_runner_between_decision_and_write(engine: Engine, act: Callable[[], object]) -> None:
-    """Run ``act`` (another runner) just before the runner on ``engine`` begins its write.
+@contextmanager
+def between_transactions(engine: Engine, act: Callable[[], object]) -> Iterator[None]:
+    """Run ``act`` (another runner) between the write transactions of the runner on ``engine``.
 
     On SQLite each write transaction is the lock, so this is the interleaving two
-    racing processes can produce; here it happens every time.
+    racing processes can produce; here it happens every time. A runner that decides
+    and writes in one transaction has no "between": ``act`` then runs after it.
     """
-    begun = 0
+    ran: list[bool] = []
 
     def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        nonlocal begun
         if statement.startswith("BEGIN IMMEDIATE"):
-            begun += 1
-            if begun == 2:  # after the table was prepared and the history read
+            ran.append(True)
+            if len(ran) == 2:  # a second write transaction began: the first one is over
                 act()
 
     event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    if len(ran) < 2:
+        act()
 
 
-@pytest.mark.xfail(
-    reason="needs core fix: MigrationRunner.baseline checks the history in _prepare's "
-    "transaction and records in the next one; on SQLite a racing baseline gets in between "
-    "and one of them fails with IntegrityError instead of UsageError",
-    strict=True,
-)
-def test_sqlite_baselines_racing_between_check_and_write_keep_the_history(
+def outcome_of(call: Callable[[], object]) -> str:
+    try:
+        call()
+    except SqlmigError as exc:
+        return type(exc).__name__
+    return "ok"
+
+
+def test_sqlite_baselines_racing_between_transactions_keep_the_history(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
     folder = creating(make_migrations)
-    engine = sqlite_backend.engine()
     other = MigrationRunner(sqlite_backend.url, folder)
-    second_runner_between_decision_and_write(engine, lambda: other.baseline("002"))
+    results: list[str] = []
+    engine = sqlite_backend.engine()
     try:
-        with pytest.raises(UsageError):
-            MigrationRunner(engine, folder).baseline("002")
+        with between_transactions(
+            engine, lambda: results.append(outcome_of(lambda: other.baseline("002")))
+        ):
+            results.append(outcome_of(lambda: MigrationRunner(engine, folder).baseline("002")))
     finally:
         engine.dispose()
+    assert sorted(results) == ["UsageError", "ok"]  # never an IntegrityError
     assert history(sqlite_backend) == [("001", True), ("002", True)]
 
 
-@pytest.mark.xfail(
-    reason="needs core fix: MigrationRunner.repair compares in _prepare's transaction and "
-    "writes in the next one; on SQLite two racing repairs both report the same change",
-    strict=True,
-)
-def test_sqlite_repairs_racing_between_check_and_write_report_each_change_once(
+def test_sqlite_repairs_racing_between_transactions_report_each_change_once(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
     folder = creating(make_migrations)
     MigrationRunner(sqlite_backend.url, folder).upgrade()
     sql(sqlite_backend, "UPDATE migrations SET success = FALSE WHERE version = '003'")
-    engine = sqlite_backend.engine()
-    other: list[str] = []
     second = MigrationRunner(sqlite_backend.url, folder)
-    second_runner_between_decision_and_write(engine, lambda: other.extend(second.repair()))
+    changes: list[str] = []
+    engine = sqlite_backend.engine()
     try:
-        mine = MigrationRunner(engine, folder).repair()
+        with between_transactions(engine, lambda: changes.extend(second.repair())):
+            changes.extend(MigrationRunner(engine, folder).repair())
     finally:
         engine.dispose()
-    assert sorted(mine + other) == ["removed the failed row of 003"]
+    assert changes == ["removed the failed row of 003"]
     assert history(sqlite_backend) == [("001", True), ("002", True)]
-
-
-def test_on_sqlite_a_replica_meeting_a_non_transactional_step_in_progress_stops_dirty(
-    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, replicas: Crew
-) -> None:
-    """SQLite has no lock outside a step's transaction (see the README): it stops, unchanged."""
-    folder, mark, release = slow_migrations(make_migrations, tmp_path, transactional=False)
-    replicas.submit([Job("upgrade", sqlite_backend.url_string, str(folder))])
-    try:
-        wait_for_file(mark)
-        with pytest.raises(DirtyDatabase) as caught:
-            MigrationRunner(sqlite_backend.url, folder, lock_timeout=5).upgrade()
-        assert caught.value.versions == ["002"]
-    finally:
-        release.touch()
-        outcomes = replicas.collect()
-    assert all_ok(outcomes) == [["001", "002", "003"]]
-    assert history(sqlite_backend) == [("001", True), ("002", True), ("003", True)]

@@ -63,15 +63,20 @@ def call(job: Job, index: int = 0) -> Outcome:
     try:
         runner = MigrationRunner(job.url, job.folder, **job.options)
         result = getattr(runner, job.op)(*job.args)
+        return Outcome(index, os.getpid(), ok=True, value=_versions(result, Migration))
     except BaseException as exc:  # the test wants to see KeyboardInterrupt too
         return Outcome(index, os.getpid(), ok=False, error=type(exc).__name__, message=str(exc))
+
+
+def _versions(result: Any, migration: type) -> list[str]:
+    """A call's result as text: the versions of returned migrations, or the lines returned."""
     if result is None:
-        value: list[str] = []
-    elif isinstance(result, Migration):
-        value = [result.version]
-    else:
-        value = [m.version if isinstance(m, Migration) else str(m) for m in result]
-    return Outcome(index, os.getpid(), ok=True, value=value)
+        return []
+    if isinstance(result, migration):
+        return [result.version]
+    if isinstance(result, list):
+        return [m.version if isinstance(m, migration) else str(m) for m in result]
+    return [repr(result)]
 
 
 def serve(index: int, inbox: Any, outbox: Any, barrier: Barrier) -> None:
