@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from .errors import LockTimeout
-from .locking import AdvisoryLock, MigrationLock, NamedLock
+from .locking import AdvisoryLock, MigrationLock, NamedLock, lock_key
 
 __all__ = ["DialectProfile", "profile_for"]
 
@@ -35,6 +35,17 @@ class DialectProfile:
     begin: str | None = None
     #: Seconds-to-wait setting tied to ``lock_timeout`` (SQLite ``busy_timeout``).
     busy_timeout_pragma: str | None = None
+
+    def lock_for(self, conn: Connection, table: str, schema: str | None) -> MigrationLock | None:
+        """The lock guarding history table ``table`` on ``conn``'s database, if any.
+
+        Its key names the database, the schema (the default one when ``None``)
+        and the table, so two history tables never block each other.
+        """
+        if self.lock is None:
+            return None
+        schema = schema or conn.dialect.default_schema_name
+        return self.lock(lock_key(conn.engine.url.database, schema, table))
 
     def begin_step(self, conn: Connection, *, immediate: bool, timeout: float) -> None:
         """Make the transaction SQLAlchemy began real on the server, where needed.

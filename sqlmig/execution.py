@@ -197,7 +197,7 @@ class StepExecutor:
         else:
             outcome = (
                 "changes its DDL committed may remain; check the database by hand, "
-                "then run repair()"
+                "then run repair() (sqlmig repair)"
             )
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return MigrationFailed(

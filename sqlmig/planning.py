@@ -84,20 +84,20 @@ def check_history(comparison: Comparison) -> None:
         versions = [r.version for r in comparison.failed]
         raise DirtyDatabase(
             f"migration {_versions(comparison.failed)} failed part-way (its DDL could not be "
-            "rolled back): check the database by hand, then run repair()",
+            "rolled back): check the database by hand, then run repair() (sqlmig repair)",
             versions=versions,
         )
     if comparison.changed:
         raise ChecksumMismatch(
             f"applied migration {_versions(comparison.changed)} was edited after it ran: "
-            "restore the file and put the change in a new migration, or run repair() to "
-            "accept the edit",
+            "restore the file and put the change in a new migration, or run repair() "
+            "(sqlmig repair) to accept the edit",
             versions=[r.version for r in comparison.changed],
         )
     if comparison.missing:
         raise MissingMigration(
             f"applied migration {_versions(comparison.missing)} has no file any more: restore "
-            "it, or run repair() to forget it",
+            "it, or run repair() (sqlmig repair) to forget it",
             versions=[r.version for r in comparison.missing],
         )
 

@@ -19,7 +19,6 @@ from .dryrun import try_plan
 from .errors import MigrationFailed, UsageError
 from .execution import StepExecutor
 from .history import History, HistoryStore
-from .locking import lock_key
 from .migration import Migration, PlannedStep, Status
 from .planning import (
     Comparison,
@@ -143,11 +142,10 @@ class MigrationRunner(BotRunnerCalls):
 
     @contextmanager
     def _locked(self, s: _Session) -> Iterator[None]:
-        if s.profile.lock is None:
+        lock = s.profile.lock_for(s.conn, self.table, self.schema)
+        if lock is None:
             yield
             return
-        schema = self.schema or s.conn.dialect.default_schema_name
-        lock = s.profile.lock(lock_key(s.engine.url.database, schema, self.table))
         if s.nested:
             lock.acquire(s.conn, self.lock_timeout, transaction_scoped=True)
             yield

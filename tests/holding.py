@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from backends import Backend
 from sqlmig.dialects import profile_for
-from sqlmig.locking import MigrationLock, lock_key
+from sqlmig.locking import MigrationLock
 
 
 @dataclass
@@ -32,10 +32,9 @@ def runner_lock(
     conn: Connection, table: str = "migrations", schema: str | None = None
 ) -> MigrationLock:
     """The lock a runner with ``table`` / ``schema`` takes on ``conn``'s database."""
-    factory = profile_for(conn).lock
-    assert factory is not None, f"{conn.dialect.name} has no session lock"
-    schema = schema or conn.dialect.default_schema_name
-    return factory(lock_key(conn.engine.url.database, schema, table))
+    lock = profile_for(conn).lock_for(conn, table, schema)
+    assert lock is not None, f"{conn.dialect.name} has no session lock"
+    return lock
 
 
 @contextmanager

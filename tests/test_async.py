@@ -172,11 +172,6 @@ def test_concurrent_upgrade_tasks_apply_each_step_once(
     assert count(backend, "SELECT count(*) FROM migrations") == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core fix: MigrationLock.acquire polls with time.sleep, which blocks the "
-    "event loop under run_sync (4 concurrent upgrade_async tasks: 24 s instead of 0.7 s)",
-)
 def test_a_runner_waiting_for_the_lock_leaves_the_event_loop_free(
     tmp_path: Path, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,7 +27,6 @@ from sqlalchemy import URL, inspect
 from backends import Backend, fresh_database
 from sqlmig.cli import main
 from sqlmig.dialects import profile_for
-from sqlmig.locking import lock_key
 
 TIMEOUT = 120  # seconds; a bound, never an assertion
 
@@ -508,14 +507,12 @@ def test_a_held_lock_exits_4(project: Project) -> None:
     engine = project.backend.engine()
     try:
         with engine.connect() as conn:
-            profile = profile_for(conn)
-            if profile.lock is None:  # SQLite: a writer's transaction is the lock
+            lock = profile_for(conn).lock_for(conn, "migrations", None)
+            if lock is None:  # SQLite: a writer's transaction is the lock
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
-                schema = conn.dialect.default_schema_name
-                key = lock_key(engine.url.database, schema, "migrations")
                 conn.execution_options(isolation_level="AUTOCOMMIT")
-                profile.lock(key).acquire(conn, 5)
+                lock.acquire(conn, 5)
             result = project.run("--lock-timeout", "0.5", "upgrade")
     finally:
         engine.dispose()
