@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import MigrationSourceError
 from .migration import Migration, docstring_first_line
 
-__all__ = ["FILE_NAME", "MigrationsSource", "ModuleLoader", "checksum", "discover"]
+__all__ = ["FILE_NAME", "MigrationsSource", "ModuleLoader", "checksum", "discover", "line_in"]
 
 MigrationsSource = str | Path | Sequence[Migration]
 
@@ -85,7 +85,7 @@ class ModuleLoader:
         try:
             exec(code, module.__dict__)
         except Exception as exc:
-            line = _line_in(exc, migration.path)
+            line = line_in(exc, migration.path)
             raise MigrationSourceError(
                 f"{migration.path}:{line}: importing the migration raised "
                 f"{type(exc).__name__}: {exc}; fix the module's top-level code",
@@ -98,8 +98,8 @@ class ModuleLoader:
         return module
 
 
-def _line_in(exc: BaseException, path: str | None) -> int | None:
-    """The line of ``path`` where ``exc`` passed last, if it did."""
+def line_in(exc: BaseException, path: str | None) -> int | None:
+    """The last line of file ``path`` that ``exc``'s traceback passed through, if any."""
     line = None
     tb = exc.__traceback__
     while tb is not None:

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 from sqlalchemy.engine import Connection
 
 from .dialects import DialectProfile
+from .discovery import line_in
 from .errors import MigrationFailed
 from .history import HistoryStore
 from .migration import AppliedMigration, Migration, StepFunction
@@ -102,19 +103,6 @@ def guarded(conn: Connection) -> Iterator[list[str]]:
         del conn._sqlmig_tripped  # type: ignore[attr-defined]
 
 
-def _line_of(exc: BaseException, fn: StepFunction) -> tuple[str | None, int | None]:
-    """The file of ``fn`` and the last line of it the traceback passed through."""
-    code = getattr(fn, "__code__", None)
-    filename = code.co_filename if code else None
-    line = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return filename, line
-
-
 class StepExecutor:
     """Applies and undoes steps on one connection, as the dialect profile says."""
 
@@ -189,8 +177,9 @@ class StepExecutor:
     def failure(
         self, migration: Migration, fn: StepFunction, action: str, error: BaseException
     ) -> MigrationFailed:
-        path, line = _line_of(error, fn)
-        path = migration.path or path
+        code = getattr(fn, "__code__", None)
+        path = migration.path or (code.co_filename if code else None)
+        line = line_in(error, code.co_filename if code else None)
         where = f"{path}:{line}" if line else f"{path}"
         if self.protected(migration):
             outcome = "its work was rolled back; fix it and run again"
