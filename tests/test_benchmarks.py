@@ -1,0 +1,111 @@
+"""The benchmark script works: ``python benchmarks/run.py`` with N=20, run once.
+
+This checks that every measurement runs and lands in the printed table (and
+that every tool really did the work: the script counts the tables each upgrade
+and downgrade left). It asserts nothing about speed: figures live in the
+README's Performance section, measured by hand on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backends import required, server_url
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "run.py"
+
+
+def _postgres_url() -> str | None:
+    url = server_url("postgresql")
+    if url is None:
+        if "postgresql" in required():
+            pytest.fail("backend postgresql is required (SQLMIG_REQUIRE_BACKENDS) but not set")
+        return None
+    return url.render_as_string(hide_password=False)
+
+
+def _run(tmp_path: Path, *args: str) -> tuple[str, dict[str, object]]:
+    out = tmp_path / "records.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data: dict[str, object] = json.loads(out.read_text())
+    return proc.stdout, data
+
+
+def _tools() -> list[str]:
+    extra = [t for t in ("alembic", "yoyo") if importlib.util.find_spec(t) is not None]
+    return ["floor", "sqlmig", *extra]
+
+
+def _rows(table: str, measure: str) -> dict[str, list[str]]:
+    """Cells of the printed table rows named ``measure``, by backend."""
+    found = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 2 and cells[0] == measure:
+            found[cells[1]] = cells[2:]
+    return found
+
+
+def test_quick_run_measures_every_tool_on_sqlite_and_postgresql(tmp_path: Path) -> None:
+    backends = ["sqlite"]
+    pg = _postgres_url()
+    args = ["--sizes", "20", "--repeat", "1", "--import-repeat", "1", "--pad-kib", "0"]
+    if pg is not None:
+        backends.append("postgresql")
+        args += ["--pg-url", pg]
+    tools = _tools()
+
+    table, data = _run(tmp_path, *args, "--backends", *backends, "--tools", *tools)
+
+    assert "## N = 20 (median of 1 run(s); ratio = tool / floor)" in table
+    for measure in (
+        "upgrade, whole process",
+        "start-up check, whole process",
+        "start-up check, after import",
+        "downgrade to base, whole process",
+        "upgrade, peak RSS",
+    ):
+        rows = _rows(table, measure)
+        assert sorted(rows) == sorted(backends), measure
+        for cells in rows.values():
+            assert len(cells) == len(tools) and "-" not in cells, (measure, cells)
+            assert all(cell.endswith("x)") for cell in cells[1:]), cells  # ratio to the floor
+    if pg is not None:
+        commits = _rows(table, "upgrade, commits seen by server")["postgresql"]
+        assert all("/step" in cell for cell in commits)
+    assert "| sqlmig | +" in table  # import sqlmig after import sqlalchemy
+    assert "Goals for sqlmig (N=20" in table
+    records = data["records"]
+    assert isinstance(records, list)
+    measured = {(r["tool"], r["backend"], r["action"]) for r in records}
+    for tool in tools:
+        for backend in backends:
+            for action in ("upgrade", "check", "downgrade"):
+                assert (tool, backend, action) in measured
+
+
+def test_quick_flag_runs_twenty_steps_once_on_sqlite(tmp_path: Path) -> None:
+    table, data = _run(tmp_path, "--quick", "--backends", "sqlite", "--tools", "floor", "sqlmig")
+
+    assert "## N = 20 (median of 1 run(s)" in table
+    records = data["records"]
+    assert isinstance(records, list)
+    assert {r["n"] for r in records if r["action"] != "import"} == {20}
+    assert {r["tool"] for r in records} == {"floor", "sqlmig"}
+    assert "postgresql" not in {r["backend"] for r in records}
