@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import subprocess
 import sys
@@ -45,13 +46,11 @@ def _profiled(label: str, call: object, top: int, sort: list[str]) -> None:
 
 
 def import_times(limit: int) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import sqlalchemy; import sqlmig"],
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, "-X", "importtime", "-c", "import sqlalchemy; import sqlmig"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(command, capture_output=True, env=env)  # writes the bytecode caches
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
     rows = []
-    seen_sqlmig = False
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
@@ -60,7 +59,6 @@ def import_times(limit: int) -> None:
             continue
         own, cumulative, name = int(parts[0]), int(parts[1]), parts[2]
         rows.append((cumulative, own, name))
-        seen_sqlmig = seen_sqlmig or name.strip() == "sqlmig"
     # only what was imported after sqlalchemy: everything after the top-level sqlalchemy line
     names = [r[2] for r in rows]
     cut = next((i for i, n in enumerate(names) if n == "sqlalchemy"), -1)
