@@ -11,6 +11,7 @@ import hashlib
 import importlib.resources
 import importlib.util
 import itertools
+import os
 import re
 import sys
 import types
@@ -31,7 +32,9 @@ FILE_NAME = re.compile(r"^(?:migration_)?(?P<version>\d+)_(?P<name>[A-Za-z0-9_]+
 
 def checksum(data: bytes) -> str:
     """sha256 of a file's bytes with line endings normalised to ``\\n``."""
-    return hashlib.sha256(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")).hexdigest()
+    if b"\r" in data:  # one fast scan; copies only for files with CR line endings
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return hashlib.sha256(data).hexdigest()
 
 
 class ModuleLoader:
@@ -42,12 +45,15 @@ class ModuleLoader:
         self.package = package
         self._prefix = f"sqlmig._loaded_{uuid.uuid4().hex[:12]}"
 
-    def _entry(self, migration: Migration) -> Traversable:
-        assert migration.path is not None
-        return self.root / Path(migration.path).name
-
     def source(self, migration: Migration) -> bytes:
-        return self._entry(migration).read_bytes()
+        return self.read(Path(migration.path or "").name)
+
+    def read(self, name: str) -> bytes:
+        """The bytes of file ``name`` of the source."""
+        if isinstance(self.root, Path):
+            with open(os.path.join(self.root, name), "rb") as f:
+                return f.read()
+        return (self.root / name).read_bytes()
 
     def description(self, migration: Migration) -> str:
         return docstring_first_line(self.source(migration))
@@ -157,13 +163,21 @@ def _resolve_root(source: str | Path) -> tuple[Traversable, str | None]:
     )
 
 
+def _listing(root: Traversable) -> list[tuple[str, str]]:
+    """(name, path) of every candidate ``.py`` file; a real folder via one ``scandir``."""
+    if isinstance(root, Path):
+        with os.scandir(root) as entries:
+            return [(e.name, e.path) for e in entries if _candidate(e.name) and e.is_file()]
+    return [(e.name, str(e)) for e in root.iterdir() if _candidate(e.name) and e.is_file()]
+
+
+def _candidate(name: str) -> bool:
+    return name.endswith(".py") and not name.startswith(("_", "."))
+
+
 def _scan(root: Traversable, package: str | None) -> Iterable[Migration]:
     loader = ModuleLoader(root, package)
-    for entry in root.iterdir():
-        name = entry.name
-        if not name.endswith(".py") or name.startswith(("_", ".")) or not entry.is_file():
-            continue
-        path = str(entry)
+    for name, path in _listing(root):
         match = FILE_NAME.match(name)
         if match is None:
             raise MigrationSourceError(
@@ -174,7 +188,7 @@ def _scan(root: Traversable, package: str | None) -> Iterable[Migration]:
         yield Migration(
             match["version"],
             match["name"],
-            checksum=checksum(entry.read_bytes()),
+            checksum=checksum(loader.read(name)),
             path=path,
             loader=loader,
         )

@@ -14,12 +14,15 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     inspect,
+    literal_column,
+    select,
     true,
 )
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateTable
+from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator
 
 from .migration import AppliedMigration, Migration
@@ -40,7 +43,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+            from sqlalchemy.dialects.mysql import DATETIME  # only where MySQL is loaded already
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
@@ -99,31 +104,43 @@ class HistoryStore:
 
     def __init__(self, table: str = "migrations", schema: str | None = None) -> None:
         self.table = history_table(MetaData(), table, schema)
+        t = self.table
+        # built once: executing the same statement object reuses its cache key
+        self._select_all: Select[Any] = select(literal_column("*")).select_from(t)
+        self._insert = t.insert()
+        self._contains = select(t.c.version).where(t.c.version == bindparam("v"))
+        self._delete = t.delete().where(t.c.version == bindparam("v"))
+        self._utc = UTCDateTime()
 
     @property
     def qualified_name(self) -> str:
         return self.table.fullname
 
     def read(self, conn: Connection) -> History:
-        """Every row, oldest first. Writes nothing; a missing table reads as empty."""
-        inspector = inspect(conn)
-        if not inspector.has_table(self.table.name, schema=self.table.schema):
+        """Every row, oldest first. Writes nothing; a missing table reads as empty.
+
+        One ``SELECT *``: its column names say what an older table lacks, so no
+        column reflection is needed.
+        """
+        if not inspect(conn).has_table(self.table.name, schema=self.table.schema):
             return History([], exists=False)
-        present = {c["name"] for c in inspector.get_columns(self.table.name, self.table.schema)}
+        result = conn.execute(self._select_all)
+        present = set(result.keys())
         missing = tuple(c for c in COLUMNS if c not in present)
-        wanted = [self.table.c[c] for c in COLUMNS if c in present]
-        rows = []
-        for record in conn.execute(self.table.select().with_only_columns(*wanted)).mappings():
-            rows.append(
-                AppliedMigration(
-                    version=str(record["version"]),
-                    name=record["name"],
-                    applied_at=record["applied_at"] or datetime.fromtimestamp(0, UTC),
-                    checksum=record.get("checksum"),
-                    execution_ms=record.get("execution_ms"),
-                    success=bool(record.get("success", True)),
-                )
+        when = self._utc.process_result_value
+        epoch = datetime.fromtimestamp(0, UTC)
+        dialect = conn.dialect
+        rows = [
+            AppliedMigration(
+                version=str(record["version"]),
+                name=record["name"],
+                applied_at=when(record["applied_at"], dialect) or epoch,
+                checksum=record.get("checksum"),
+                execution_ms=record.get("execution_ms"),
+                success=bool(record.get("success", True)),
             )
+            for record in result.mappings()
+        ]
         rows.sort(key=lambda r: (r.applied_at, r.number))
         return History(rows, exists=True, missing_columns=missing)
 
@@ -147,14 +164,15 @@ class HistoryStore:
         success: bool = True,
     ) -> None:
         conn.execute(
-            self.table.insert().values(
-                version=migration.version,
-                name=migration.name,
-                applied_at=datetime.now(UTC),
-                checksum=migration.checksum,
-                execution_ms=execution_ms,
-                success=success,
-            )
+            self._insert,
+            {
+                "version": migration.version,
+                "name": migration.name,
+                "applied_at": datetime.now(UTC),
+                "checksum": migration.checksum,
+                "execution_ms": execution_ms,
+                "success": success,
+            },
         )
 
     def mark_done(self, conn: Connection, version: str, execution_ms: int) -> None:
@@ -175,8 +193,7 @@ class HistoryStore:
         )
 
     def contains(self, conn: Connection, version: str) -> bool:
-        query = self.table.select().with_only_columns(self.table.c.version)
-        return conn.execute(query.where(self.table.c.version == version)).first() is not None
+        return conn.execute(self._contains, {"v": version}).first() is not None
 
     def delete(self, conn: Connection, version: str) -> None:
-        conn.execute(self.table.delete().where(self.table.c.version == version))
+        conn.execute(self._delete, {"v": version})

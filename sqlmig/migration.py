@@ -58,6 +58,8 @@ class Migration:
                 version=version,
             )
         self.version = version
+        #: The integer value this version compares by.
+        self.number = version_number(version)
         self.name = name
         self.checksum = checksum
         self.path = path
@@ -66,11 +68,6 @@ class Migration:
         self._description = description
         self._transactional = transactional
         self._loader = loader
-
-    @property
-    def number(self) -> int:
-        """The integer value this version compares by."""
-        return version_number(self.version)
 
     @property
     def label(self) -> str:
@@ -171,10 +168,11 @@ class AppliedMigration:
     checksum: str | None
     execution_ms: int | None
     success: bool
+    #: The integer value this version compares by.
+    number: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def number(self) -> int:
-        return version_number(self.version)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "number", version_number(self.version))
 
 
 @dataclass(frozen=True)
