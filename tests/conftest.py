@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from backends import BACKENDS, Backend, fresh_database
 
@@ -57,5 +57,15 @@ def tables(backend: Backend) -> set[str]:
     engine = backend.engine()
     try:
         return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def count(backend: Backend, sql: str) -> int:
+    """The integer a ``SELECT count(*) ...`` returns on the backend's database."""
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar_one())
     finally:
         engine.dispose()

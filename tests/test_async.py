@@ -14,12 +14,11 @@ pytest.importorskip(
     "greenlet", reason="SQLAlchemy's asyncio needs greenlet: pip install 'sqlalchemy[asyncio]'"
 )
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from backends import Backend, fresh_database
-from conftest import MakeMigrations, tables
+from conftest import MakeMigrations, count, tables
 from sqlmig import MigrationFailed, MigrationRunner
 from sqlmig.aio import upgrade_async
 from sqlmig.locking import AdvisoryLock, lock_key
@@ -69,15 +68,6 @@ def arun(backend: Backend, make: Any) -> Any:
             await engine.dispose()
 
     return asyncio.run(main())
-
-
-def count(backend: Backend, sql: str) -> int:
-    engine = backend.engine()
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text(sql)).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def test_run_sync_migrates_with_an_async_engine(

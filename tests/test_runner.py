@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from backends import Backend
-from conftest import MakeMigrations, tables
+from conftest import MakeMigrations, count, tables
 from sqlmig import (
     IrreversibleMigration,
     MigrationRunner,
@@ -32,15 +32,6 @@ CREATE = """\
 def steps(*names: str) -> dict[str, str]:
     """Files ``NNN_create_<t>.py`` that each create (and drop) table ``t``."""
     return {f"{i:03d}_create_{t}.py": CREATE.format(t=t) for i, t in enumerate(names, 1)}
-
-
-def count(backend: Backend, sql: str) -> int:
-    engine = backend.engine()
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text(sql)).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def test_upgrade_applies_every_pending_step_in_order(
