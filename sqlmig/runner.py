@@ -41,8 +41,7 @@ class _Session:
     engine: Engine
     conn: Connection
     profile: DialectProfile
-    given: bool  # the caller handed in this connection
-    nested: bool  # ... and it is inside the caller's transaction
+    nested: bool  # a connection the caller handed in, inside its transaction
 
 
 class MigrationRunner(BotRunnerCalls):
@@ -129,7 +128,7 @@ class MigrationRunner(BotRunnerCalls):
                     )
                 if nested:  # make sure the caller's transaction really began (SQLite)
                     profile.begin_step(conn, immediate=False, timeout=self.lock_timeout)
-                yield _Session(engine, conn, profile, given is not None, nested)
+                yield _Session(engine, conn, profile, nested)
             finally:
                 if given is None:
                     conn.close()
@@ -142,9 +141,15 @@ class MigrationRunner(BotRunnerCalls):
 
     @contextmanager
     def _locked(self, s: _Session) -> Iterator[None]:
+        """Hold the migration lock for the block (SPEC §5).
+
+        Without a session lock (SQLite) each step's write transaction is the
+        lock: the wait for it is tied to ``lock_timeout`` instead.
+        """
         lock = s.profile.lock_for(s.conn, self.table, self.schema)
         if lock is None:
-            yield
+            with self._busy_wait(s):
+                yield
             return
         if s.nested:
             lock.acquire(s.conn, self.lock_timeout, transaction_scoped=True)
@@ -175,8 +180,8 @@ class MigrationRunner(BotRunnerCalls):
         )
 
     @contextmanager
-    def _sqlite_wait(self, s: _Session) -> Iterator[None]:
-        """Tie SQLite's busy timeout to ``lock_timeout`` for this call, then restore it."""
+    def _busy_wait(self, s: _Session) -> Iterator[None]:
+        """Tie the database's busy timeout to ``lock_timeout``, then restore it."""
         if s.profile.busy_timeout_pragma is None or s.nested:
             yield
             return
@@ -237,7 +242,7 @@ class MigrationRunner(BotRunnerCalls):
                     return []
             for migration in steps:
                 migration.load()  # every source error surfaces before the first write
-            with self._locked(s), self._sqlite_wait(s):
+            with self._locked(s):
                 executor = self._executor(s, report)
                 with self._prepared(executor, migrations) as history:
                     comparison = compare(migrations, history.rows)
@@ -278,7 +283,7 @@ class MigrationRunner(BotRunnerCalls):
 
     def _undo(self, target: str | int | None, report: Report | None) -> list[Migration]:
         migrations = self.migrations()
-        with self._session(write=True) as s, self._locked(s), self._sqlite_wait(s):
+        with self._session(write=True) as s, self._locked(s):
             comparison = compare(migrations, self._read(s).rows)
             steps = plan_downgrade(comparison, target)
             executor = self._executor(s, report)
@@ -328,7 +333,7 @@ class MigrationRunner(BotRunnerCalls):
                 f"cannot baseline at {wanted!r}: no migration file has that version; "
                 "give the version of the newest step the database already has"
             )
-        with self._session(write=True) as s, self._locked(s), self._sqlite_wait(s):
+        with self._session(write=True) as s, self._locked(s):
             marked = [m for m in migrations if m.number <= number]
             with self._prepared(self._executor(s), migrations) as history:
                 if history.rows:
@@ -348,7 +353,7 @@ class MigrationRunner(BotRunnerCalls):
         """
         migrations = self.migrations()
         changes: list[str] = []
-        with self._session(write=True) as s, self._locked(s), self._sqlite_wait(s):
+        with self._session(write=True) as s, self._locked(s):
             with self._prepared(self._executor(s), migrations) as history:
                 comparison = compare(migrations, history.rows)
                 files = comparison.by_number
