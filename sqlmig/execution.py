@@ -20,8 +20,6 @@ __all__ = ["StepExecutor"]
 
 log = logging.getLogger("sqlmig")
 
-FORBIDDEN = ("commit", "rollback", "close", "begin", "detach", "invalidate")
-
 
 class _ForbiddenCall(Exception):
     """Raised inside a step that tried to end the transaction sqlmig owns."""
