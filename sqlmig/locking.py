@@ -58,8 +58,8 @@ class MigrationLock(ABC):
         """Take the lock if it is free; never waits."""
 
     @abstractmethod
-    def release(self, conn: Connection) -> None:
-        """Free a session lock taken by :meth:`try_acquire`."""
+    def release(self, conn: Connection) -> bool:
+        """Free a session lock taken by :meth:`try_acquire`; False if it was not held."""
 
     @abstractmethod
     def holder(self, conn: Connection) -> str | None:
@@ -79,10 +79,10 @@ class MigrationLock(ABC):
         deadline = time.monotonic() + timeout
         delay = 0.01
         waited = False
-        while not self.try_acquire(conn, transaction_scoped=transaction_scoped):
+        while not self._attempt(conn, transaction_scoped):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                holder = self.holder(conn)
+                holder = self._who(conn, transaction_scoped)
                 who = f" by {holder}" if holder else ""
                 raise LockTimeout(
                     f"the migration lock is held{who} for more than {timeout:g} s: another "
@@ -96,6 +96,26 @@ class MigrationLock(ABC):
             _sleep(min(delay, remaining))
             delay = min(delay * 2, 0.2)
 
+    def free(self, conn: Connection) -> bool:
+        """Free a session lock in a short transaction of its own.
+
+        Returns False when the lock was no longer held (something released it).
+        """
+        with conn.begin():
+            return self.release(conn)
+
+    def _attempt(self, conn: Connection, transaction_scoped: bool) -> bool:
+        if transaction_scoped:  # inside the caller's transaction
+            return self.try_acquire(conn, transaction_scoped=True)
+        with conn.begin():  # a session lock outlives this transaction; nothing stays open
+            return self.try_acquire(conn, transaction_scoped=False)
+
+    def _who(self, conn: Connection, transaction_scoped: bool) -> str | None:
+        if transaction_scoped:
+            return self.holder(conn)
+        with conn.begin():
+            return self.holder(conn)
+
 
 class AdvisoryLock(MigrationLock):
     """PostgreSQL ``pg_try_advisory_lock`` on a 64-bit key."""
@@ -108,8 +128,8 @@ class AdvisoryLock(MigrationLock):
         fn = "pg_try_advisory_xact_lock" if transaction_scoped else "pg_try_advisory_lock"
         return bool(conn.execute(text(f"SELECT {fn}(:k)"), {"k": self.id}).scalar())
 
-    def release(self, conn: Connection) -> None:
-        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.id})
+    def release(self, conn: Connection) -> bool:
+        return bool(conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.id}).scalar())
 
     def holder(self, conn: Connection) -> str | None:
         unsigned = self.id & 0xFFFFFFFFFFFFFFFF
@@ -134,8 +154,8 @@ class NamedLock(MigrationLock):
     def try_acquire(self, conn: Connection, *, transaction_scoped: bool) -> bool:
         return conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": self.name}).scalar() == 1
 
-    def release(self, conn: Connection) -> None:
-        conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self.name})
+    def release(self, conn: Connection) -> bool:
+        return conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self.name}).scalar() == 1
 
     def holder(self, conn: Connection) -> str | None:
         cid = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": self.name}).scalar()

@@ -16,9 +16,10 @@ from .database import Database, DatabaseArgument
 from .dialects import DialectProfile, profile_for
 from .discovery import MigrationsSource, discover
 from .dryrun import try_plan
-from .errors import MigrationFailed, UsageError
+from .errors import LockTimeout, MigrationFailed, UsageError
 from .execution import StepExecutor
 from .history import History, HistoryStore
+from .locking import MigrationLock
 from .migration import Migration, PlannedStep, Status
 from .planning import (
     Comparison,
@@ -143,8 +144,12 @@ class MigrationRunner(BotRunnerCalls):
     def _locked(self, s: _Session) -> Iterator[None]:
         """Hold the migration lock for the block (SPEC §5).
 
-        Without a session lock (SQLite) each step's write transaction is the
-        lock: the wait for it is tied to ``lock_timeout`` instead.
+        A session lock is held by the runner's own connection, the one its steps
+        run on: taken and freed in short transactions of their own, so the
+        connection never sits idle inside a transaction and PostgreSQL sees no
+        other session (one commit per step). Inside the caller's transaction the
+        lock is transaction-scoped. Without a session lock (SQLite) each step's
+        write transaction is the lock: the wait for it is tied to ``lock_timeout``.
         """
         lock = s.profile.lock_for(s.conn, self.table, self.schema)
         if lock is None:
@@ -155,19 +160,37 @@ class MigrationRunner(BotRunnerCalls):
             lock.acquire(s.conn, self.lock_timeout, transaction_scoped=True)
             yield
             return
-        conn = self._db.connect(s.engine).execution_options(isolation_level="AUTOCOMMIT")
         try:
-            try:
-                lock.acquire(conn, self.lock_timeout)
-            except BaseException:
-                conn.invalidate()  # closing the session frees a lock we may hold
-                raise
-            try:
-                yield
-            finally:
-                lock.release(conn)
+            lock.acquire(s.conn, self.lock_timeout)
+        except LockTimeout:
+            raise
+        except BaseException:
+            s.conn.invalidate()  # ending the session frees a lock we may hold
+            raise
+        try:
+            yield
         finally:
-            conn.close()
+            self._unlock(lock, s.conn)
+
+    @staticmethod
+    def _unlock(lock: MigrationLock, conn: Connection) -> None:
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            held = lock.free(conn)
+        except Exception as exc:
+            conn.invalidate()  # ending the session frees the lock
+            log.warning("could not free the migration lock (%s); closed its connection", exc)
+            return
+        except BaseException:
+            conn.invalidate()
+            raise
+        if not held:
+            log.warning(
+                "the migration lock was no longer held at the end of the run: "
+                "a step released it (pg_advisory_unlock_all, DISCARD ALL, RELEASE_ALL_LOCKS); "
+                "remove that from the step"
+            )
 
     def _executor(self, s: _Session, report: Report | None = None) -> StepExecutor:
         return StepExecutor(

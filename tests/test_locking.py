@@ -274,41 +274,40 @@ def test_a_runner_interrupted_while_waiting_leaves_no_connection_and_no_lock(
     assert [m.version for m in again.upgrade()] == ["001"]
 
 
-# -- the lock's own connection ----------------------------------------------------------
+# -- one session: the runner's own connection holds the lock ----------------------------
 
 OBSERVE = {
     "postgresql": """\
         from sqlalchemy import text
 
         def up(conn):
-            conn.execute(text("CREATE TABLE observed (me INTEGER, holder INTEGER, "
-                              "state TEXT, in_transaction BOOLEAN)"))
+            conn.execute(text("CREATE TABLE observed (me INTEGER, holder INTEGER, others INTEGER)"))
             conn.execute(text(
-                "INSERT INTO observed SELECT pg_backend_pid(), a.pid, a.state, "
-                "a.xact_start IS NOT NULL FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
-                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND (l.classid::bigint << 32 | l.objid::bigint) = {signed}"))
+                "INSERT INTO observed SELECT pg_backend_pid(), "
+                "(SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                " AND (l.classid::bigint << 32 | l.objid::bigint) = {signed}), "
+                "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                " AND pid <> pg_backend_pid())"))
         """,
     "mysql": """\
         from sqlalchemy import text
 
         def up(conn):
-            conn.execute(text("CREATE TABLE observed (me INTEGER, holder INTEGER, "
-                              "state TEXT, in_transaction BOOLEAN)"))
+            conn.execute(text("CREATE TABLE observed (me INTEGER, holder INTEGER, others INTEGER)"))
             conn.execute(text(
-                "INSERT INTO observed SELECT CONNECTION_ID(), p.ID, p.COMMAND, "
-                "EXISTS (SELECT 1 FROM information_schema.INNODB_TRX t "
-                "        WHERE t.trx_mysql_thread_id = p.ID) "
-                "FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK('{name}')"))
+                "INSERT INTO observed SELECT CONNECTION_ID(), IS_USED_LOCK('{name}'), "
+                "(SELECT count(*) FROM information_schema.PROCESSLIST "
+                " WHERE DB = DATABASE() AND ID <> CONNECTION_ID())"))
         """,
 }
 
 
 @servers
-def test_the_lock_is_held_on_its_own_connection_never_idle_in_a_transaction(
+def test_the_runner_holds_the_lock_on_the_one_session_its_steps_run_on(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
+    """No second, idle session: PostgreSQL counts exactly one commit per step."""
     engine = backend.engine()
     with engine.connect() as conn:
         lock = runner_lock(conn)
@@ -321,12 +320,38 @@ def test_the_lock_is_held_on_its_own_connection_never_idle_in_a_transaction(
 
     engine = backend.engine()
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT me, holder, state, in_transaction FROM observed")).all()
+        rows = conn.execute(text("SELECT me, holder, others FROM observed")).all()
     engine.dispose()
-    assert len(rows) == 1, "the step saw exactly one session holding the runner's lock"
-    me, holder, state, in_transaction = rows[0]
-    assert holder != me  # the step's connection cannot release or commit the lock away
-    assert state in ("idle", "Sleep") and not in_transaction
+    assert len(rows) == 1
+    me, holder, others = rows[0]
+    assert holder == me, "the step's own session holds the runner's lock"
+    assert others == 0, "the runner opened no other session on the database"
+    assert lock_is_free(backend)
+
+
+FREES_THE_LOCK = {
+    "postgresql": "SELECT pg_advisory_unlock_all()",
+    "mysql": "SELECT RELEASE_ALL_LOCKS()",
+}
+
+
+@servers
+def test_a_step_that_frees_the_runners_lock_is_reported(
+    backend: Backend, make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = f"""\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("{FREES_THE_LOCK[backend.name]}"))
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_frees.py": source}))
+
+    with caplog.at_level(logging.WARNING, logger="sqlmig"):
+        assert [m.version for m in runner.upgrade()] == ["001"]
+
+    assert "the migration lock was no longer held" in caplog.text
+    assert lock_is_free(backend)
 
 
 # -- CREATE INDEX CONCURRENTLY ------------------------------------------------------------
@@ -389,7 +414,7 @@ def test_create_index_concurrently_completes_while_the_runner_holds_the_lock(
 def test_a_transaction_scoped_lock_would_deadlock_create_index_concurrently(
     backend: Backend, make_migrations: MakeMigrations, scope: str
 ) -> None:
-    """Why the lock is a session lock on an AUTOCOMMIT connection (SPEC §5)."""
+    """Why the lock is a session lock, never held in an open transaction (SPEC §5)."""
     snapshot_holding_transactions(backend)
     MigrationRunner(backend.url, make_migrations({"001_t.py": TABLE_WITH_ROWS})).upgrade()
     engine = backend.engine()
