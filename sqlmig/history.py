@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -16,13 +17,12 @@ from sqlalchemy import (
     Table,
     bindparam,
     inspect,
-    literal_column,
     select,
     true,
 )
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateTable
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Delete, Insert, Select
 from sqlalchemy.types import TypeDecorator
 
 from .migration import AppliedMigration, Migration
@@ -55,12 +55,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # a legacy SQLite TIMESTAMP the driver did not parse
-            value = datetime.fromisoformat(value)
-        moment: datetime = value
-        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return to_utc(value)
+
+
+def to_utc(value: Any) -> datetime | None:
+    """An aware UTC datetime from what a driver returned for ``applied_at``."""
+    if value is None:
+        return None
+    if value.__class__ is str:  # a SQLite TIMESTAMP the driver did not parse
+        value = datetime.fromisoformat(value)
+    zone = value.tzinfo
+    if zone is None:
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+    return value if zone is UTC else value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
 def history_table(metadata: MetaData, name: str = "migrations", schema: str | None = None) -> Table:
@@ -100,46 +107,83 @@ class History:
 
 
 class HistoryStore:
-    """Reads and writes one history table on a given connection."""
+    """Reads and writes one history table on a given connection.
+
+    The ``Table`` and its statements are built on first use: the usual
+    start-up only reads, with one ``SELECT *`` that needs neither.
+    """
 
     def __init__(self, table: str = "migrations", schema: str | None = None) -> None:
-        self.table = history_table(MetaData(), table, schema)
+        self.name = table
+        self.schema = schema
+
+    @cached_property
+    def table(self) -> Table:
+        return history_table(MetaData(), self.name, self.schema)
+
+    # built once: executing the same statement object reuses its cache key
+    @cached_property
+    def _insert(self) -> Insert:
+        return self.table.insert()
+
+    @cached_property
+    def _contains(self) -> Select[Any]:
         t = self.table
-        # built once: executing the same statement object reuses its cache key
-        self._select_all: Select[Any] = select(literal_column("*")).select_from(t)
-        self._insert = t.insert()
-        self._contains = select(t.c.version).where(t.c.version == bindparam("v"))
-        self._delete = t.delete().where(t.c.version == bindparam("v"))
-        self._utc = UTCDateTime()
+        return select(t.c.version).where(t.c.version == bindparam("v"))
+
+    @cached_property
+    def _delete(self) -> Delete:
+        t = self.table
+        return t.delete().where(t.c.version == bindparam("v"))
 
     @property
     def qualified_name(self) -> str:
-        return self.table.fullname
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def exists(self, conn: Connection) -> bool:
+        return inspect(conn).has_table(self.name, schema=self.schema)
 
     def read(self, conn: Connection) -> History:
         """Every row, oldest first. Writes nothing; a missing table reads as empty.
 
-        One ``SELECT *``: its column names say what an older table lacks, so no
-        column reflection is needed.
+        Safe inside any transaction: it asks whether the table exists first.
         """
-        if not inspect(conn).has_table(self.table.name, schema=self.table.schema):
+        if not self.exists(conn):
             return History([], exists=False)
-        result = conn.execute(self._select_all)
-        present = set(result.keys())
-        missing = tuple(c for c in COLUMNS if c not in present)
-        when = self._utc.process_result_value
+        return self.read_existing(conn)
+
+    def read_existing(self, conn: Connection) -> History:
+        """Every row, oldest first, with one ``SELECT *`` and nothing else.
+
+        Its column names say what an older table lacks, so no column
+        reflection is needed.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the table does not exist (on PostgreSQL
+                the transaction is then aborted: use :meth:`read` inside one
+                that must go on).
+        """
+        preparer = conn.dialect.identifier_preparer
+        source = preparer.quote(self.name)
+        if self.schema:
+            source = f"{preparer.quote_schema(self.schema)}.{source}"
+        result = conn.exec_driver_sql(f"SELECT * FROM {source}")
+        keys = list(result.keys())
+        missing = tuple(c for c in COLUMNS if c not in keys)
+        at = {name: i for i, name in enumerate(keys)}
+        version, title, when = at["version"], at["name"], at["applied_at"]
+        checksum, ms, success = at.get("checksum"), at.get("execution_ms"), at.get("success")
         epoch = datetime.fromtimestamp(0, UTC)
-        dialect = conn.dialect
         rows = [
             AppliedMigration(
-                version=str(record["version"]),
-                name=record["name"],
-                applied_at=when(record["applied_at"], dialect) or epoch,
-                checksum=record.get("checksum"),
-                execution_ms=record.get("execution_ms"),
-                success=bool(record.get("success", True)),
+                str(record[version]),
+                record[title],
+                to_utc(record[when]) or epoch,
+                None if checksum is None else record[checksum],
+                None if ms is None else record[ms],
+                True if success is None else bool(record[success]),
             )
-            for record in result.mappings()
+            for record in result.fetchall()
         ]
         rows.sort(key=lambda r: (r.applied_at, r.number))
         return History(rows, exists=True, missing_columns=missing)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from .compat import BotRunnerCalls, Report, printer
 from .database import Database, DatabaseArgument
@@ -135,10 +136,22 @@ class MigrationRunner(BotRunnerCalls):
                     conn.close()
 
     def _read(self, s: _Session) -> History:
+        """The history, read in a transaction of its own (or the caller's).
+
+        The usual case, an existing table, costs one ``SELECT``; only when it
+        fails is the table looked up (PostgreSQL aborts a failed transaction,
+        so that happens in a new one).
+        """
         if s.nested:
             return self._store.read(s.conn)
-        with s.conn.begin():
-            return self._store.read(s.conn)
+        try:
+            with s.conn.begin():
+                return self._store.read_existing(s.conn)
+        except DBAPIError:
+            with s.conn.begin():
+                if self._store.exists(s.conn):
+                    raise
+            return History([], exists=False)
 
     @contextmanager
     def _locked(self, s: _Session) -> Iterator[None]:

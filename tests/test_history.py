@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import MetaData, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from backends import Backend
-from conftest import MakeMigrations
+from conftest import MakeMigrations, tables
 from sqlmig import MigrationRunner, history_table
 
 INITIAL = """\
@@ -159,3 +160,39 @@ def test_a_custom_table_name_is_used(
     assert table in inspect(engine).get_table_names()
     assert "migrations" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+UNREADABLE_HISTORY = {
+    # a history that exists but whose SELECT fails: a view over a table dropped under it
+    "sqlite": [
+        "CREATE TABLE gone (version TEXT)",
+        "CREATE VIEW migrations AS SELECT version FROM gone",
+        "DROP TABLE gone",
+    ],
+    "postgresql": ["CREATE VIEW migrations AS SELECT (1 / 0)::text AS version"],
+    "mysql": [
+        "CREATE TABLE gone (version TEXT)",
+        "CREATE VIEW migrations AS SELECT version FROM gone",
+        "DROP TABLE gone",
+    ],
+}
+
+
+def test_a_history_that_exists_but_cannot_be_read_is_an_error_not_an_empty_history(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """The start-up read is one SELECT; only a missing table reads as empty."""
+    engine = backend.engine()
+    with engine.begin() as conn:
+        for statement in UNREADABLE_HISTORY[backend.name]:
+            conn.execute(text(statement))
+    engine.dispose()
+    runner = MigrationRunner(backend.url, make_migrations({"001_users.py": INITIAL}))
+
+    with pytest.raises(DBAPIError):
+        runner.status()
+    with pytest.raises(DBAPIError):
+        runner.upgrade()
+
+    assert "users" not in tables(backend)
+

@@ -284,8 +284,8 @@ OBSERVE = {
             conn.execute(text("CREATE TABLE observed (me INTEGER, holder INTEGER, others INTEGER)"))
             conn.execute(text(
                 "INSERT INTO observed SELECT pg_backend_pid(), "
-                "(SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
-                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "(SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND "
+                " l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 " AND (l.classid::bigint << 32 | l.objid::bigint) = {signed}), "
                 "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 " AND pid <> pg_backend_pid())"))
