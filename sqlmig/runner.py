@@ -36,6 +36,14 @@ __all__ = ["MigrationRunner"]
 log = logging.getLogger("sqlmig")
 
 
+def _autocommit(conn: Connection) -> bool:
+    """Whether ``conn`` is in ``AUTOCOMMIT``, set on it, its engine, or ``create_engine``."""
+    probe = getattr(conn, "_is_autocommit_isolation", None)  # SQLAlchemy 2.0 and later
+    if probe is not None:
+        return bool(probe())
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
 @dataclass
 class _Session:
     """The connections and facts of one runner call."""
@@ -44,6 +52,25 @@ class _Session:
     conn: Connection
     profile: DialectProfile
     nested: bool  # a connection the caller handed in, inside its transaction
+    #: the isolation level to give back to a caller's connection at the end, once
+    #: :meth:`transactional` has changed it
+    restore: str | None = None
+
+    def transactional(self) -> None:
+        """Make sure the connection's transactions are real before anything is written.
+
+        An engine or connection in ``AUTOCOMMIT`` would commit each statement of
+        a step as it runs, so a failing step could not be rolled back: for the
+        run the connection uses the database's default isolation level (a pooled
+        connection gets its own level back from the pool; a caller's connection
+        gets it back at the end of the call).
+        """
+        if self.nested or self.restore is not None:
+            return
+        if not _autocommit(self.conn):
+            return
+        self.restore = "AUTOCOMMIT"
+        self.conn.execution_options(isolation_level=self.conn.default_isolation_level)
 
 
 class MigrationRunner(BotRunnerCalls):
@@ -119,6 +146,7 @@ class MigrationRunner(BotRunnerCalls):
         given = self._db.given_connection
         with self._db.engine() as engine:
             conn = given if given is not None else self._db.connect(engine)
+            session: _Session | None = None
             try:
                 profile = profile_for(conn)
                 nested = given is not None and conn.in_transaction()
@@ -130,10 +158,13 @@ class MigrationRunner(BotRunnerCalls):
                     )
                 if nested:  # make sure the caller's transaction really began (SQLite)
                     profile.begin_step(conn, immediate=False, timeout=self.lock_timeout)
-                yield _Session(engine, conn, profile, nested)
+                session = _Session(engine, conn, profile, nested)
+                yield session
             finally:
                 if given is None:
                     conn.close()
+                elif session and session.restore is not None and not conn.invalidated:
+                    conn.execution_options(isolation_level=session.restore)
 
     def _read(self, s: _Session) -> History:
         """The history, read in a transaction of its own (or the caller's).
@@ -206,6 +237,7 @@ class MigrationRunner(BotRunnerCalls):
             )
 
     def _executor(self, s: _Session, report: Report | None = None) -> StepExecutor:
+        s.transactional()
         return StepExecutor(
             s.conn,
             s.profile,

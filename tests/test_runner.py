@@ -12,6 +12,7 @@ from backends import Backend
 from conftest import MakeMigrations, count, tables
 from sqlmig import (
     IrreversibleMigration,
+    MigrationFailed,
     MigrationRunner,
     OutOfOrderMigration,
     UsageError,
@@ -229,6 +230,70 @@ def test_a_runner_given_a_connection_outside_a_transaction_commits_each_step(
         assert count(backend, "SELECT count(*) FROM migrations") == 1
     finally:
         engine.dispose()
+
+
+HALF_DONE = {
+    "001_create_t.py": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        """,
+    "002_fill_t_then_fail.py": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("INSERT INTO t (id) VALUES (1)"))
+            raise RuntimeError("step 002 fails after its insert")
+        """,
+}
+
+AUTOCOMMIT_SOURCES = ["create_engine", "engine option", "connection option"]
+
+
+@pytest.mark.parametrize("source", AUTOCOMMIT_SOURCES)
+def test_a_step_is_rolled_back_even_when_the_caller_works_in_autocommit(
+    backend: Backend, make_migrations: MakeMigrations, source: str
+) -> None:
+    """AUTOCOMMIT would commit the insert as it ran; the runner makes the step a transaction."""
+    folder = make_migrations(HALF_DONE)
+    outcome = "rolled back" if backend.name != "mysql" else "may remain"  # MySQL: DDL commits
+    engine = backend.engine(isolation_level="AUTOCOMMIT") if source == "create_engine" else (
+        backend.engine()
+    )
+    try:
+        if source == "connection option":
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                with pytest.raises(MigrationFailed, match=outcome):
+                    MigrationRunner(conn, folder).upgrade()
+                assert conn.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+        else:
+            db = engine.execution_options(isolation_level="AUTOCOMMIT") if (
+                source == "engine option"
+            ) else engine
+            with pytest.raises(MigrationFailed, match=outcome):
+                MigrationRunner(db, folder).upgrade()
+            with db.connect() as conn:  # the pool gave the connection its AUTOCOMMIT back
+                conn.execute(text("INSERT INTO t (id) VALUES (7)"))
+            assert count(backend, "SELECT count(*) FROM t WHERE id = 7") == 1
+    finally:
+        engine.dispose()
+
+    assert count(backend, "SELECT count(*) FROM t WHERE id = 1") == 0, "002's insert undone"
+
+
+def test_a_dry_run_in_autocommit_leaves_the_database_as_it_was(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    engine = backend.engine(isolation_level="AUTOCOMMIT")
+    try:
+        plan = MigrationRunner(engine, make_migrations(steps("a"))).dry_run()
+    finally:
+        engine.dispose()
+
+    assert [step.migration.version for step in plan] == ["001"]
+    assert "a" not in tables(backend)
 
 
 def test_a_sqlite_path_without_scheme_is_a_file(
