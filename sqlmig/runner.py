@@ -170,8 +170,9 @@ class MigrationRunner(BotRunnerCalls):
         """The history, read in a transaction of its own (or the caller's).
 
         The usual case, an existing table, costs one ``SELECT``; only when it
-        fails is the table looked up (PostgreSQL aborts a failed transaction,
-        so that happens in a new one).
+        fails is the table looked up, in a new transaction (PostgreSQL aborts a
+        failed one), and read again if it exists by then (another runner may
+        have just created it; a table that cannot be read raises again).
         """
         if s.nested:
             return self._store.read(s.conn)
@@ -180,9 +181,7 @@ class MigrationRunner(BotRunnerCalls):
                 return self._store.read_existing(s.conn)
         except DBAPIError:
             with s.conn.begin():
-                if self._store.exists(s.conn):
-                    raise
-            return History([], exists=False)
+                return self._store.read(s.conn)
 
     @contextmanager
     def _locked(self, s: _Session) -> Iterator[None]:
