@@ -1,13 +1,13 @@
 """Finding migrations: a folder, an importable package, or a list built in code.
 
-Discovery reads file names and bytes only. A module is imported (under a
-private, unique name, with no change to ``sys.path``) the first time one of its
-functions is needed, through :class:`ModuleLoader`.
+Discovery reads file names and bytes only, and in a real folder not even the
+bytes of a file whose checksum is cached (see :mod:`sqlmig.checksums`). A module
+is imported (under a private, unique name, with no change to ``sys.path``) the
+first time one of its functions is needed, through :class:`ModuleLoader`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import importlib.util
 import itertools
@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from .checksums import checksum, folder_checksums
 from .errors import MigrationSourceError
 from .migration import Migration, docstring_first_line
 
@@ -28,13 +29,6 @@ __all__ = ["FILE_NAME", "MigrationsSource", "ModuleLoader", "checksum", "discove
 MigrationsSource = str | Path | Sequence[Migration]
 
 FILE_NAME = re.compile(r"^(?:migration_)?(?P<version>\d+)_(?P<name>[A-Za-z0-9_]+)\.py$")
-
-
-def checksum(data: bytes) -> str:
-    """sha256 of a file's bytes with line endings normalised to ``\\n``."""
-    if b"\r" in data:  # one fast scan; copies only for files with CR line endings
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return hashlib.sha256(data).hexdigest()
 
 
 class ModuleLoader:
@@ -163,35 +157,46 @@ def _resolve_root(source: str | Path) -> tuple[Traversable, str | None]:
     )
 
 
-def _listing(root: Traversable) -> list[tuple[str, str]]:
-    """(name, path) of every candidate ``.py`` file; a real folder via one ``scandir``."""
-    if isinstance(root, Path):
-        with os.scandir(root) as entries:
-            return [(e.name, e.path) for e in entries if _candidate(e.name) and e.is_file()]
-    return [(e.name, str(e)) for e in root.iterdir() if _candidate(e.name) and e.is_file()]
-
-
 def _candidate(name: str) -> bool:
     return name.endswith(".py") and not name.startswith(("_", "."))
 
 
 def _scan(root: Traversable, package: str | None) -> Iterable[Migration]:
+    """The migrations of ``root``, in listing order.
+
+    A real folder is listed with one ``scandir`` and its checksums come through
+    the cache of :mod:`sqlmig.checksums`; any other source's files are read.
+    """
     loader = ModuleLoader(root, package)
-    for name, path in _listing(root):
-        match = FILE_NAME.match(name)
-        if match is None:
-            raise MigrationSourceError(
-                f"{path}: file name does not match NNN_name.py: rename it "
-                "(e.g. 003_add_users.py), or start it with _ to have it ignored",
-                path=path,
-            )
+    if isinstance(root, Path):
+        with os.scandir(root) as found:
+            entries = [e for e in found if _candidate(e.name) and e.is_file()]
+        files = [(e.name, e.path) for e in entries]
+        matches = [_match(name, path) for name, path in files]
+        sums = folder_checksums(root, entries)
+    else:
+        files = [(e.name, str(e)) for e in root.iterdir() if _candidate(e.name) and e.is_file()]
+        matches = [_match(name, path) for name, path in files]
+        sums = {name: checksum(loader.read(name)) for name, _ in files}
+    for (name, path), match in zip(files, matches, strict=True):
         yield Migration(
             match["version"],
             match["name"],
-            checksum=checksum(loader.read(name)),
+            checksum=sums[name],
             path=path,
             loader=loader,
         )
+
+
+def _match(name: str, path: str) -> re.Match[str]:
+    match = FILE_NAME.match(name)
+    if match is None:
+        raise MigrationSourceError(
+            f"{path}: file name does not match NNN_name.py: rename it "
+            "(e.g. 003_add_users.py), or start it with _ to have it ignored",
+            path=path,
+        )
+    return match
 
 
 def _ordered(migrations: list[Migration]) -> list[Migration]:
