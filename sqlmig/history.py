@@ -63,7 +63,10 @@ def to_utc(value: Any) -> datetime | None:
     if value is None:
         return None
     if value.__class__ is str:  # a SQLite TIMESTAMP the driver did not parse
-        value = datetime.fromisoformat(value)
+        try:  # naive UTC text, as sqlmig writes it: one parse (replace() costs 10x more)
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:  # text with its own offset
+            value = datetime.fromisoformat(value)
     zone = value.tzinfo
     if zone is None:
         return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
@@ -174,8 +177,9 @@ class HistoryStore:
         version, title, when = at["version"], at["name"], at["applied_at"]
         checksum, ms, success = at.get("checksum"), at.get("execution_ms"), at.get("success")
         epoch = datetime.fromtimestamp(0, UTC)
+        row = AppliedMigration.from_history
         rows = [
-            AppliedMigration(
+            row(
                 str(record[version]),
                 record[title],
                 to_utc(record[when]) or epoch,

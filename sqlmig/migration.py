@@ -174,6 +174,37 @@ class AppliedMigration:
     def __post_init__(self) -> None:
         object.__setattr__(self, "number", version_number(self.version))
 
+    @classmethod
+    def from_history(
+        cls,
+        version: str,
+        name: str,
+        applied_at: datetime,
+        checksum: str | None,
+        execution_ms: int | None,
+        success: bool,
+    ) -> AppliedMigration:
+        """A row as read from the table: the same object as the constructor's, built faster.
+
+        Every start reads every row; a frozen dataclass's ``__init__`` sets each
+        field through ``object.__setattr__``, which costs more than the read.
+        """
+        row = object.__new__(cls)
+        object.__setattr__(
+            row,
+            "__dict__",
+            {
+                "version": version,
+                "name": name,
+                "applied_at": applied_at,
+                "checksum": checksum,
+                "execution_ms": execution_ms,
+                "success": success,
+                "number": version_number(version),
+            },
+        )
+        return row
+
 
 @dataclass(frozen=True)
 class Status:

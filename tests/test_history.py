@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import MetaData, inspect, select, text
@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from backends import Backend
 from conftest import MakeMigrations, tables
 from sqlmig import MigrationRunner, history_table
+from sqlmig.history import to_utc
 
 INITIAL = """\
     from sqlalchemy import text
@@ -196,3 +197,19 @@ def test_a_history_that_exists_but_cannot_be_read_is_an_error_not_an_empty_histo
 
     assert "users" not in tables(backend)
 
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "2026-11-22 07:39:55.284260",  # SQLite text, as sqlmig writes it
+        "2026-11-22T09:39:55.284260+02:00",  # text with an offset (an older runner)
+        datetime(2026, 11, 22, 7, 39, 55, 284260),  # MySQL: naive UTC
+        datetime(2026, 11, 22, 2, 39, 55, 284260, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+def test_applied_at_reads_as_aware_utc_whatever_the_driver_returns(stored: object) -> None:
+    moment = to_utc(stored)
+
+    assert moment == datetime(2026, 11, 22, 7, 39, 55, 284260, tzinfo=UTC)
+    assert moment is not None and moment.utcoffset() == timedelta(0)
