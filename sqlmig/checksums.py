@@ -28,6 +28,7 @@ DEBUG and otherwise ignored, as is a cache file that cannot be read or parsed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -169,14 +170,8 @@ def _store(folder: str, entries: Entries) -> None:
                 f.write(data)
             os.replace(temporary, target)
         except BaseException:
-            _remove(temporary)
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
             raise
     except OSError as exc:
         log.debug("not writing the checksum cache %s: %s", target, exc)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass

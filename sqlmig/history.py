@@ -139,10 +139,6 @@ class HistoryStore:
         t = self.table
         return t.delete().where(t.c.version == bindparam("v"))
 
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
-
     def exists(self, conn: Connection) -> bool:
         return inspect(conn).has_table(self.name, schema=self.schema)
 

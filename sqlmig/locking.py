@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy import text
@@ -105,16 +106,18 @@ class MigrationLock(ABC):
             return self.release(conn)
 
     def _attempt(self, conn: Connection, transaction_scoped: bool) -> bool:
-        if transaction_scoped:  # inside the caller's transaction
-            return self.try_acquire(conn, transaction_scoped=True)
-        with conn.begin():  # a session lock outlives this transaction; nothing stays open
-            return self.try_acquire(conn, transaction_scoped=False)
+        with _scope(conn, transaction_scoped):
+            return self.try_acquire(conn, transaction_scoped=transaction_scoped)
 
     def _who(self, conn: Connection, transaction_scoped: bool) -> str | None:
-        if transaction_scoped:
+        with _scope(conn, transaction_scoped):
             return self.holder(conn)
-        with conn.begin():
-            return self.holder(conn)
+
+
+def _scope(conn: Connection, transaction_scoped: bool) -> AbstractContextManager[object]:
+    """The caller's transaction for a transaction-scoped lock; else a short one of its own
+    (a session lock outlives it, and the connection never sits idle inside it)."""
+    return nullcontext() if transaction_scoped else conn.begin()
 
 
 class AdvisoryLock(MigrationLock):

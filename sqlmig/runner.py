@@ -52,9 +52,8 @@ class _Session:
     conn: Connection
     profile: DialectProfile
     nested: bool  # a connection the caller handed in, inside its transaction
-    #: the isolation level to give back to a caller's connection at the end, once
-    #: :meth:`transactional` has changed it
-    restore: str | None = None
+    #: :meth:`transactional` took the connection out of ``AUTOCOMMIT``
+    left_autocommit: bool = False
 
     def transactional(self) -> None:
         """Make sure the connection's transactions are real before anything is written.
@@ -65,11 +64,9 @@ class _Session:
         connection gets its own level back from the pool; a caller's connection
         gets it back at the end of the call).
         """
-        if self.nested or self.restore is not None:
+        if self.nested or self.left_autocommit or not _autocommit(self.conn):
             return
-        if not _autocommit(self.conn):
-            return
-        self.restore = "AUTOCOMMIT"
+        self.left_autocommit = True
         self.conn.execution_options(isolation_level=self.conn.default_isolation_level)
 
 
@@ -163,8 +160,8 @@ class MigrationRunner(BotRunnerCalls):
             finally:
                 if given is None:
                     conn.close()
-                elif session and session.restore is not None and not conn.invalidated:
-                    conn.execution_options(isolation_level=session.restore)
+                elif session and session.left_autocommit and not conn.invalidated:
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def _read(self, s: _Session) -> History:
         """The history, read in a transaction of its own (or the caller's).
