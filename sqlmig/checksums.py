@@ -84,8 +84,8 @@ def read_file(name: str, folder_fd: int | None = None) -> bytes:
 
 def folder_checksums(
     folder: str | os.PathLike[str], files: Sequence[os.DirEntry[str]]
-) -> dict[str, str]:
-    """The :func:`checksum` of each of ``files`` (entries of ``folder``), by name.
+) -> list[str]:
+    """The :func:`checksum` of each of ``files`` (entries of ``folder``), in their order.
 
     Trusts the cache for files whose metadata match their entry, reads the
     others, and rewrites the cache when its content would change.
@@ -98,23 +98,21 @@ def folder_checksums(
     # in the file's stat; only files older than RACY_NS by then are remembered
     settled = _now_ns() - RACY_NS
     cached, valid = _load(path)
-    result: dict[str, str] = {}
+    result: list[str] = []
     keep: Entries = {}
+    stat = os.stat
     folder_fd = os.open(path, os.O_RDONLY) if _DIR_FD else None
     try:
-        for entry in files:
+        for entry in files:  # the loop every start pays per file: kept to the bone
             name = entry.name
             # by name in the open folder: cheaper than DirEntry.stat()'s full path
-            st = entry.stat() if folder_fd is None else os.stat(name, dir_fd=folder_fd)
+            st = entry.stat() if folder_fd is None else stat(name, dir_fd=folder_fd)
             key = f"{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{st.st_ino}\t"
             line = cached.get(name)
-            if line is not None and len(line) == len(key) + 64 and line.startswith(key):
-                value = line[-64:]
-            else:
+            if line is None or line[:-64] != key:
                 data = read_file(entry.path) if folder_fd is None else read_file(name, folder_fd)
-                value = checksum(data)
-                line = key + value
-            result[name] = value
+                line = key + checksum(data)
+            result.append(line[-64:])
             if st.st_mtime_ns <= settled and st.st_ctime_ns <= settled:
                 keep[name] = line
     finally:

@@ -16,7 +16,7 @@ import re
 import sys
 import types
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -24,7 +24,16 @@ from .checksums import checksum, folder_checksums
 from .errors import MigrationSourceError
 from .migration import Migration, docstring_first_line
 
-__all__ = ["FILE_NAME", "MigrationsSource", "ModuleLoader", "checksum", "discover", "line_in"]
+__all__ = [
+    "FILE_NAME",
+    "MigrationsSource",
+    "ModuleLoader",
+    "checksum",
+    "discover",
+    "find_all",
+    "fingerprint",
+    "line_in",
+]
 
 MigrationsSource = str | Path | Sequence[Migration]
 
@@ -118,9 +127,29 @@ def discover(source: MigrationsSource) -> list[Migration]:
         MigrationSourceError: no such folder or package, a ``.py`` file whose
             name does not match ``NNN_name.py``, or two files with one version.
     """
+    migrations = find_all(source)
+    for before, after in itertools.pairwise(migrations):
+        if before.number == after.number:
+            where = [m.path or m.label for m in (before, after)]
+            raise MigrationSourceError(
+                f"{where[0]} and {where[1]} have the same version {after.number}: "
+                "renumber one of them",
+                path=after.path,
+                version=after.version,
+            )
+    return migrations
+
+
+def find_all(source: MigrationsSource) -> list[Migration]:
+    """As :func:`discover`, but two files with one version are both returned."""
     if isinstance(source, (str, Path)):
         root, package = _resolve_root(source)
-        migrations = list(_scan(root, package))
+        loader = ModuleLoader(root, package)
+        paths, matches, sums = _scan(root)
+        migrations = [
+            Migration(match["version"], match["name"], checksum=value, path=path, loader=loader)
+            for path, match, value in zip(paths, matches, sums, strict=True)
+        ]
     else:
         migrations = list(source)
         for item in migrations:
@@ -129,7 +158,24 @@ def discover(source: MigrationsSource) -> list[Migration]:
                     f"migrations list holds {item!r}, not a sqlmig.Migration: "
                     "build each step with Migration(version, name, up=...)"
                 )
-    return _ordered(migrations)
+    migrations.sort(key=lambda m: m.number)
+    return migrations
+
+
+def fingerprint(source: MigrationsSource) -> dict[int, str] | None:
+    """Each file's checksum by integer version: what a no-op start-up compares.
+
+    It reads what :func:`discover` reads and raises what it raises for a bad
+    folder or file name, but builds no :class:`Migration`. ``None`` when it
+    cannot tell cheaply: a list built in code, or two files with one version
+    (:func:`discover` says which).
+    """
+    if not isinstance(source, (str, Path)):
+        return None
+    root, _ = _resolve_root(source)
+    _, matches, values = _scan(root)
+    sums = {int(match["version"]): value for match, value in zip(matches, values, strict=True)}
+    return sums if len(sums) == len(values) else None
 
 
 def _resolve_root(source: str | Path) -> tuple[Traversable, str | None]:
@@ -161,31 +207,22 @@ def _candidate(name: str) -> bool:
     return name.endswith(".py") and not name.startswith(("_", "."))
 
 
-def _scan(root: Traversable, package: str | None) -> Iterable[Migration]:
-    """The migrations of ``root``, in listing order.
+def _scan(root: Traversable) -> tuple[list[str], list[re.Match[str]], list[str]]:
+    """The migration files of ``root``: paths, name matches and checksums, in listing order.
 
     A real folder is listed with one ``scandir`` and its checksums come through
     the cache of :mod:`sqlmig.checksums`; any other source's files are read.
     """
-    loader = ModuleLoader(root, package)
     if isinstance(root, Path):
         with os.scandir(root) as found:
             entries = [e for e in found if _candidate(e.name) and e.is_file()]
-        files = [(e.name, e.path) for e in entries]
-        matches = [_match(name, path) for name, path in files]
-        sums = folder_checksums(root, entries)
-    else:
-        files = [(e.name, str(e)) for e in root.iterdir() if _candidate(e.name) and e.is_file()]
-        matches = [_match(name, path) for name, path in files]
-        sums = {name: checksum(loader.read(name)) for name, _ in files}
-    for (name, path), match in zip(files, matches, strict=True):
-        yield Migration(
-            match["version"],
-            match["name"],
-            checksum=sums[name],
-            path=path,
-            loader=loader,
-        )
+        paths = [e.path for e in entries]
+        matches = [_match(e.name, e.path) for e in entries]
+        return paths, matches, folder_checksums(root, entries)
+    files = [e for e in root.iterdir() if _candidate(e.name) and e.is_file()]
+    paths = [str(e) for e in files]
+    matches = [_match(e.name, path) for e, path in zip(files, paths, strict=True)]
+    return paths, matches, [checksum(e.read_bytes()) for e in files]
 
 
 def _match(name: str, path: str) -> re.Match[str]:
@@ -197,17 +234,3 @@ def _match(name: str, path: str) -> re.Match[str]:
             path=path,
         )
     return match
-
-
-def _ordered(migrations: list[Migration]) -> list[Migration]:
-    migrations.sort(key=lambda m: m.number)
-    for before, after in itertools.pairwise(migrations):
-        if before.number == after.number:
-            where = [m.path or m.label for m in (before, after)]
-            raise MigrationSourceError(
-                f"{where[0]} and {where[1]} have the same version {after.number}: "
-                "renumber one of them",
-                path=after.path,
-                version=after.version,
-            )
-    return migrations

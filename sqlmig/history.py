@@ -162,14 +162,9 @@ class HistoryStore:
                 the transaction is then aborted: use :meth:`read` inside one
                 that must go on).
         """
-        preparer = conn.dialect.identifier_preparer
-        source = preparer.quote(self.name)
-        if self.schema:
-            source = f"{preparer.quote_schema(self.schema)}.{source}"
-        result = conn.exec_driver_sql(f"SELECT * FROM {source}")
-        keys = list(result.keys())
-        missing = tuple(c for c in COLUMNS if c not in keys)
-        at = {name: i for i, name in enumerate(keys)}
+        result = conn.exec_driver_sql(f"SELECT * FROM {self._source(conn)}")
+        at = {name: i for i, name in enumerate(result.keys())}
+        missing = tuple(c for c in COLUMNS if c not in at)
         version, title, when = at["version"], at["name"], at["applied_at"]
         checksum, ms, success = at.get("checksum"), at.get("execution_ms"), at.get("success")
         epoch = datetime.fromtimestamp(0, UTC)
@@ -187,6 +182,34 @@ class HistoryStore:
         ]
         rows.sort(key=lambda r: (r.applied_at, r.number))
         return History(rows, exists=True, missing_columns=missing)
+
+    def read_fingerprint(self, conn: Connection) -> dict[int, str | None] | None:
+        """Each applied row's checksum by integer version: what a no-op start-up compares.
+
+        One ``SELECT`` of the columns it needs, which fails as :meth:`read_existing`
+        does on a missing table and also on a table that still needs adopting.
+        ``None`` when the rows alone cannot settle a start-up: a failed row, or
+        two rows with one version.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: no such table, or a column is missing.
+        """
+        records = conn.exec_driver_sql(
+            f"SELECT version, checksum, success, execution_ms FROM {self._source(conn)}"
+        ).fetchall()
+        try:
+            sums = {int(version): value for version, value, success, _ in records if success}
+        except ValueError:  # a version that is not a number: read() reports it
+            return None
+        return sums if len(sums) == len(records) else None
+
+    def _source(self, conn: Connection) -> str:
+        """The table's quoted name, for a statement sent as text."""
+        preparer = conn.dialect.identifier_preparer
+        source = preparer.quote(self.name)
+        if self.schema:
+            source = f"{preparer.quote_schema(self.schema)}.{source}"
+        return source
 
     def create_or_adopt(self, conn: Connection, history: History) -> None:
         """Create the table, or add the columns an older runner's table lacks."""

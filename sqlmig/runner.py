@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from .compat import BotRunnerCalls, Report, printer
 from .database import Database, DatabaseArgument
 from .dialects import DialectProfile, profile_for
-from .discovery import MigrationsSource, discover
+from .discovery import MigrationsSource, discover, fingerprint
 from .dryrun import try_plan
 from .errors import LockTimeout, MigrationFailed, UsageError
 from .execution import StepExecutor
@@ -180,6 +180,20 @@ class MigrationRunner(BotRunnerCalls):
             with s.conn.begin():
                 return self._store.read(s.conn)
 
+    def _up_to_date(self, s: _Session, files: dict[int, str]) -> bool:
+        """True when every file is applied unchanged and nothing else is recorded.
+
+        The usual start-up: one ``SELECT`` compared with the files' checksums,
+        no objects built. Anything else is left to the full comparison.
+        """
+        if s.nested:
+            return False
+        try:
+            with s.conn.begin():
+                return self._store.read_fingerprint(s.conn) == files
+        except DBAPIError:  # no table yet, or one that cannot be read: _read() tells
+            return False
+
     @contextmanager
     def _locked(self, s: _Session) -> Iterator[None]:
         """Hold the migration lock for the block (SPEC §5).
@@ -293,8 +307,13 @@ class MigrationRunner(BotRunnerCalls):
         return self._upgrade(target, None)
 
     def _upgrade(self, target: str | int | None, report: Report | None) -> list[Migration]:
-        migrations = self.migrations()
+        quick = fingerprint(self.migrations_source) if target is None else None
+        migrations = self.migrations() if quick is None else []
         with self._session(write=True) as s:
+            if quick is not None:
+                if self._up_to_date(s, quick):
+                    return []
+                migrations = self.migrations()
             history = self._read(s)
             first = compare(migrations, history.rows)
             if first.failed:  # maybe another runner's step in progress: decide under the lock

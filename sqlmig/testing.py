@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 
 from .database import DatabaseArgument
-from .discovery import _resolve_root, _scan
+from .discovery import find_all
 from .errors import IrreversibleMigration, MigrationFailed, UsageError
 from .migration import AppliedMigration, Migration
 from .planning import BASE, compare
@@ -138,11 +138,7 @@ def _walk(runner: MigrationRunner) -> list[Migration]:
 
 def _all_files(runner: MigrationRunner) -> list[Migration]:
     """Every migration of the source, duplicates included (``discover`` stops at one)."""
-    source = runner.migrations_source
-    if isinstance(source, (str, Path)):
-        root, package = _resolve_root(source)
-        return sorted(_scan(root, package), key=lambda m: m.number)
-    return sorted(source, key=lambda m: m.number)
+    return find_all(runner.migrations_source)
 
 
 def _history(runner: MigrationRunner) -> list[AppliedMigration]:

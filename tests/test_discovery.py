@@ -10,7 +10,7 @@ import pytest
 
 from conftest import MakeMigrations
 from sqlmig import Migration, MigrationSourceError
-from sqlmig.discovery import checksum, discover
+from sqlmig.discovery import checksum, discover, find_all, fingerprint
 
 UP = "def up(conn):\n    pass\n"
 
@@ -53,6 +53,30 @@ def test_the_same_version_twice_is_an_error(make_migrations: MakeMigrations) -> 
     with pytest.raises(MigrationSourceError, match="same version 1: renumber") as info:
         discover(folder)
     assert "001_a.py" in str(info.value) and "1_b.py" in str(info.value)
+
+
+def test_find_all_keeps_both_files_of_one_version(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({"001_a.py": UP, "1_b.py": UP, "002_c.py": UP})
+
+    assert sorted(m.name for m in find_all(folder)) == ["a", "b", "c"]
+
+
+def test_the_fingerprint_is_each_files_checksum_by_integer_version(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({"001_a.py": UP, "010_b.py": UP + "# b\n"})
+
+    assert fingerprint(folder) == {m.number: m.checksum for m in discover(folder)}
+    assert set(fingerprint(str(folder)) or ()) == {1, 10}
+
+
+def test_the_fingerprint_leaves_to_discover_what_it_cannot_tell_cheaply(
+    make_migrations: MakeMigrations,
+) -> None:
+    assert fingerprint([Migration("001", "a", up=print)]) is None
+    assert fingerprint(make_migrations({"001_a.py": UP, "1_b.py": UP})) is None
+    with pytest.raises(MigrationSourceError, match=r"add_users\.py: file name does not match"):
+        fingerprint(make_migrations({"add_users.py": UP}))
 
 
 def test_a_missing_folder_is_an_error(tmp_path: Path) -> None:

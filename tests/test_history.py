@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from backends import Backend
 from conftest import MakeMigrations, tables
 from sqlmig import MigrationRunner, history_table
-from sqlmig.history import to_utc
+from sqlmig.history import HistoryStore, to_utc
 
 INITIAL = """\
     from sqlalchemy import text
@@ -198,7 +198,6 @@ def test_a_history_that_exists_but_cannot_be_read_is_an_error_not_an_empty_histo
     assert "users" not in tables(backend)
 
 
-
 @pytest.mark.parametrize(
     "stored",
     [
@@ -213,3 +212,28 @@ def test_applied_at_reads_as_aware_utc_whatever_the_driver_returns(stored: objec
 
     assert moment == datetime(2026, 11, 22, 7, 39, 55, 284260, tzinfo=UTC)
     assert moment is not None and moment.utcoffset() == timedelta(0)
+
+
+def test_the_fingerprint_is_each_applied_rows_checksum_and_none_with_a_failed_row(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations({"001_initial.py": INITIAL}))
+    runner.upgrade()
+    engine = backend.engine()
+    try:
+        with engine.begin() as conn:
+            assert HistoryStore().read_fingerprint(conn) == {1: runner.migrations()[0].checksum}
+            conn.execute(text("UPDATE migrations SET success = false"))
+            assert HistoryStore().read_fingerprint(conn) is None
+    finally:
+        engine.dispose()
+
+
+def test_the_fingerprint_of_a_table_that_needs_adopting_raises(backend: Backend) -> None:
+    legacy_database(backend, BOT_TABLE, [])
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn, pytest.raises(DBAPIError):
+            HistoryStore().read_fingerprint(conn)
+    finally:
+        engine.dispose()

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from backends import Backend
 from conftest import MakeMigrations, count, tables
 from sqlmig import (
+    ChecksumMismatch,
+    DirtyDatabase,
     IrreversibleMigration,
     MigrationFailed,
     MigrationRunner,
+    MissingMigration,
     OutOfOrderMigration,
     UsageError,
 )
 
 CREATE = """\
     '''Create table {t}.'''
-    from sqlalchemy import text
+    from sqlalchemy import event, text
 
     def up(conn):
         conn.execute(text("CREATE TABLE {t} (id INTEGER PRIMARY KEY)"))
@@ -234,13 +240,13 @@ def test_a_runner_given_a_connection_outside_a_transaction_commits_each_step(
 
 HALF_DONE = {
     "001_create_t.py": """\
-        from sqlalchemy import text
+        from sqlalchemy import event, text
 
         def up(conn):
             conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
         """,
     "002_fill_t_then_fail.py": """\
-        from sqlalchemy import text
+        from sqlalchemy import event, text
 
         def up(conn):
             conn.execute(text("INSERT INTO t (id) VALUES (1)"))
@@ -258,8 +264,10 @@ def test_a_step_is_rolled_back_even_when_the_caller_works_in_autocommit(
     """AUTOCOMMIT would commit the insert as it ran; the runner makes the step a transaction."""
     folder = make_migrations(HALF_DONE)
     outcome = "rolled back" if backend.name != "mysql" else "may remain"  # MySQL: DDL commits
-    engine = backend.engine(isolation_level="AUTOCOMMIT") if source == "create_engine" else (
-        backend.engine()
+    engine = (
+        backend.engine(isolation_level="AUTOCOMMIT")
+        if source == "create_engine"
+        else (backend.engine())
     )
     try:
         if source == "connection option":
@@ -269,9 +277,11 @@ def test_a_step_is_rolled_back_even_when_the_caller_works_in_autocommit(
                     MigrationRunner(conn, folder).upgrade()
                 assert conn.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
         else:
-            db = engine.execution_options(isolation_level="AUTOCOMMIT") if (
-                source == "engine option"
-            ) else engine
+            db = (
+                engine.execution_options(isolation_level="AUTOCOMMIT")
+                if (source == "engine option")
+                else engine
+            )
             with pytest.raises(MigrationFailed, match=outcome):
                 MigrationRunner(db, folder).upgrade()
             with db.connect() as conn:  # the pool gave the connection its AUTOCOMMIT back
@@ -304,3 +314,111 @@ def test_a_sqlite_path_without_scheme_is_a_file(
     db = Path(str(tmp_path)) / "plain.db"
     MigrationRunner(str(db), make_migrations(steps("a"))).upgrade()
     assert db.exists()
+
+
+# -- the start-up check: nothing to do costs one SELECT, and hides nothing ----------------
+
+
+def test_a_start_up_with_nothing_to_do_sends_one_select_and_takes_no_lock(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(steps("a", "b"))
+    MigrationRunner(backend.url, folder).upgrade()
+    engine = backend.engine()
+    engine.connect().close()  # the dialect's own first-connect queries are not the runner's
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda c, cur, sql, *_: sent.append(sql))
+    try:
+        assert MigrationRunner(engine, folder).upgrade() == []
+    finally:
+        engine.dispose()
+
+    work = [sql for sql in sent if sql.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")]
+    assert len(work) == 1 and work[0].startswith("SELECT") and "migrations" in work[0], sent
+
+
+def _pending(backend: Backend, folder: Path, write: MakeMigrations) -> None:
+    write(steps("a", "b", "c"))
+
+
+def _edited(backend: Backend, folder: Path, write: MakeMigrations) -> None:
+    (folder / "001_create_a.py").write_text(CREATE.format(t="a") + "# edited\n")
+
+
+def _deleted(backend: Backend, folder: Path, write: MakeMigrations) -> None:
+    (folder / "002_create_b.py").unlink()
+
+
+def _failed_row(backend: Backend, folder: Path, write: MakeMigrations) -> None:
+    _sql(backend, "UPDATE migrations SET success = false WHERE version = '002'")
+
+
+def _checksum_emptied(backend: Backend, folder: Path, write: MakeMigrations) -> None:
+    _sql(backend, "UPDATE migrations SET checksum = NULL WHERE version = '001'")
+
+
+def _old_table(backend: Backend, folder: Path, write: MakeMigrations) -> None:
+    """The bot runner's table: version, name, applied_at and nothing else."""
+    _sql(backend, "ALTER TABLE migrations DROP COLUMN execution_ms")
+    _sql(backend, "ALTER TABLE migrations DROP COLUMN checksum")
+
+
+def _sql(backend: Backend, statement: str) -> None:
+    engine = backend.engine()
+    with engine.begin() as conn:
+        conn.execute(text(statement))
+    engine.dispose()
+
+
+def _checksums(backend: Backend) -> dict[str, str | None]:
+    engine = backend.engine()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT version, checksum FROM migrations")).all()
+    engine.dispose()
+    return {version: value for version, value in rows}
+
+
+Outcome = Callable[[MigrationRunner, Backend], None]
+
+
+def _applies_the_new_step(runner: MigrationRunner, backend: Backend) -> None:
+    assert [m.version for m in runner.upgrade()] == ["003"]
+
+
+def _raises(error: type[Exception]) -> Outcome:
+    def check(runner: MigrationRunner, backend: Backend) -> None:
+        with pytest.raises(error):
+            runner.upgrade()
+
+    return check
+
+
+def _fills_checksums(runner: MigrationRunner, backend: Backend) -> None:
+    assert runner.upgrade() == []
+    files = {m.version: m.checksum for m in runner.migrations()}
+    assert _checksums(backend) == files
+
+
+@pytest.mark.parametrize(
+    ("change", "outcome"),
+    [
+        (_pending, _applies_the_new_step),
+        (_edited, _raises(ChecksumMismatch)),
+        (_deleted, _raises(MissingMigration)),
+        (_failed_row, _raises(DirtyDatabase)),
+        (_checksum_emptied, _fills_checksums),
+        (_old_table, _fills_checksums),
+    ],
+    ids=["new file", "edited file", "deleted file", "failed row", "empty checksum", "old table"],
+)
+def test_the_start_up_check_sees_every_difference_from_the_last_run(
+    backend: Backend, make_migrations: MakeMigrations, change: Any, outcome: Outcome
+) -> None:
+    folder = make_migrations(steps("a", "b"))
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade()
+    assert runner.upgrade() == []  # the no-op start-up, before the change
+
+    change(backend, folder, make_migrations)
+
+    outcome(runner, backend)
