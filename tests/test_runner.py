@@ -26,7 +26,7 @@ from sqlmig import (
 
 CREATE = """\
     '''Create table {t}.'''
-    from sqlalchemy import event, text
+    from sqlalchemy import text
 
     def up(conn):
         conn.execute(text("CREATE TABLE {t} (id INTEGER PRIMARY KEY)"))
@@ -240,13 +240,13 @@ def test_a_runner_given_a_connection_outside_a_transaction_commits_each_step(
 
 HALF_DONE = {
     "001_create_t.py": """\
-        from sqlalchemy import event, text
+        from sqlalchemy import text
 
         def up(conn):
             conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
         """,
     "002_fill_t_then_fail.py": """\
-        from sqlalchemy import event, text
+        from sqlalchemy import text
 
         def up(conn):
             conn.execute(text("INSERT INTO t (id) VALUES (1)"))
@@ -267,7 +267,7 @@ def test_a_step_is_rolled_back_even_when_the_caller_works_in_autocommit(
     engine = (
         backend.engine(isolation_level="AUTOCOMMIT")
         if source == "create_engine"
-        else (backend.engine())
+        else backend.engine()
     )
     try:
         if source == "connection option":
