@@ -39,6 +39,35 @@ class Figures:
                     values.append(value)
         return _median(values)
 
+    def values(
+        self, n: int, backend: str, tool: str, action: str, field: Callable[[Any], float | None]
+    ) -> list[float | None]:
+        return [
+            field(r)
+            for r in self.records
+            if (r.n, r.backend, r.tool, r.action) == (n, backend, tool, action)
+        ]
+
+    def ratio(
+        self,
+        n: int,
+        backend: str,
+        tool: str,
+        action: str,
+        field: Callable[[Any], float | None],
+        floor_action: str | None = None,
+    ) -> float | None:
+        """The median of tool / floor over runs, each paired with the floor's in the same round.
+
+        The tools take turns within a round, so a pair ran minutes apart at most:
+        on a machine whose speed drifts, this follows the drift better than a
+        ratio of medians.
+        """
+        mine = self.values(n, backend, tool, action, field)
+        floor = self.values(n, backend, "floor", floor_action or action, field)
+        pairs = [a / b for a, b in zip(mine, floor, strict=False) if a is not None and b]
+        return _median(pairs)
+
 
 def _seconds(value: float) -> str:
     return f"{value:.3f} s" if value < 10 else f"{value:.2f} s"
@@ -52,12 +81,12 @@ def _mib(value: float) -> str:
     return f"{value / 1024:.1f} MiB"
 
 
-def _ratio_cell(value: float | None, floor: float | None, fmt: Callable[[float], str]) -> str:
+def _ratio_cell(value: float | None, ratio: float | None, fmt: Callable[[float], str]) -> str:
     if value is None:
         return "-"
-    if floor is None or floor <= 0:
+    if ratio is None:
         return fmt(value)
-    return f"{fmt(value)} ({value / floor:.2f}x)"
+    return f"{fmt(value)} ({ratio:.2f}x)"
 
 
 def _commit_cell(value: float | None, n: int) -> str:
@@ -97,9 +126,10 @@ def _size_table(
         for backend in backends:
             if pg_only and backend != "postgresql":
                 continue
-            floor = figures.median(n, backend, "floor", action, field)
-            if floor is None and action.endswith("-cold"):  # the floor has no cache to lose
-                floor = figures.median(n, backend, "floor", action.removesuffix("-cold"), field)
+            floor_action = action
+            if action.endswith("-cold"):  # the floor has no cache to lose
+                floor_action = action.removesuffix("-cold")
+            floor = figures.median(n, backend, "floor", floor_action, field)
             cells = []
             for tool in tools:
                 value = figures.median(n, backend, tool, action, field)
@@ -108,7 +138,8 @@ def _size_table(
                 elif tool == "floor":
                     cells.append(FORMATS[kind](floor) if floor is not None else "-")
                 else:
-                    cells.append(_ratio_cell(value, floor, FORMATS[kind]))
+                    ratio = figures.ratio(n, backend, tool, action, field, floor_action)
+                    cells.append(_ratio_cell(value, ratio, FORMATS[kind]))
             if any(c != "-" for c in cells):
                 lines.append(f"| {label} | {backend} | " + " | ".join(cells) + " |")
     return lines
@@ -132,9 +163,8 @@ def _import_table(figures: Figures, tools: list[str]) -> list[str]:
         wall = figures.median(0, "-", tool, "import", lambda r: r.wall_s)
         if added is None or wall is None:
             continue
-        lines.append(
-            f"| {NAMES[tool]} | +{_ms(added)} | {_ratio_cell(wall, floor_wall, _seconds)} |"
-        )
+        ratio = figures.ratio(0, "-", tool, "import", lambda r: r.wall_s)
+        lines.append(f"| {NAMES[tool]} | +{_ms(added)} | {_ratio_cell(wall, ratio, _seconds)} |")
     return lines
 
 
@@ -161,9 +191,7 @@ def _goals(figures: Figures, sizes: list[int], backends: list[str], tool: str) -
     lines = [f"Goals for {NAMES[tool]} (N={n}; ratios to the floor measured in this run):"]
 
     def ratio(backend: str, action: str, field: Callable[[Any], float | None]) -> float | None:
-        mine = figures.median(n, backend, tool, action, field)
-        floor = figures.median(n, backend, "floor", action, field)
-        return mine / floor if mine is not None and floor else None
+        return figures.ratio(n, backend, tool, action, field)
 
     def line(ok: bool | None, text: str) -> None:
         mark = "n/a " if ok is None else ("PASS" if ok else "MISS")
@@ -235,7 +263,10 @@ def render(
                  and r.backend == b) for b in backends),
             default=0,
         )
-        out.append(f"## N = {n} (median of {runs} run(s); ratio = tool / floor)")
+        out.append(
+            f"## N = {n} (median of {runs} run(s); ratio = median of tool / floor, "
+            "each run paired with the floor's in the same round)"
+        )
         out.append("")
         rows = list(ROWS)
         if pad_kib and any(r.n == n and r.action == "check-padded" for r in records):
