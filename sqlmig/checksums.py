@@ -37,7 +37,15 @@ import time
 import uuid
 from collections.abc import Sequence
 
-__all__ = ["CACHE_DIR", "CACHE_NAME", "RACY_NS", "checksum", "folder_checksums", "read_file"]
+__all__ = [
+    "CACHE_DIR",
+    "CACHE_NAME",
+    "RACY_NS",
+    "checksum",
+    "folder_checksums",
+    "read_file",
+    "replace_file",
+]
 
 log = logging.getLogger("sqlmig")
 
@@ -152,24 +160,33 @@ def _store(folder: str, entries: Entries) -> None:
     """Replace the cache with ``entries`` atomically; on failure, log and carry on."""
     if sys.dont_write_bytecode:
         return
-    directory = os.path.join(folder, CACHE_DIR)
-    target = os.path.join(directory, CACHE_NAME)
+    target = os.path.join(folder, CACHE_DIR, CACHE_NAME)
     lines = [HEADER]
     for name, rest in sorted(entries.items()):
         if name.isprintable():  # no tab or line break: one line, its name first
             lines.append(f"{name}\t{rest}")
     data = ("\n".join(lines) + "\n").encode("utf-8")
-    temporary = os.path.join(directory, f"{CACHE_NAME}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with open(fd, "wb") as f:
-                f.write(data)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(temporary)
-            raise
+        replace_file(target, data)
     except OSError as exc:
         log.debug("not writing the checksum cache %s: %s", target, exc)
+
+
+def replace_file(target: str, data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically (a new file renamed over it), folder included.
+
+    Raises:
+        OSError: the folder or the file could not be written (nothing is left behind).
+    """
+    directory, name = os.path.split(target)
+    temporary = os.path.join(directory, f"{name}.{uuid.uuid4().hex[:12]}.tmp")
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise

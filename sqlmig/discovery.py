@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from .checksums import checksum, folder_checksums
+from .bytecode import compiled
+from .checksums import checksum, folder_checksums, read_file
 from .errors import MigrationSourceError
 from .migration import Migration, docstring_first_line
 
@@ -54,8 +55,7 @@ class ModuleLoader:
     def read(self, name: str) -> bytes:
         """The bytes of file ``name`` of the source."""
         if isinstance(self.root, Path):
-            with open(os.path.join(self.root, name), "rb") as f:
-                return f.read()
+            return read_file(os.path.join(self.root, name))
         return (self.root / name).read_bytes()
 
     def description(self, migration: Migration) -> str:
@@ -69,6 +69,8 @@ class ModuleLoader:
         """
         path = migration.path or migration.label
         try:
+            if isinstance(self.root, Path) and migration.path:
+                return compiled(self.source(migration), migration.path)
             return compile(self.source(migration), path, "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as exc:
             line = getattr(exc, "lineno", None)
