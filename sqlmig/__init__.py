@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from .aio import upgrade_async
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ChecksumMismatch,
     ConfigError,
@@ -24,8 +25,11 @@ from .errors import (
 )
 from .history import history_table
 from .migration import AppliedMigration, Migration, PlannedStep, Status
-from .ops import ops
 from .runner import MigrationRunner
+
+if TYPE_CHECKING:
+    from .aio import upgrade_async
+    from .ops import ops
 
 __version__ = "0.1.0"
 
@@ -52,3 +56,16 @@ __all__ = [
     "ops",
     "upgrade_async",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``ops`` and ``upgrade_async``, imported on first use: most runs need neither."""
+    if name == "ops":
+        from .ops import ops
+
+        return ops
+    if name == "upgrade_async":
+        from .aio import upgrade_async
+
+        return upgrade_async
+    raise AttributeError(f"module 'sqlmig' has no attribute {name!r}")

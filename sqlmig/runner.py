@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +43,21 @@ def _autocommit(conn: Connection) -> bool:
     return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
-@dataclass
 class _Session:
     """The connections and facts of one runner call."""
 
-    engine: Engine
-    conn: Connection
-    profile: DialectProfile
-    nested: bool  # a connection the caller handed in, inside its transaction
-    #: :meth:`transactional` took the connection out of ``AUTOCOMMIT``
-    left_autocommit: bool = False
+    __slots__ = ("conn", "engine", "left_autocommit", "nested", "profile")
+
+    def __init__(
+        self, engine: Engine, conn: Connection, profile: DialectProfile, nested: bool
+    ) -> None:
+        self.engine = engine
+        self.conn = conn
+        self.profile = profile
+        #: a connection the caller handed in, inside its transaction
+        self.nested = nested
+        #: :meth:`transactional` took the connection out of ``AUTOCOMMIT``
+        self.left_autocommit = False
 
     def transactional(self) -> None:
         """Make sure the connection's transactions are real before anything is written.
