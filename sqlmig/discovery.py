@@ -27,6 +27,7 @@ from .migration import Migration, docstring_first_line
 
 __all__ = [
     "FILE_NAME",
+    "Listing",
     "MigrationsSource",
     "ModuleLoader",
     "checksum",
@@ -120,7 +121,7 @@ def line_in(exc: BaseException, path: str | None) -> int | None:
     return line
 
 
-def discover(source: MigrationsSource) -> list[Migration]:
+def discover(source: MigrationsSource | Listing) -> list[Migration]:
     """All migrations of ``source``, lowest version first.
 
     Reads names and bytes; imports nothing.
@@ -142,16 +143,12 @@ def discover(source: MigrationsSource) -> list[Migration]:
     return migrations
 
 
-def find_all(source: MigrationsSource) -> list[Migration]:
+def find_all(source: MigrationsSource | Listing) -> list[Migration]:
     """As :func:`discover`, but two files with one version are both returned."""
     if isinstance(source, (str, Path)):
-        root, package = _resolve_root(source)
-        loader = ModuleLoader(root, package)
-        paths, matches, sums = _scan(root)
-        migrations = [
-            Migration(match["version"], match["name"], checksum=value, path=path, loader=loader)
-            for path, match, value in zip(paths, matches, sums, strict=True)
-        ]
+        source = Listing(source)
+    if isinstance(source, Listing):
+        migrations = source.migrations()
     else:
         migrations = list(source)
         for item in migrations:
@@ -164,20 +161,40 @@ def find_all(source: MigrationsSource) -> list[Migration]:
     return migrations
 
 
-def fingerprint(source: MigrationsSource) -> dict[int, str] | None:
-    """Each file's checksum by integer version: what a no-op start-up compares.
+class Listing:
+    """The migration files of a folder or package, listed and checksummed once.
 
-    It reads what :func:`discover` reads and raises what it raises for a bad
-    folder or file name, but builds no :class:`Migration`. ``None`` when it
-    cannot tell cheaply: a list built in code, or two files with one version
-    (:func:`discover` says which).
+    What a no-op start-up compares (:meth:`fingerprint`) needs no :class:`Migration`;
+    :func:`discover` builds them from the same listing when a run has more to do.
+
+    Raises:
+        MigrationSourceError: no such folder or package, or a bad file name.
     """
-    if not isinstance(source, (str, Path)):
-        return None
-    root, _ = _resolve_root(source)
-    _, matches, values = _scan(root)
-    sums = {int(match["version"]): value for match, value in zip(matches, values, strict=True)}
-    return sums if len(sums) == len(values) else None
+
+    __slots__ = ("_loader", "_matches", "_paths", "_sums")
+
+    def __init__(self, source: str | Path) -> None:
+        root, package = _resolve_root(source)
+        self._loader = ModuleLoader(root, package)
+        self._paths, self._matches, self._sums = _scan(root)
+
+    def fingerprint(self) -> dict[int, str] | None:
+        """Each file's checksum by integer version; ``None`` when two files share one."""
+        pairs = zip(self._matches, self._sums, strict=True)
+        sums = {int(match["version"]): value for match, value in pairs}
+        return sums if len(sums) == len(self._sums) else None
+
+    def migrations(self) -> list[Migration]:
+        """A :class:`Migration` for each file, in listing order."""
+        return [
+            Migration(m["version"], m["name"], checksum=value, path=path, loader=self._loader)
+            for path, m, value in zip(self._paths, self._matches, self._sums, strict=True)
+        ]
+
+
+def fingerprint(source: MigrationsSource) -> dict[int, str] | None:
+    """:meth:`Listing.fingerprint` of a folder or package; ``None`` for a list built in code."""
+    return Listing(source).fingerprint() if isinstance(source, (str, Path)) else None
 
 
 def _resolve_root(source: str | Path) -> tuple[Traversable, str | None]:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from .compat import BotRunnerCalls, Report, printer
 from .database import Database, DatabaseArgument
 from .dialects import DialectProfile, profile_for
-from .discovery import MigrationsSource, discover, fingerprint
+from .discovery import Listing, MigrationsSource, discover
 from .dryrun import try_plan
 from .errors import LockTimeout, MigrationFailed, UsageError
 from .execution import StepExecutor
@@ -311,13 +311,15 @@ class MigrationRunner(BotRunnerCalls):
         return self._upgrade(target, None)
 
     def _upgrade(self, target: str | int | None, report: Report | None) -> list[Migration]:
-        quick = fingerprint(self.migrations_source) if target is None else None
-        migrations = self.migrations() if quick is None else []
+        source = self.migrations_source
+        listing = Listing(source) if isinstance(source, (str, Path)) else None
+        quick = listing.fingerprint() if listing is not None and target is None else None
+        migrations = discover(listing or source) if quick is None else []
         with self._session(write=True) as s:
             if quick is not None:
                 if self._up_to_date(s, quick):
                     return []
-                migrations = self.migrations()
+                migrations = discover(listing or source)
             history = self._read(s)
             first = compare(migrations, history.rows)
             if first.failed:  # maybe another runner's step in progress: decide under the lock
