@@ -7,6 +7,7 @@ databases themselves are never written to.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,14 @@ from pathlib import Path
 
 from sqlalchemy import URL, Engine, create_engine, make_url, text
 
-__all__ = ["Target", "commits", "count_bench_tables", "fresh_database", "server_version"]
+__all__ = [
+    "Target",
+    "commits",
+    "count_bench_tables",
+    "fresh_database",
+    "quiesce",
+    "server_version",
+]
 
 
 @dataclass
@@ -95,6 +103,20 @@ def commits(target: Target, timeout: float = 5.0) -> tuple[int, int]:
                 return now
             last = now
             time.sleep(0.05)
+
+
+def quiesce(target: Target) -> None:
+    """Start each measured process from the same state: nothing dirty left to write.
+
+    The process before (another tool's run, a dropped or new database) leaves
+    dirty pages that the kernel or PostgreSQL's checkpointer would otherwise
+    write during whichever run comes next: ``os.sync()`` for the SQLite file,
+    ``CHECKPOINT`` on PostgreSQL.
+    """
+    os.sync()
+    if target.admin is not None:
+        with target.admin.connect() as conn:
+            conn.execute(text("CHECKPOINT"))
 
 
 def count_bench_tables(target: Target) -> int:

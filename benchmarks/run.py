@@ -37,6 +37,7 @@ from databases import (
     commits,
     count_bench_tables,
     fresh_database,
+    quiesce,
     server_version,
 )
 from report import render
@@ -107,6 +108,7 @@ def run_child(tool: str, action: str, url: str, folder: Path) -> dict[str, Any]:
 def measured(
     target: Target, n: int, tool: str, action: str, folder: Path, label: str | None = None
 ) -> Record:
+    quiesce(target)
     before = commits(target) if target.admin is not None else None
     result = run_child(tool, action, target.url_string, folder)
     after = commits(target) if target.admin is not None else None
@@ -228,7 +230,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument(
-        "--repeat", type=int, help="runs per figure (default 5 for N <= 100, else 3)"
+        "--repeat", type=int, help="runs per figure (default 5)"
     )
     parser.add_argument("--import-repeat", type=int, default=9)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         print(f"imports measured ({args.import_repeat} runs each)", file=sys.stderr)
         for n in args.sizes:
-            repeat = args.repeat or (5 if n <= 100 else 3)
+            repeat = args.repeat or 5
             folders = {tool: write_workload(root / f"n{n}", _kind(tool), n) for tool in tools}
             settle()
             for rep in range(repeat):

@@ -51,7 +51,7 @@ class ModuleLoader:
         self._prefix = f"sqlmig._loaded_{uuid.uuid4().hex[:12]}"
 
     def source(self, migration: Migration) -> bytes:
-        return self.read(Path(migration.path or "").name)
+        return self.read(os.path.basename(migration.path or ""))
 
     def read(self, name: str) -> bytes:
         """The bytes of file ``name`` of the source."""
