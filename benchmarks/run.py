@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from databases import (
     server_version,
 )
 from report import render
+from sqlalchemy import Engine
 from workloads import TOOLS, write_workload
 
 HERE = Path(__file__).resolve().parent
@@ -155,31 +157,53 @@ def settle() -> None:
     time.sleep(2.1)
 
 
-def cycle(
-    records: list[Record], n: int, target: Target, tool: str, folder: Path
-) -> None:
-    """Upgrade from empty, start-up checks, downgrade to base: measured processes.
+#: Start-up checks measured per round (cheap processes; their ratio lines are the tightest).
+CHECKS_PER_ROUND = 3
 
-    sqlmig's start-up check is measured twice: as at every boot (its checksum
-    cache written by earlier runs) and as at the first boot after a deploy
-    (no cache: every file read and hashed), labelled ``check-cold``.
+
+def play_round(
+    records: list[Record],
+    n: int,
+    backend: str,
+    root: Path,
+    admin: Engine | None,
+    folders: dict[str, Path],
+    order: list[str],
+) -> None:
+    """One round on one backend: each action measured for every tool, back to back.
+
+    Every tool gets a fresh database; then all upgrade from empty, one after
+    the other, then all run the start-up check (``CHECKS_PER_ROUND`` times), then
+    sqlmig's first start after a deploy (no checksum cache: every file read and
+    hashed, labelled ``check-cold``), then all downgrade to base. A tool's run
+    and the floor's of the same action are seconds apart, so a pair sees the
+    same machine even when its speed drifts over minutes.
     """
-    steps = [("upgrade", n), ("check", n)]
-    if tool in ("sqlmig", "candidate"):
-        steps.append(("check-cold", n))
-    steps.append(("downgrade", 0))
-    for action, tables in steps:
-        if action == "check-cold":
-            forget_checksums(tool, folder)
-        record = measured(target, n, tool, action.removesuffix("-cold"), folder, label=action)
-        expect_tables(target, tool, action, tables)
-        records.append(record)
-        extra = f", {record.commits} commits" if record.commits is not None else ""
-        print(
-            f"  n={n} {target.backend:<10} {tool:<7} {action:<10} {record.wall_s:7.3f} s "
-            f"(after import {record.work_s * 1000:8.1f} ms{extra})",
-            file=sys.stderr,
-        )
+    actions = [("upgrade", n)]
+    actions += [("check", n)] * CHECKS_PER_ROUND
+    actions += [("check-cold", n), ("downgrade", 0)]
+    with ExitStack() as stack:
+        targets = {
+            tool: stack.enter_context(fresh_database(backend, root, admin)) for tool in order
+        }
+        for action, tables in actions:
+            for tool in order:
+                if action == "check-cold" and tool not in ("sqlmig", "candidate"):
+                    continue
+                target = targets[tool]
+                if action == "check-cold":
+                    forget_checksums(tool, folders[tool])
+                record = measured(
+                    target, n, tool, action.removesuffix("-cold"), folders[tool], label=action
+                )
+                expect_tables(target, tool, action, tables)
+                records.append(record)
+                extra = f", {record.commits} commits" if record.commits is not None else ""
+                print(
+                    f"  n={n} {backend:<10} {tool:<7} {action:<10} {record.wall_s:7.3f} s "
+                    f"(after import {record.work_s * 1000:8.1f} ms{extra})",
+                    file=sys.stderr,
+                )
 
 
 def padded_checks(
@@ -293,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             for rep in range(repeat):
                 order = tools[rep % len(tools):] + tools[: rep % len(tools)]
                 for backend in args.backends:
-                    for tool in order:
-                        with fresh_database(backend, root, admin) as target:
-                            cycle(records, n, target, tool, folders[tool])
+                    play_round(records, n, backend, root, admin, folders, order)
             if args.pad_kib and n == max(args.sizes):
                 padded = {
                     tool: write_workload(root / f"n{n}-padded", _kind(tool), n, args.pad_kib)

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -73,7 +74,7 @@ def test_quick_run_measures_every_tool_on_sqlite_and_postgresql(tmp_path: Path) 
 
     table, data = _run(tmp_path, *args, "--backends", *backends, "--tools", *tools)
 
-    assert "## N = 20 (median of 1 run(s); ratio = median of tool / floor, " in table
+    assert "## N = 20 (median of 1 round(s), the start-up check 3 times in each; ratio = " in table
     for measure in (
         "upgrade, whole process",
         "start-up check, whole process",
@@ -103,9 +104,32 @@ def test_quick_run_measures_every_tool_on_sqlite_and_postgresql(tmp_path: Path) 
 def test_quick_flag_runs_twenty_steps_once_on_sqlite(tmp_path: Path) -> None:
     table, data = _run(tmp_path, "--quick", "--backends", "sqlite", "--tools", "floor", "sqlmig")
 
-    assert "## N = 20 (median of 1 run(s)" in table
+    assert "## N = 20 (median of 1 round(s)" in table
     records = data["records"]
     assert isinstance(records, list)
     assert {r["n"] for r in records if r["action"] != "import"} == {20}
     assert {r["tool"] for r in records} == {"floor", "sqlmig"}
     assert "postgresql" not in {r["backend"] for r in records}
+
+
+def test_a_figure_measured_once_a_round_pairs_with_the_floors_runs_of_that_round() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from report import Figures
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def run(tool: str, action: str, seconds: float) -> SimpleNamespace:
+        return SimpleNamespace(n=10, backend="sqlite", tool=tool, action=action, wall_s=seconds)
+
+    records = [  # round 1, then round 2 (twice as slow): the floor checks 3 times a round
+        *(run("floor", "check", s) for s in (1.0, 1.2, 1.1)),
+        run("sqlmig", "check-cold", 1.1),
+        *(run("floor", "check", s) for s in (2.0, 2.2, 2.1)),
+        run("sqlmig", "check-cold", 4.2),
+    ]
+    figures = Figures(records)
+
+    ratio = figures.ratio(10, "sqlite", "sqlmig", "check-cold", lambda r: r.wall_s, "check")
+
+    assert ratio == pytest.approx((1.1 / 1.1 + 4.2 / 2.1) / 2)  # 1.0 and 2.0: their median
