@@ -133,3 +133,21 @@ def test_a_figure_measured_once_a_round_pairs_with_the_floors_runs_of_that_round
     ratio = figures.ratio(10, "sqlite", "sqlmig", "check-cold", lambda r: r.wall_s, "check")
 
     assert ratio == pytest.approx((1.1 / 1.1 + 4.2 / 2.1) / 2)  # 1.0 and 2.0: their median
+
+
+def test_per_step_script_prints_both_tools_and_what_sqlmig_adds() -> None:
+    script = ROOT / "benchmarks" / "per_step.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--n", "5", "--rounds", "2", "--action", "downgrade"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "downgrade of 5 steps on sqlite, 2 rounds, per step:"
+    assert [line.split()[0] for line in lines[2:4]] == ["floor", "sqlmig"]
+    assert "ms of CPU per step; wall, paired:" in lines[4]
