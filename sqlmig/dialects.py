@@ -35,6 +35,9 @@ class DialectProfile:
     begin: str | None = None
     #: Seconds-to-wait setting tied to ``lock_timeout`` (SQLite ``busy_timeout``).
     busy_timeout_pragma: str | None = None
+    #: A number that changes when another connection commits to the database
+    #: (SQLite ``data_version``), for runners that hold no session lock.
+    change_counter: str | None = None
 
     def lock_for(self, conn: Connection, table: str, schema: str | None) -> MigrationLock | None:
         """The lock guarding history table ``table`` on ``conn``'s database, if any.
@@ -83,6 +86,16 @@ class DialectProfile:
         if self.busy_timeout_pragma is not None:
             conn.exec_driver_sql(f"PRAGMA {self.busy_timeout_pragma} = {int(milliseconds)}")
 
+    def changes_seen(self, conn: Connection) -> int | None:
+        """The counter of other connections' commits, where the database keeps one.
+
+        Read inside a write transaction it is exact: no one else can commit
+        until that transaction ends, and ``conn``'s own commits never move it.
+        """
+        if self.change_counter is None:
+            return None
+        return int(conn.exec_driver_sql(f"PRAGMA {self.change_counter}").scalar() or 0)
+
 
 PROFILES = {
     "sqlite": DialectProfile(
@@ -92,6 +105,7 @@ PROFILES = {
         caller_transaction_ok=True,
         begin="BEGIN",
         busy_timeout_pragma="busy_timeout",
+        change_counter="data_version",
     ),
     "postgresql": DialectProfile(
         "postgresql", transactional_ddl=True, lock=AdvisoryLock, caller_transaction_ok=True

@@ -291,6 +291,7 @@ class MigrationRunner(BotRunnerCalls):
             for row, migration in compare(migrations, history.rows).unfilled:
                 self._store.set_checksum(executor.conn, row.version, migration.checksum)
                 log.info("recorded the checksum of %s", row.version)
+            executor.history_read()
             yield history
 
     # -- the public operations --------------------------------------------

@@ -365,6 +365,38 @@ def outcome_of(call: Callable[[], object]) -> str:
     return "ok"
 
 
+def test_sqlite_upgrade_skips_the_steps_another_runner_applied_between_its_transactions(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = creating(make_migrations)
+    other = MigrationRunner(sqlite_backend.url, folder)
+    engine = sqlite_backend.engine()
+    try:
+        # this runner has planned 001-003 when the other one applies 001 and 002
+        with between_transactions(engine, lambda: other.upgrade("002")):
+            applied = MigrationRunner(engine, folder).upgrade()
+    finally:
+        engine.dispose()
+    assert [m.version for m in applied] == ["003"]
+    assert history(sqlite_backend) == [("001", True), ("002", True), ("003", True)]
+
+
+def test_sqlite_runner_alone_asks_the_change_counter_not_the_history_at_each_step(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = creating(make_migrations)
+    statements: list[str] = []
+    engine = sqlite_backend.engine()
+    event.listen(engine, "before_cursor_execute", lambda c, cur, st, *_: statements.append(st))
+    try:
+        applied = MigrationRunner(engine, folder).upgrade()
+    finally:
+        engine.dispose()
+    assert len(applied) == 3
+    assert statements.count("PRAGMA data_version") == 1 + 3  # the history read, then each step
+    assert not [s for s in statements if "FROM migrations" in s and "WHERE" in s]
+
+
 def test_sqlite_baselines_racing_between_transactions_keep_the_history(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
