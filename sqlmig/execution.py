@@ -209,19 +209,30 @@ class StepExecutor:
         if self.profile.lock is None and not self.nested:
             self._known_changes = self.profile.changes_seen(self.conn)
 
-    def already_recorded(self, migration: Migration) -> bool:
-        """Inside a step's write transaction: did another runner apply it meanwhile?"""
+    def _alone_since_read(self) -> bool:
+        """Inside a step's write transaction: has no one else written since the history read?
+
+        True when a session lock keeps other runners out, or when the change
+        counter has not moved since :meth:`history_read`. Once it has moved,
+        every later step asks the history itself.
+        """
         if self.profile.lock is not None or self.nested:
-            return False  # a session lock already keeps other runners out
+            return True
         if self._known_changes is not None:
             if self.profile.changes_seen(self.conn) == self._known_changes:
-                return False  # no other connection has committed since the history was read
-            self._known_changes = None  # from now on, ask the history at every step
+                return True
+            self._known_changes = None
+        return False
+
+    def already_recorded(self, migration: Migration) -> bool:
+        """Inside a step's write transaction: did another runner apply it meanwhile?"""
+        if self._alone_since_read():
+            return False
         return self.store.contains(self.conn, migration.version)
 
     def still_recorded(self, row: AppliedMigration) -> bool:
         """Inside an undo's write transaction: is the row still there?"""
-        if self.profile.lock is not None or self.nested:
+        if self._alone_since_read():
             return True
         return self.store.contains(self.conn, row.version)
 

@@ -374,10 +374,24 @@ class MigrationRunner(BotRunnerCalls):
     def _undo(self, target: str | int | None, report: Report | None) -> list[Migration]:
         migrations = self.migrations()
         with self._session(write=True) as s, self._locked(s):
-            comparison = compare(migrations, self._read(s).rows)
-            steps = plan_downgrade(comparison, target)
             executor = self._executor(s, report)
+            comparison = compare(migrations, self._read_for_steps(s, executor).rows)
+            steps = plan_downgrade(comparison, target)
             return [m for row, m in steps if executor.undo(row, m)]
+
+    def _read_for_steps(self, s: _Session, executor: StepExecutor) -> History:
+        """The history that the steps of this run are planned from.
+
+        Where each step's write transaction is the lock and the database counts
+        other connections' commits (SQLite), it is read inside a write
+        transaction, so that the steps can trust it while no one else writes.
+        """
+        if s.profile.change_counter is None or s.nested:
+            return self._read(s)
+        with executor.transaction():
+            history = self._store.read(s.conn)
+            executor.history_read()
+        return history
 
     def status(self) -> Status:
         """Applied, pending, changed, missing and failed steps. Writes nothing."""

@@ -381,6 +381,24 @@ def test_sqlite_upgrade_skips_the_steps_another_runner_applied_between_its_trans
     assert history(sqlite_backend) == [("001", True), ("002", True), ("003", True)]
 
 
+def test_sqlite_downgrade_skips_the_steps_another_runner_undid_between_its_transactions(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = creating(make_migrations)
+    MigrationRunner(sqlite_backend.url, folder).upgrade()
+    other = MigrationRunner(sqlite_backend.url, folder)
+    engine = sqlite_backend.engine()
+    try:
+        # this runner has planned to undo 003-001 when the other one undoes 003 and 002
+        with between_transactions(engine, lambda: other.downgrade("001")):
+            undone = MigrationRunner(engine, folder).downgrade("base")
+    finally:
+        engine.dispose()
+    assert [m.version for m in undone] == ["001"]
+    assert history(sqlite_backend) == []
+    assert step_tables(sqlite_backend) == set()
+
+
 def test_sqlite_runner_alone_asks_the_change_counter_not_the_history_at_each_step(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
@@ -390,11 +408,12 @@ def test_sqlite_runner_alone_asks_the_change_counter_not_the_history_at_each_ste
     event.listen(engine, "before_cursor_execute", lambda c, cur, st, *_: statements.append(st))
     try:
         applied = MigrationRunner(engine, folder).upgrade()
+        undone = MigrationRunner(engine, folder).downgrade("base")
     finally:
         engine.dispose()
-    assert len(applied) == 3
-    assert statements.count("PRAGMA data_version") == 1 + 3  # the history read, then each step
-    assert not [s for s in statements if "FROM migrations" in s and "WHERE" in s]
+    assert (len(applied), len(undone)) == (3, 3)
+    assert statements.count("PRAGMA data_version") == 2 * (1 + 3)  # the history read, each step
+    assert not [s for s in statements if s.startswith("SELECT") and "WHERE" in s]
 
 
 def test_sqlite_baselines_racing_between_transactions_keep_the_history(
