@@ -161,6 +161,19 @@ def settle() -> None:
 CHECKS_PER_ROUND = 3
 
 
+def turns(tools: list[str], rep: int) -> list[str]:
+    """The order in which the tools take their turns in round ``rep``.
+
+    Rounds come in mirrored pairs: a rotation of the tools, then the same
+    rotation reversed. Over each pair every tool runs before and after every
+    other once, and in mirrored positions, so a position that runs slower (the
+    first after the last round's databases were dropped, say) favours no tool.
+    """
+    shift = (rep // 2) % len(tools)
+    order = list(tools[shift:]) + list(tools[:shift])
+    return order[::-1] if rep % 2 else order
+
+
 def play_round(
     records: list[Record],
     n: int,
@@ -254,7 +267,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument(
-        "--repeat", type=int, help="runs per figure (default 5)"
+        "--repeat", type=int, help="rounds per figure (default 6)"
     )
     parser.add_argument("--import-repeat", type=int, default=9)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
@@ -311,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
         print(f"imports measured ({args.import_repeat} runs each)", file=sys.stderr)
         for n in args.sizes:
-            repeat = args.repeat or 5
+            repeat = args.repeat or 6
             folders = {tool: write_workload(root / f"n{n}", _kind(tool), n) for tool in tools}
             settle()
             for rep in range(repeat):
-                order = tools[rep % len(tools):] + tools[: rep % len(tools)]
+                order = turns(tools, rep)
                 for backend in args.backends:
                     play_round(records, n, backend, root, admin, folders, order)
             if args.pad_kib and n == max(args.sizes):

@@ -151,3 +151,17 @@ def test_per_step_script_prints_both_tools_and_what_sqlmig_adds() -> None:
     assert lines[0] == "downgrade of 5 steps on sqlite, 2 rounds, per step:"
     assert [line.split()[0] for line in lines[2:4]] == ["floor", "sqlmig"]
     assert "ms of CPU per step; wall, paired:" in lines[4]
+
+
+def test_each_pair_of_rounds_lets_every_tool_go_before_and_after_every_other() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from run import turns
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    tools = ["floor", "sqlmig", "alembic", "yoyo"]
+
+    for first in range(0, 8, 2):
+        one, two = turns(tools, first), turns(tools, first + 1)
+        assert sorted(one) == sorted(tools) and two == one[::-1]
+    assert [turns(tools, rep)[0] for rep in range(0, 8, 2)] == tools  # each leads a pair
