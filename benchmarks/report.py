@@ -219,11 +219,17 @@ def _goals(figures: Figures, sizes: list[int], backends: list[str], tool: str) -
         r = ratio(backend, "check", lambda rec: rec.wall_s)
         line(None if r is None else r <= 1.1,
              f"start-up check on {backend}, whole process: {r or 0:.2f}x the floor (goal <= 1.1x)")
-        padded = figures.median(n, backend, tool, "check-padded", lambda rec: rec.work_s)
-        if padded is not None and check:
-            line(padded / check <= 1.2,
-                 f"start-up check on {backend} with padded files: {padded / check:.2f}x the "
-                 "plain files' (goal: flat in file size, <= 1.2x)")
+        # padded and plain files are checked minutes apart: each is taken against the
+        # floor's checks of its own phase (the floor reads no file), so the VM's drift
+        # between the two phases cancels out
+        padded = ratio(backend, "check-padded", lambda rec: rec.work_s)
+        plain = ratio(backend, "check", lambda rec: rec.work_s)
+        if padded is not None and plain:
+            line(
+                padded / plain <= 1.2,
+                f"start-up check on {backend} with padded files: {padded / plain:.2f}x the "
+                "plain files', each against the floor (goal: flat in file size, <= 1.2x)",
+            )
     if "postgresql" in backends:
         for action in ("upgrade", "downgrade"):
             values = {

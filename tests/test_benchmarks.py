@@ -165,3 +165,30 @@ def test_each_pair_of_rounds_lets_every_tool_go_before_and_after_every_other() -
         one, two = turns(tools, first), turns(tools, first + 1)
         assert sorted(one) == sorted(tools) and two == one[::-1]
     assert [turns(tools, rep)[0] for rep in range(0, 8, 2)] == tools  # each leads a pair
+
+
+def test_flat_in_file_size_is_judged_against_the_floor_of_the_same_phase() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from report import Figures, _goals
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def run(tool: str, action: str, seconds: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            n=1000, backend="sqlite", tool=tool, action=action, work_s=seconds, wall_s=seconds
+        )
+
+    # the machine runs twice as slow in the padded phase: sqlmig's check follows the floor's
+    records = [
+        run("floor", "check", 0.006), run("sqlmig", "check", 0.012),
+        run("floor", "check-padded", 0.012), run("sqlmig", "check-padded", 0.024),
+    ]  # fmt: skip
+
+    lines = _goals(Figures(records), [1000], ["sqlite"], "sqlmig")
+
+    padded = [line for line in lines if "padded files" in line]
+    assert padded == [
+        "  PASS start-up check on sqlite with padded files: 1.00x the plain files', "
+        "each against the floor (goal: flat in file size, <= 1.2x)"
+    ]
