@@ -199,6 +199,16 @@ class StepExecutor:
             line=line,
         )
 
+    @property
+    def uses_change_counter(self) -> bool:
+        """Each step's write transaction is the lock, and the database counts others' commits.
+
+        Then a history read inside a write transaction (:meth:`history_read`)
+        lets the steps skip their re-check while no one else writes (SQLite).
+        """
+        profile = self.profile
+        return profile.change_counter is not None and profile.lock is None and not self.nested
+
     def history_read(self) -> None:
         """Inside a write transaction that read the whole history: remember that moment.
 
@@ -206,7 +216,7 @@ class StepExecutor:
         re-check of the history (SQLite: one ``PRAGMA data_version`` instead of
         a ``SELECT``, which costs more after each step's DDL).
         """
-        if self.profile.lock is None and not self.nested:
+        if self.uses_change_counter:
             self._known_changes = self.profile.changes_seen(self.conn)
 
     def _alone_since_read(self) -> bool:

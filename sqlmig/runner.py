@@ -382,11 +382,11 @@ class MigrationRunner(BotRunnerCalls):
     def _read_for_steps(self, s: _Session, executor: StepExecutor) -> History:
         """The history that the steps of this run are planned from.
 
-        Where each step's write transaction is the lock and the database counts
-        other connections' commits (SQLite), it is read inside a write
-        transaction, so that the steps can trust it while no one else writes.
+        Where the steps can trust the database's change counter (SQLite), it
+        is read inside a write transaction, so that they can rely on it while
+        no one else writes.
         """
-        if s.profile.change_counter is None or s.nested:
+        if not executor.uses_change_counter:
             return self._read(s)
         with executor.transaction():
             history = self._store.read(s.conn)

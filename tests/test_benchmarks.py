@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -46,6 +46,15 @@ def _run(tmp_path: Path, *args: str) -> tuple[str, dict[str, object]]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     data: dict[str, object] = json.loads(out.read_text())
     return proc.stdout, data
+
+
+def _benchmark_module(name: str) -> ModuleType:
+    """A module of ``benchmarks/`` (a folder of scripts, not a package), imported."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def _tools() -> list[str]:
@@ -113,11 +122,7 @@ def test_quick_flag_runs_twenty_steps_once_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_a_figure_measured_once_a_round_pairs_with_the_floors_runs_of_that_round() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from report import Figures
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    Figures = _benchmark_module("report").Figures
 
     def run(tool: str, action: str, seconds: float) -> SimpleNamespace:
         return SimpleNamespace(n=10, backend="sqlite", tool=tool, action=action, wall_s=seconds)
@@ -154,11 +159,7 @@ def test_per_step_script_prints_both_tools_and_what_sqlmig_adds() -> None:
 
 
 def test_each_pair_of_rounds_lets_every_tool_go_before_and_after_every_other() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from run import turns
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    turns = _benchmark_module("run").turns
     tools = ["floor", "sqlmig", "alembic", "yoyo"]
 
     for first in range(0, 8, 2):
@@ -168,11 +169,8 @@ def test_each_pair_of_rounds_lets_every_tool_go_before_and_after_every_other() -
 
 
 def test_flat_in_file_size_is_judged_against_the_floor_of_the_same_phase() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from report import Figures, _goals
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    report = _benchmark_module("report")
+    Figures, _goals = report.Figures, report._goals
 
     def run(tool: str, action: str, seconds: float) -> SimpleNamespace:
         return SimpleNamespace(
