@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("repair", "accept edited files, forget failed rows and rows whose file is gone")
     command("baseline", "mark every migration up to VERSION applied, running none").add_argument(
         "version", metavar="VERSION")
+    command("stamp", "record VERSION as applied without running it").add_argument(
+        "version", metavar="VERSION")
+    command("unstamp", "remove VERSION's history row without running down()").add_argument(
+        "version", metavar="VERSION")
     command("new", "write the next migration file from a template").add_argument(
         "name", metavar="NAME")
     return parser
@@ -372,6 +376,18 @@ def cmd_baseline(args: argparse.Namespace, out: Output, progress: _Progress) -> 
     return 0
 
 
+def cmd_stamp(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    out.line(f"Stamped {runner.url}: {runner.stamp(args.version)}")
+    return 0
+
+
+def cmd_unstamp(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
+    runner = _runner(args, out)
+    out.line(f"Unstamped {runner.url}: {runner.unstamp(args.version)}")
+    return 0
+
+
 def cmd_new(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
     folder = migrations_setting(env=args.env, path=_config_path(args), migrations=args.dir)
     path = new_migration(folder, args.name)
@@ -392,6 +408,8 @@ COMMANDS: dict[str, Command] = {
     "verify": cmd_verify,
     "repair": cmd_repair,
     "baseline": cmd_baseline,
+    "stamp": cmd_stamp,
+    "unstamp": cmd_unstamp,
     "new": cmd_new,
 }
 

@@ -7,6 +7,7 @@ branches on a dialect name itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from .errors import LockTimeout
-from .locking import AdvisoryLock, MigrationLock, NamedLock, lock_key
+from .locking import AdvisoryLock, MigrationLock, NamedLock, RunningMark, lock_key
 
 __all__ = ["DialectProfile", "profile_for"]
 
@@ -38,6 +39,9 @@ class DialectProfile:
     #: A number that changes when another connection commits to the database
     #: (SQLite ``data_version``), for runners that hold no session lock.
     change_counter: str | None = None
+    #: Runners hold no session lock, so a step running outside a transaction
+    #: shows itself with a :class:`RunningMark` next to the database file.
+    running_marks: bool = False
 
     def lock_for(self, conn: Connection, table: str, schema: str | None) -> MigrationLock | None:
         """The lock guarding history table ``table`` on ``conn``'s database, if any.
@@ -49,6 +53,21 @@ class DialectProfile:
             return None
         schema = schema or conn.dialect.default_schema_name
         return self.lock(lock_key(conn.engine.url.database, schema, table))
+
+    def running_mark(self, conn: Connection, table: str) -> RunningMark | None:
+        """The mark of a step of history ``table`` running outside a transaction, if any.
+
+        None where a session lock already keeps runners apart, and for a
+        database without a file (in memory: no other process can see it).
+        """
+        if not self.running_marks:
+            return None
+        path = conn.engine.url.database or ""
+        if path.startswith("file:"):  # a URI file name
+            path = path[5:].split("?", 1)[0]
+        if path in ("", ":memory:") or "mode=memory" in (conn.engine.url.database or ""):
+            return None
+        return RunningMark(os.path.realpath(f"{path}-sqlmig-{table}"))
 
     def begin_step(self, conn: Connection, *, immediate: bool, timeout: float) -> None:
         """Make the transaction SQLAlchemy began real on the server, where needed.
@@ -106,6 +125,7 @@ PROFILES = {
         begin="BEGIN",
         busy_timeout_pragma="busy_timeout",
         change_counter="data_version",
+        running_marks=True,
     ),
     "postgresql": DialectProfile(
         "postgresql", transactional_ddl=True, lock=AdvisoryLock, caller_transaction_ok=True

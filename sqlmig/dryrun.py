@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from .execution import StepExecutor
+from .errors import MigrationFailed
+from .execution import StepExecutor, TransactionLost
 from .migration import PlannedStep
 
 __all__ = ["try_plan"]
@@ -37,10 +38,14 @@ def try_plan(executor: StepExecutor, plan: list[PlannedStep]) -> None:
     """Run the steps of ``plan`` and record their SQL; roll all of it back.
 
     Trying stops at the first ``transactional = False`` step: it and every step
-    after it are planned only.
+    after it are planned only. Each tried step is watched (see
+    ``StepExecutor.call``): one that ended the transaction, so that what it
+    did may be committed, stops the dry run with ``MigrationFailed`` instead
+    of a plan that claims nothing changed.
 
     Raises:
-        MigrationFailed: a step failed (nothing is kept either way).
+        MigrationFailed: a step failed (nothing is kept either way), or ended
+            the dry run's transaction (its work may be committed).
     """
     conn = executor.conn
     outer = conn.begin_nested() if executor.nested else conn.begin()
@@ -56,8 +61,19 @@ def try_plan(executor: StepExecutor, plan: list[PlannedStep]) -> None:
                 )
                 break
             with capture(conn) as statements:
-                executor.call(step.migration, step.migration.up, "up (dry run)")
+                try:
+                    executor.call(step.migration, step.migration.up, "up (dry run)", watch=True)
+                except TransactionLost as lost:
+                    failure = lost.failure
+                    raise MigrationFailed(
+                        f"{failure.message.split('; its transaction was ended')[0]}; it ended "
+                        "the dry run's transaction, so its work may be committed: check the "
+                        "database by hand before you upgrade",
+                        version=failure.version,
+                        path=failure.path,
+                        line=failure.line,
+                    ) from failure.__cause__
             step.statements = statements
             step.tried = True
     finally:
-        outer.rollback()
+        executor.discard(outer)

@@ -1,104 +1,45 @@
-"""Running one step: its transaction, its history row, and the guard on its connection."""
+"""Running one step: its transaction, its history row, and the check that it kept both."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, NoReturn
+from contextlib import contextmanager, nullcontext
+from functools import cached_property
+from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from .dialects import DialectProfile
 from .discovery import line_in
 from .errors import MigrationFailed
+from .guard import ForbiddenCall, GuardState, driver_in_transaction, guarded
 from .history import HistoryStore
+from .locking import RunningMark
 from .migration import AppliedMigration, Migration, StepFunction
 
 __all__ = ["StepExecutor"]
 
 log = logging.getLogger("sqlmig")
 
+#: The savepoint each protected step runs under: if it is gone afterwards, the
+#: step's transaction was ended behind the guard's back.
+MARK = "sqlmig_step"
 
-class _ForbiddenCall(Exception):
-    """Raised inside a step that tried to end the transaction sqlmig owns."""
-
-    def __init__(self, method: str) -> None:
-        super().__init__(
-            f"migration called conn.{method}(): sqlmig owns the step's transaction; "
-            f"remove the {method}() call (each step is committed for you)"
-        )
-        self.method = method
+LOST = (
+    "its transaction was ended inside the step, so its work may be committed: check the "
+    "database by hand, then run repair() (sqlmig repair), or stamp it if its work is complete"
+)
 
 
-class _RawGuard:
-    """The driver connection of a step's ``conn.connection``, minus commit/rollback/close."""
+class TransactionLost(Exception):
+    """A step ended the transaction sqlmig began; carries the ``MigrationFailed`` to raise."""
 
-    def __init__(self, raw: Any, tripped: list[str]) -> None:
-        self._raw = raw
-        self._tripped = tripped
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("commit", "rollback", "close"):
-            return lambda *a, **k: _forbid(name, self._tripped)
-        return getattr(self._raw, name)
-
-
-def _forbid(method: str, tripped: list[str]) -> NoReturn:
-    tripped.append(method)
-    raise _ForbiddenCall(method)
-
-
-class _GuardedConnection(Connection):
-    """The class a step's connection wears while the step runs."""
-
-    _sqlmig_tripped: list[str]
-
-    def _stop(self, method: str) -> NoReturn:
-        _forbid(method, self._sqlmig_tripped)
-
-    def commit(self) -> None:
-        self._stop("commit")
-
-    def rollback(self) -> None:
-        self._stop("rollback")
-
-    def close(self) -> None:
-        self._stop("close")
-
-    def begin(self) -> Any:
-        if self.in_transaction():
-            self._stop("begin")
-        return super().begin()  # autobegin on an AUTOCOMMIT connection
-
-    def detach(self) -> None:
-        self._stop("detach")
-
-    def invalidate(self, exception: BaseException | None = None) -> None:
-        self._stop("invalidate")
-
-    @property
-    def connection(self) -> Any:
-        return _RawGuard(Connection.connection.fget(self), self._sqlmig_tripped)  # type: ignore[attr-defined]
-
-
-@contextmanager
-def guarded(conn: Connection) -> Iterator[list[str]]:
-    """While inside, ``conn`` refuses to commit, roll back or close.
-
-    Yields the list of refused calls, so a step that swallowed the error is
-    still caught.
-    """
-    tripped: list[str] = []
-    original = conn.__class__
-    conn.__class__ = _GuardedConnection
-    conn._sqlmig_tripped = tripped  # type: ignore[attr-defined]
-    try:
-        yield tripped
-    finally:
-        conn.__class__ = original
-        del conn._sqlmig_tripped  # type: ignore[attr-defined]
+    def __init__(self, failure: MigrationFailed) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 class StepExecutor:
@@ -127,14 +68,35 @@ class StepExecutor:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One step's transaction: a SAVEPOINT inside a caller's transaction."""
-        if self.nested:
-            with self.conn.begin_nested():
-                yield
-            return
-        with self.conn.begin():
-            self.profile.begin_step(self.conn, immediate=True, timeout=self.lock_timeout)
+        """One step's transaction: a SAVEPOINT inside a caller's transaction.
+
+        A failure inside is rolled back; a clean-up that fails too (a step that
+        ended the transaction itself) is logged, never raised over the failure.
+        """
+        trans = self.conn.begin_nested() if self.nested else self.conn.begin()
+        try:
+            if not self.nested:
+                self.profile.begin_step(self.conn, immediate=True, timeout=self.lock_timeout)
             yield
+        except BaseException:
+            self.discard(trans)
+            raise
+        if trans.is_active:
+            trans.commit()
+        elif self.conn.in_transaction() and not self.nested:  # one SQLAlchemy began anew
+            self.conn.commit()
+
+    def discard(self, trans: Any) -> None:
+        """Roll ``trans`` back after a failure, whatever state a step left it in."""
+        try:
+            if trans.is_active:
+                trans.rollback()
+            elif self.conn.in_transaction() and not self.nested:
+                self.conn.rollback()
+        except Exception as exc:
+            log.warning("could not roll back after the failure: %s", exc)
+            if not self.nested and self.conn.in_transaction():
+                self.conn.invalidate()  # a connection in an unknown state is not reused
 
     @contextmanager
     def autocommit(self) -> Iterator[None]:
@@ -157,39 +119,76 @@ class StepExecutor:
             return True
         return migration.transactional and self.profile.transactional_ddl
 
-    def call(self, migration: Migration, fn: StepFunction, action: str) -> int:
+    def call(
+        self, migration: Migration, fn: StepFunction, action: str, *, watch: bool = False
+    ) -> int:
         """Run ``fn(conn)`` under the guard; return its time in milliseconds.
 
+        ``watch``: the step runs inside a transaction that must still be the one
+        sqlmig began when it returns (checked by SQLAlchemy's state, the driver's
+        state and a savepoint taken before the step: a commit, however it was
+        sent, ends the transaction and every savepoint in it).
+
         Raises:
-            MigrationFailed: it raised, or called commit/rollback/close.
+            MigrationFailed: it raised, or tried to commit, roll back or close.
+            TransactionLost: its transaction was ended anyway (work may be committed).
         """
         started = time.perf_counter()
         error: BaseException | None = None
-        with guarded(self.conn) as tripped:
+        trans = self.conn.get_nested_transaction() if self.nested else self.conn.get_transaction()
+        if watch:
+            self.conn.exec_driver_sql(f"SAVEPOINT {MARK}")
+        with guarded(self.conn) as state:
             try:
                 fn(self.conn)
             except Exception as exc:
                 error = exc
-        if tripped and not isinstance(error, _ForbiddenCall):
-            error = _ForbiddenCall(tripped[0])
+        if state.tripped and not isinstance(error, ForbiddenCall):
+            error = ForbiddenCall(state.tripped[0])
+        if watch and not self._intact(trans, error is None):
+            cause = error or ForbiddenCall("ended its transaction in a way sqlmig cannot refuse")
+            failure = self.failure(migration, fn, action, cause, outcome=LOST)
+            failure.__cause__ = cause
+            raise TransactionLost(failure)
         if error is not None:
-            raise self.failure(migration, fn, action, error) from error
+            raise self.failure(migration, fn, action, error, state=state) from error
         return round((time.perf_counter() - started) * 1000)
 
+    def _intact(self, trans: Any, succeeded: bool) -> bool:
+        """After a watched step: is its transaction still the one sqlmig began?
+
+        On success the step's savepoint is released, after a failure rolled back
+        to; either fails when a commit or rollback ended the transaction, even
+        if the driver has begun a new one since.
+        """
+        conn = self.conn
+        if trans is None or not trans.is_active or not conn.in_transaction():
+            return False
+        if driver_in_transaction(conn.connection.dbapi_connection) is False:
+            return False
+        verb = "RELEASE SAVEPOINT" if succeeded else "ROLLBACK TO SAVEPOINT"
+        try:
+            conn.exec_driver_sql(f"{verb} {MARK}")
+        except DBAPIError:
+            return False
+        return True
+
     def failure(
-        self, migration: Migration, fn: StepFunction, action: str, error: BaseException
+        self,
+        migration: Migration,
+        fn: StepFunction,
+        action: str,
+        error: BaseException,
+        *,
+        outcome: str | None = None,
+        state: GuardState | None = None,
     ) -> MigrationFailed:
         code = getattr(fn, "__code__", None)
         path = migration.path or (code.co_filename if code else None)
         line = line_in(error, code.co_filename if code else None)
         where = f"{path}:{line}" if line else f"{path}"
-        if self.protected(migration):
-            outcome = "its work was rolled back; fix it and run again"
-        else:
-            outcome = (
-                "changes its DDL committed may remain; check the database by hand, "
-                "then run repair() (sqlmig repair)"
-            )
+        if outcome is None:
+            outcome = self._outcome(migration, action, state)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return MigrationFailed(
             f"migration {migration.version} ({action}) failed at {where}: "
@@ -197,6 +196,34 @@ class StepExecutor:
             version=migration.version,
             path=path,
             line=line,
+        )
+
+    def _outcome(self, migration: Migration, action: str, state: GuardState | None) -> str:
+        """What a failure left behind, as far as sqlmig knows."""
+        if self.protected(migration):
+            return "its work was rolled back; fix it and run again"
+        untouched = state is not None and state.changes == 0
+        v = migration.version
+        if action == "down":
+            if untouched:
+                return (
+                    "nothing was undone (it failed before any statement of it completed), "
+                    "so the step stays applied; fix down() and run again"
+                )
+            return (
+                "what it undid before the failure stays undone, and the step stays recorded "
+                "as applied: check the database by hand, finish the undo and run "
+                f"unstamp({v!r}) (sqlmig unstamp {v}), or restore what was undone"
+            )
+        if untouched:
+            return (
+                "nothing was changed (it failed before any statement of it completed): "
+                "run repair() (sqlmig repair), fix it and run again"
+            )
+        return (
+            "changes its DDL committed may remain; check the database by hand, "
+            f"then run repair() (sqlmig repair), or stamp({v!r}) (sqlmig stamp {v}) "
+            "if you completed it by hand"
         )
 
     @property
@@ -250,48 +277,127 @@ class StepExecutor:
         """Apply one step and record it; False when another runner already had.
 
         Raises:
-            MigrationFailed: the step failed (rolled back where the backend allows).
+            MigrationFailed: the step failed (rolled back where the backend allows),
+                or its history row was removed while it ran.
         """
         if self.protected(migration):
+            try:
+                with self.transaction():
+                    if self.already_recorded(migration):
+                        return False
+                    ms = self.call(migration, migration.up, "up", watch=True)
+                    self.store.record(self.conn, migration, execution_ms=ms)
+            except TransactionLost as lost:
+                self._keep_failed(migration)
+                raise lost.failure from lost.failure.__cause__
+            self._log("applied", migration, ms)
+            return True
+        with self.running():
             with self.transaction():
                 if self.already_recorded(migration):
                     return False
-                ms = self.call(migration, migration.up, "up")
-                self.store.record(self.conn, migration, execution_ms=ms)
-            self._log("applied", migration, ms)
-            return True
-        with self.transaction():
-            if self.already_recorded(migration):
-                return False
-            self.store.record(self.conn, migration, execution_ms=None, success=False)
-        ms = self._run_unprotected(migration, migration.up, "up")
-        with self.transaction():
-            self.store.mark_done(self.conn, migration.version, ms)
+                self.store.record(self.conn, migration, execution_ms=None, success=False)
+            ms = self._run_unprotected(migration, migration.up, "up")
+            with self.transaction():
+                if not self.store.mark_done(self.conn, migration.version, ms):
+                    raise self._vanished(migration, "applied", "stamp")
         self._log("applied", migration, ms)
         return True
 
     def undo(self, row: AppliedMigration, migration: Migration) -> bool:
         """Run ``down()`` and delete the history row; False if another runner had.
 
+        Where no transaction protects ``down()`` (MySQL, ``transactional =
+        False``), its row is set ``success = false`` while it runs, so a runner
+        killed mid-way leaves ``DirtyDatabase``; when ``down()`` raises, the row
+        is set back to applied (the step's changes are still there, all of them
+        when ``down()`` failed before any statement of it completed).
+
         Raises:
-            MigrationFailed: ``down()`` failed.
+            MigrationFailed: ``down()`` failed (the step stays recorded as applied).
         """
         down = migration.down
         assert down is not None
         if self.protected(migration):
+            try:
+                with self.transaction():
+                    if not self.still_recorded(row):
+                        return False
+                    ms = self.call(migration, down, "down", watch=True)
+                    self.store.delete(self.conn, row.version)
+            except TransactionLost as lost:
+                self._keep_failed(migration)
+                raise lost.failure from lost.failure.__cause__
+            self._log("undid", migration, ms)
+            return True
+        with self.running():
             with self.transaction():
                 if not self.still_recorded(row):
                     return False
-                ms = self.call(migration, down, "down")
-                self.store.delete(self.conn, row.version)
-        else:
-            with self.transaction():
                 self.store.mark_failed(self.conn, row.version)
-            ms = self._run_unprotected(migration, down, "down")
+            try:
+                ms = self._run_unprotected(migration, down, "down")
+            except MigrationFailed:
+                with self.transaction():
+                    self.store.mark_applied(self.conn, row.version)
+                raise
             with self.transaction():
-                self.store.delete(self.conn, row.version)
+                if not self.store.delete(self.conn, row.version):
+                    raise self._vanished(migration, "undone", "unstamp")
         self._log("undid", migration, ms)
         return True
+
+    def _keep_failed(self, migration: Migration) -> None:
+        """Leave ``migration``'s row ``success = false``: its work may be committed."""
+        if self.nested:  # the caller's transaction is what the step ended
+            return
+        with self.transaction():
+            self.store.delete(self.conn, migration.version)
+            self.store.record(self.conn, migration, execution_ms=None, success=False)
+
+    def _vanished(self, migration: Migration, done: str, fix: str) -> MigrationFailed:
+        return MigrationFailed(
+            f"migration {migration.version} was {done}, but its history row was removed while "
+            f"it ran (repair() or unstamp by another runner): check the database, then run "
+            f"{fix}({migration.version!r}) (sqlmig {fix} {migration.version}) if it is {done}",
+            version=migration.version,
+            path=migration.path,
+            line=None,
+        )
+
+    def running(self) -> Any:
+        """Hold this history's "a step is running" mark while the block runs (SQLite).
+
+        Where a session lock serializes runners (PostgreSQL, MySQL) nothing is
+        needed. Elsewhere a step that no transaction protects runs after its
+        failed row is committed; the mark tells other runners that this row is
+        in progress rather than left by a dead runner (see ``RunningMark``).
+        """
+        mark = self._mark
+        if mark is None:
+            return nullcontext()
+        return mark.hold(self.lock_timeout)
+
+    @cached_property
+    def _mark(self) -> RunningMark | None:
+        if self.nested:
+            return None
+        return self.profile.running_mark(self.conn, self.store.name)
+
+    def wait_while_running(self, deadline: float) -> None:
+        """Wait until no other runner holds the running mark, or raise at ``deadline``.
+
+        Raises:
+            LockTimeout: another runner's step still runs at ``deadline``.
+        """
+        mark = self._mark
+        if mark is not None:
+            mark.wait(deadline, self.lock_timeout)
+
+    def running_elsewhere(self) -> bool:
+        """True when another runner is running a step no transaction protects (SQLite)."""
+        mark = self._mark
+        return mark is not None and mark.held_elsewhere()
 
     def _run_unprotected(self, migration: Migration, fn: StepFunction, action: str) -> int:
         if migration.transactional:

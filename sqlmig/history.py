@@ -248,11 +248,19 @@ class HistoryStore:
             },
         )
 
-    def mark_done(self, conn: Connection, version: str, execution_ms: int) -> None:
-        conn.execute(
+    def mark_done(self, conn: Connection, version: str, execution_ms: int) -> bool:
+        """Set a failed row applied after its step finished; False when the row is gone."""
+        result = conn.execute(
             self.table.update()
             .where(self.table.c.version == version)
             .values(success=True, execution_ms=execution_ms, applied_at=datetime.now(UTC))
+        )
+        return bool(result.rowcount)
+
+    def mark_applied(self, conn: Connection, version: str) -> None:
+        """Set a row back to applied (a ``down()`` that failed), keeping the rest of it."""
+        conn.execute(
+            self.table.update().where(self.table.c.version == version).values(success=True)
         )
 
     def mark_failed(self, conn: Connection, version: str) -> None:
@@ -268,5 +276,6 @@ class HistoryStore:
     def contains(self, conn: Connection, version: str) -> bool:
         return conn.execute(self._contains, {"v": version}).first() is not None
 
-    def delete(self, conn: Connection, version: str) -> None:
-        conn.execute(self._delete, {"v": version})
+    def delete(self, conn: Connection, version: str) -> bool:
+        """Remove a row; False when there was none."""
+        return bool(conn.execute(self._delete, {"v": version}).rowcount)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import text
@@ -22,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from .errors import LockTimeout
 
-__all__ = ["AdvisoryLock", "MigrationLock", "NamedLock", "lock_key"]
+__all__ = ["AdvisoryLock", "MigrationLock", "NamedLock", "RunningMark", "lock_key"]
 
 log = logging.getLogger("sqlmig")
 
@@ -163,3 +165,90 @@ class NamedLock(MigrationLock):
     def holder(self, conn: Connection) -> str | None:
         cid = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": self.name}).scalar()
         return f"MySQL connection {cid}" if cid is not None else None
+
+
+class RunningMark:
+    """Held by a runner while a step that no transaction protects runs (SQLite).
+
+    Such a step runs after its ``success = false`` row is committed, outside
+    any transaction, so SQLite's write lock says nothing about it: to another
+    runner the row looks like one left by a runner that died. The mark tells
+    them apart. It is an exclusive lock on a small file next to the database
+    (``<database>-sqlmig-<table>``, an empty SQLite database), taken through
+    SQLite's own file locking:
+
+    - the operating system frees it when the holding process ends, ``kill -9``
+      included, so a dead runner's row reads as failed at once;
+    - another runner tests it without waiting and without touching the
+      database or the history table, whose schema stays as it is;
+    - unlike a PID or host name written in a row, it cannot be fooled by PID
+      reuse or by runners in different containers sharing the file.
+
+    The file stays after use (deleting a lock file races with its next taker).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @contextmanager
+    def hold(self, timeout: float) -> Iterator[None]:
+        """Take the mark for the block, waiting at most ``timeout`` for another holder.
+
+        Raises:
+            LockTimeout: another runner held it for longer than ``timeout``.
+        """
+        import sqlite3  # only where SQLite runs
+
+        raw = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        try:
+            try:
+                raw.execute("BEGIN EXCLUSIVE")
+            except sqlite3.OperationalError as exc:
+                raise LockTimeout(
+                    f"another runner's step (transactional = False) was in progress for "
+                    f"more than {timeout:g} s: wait for it, or raise lock_timeout",
+                    timeout=timeout,
+                ) from exc
+            yield
+        finally:
+            raw.close()  # ends the transaction, and the lock with it
+
+    def held_elsewhere(self) -> bool:
+        """True when another connection holds the mark now; never waits, never creates it."""
+        import sqlite3
+        from pathlib import Path
+
+        if not os.path.exists(self.path):
+            return False
+        try:
+            raw = sqlite3.connect(
+                Path(self.path).as_uri() + "?mode=rw", uri=True, timeout=0, isolation_level=None
+            )
+        except sqlite3.OperationalError:  # no file: never held
+            return False
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            raw.close()
+
+    def wait(self, deadline: float, timeout: float) -> None:
+        """Poll until no one holds the mark.
+
+        Raises:
+            LockTimeout: still held at ``deadline`` (``time.monotonic()``).
+        """
+        delay = 0.01
+        while self.held_elsewhere():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockTimeout(
+                    f"another runner's step (transactional = False) is still in progress "
+                    f"after {timeout:g} s: wait for it to finish, or raise lock_timeout",
+                    timeout=timeout,
+                )
+            _sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.2)

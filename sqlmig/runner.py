@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,18 @@ def _autocommit(conn: Connection) -> bool:
     if probe is not None:
         return bool(probe())
     return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def _version(version: str | int, command: str) -> int:
+    """The integer value of a version given to ``command``.
+
+    Raises:
+        UsageError: it is not a version (digits).
+    """
+    text = str(version).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(f"cannot {command} {text!r}: a version is digits, such as 002")
+    return int(text)
 
 
 class _Session:
@@ -281,18 +294,27 @@ class MigrationRunner(BotRunnerCalls):
         """One write transaction: create or adopt the table, fill missing checksums.
 
         Yields the history read inside it, so what the caller decides from it
-        and writes inside the block cannot race another runner (SQLite).
+        and writes inside the block cannot race another runner (SQLite). A
+        failed row whose step another runner is still running (SQLite, see
+        ``RunningMark``) is waited for, up to ``lock_timeout``, so that no one
+        reports it as dirty or repairs it away while it runs.
         """
-        with executor.transaction():
-            history = self._store.read(executor.conn)
-            if not history.exists or history.needs_adopting:
-                self._store.create_or_adopt(executor.conn, history)
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            executor.wait_while_running(deadline)
+            with executor.transaction():
                 history = self._store.read(executor.conn)
-            for row, migration in compare(migrations, history.rows).unfilled:
-                self._store.set_checksum(executor.conn, row.version, migration.checksum)
-                log.info("recorded the checksum of %s", row.version)
-            executor.history_read()
-            yield history
+                if history.failed and executor.running_elsewhere():
+                    continue  # another runner's step in progress: wait for it, read again
+                if not history.exists or history.needs_adopting:
+                    self._store.create_or_adopt(executor.conn, history)
+                    history = self._store.read(executor.conn)
+                for row, migration in compare(migrations, history.rows).unfilled:
+                    self._store.set_checksum(executor.conn, row.version, migration.checksum)
+                    log.info("recorded the checksum of %s", row.version)
+                executor.history_read()
+                yield history
+                return
 
     # -- the public operations --------------------------------------------
 
@@ -473,6 +495,66 @@ class MigrationRunner(BotRunnerCalls):
         for change in changes:
             log.info("repair: %s", change)
         return changes
+
+    def stamp(self, version: str | int) -> str:
+        """Record one step as applied without running it, replacing its failed row if any.
+
+        The way out after a step was completed by hand (a dirty MySQL step, a
+        ``down()`` that failed part-way and was restored). Holds the lock; logs
+        and returns one line saying what it did.
+
+        Raises:
+            UsageError: no file has ``version``, or it is already recorded as applied.
+        """
+        migrations = self.migrations()
+        number = _version(version, "stamp")
+        migration = next((m for m in migrations if m.number == number), None)
+        if migration is None:
+            raise UsageError(
+                f"cannot stamp {version!s}: no migration file has that version; "
+                "give the version of a file (sqlmig status lists them)"
+            )
+        with self._session(write=True) as s, self._locked(s):
+            with self._prepared(self._executor(s), migrations) as history:
+                row = next((r for r in history.rows if r.number == number), None)
+                if row is not None and row.success:
+                    raise UsageError(
+                        f"cannot stamp {migration.version}: it is already recorded as applied; "
+                        f"unstamp it first (sqlmig unstamp {migration.version}) to record it anew"
+                    )
+                if row is not None:
+                    self._store.delete(s.conn, row.version)
+                self._store.record(s.conn, migration, execution_ms=None)
+        change = f"recorded {migration.label} as applied without running it" + (
+            " (replacing its failed row)" if row is not None else ""
+        )
+        log.info("stamp: %s", change)
+        return change
+
+    def unstamp(self, version: str | int) -> str:
+        """Remove one step's history row without running its ``down()``.
+
+        The way out after a step was undone by hand; its file (if any) is then
+        pending again. Holds the lock; logs and returns one line saying what it did.
+
+        Raises:
+            UsageError: the history has no row for ``version``.
+        """
+        migrations = self.migrations()
+        number = _version(version, "unstamp")
+        with self._session(write=True) as s, self._locked(s):
+            with self._prepared(self._executor(s), migrations) as history:
+                row = next((r for r in history.rows if r.number == number), None)
+                if row is None:
+                    raise UsageError(
+                        f"cannot unstamp {version!s}: the history has no row for it; "
+                        "sqlmig status lists the recorded steps"
+                    )
+                self._store.delete(s.conn, row.version)
+        state = "applied" if row.success else "failed"
+        change = f"removed the {state} row of {row.version}_{row.name} without running down()"
+        log.info("unstamp: %s", change)
+        return change
 
     def dry_run(self, target: str | int | None = None) -> list[PlannedStep]:
         """What ``upgrade(target)`` would apply, with the SQL each step sends.

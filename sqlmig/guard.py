@@ -1,0 +1,393 @@
+"""The guard on a step's connection: nothing a step does may end sqlmig's transaction.
+
+While a step runs, its ``Connection`` refuses every way to commit, roll back or
+close what sqlmig began: the ``Connection`` methods, the transaction objects it
+hands out, the raw driver connection however it is reached (``conn.connection``,
+``.dbapi_connection``, ``.driver_connection``, a cursor's ``.connection``), and
+transaction-control SQL text sent through any of them (``COMMIT``, ``ROLLBACK``,
+``END``, ``BEGIN``, ``START TRANSACTION``, ...). Each refusal happens before
+anything reaches the database. What still slips past (a private attribute, a
+driver call sqlmig does not know) is caught afterwards by
+:func:`driver_in_transaction` and the step's savepoint (see ``StepExecutor``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+__all__ = [
+    "ForbiddenCall",
+    "GuardState",
+    "driver_in_transaction",
+    "guarded",
+    "transaction_control",
+]
+
+
+class ForbiddenCall(Exception):
+    """Raised inside a step that tried to end the transaction sqlmig owns."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"migration {what}: sqlmig owns the step's transaction; remove it (each step is "
+            "committed for you; mark a step that cannot run in a transaction transactional = False)"
+        )
+        self.what = what
+
+
+class GuardState:
+    """What a guarded step tried: refused attempts, and statements that may have changed data."""
+
+    __slots__ = ("changes", "tripped")
+
+    def __init__(self) -> None:
+        #: every refused attempt, so a step that swallowed the error is still caught
+        self.tripped: list[str] = []
+        #: statements that ran to the end and may have changed something (not reads)
+        self.changes = 0
+
+    def count(self, sql: Any) -> None:
+        words = next(_statement_heads(sql), None) if isinstance(sql, str) else None
+        if not words or words[0] not in _READS:
+            self.changes += 1
+
+
+def _forbid(what: str, tripped: GuardState) -> NoReturn:
+    tripped.tripped.append(what)
+    raise ForbiddenCall(what)
+
+
+# -- SQL text ------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<line>--[^\n]*)
+  | (?P<block>/\*.*?(?:\*/|\Z))
+  | (?P<quoted>'(?:[^'\\]|\\.|'')*(?:'|\Z) | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z))
+  | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*)?\$)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<end>;)
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+#: First words of a statement that end, or begin, a transaction.
+_ALWAYS = {"commit", "end", "abort", "xa"}
+_BEFORE = {"begin": None, "start": "transaction", "prepare": "transaction"}
+#: First words of statements that only read.
+_READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
+
+
+def _statement_heads(sql: str) -> Iterator[list[str]]:
+    """The first words (lower case) of each top-level statement in ``sql``.
+
+    Comments, string literals, quoted names and PostgreSQL dollar quotes are
+    skipped. Scanning stops inside a statement that opens a block (a trigger,
+    function or procedure body: ``... BEGIN ... END``), whose inner ``;`` and
+    ``END`` are not statements of their own.
+    """
+    words: list[str] = []
+    pos, size = 0, len(sql)
+    while pos < size:
+        match = _TOKEN.match(sql, pos)
+        assert match is not None  # "other" matches any character
+        pos = match.end()
+        kind = match.lastgroup
+        if kind == "dollar":
+            closing = sql.find(match.group("dollar"), pos)
+            pos = size if closing < 0 else closing + len(match.group("dollar"))
+        elif kind == "word":
+            word = match.group("word").lower()
+            if word in ("begin", "atomic") and words and words[0] != "begin":
+                yield words  # a block body follows: its statements are not ours to split
+                return
+            if len(words) < 4:
+                words.append(word)
+        elif kind == "end":
+            if words:
+                yield words
+            words = []
+        elif kind == "other" and not words and match.group() == "#":  # MySQL comment
+            newline = sql.find("\n", pos)
+            pos = size if newline < 0 else newline + 1
+    if words:
+        yield words
+
+
+def transaction_control(sql: str) -> str | None:
+    """The transaction-control statement in ``sql`` (``"COMMIT"``, ...), else None.
+
+    Savepoints (``SAVEPOINT``, ``RELEASE``, ``ROLLBACK TO``) are fine: they stay
+    inside the step's transaction. So is MariaDB's ``BEGIN NOT ATOMIC`` block.
+    """
+    for words in _statement_heads(sql):
+        first, rest = words[0], [w for w in words[1:] if w not in ("work", "transaction")]
+        if first in _ALWAYS:
+            return " ".join(words[:2]).upper() if first == "xa" else first.upper()
+        if first in ("rollback",) and not rest[:1] == ["to"]:
+            return "ROLLBACK"
+        if first in _BEFORE:
+            needed = _BEFORE[first]
+            if first == "begin" and words[1:3] == ["not", "atomic"]:
+                continue
+            if needed is None or words[1:2] == [needed]:
+                return " ".join(words[: 1 if needed is None else 2]).upper()
+        if first == "set" and "autocommit" in words:  # MySQL: SET autocommit = 1 commits
+            return "SET AUTOCOMMIT"
+    return None
+
+
+def _check_text(sql: Any, tripped: GuardState) -> None:
+    if isinstance(sql, str):
+        found = transaction_control(sql)
+        if found is not None:
+            _forbid(f"sent {found} as SQL", tripped)
+
+
+# -- the raw driver ------------------------------------------------------------
+
+#: Driver-connection methods and settings that end, begin or leave a transaction.
+_RAW_FORBIDDEN = frozenset(
+    {
+        "commit",
+        "rollback",
+        "close",
+        "begin",  # PyMySQL: BEGIN commits what is open
+        "autocommit",  # PyMySQL method, psycopg and sqlite3 (3.12) setting
+        "isolation_level",  # sqlite3: setting it commits
+        "executescript",  # sqlite3: commits first
+        "tpc_begin",
+        "tpc_prepare",
+        "tpc_commit",
+        "tpc_rollback",
+        "set_session",
+        "set_isolation_level",
+        "set_autocommit",
+        "detach",
+        "invalidate",
+    }
+)
+_WRAPS_CONNECTION = frozenset({"dbapi_connection", "driver_connection", "connection"})
+_EXECUTES = frozenset({"execute", "executemany"})
+
+
+class _RawGuard:
+    """A driver connection (or SQLAlchemy's pool proxy of it) minus what ends a transaction.
+
+    Cursors it makes are guarded too, so ``cursor().connection.commit()`` is
+    refused as well, and so is transaction-control text sent through them.
+    """
+
+    __slots__ = ("_raw", "_tripped")
+
+    def __init__(self, raw: Any, tripped: GuardState) -> None:
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_tripped", tripped)
+
+    def __getattr__(self, name: str) -> Any:
+        tripped = self._tripped
+        if name in _RAW_FORBIDDEN:
+            return lambda *a, **k: _forbid(f"called the driver connection's {name}()", tripped)
+        value = getattr(self._raw, name)
+        if name in _WRAPS_CONNECTION:
+            return _RawGuard(value, tripped)
+        if name == "cursor":
+            return lambda *a, **k: _CursorGuard(value(*a, **k), tripped)
+        if name in _EXECUTES:  # sqlite3 and psycopg connections execute too
+
+            def execute(sql: Any, *args: Any, **kwargs: Any) -> Any:
+                _check_text(sql, tripped)
+                result = _CursorGuard(value(sql, *args, **kwargs), tripped)
+                tripped.count(sql)
+                return result
+
+            return execute
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _RAW_FORBIDDEN:
+            _forbid(f"set the driver connection's {name}", self._tripped)
+        setattr(self._raw, name, value)
+
+    def __enter__(self) -> _RawGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:  # sqlite3 and psycopg commit on exit
+        _forbid("left a `with` block on the driver connection (it commits)", self._tripped)
+
+
+class _CursorGuard:
+    """A driver cursor whose ``execute`` refuses transaction-control text."""
+
+    __slots__ = ("_cursor", "_tripped")
+
+    def __init__(self, cursor: Any, tripped: GuardState) -> None:
+        object.__setattr__(self, "_cursor", cursor)
+        object.__setattr__(self, "_tripped", tripped)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._cursor, name)
+        tripped = self._tripped
+        if name in _WRAPS_CONNECTION:
+            return _RawGuard(value, tripped)
+        if name == "executescript":
+            return lambda *a, **k: _forbid("called the cursor's executescript()", tripped)
+        if name in _EXECUTES:
+
+            def execute(sql: Any, *args: Any, **kwargs: Any) -> Any:
+                _check_text(sql, tripped)
+                result = value(sql, *args, **kwargs)
+                tripped.count(sql)
+                return self if result is self._cursor else result
+
+            return execute
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._cursor, name, value)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+    def __enter__(self) -> _CursorGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+
+class _TransactionGuard:
+    """sqlmig's own ``Transaction`` as a step sees it: it cannot be ended."""
+
+    __slots__ = ("_trans", "_tripped")
+
+    def __init__(self, trans: Any, tripped: GuardState) -> None:
+        self._trans = trans
+        self._tripped = tripped
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("commit", "rollback", "close"):
+            return lambda: _forbid(f"called {name}() on sqlmig's transaction", self._tripped)
+        return getattr(self._trans, name)
+
+    def __enter__(self) -> _TransactionGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _forbid("ended sqlmig's transaction with a `with` block", self._tripped)
+
+
+# -- the connection ------------------------------------------------------------
+
+
+class _GuardedConnection(Connection):
+    """The class a step's connection wears while the step runs."""
+
+    _sqlmig_tripped: GuardState
+    _sqlmig_own: tuple[object, ...]
+
+    def _stop(self, method: str) -> NoReturn:
+        _forbid(f"called conn.{method}()", self._sqlmig_tripped)
+
+    def commit(self) -> None:
+        self._stop("commit")
+
+    def rollback(self) -> None:
+        self._stop("rollback")
+
+    def close(self) -> None:
+        self._stop("close")
+
+    def begin(self) -> Any:
+        if self.in_transaction():
+            self._stop("begin")
+        return super().begin()  # autobegin on an AUTOCOMMIT connection
+
+    def begin_twophase(self, xid: Any = None) -> Any:
+        self._stop("begin_twophase")
+
+    def commit_prepared(self, xid: Any, recover: bool = False) -> None:
+        self._stop("commit_prepared")
+
+    def rollback_prepared(self, xid: Any, recover: bool = False) -> None:
+        self._stop("rollback_prepared")
+
+    def detach(self) -> None:
+        self._stop("detach")
+
+    def invalidate(self, exception: BaseException | None = None) -> None:
+        self._stop("invalidate")
+
+    def get_transaction(self) -> Any:
+        return self._own(super().get_transaction())
+
+    def get_nested_transaction(self) -> Any:
+        return self._own(super().get_nested_transaction())
+
+    def _own(self, trans: Any) -> Any:
+        if trans is not None and any(trans is t for t in self._sqlmig_own):
+            return _TransactionGuard(trans, self._sqlmig_tripped)
+        return trans
+
+    @property
+    def connection(self) -> Any:
+        fairy = Connection.connection.fget(self)  # type: ignore[attr-defined]
+        return _RawGuard(fairy, self._sqlmig_tripped)
+
+
+@contextmanager
+def guarded(conn: Connection) -> Iterator[GuardState]:
+    """While inside, ``conn`` refuses to commit, roll back or close, in every way.
+
+    Yields what the step tried (see :class:`GuardState`).
+    """
+    tripped = GuardState()
+    own = tuple(t for t in (conn.get_transaction(), conn.get_nested_transaction()) if t)
+
+    def check(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        _check_text(statement, tripped)
+
+    def count(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        tripped.count(statement)
+
+    original = conn.__class__
+    event.listen(conn, "before_cursor_execute", check)
+    event.listen(conn, "after_cursor_execute", count)
+    conn.__class__ = _GuardedConnection
+    conn._sqlmig_tripped = tripped  # type: ignore[attr-defined]
+    conn._sqlmig_own = own  # type: ignore[attr-defined]
+    try:
+        yield tripped
+    finally:
+        conn.__class__ = original
+        del conn._sqlmig_tripped  # type: ignore[attr-defined]
+        del conn._sqlmig_own  # type: ignore[attr-defined]
+        event.remove(conn, "before_cursor_execute", check)
+        event.remove(conn, "after_cursor_execute", count)
+
+
+def driver_in_transaction(dbapi: Any) -> bool | None:
+    """Whether the driver connection is inside a transaction; None when it cannot tell.
+
+    sqlite3 (and adapters that mirror it) say so in ``in_transaction``; psycopg
+    in ``info.transaction_status`` (2 in a transaction, 3 in a failed one),
+    psycopg2 in ``get_transaction_status()``. PyMySQL keeps no such state.
+    """
+    flag = getattr(dbapi, "in_transaction", None)
+    if isinstance(flag, bool):
+        return flag
+    info = getattr(dbapi, "info", None)
+    status = getattr(info, "transaction_status", None)
+    if status is None and callable(getattr(dbapi, "get_transaction_status", None)):
+        status = dbapi.get_transaction_status()
+    if status is None:
+        return None
+    return int(status) in (2, 3)
