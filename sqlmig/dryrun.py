@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from .errors import MigrationFailed
-from .execution import StepExecutor, TransactionLost
+from .execution import MARK, StepExecutor, TransactionLost
 from .migration import PlannedStep
 
 __all__ = ["try_plan"]
@@ -24,7 +24,11 @@ def capture(conn: Connection) -> Iterator[list[str]]:
     """Every statement ``conn`` sends while inside, with its parameters."""
     statements: list[str] = []
 
+    own = {f"{verb} {MARK}" for verb in ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")}
+
     def record(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement in own:  # sqlmig's watch on the step, not the step's SQL
+            return
         statements.append(f"{statement}  -- {parameters!r}" if parameters else statement)
 
     event.listen(conn, "before_cursor_execute", record)

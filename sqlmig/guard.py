@@ -106,8 +106,8 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
             pos = size if closing < 0 else closing + len(match.group("dollar"))
         elif kind == "word":
             word = match.group("word").lower()
-            if word in ("begin", "atomic") and words and words[0] != "begin":
-                yield words  # a block body follows: its statements are not ours to split
+            if word == "atomic" or (word == "begin" and words):
+                yield [*words, word]  # a block body follows: its statements are not ours to split
                 return
             if len(words) < 4:
                 words.append(word)

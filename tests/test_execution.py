@@ -108,7 +108,7 @@ def test_a_step_that_ends_its_transaction_is_stopped_and_rolled_back(
     runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
     commits: list[str] = []
 
-    with pytest.raises(MigrationFailed, match=r"called conn\.\w+\(\)") as info:
+    with pytest.raises(MigrationFailed, match=r"called (conn\.\w+|the driver connection's \w+)\(\)") as info:
         runner.upgrade()
 
     assert info.value.version == "001"
@@ -245,3 +245,80 @@ def test_registered_migrations_built_in_code_run_like_files(backend: Backend) ->
     assert runner.status().applied[0].checksum is None
     assert runner.downgrade("base") == steps
     assert "prefs" not in tables(backend)
+
+
+def test_a_down_that_fails_before_changing_anything_leaves_the_step_applied(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    source = """\
+        from sqlalchemy import text
+
+        transactional = False
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE kept (id INTEGER PRIMARY KEY)"))
+
+        def down(conn):
+            conn.execute(text("DROP TABLE no_such_table"))
+            conn.execute(text("DROP TABLE kept"))
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_kept.py": source}))
+    runner.upgrade()
+
+    with pytest.raises(MigrationFailed, match="nothing was undone") as info:
+        runner.downgrade("base")
+
+    assert "stays applied" in str(info.value)
+    assert [r.version for r in runner.status().applied] == ["001"]
+    assert runner.status().failed == []
+    runner.verify()  # not "failed part-way"
+    assert runner.upgrade() == []
+    assert "kept" in tables(backend)
+
+
+FK_INDEX = {
+    "001_parent.py": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+            conn.execute(text("CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER, "
+                              "FOREIGN KEY (parent_id) REFERENCES parent (id))"))
+
+        def down(conn):
+            conn.execute(text("DROP TABLE child"))
+            conn.execute(text("DROP TABLE parent"))
+        """,
+    "002_index.py": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE INDEX ix_child_parent ON child (parent_id)"))
+
+        def down(conn):
+            conn.execute(text("DROP INDEX ix_child_parent ON child"))
+        """,
+}
+
+
+def test_mysql_a_down_refused_by_the_foreign_key_index_rule_keeps_the_step_applied(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    if backend.name != "mysql":
+        pytest.skip("MySQL's rule: an index a foreign key needs cannot be dropped")
+    runner = MigrationRunner(backend.url, make_migrations(FK_INDEX))
+    runner.upgrade()
+
+    with pytest.raises(MigrationFailed, match="nothing was undone"):
+        runner.rollback_last()
+
+    status = runner.status()
+    assert [r.version for r in status.applied] == ["001", "002"] and status.failed == []
+    runner.verify()
+    assert runner.repair() == []  # nothing to repair: the row stays
+    assert runner.upgrade() == []  # no "Duplicate key name"
+    # the documented way out: undo by hand what down() could not, then unstamp
+    assert "removed the applied row of 002_index" in runner.unstamp("002")
+    assert [m.version for m in runner.status().pending] == ["002"]
+    assert "recorded 002_index as applied" in runner.stamp("002")
+    assert runner.status().pending == []

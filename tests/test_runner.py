@@ -422,3 +422,58 @@ def test_the_start_up_check_sees_every_difference_from_the_last_run(
     change(backend, folder, make_migrations)
 
     outcome(runner, backend)
+
+
+STAMPED = {
+    "001_first.py": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE first (id INTEGER PRIMARY KEY)"))
+        """,
+    "002_half.py": """\
+        from sqlalchemy import text
+
+        transactional = False
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE half (id INTEGER PRIMARY KEY)"))
+            raise RuntimeError("stopped half-way")
+        """,
+}
+
+
+def test_stamp_and_unstamp_record_and_forget_one_step_without_running_it(
+    backend: Backend, make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sqlmig")
+    runner = MigrationRunner(backend.url, make_migrations(STAMPED))
+
+    assert runner.stamp("1") == "recorded 001_first as applied without running it"
+    assert "first" not in tables(backend)
+    assert [r.version for r in runner.status().applied] == ["001"]
+    with pytest.raises(UsageError, match="already recorded as applied"):
+        runner.stamp("001")
+    with pytest.raises(UsageError, match="no migration file has that version"):
+        runner.stamp("007")
+    with pytest.raises(UsageError, match="a version is digits"):
+        runner.stamp("x")
+
+    with pytest.raises(MigrationFailed):
+        runner.upgrade()  # 002 leaves a failed row
+    with pytest.raises(DirtyDatabase):
+        runner.upgrade()
+    assert runner.stamp("002") == (
+        "recorded 002_half as applied without running it (replacing its failed row)"
+    )
+    status = runner.status()
+    assert [r.version for r in status.applied] == ["001", "002"] and status.failed == []
+    assert runner.upgrade() == []
+
+    assert runner.unstamp("002") == "removed the applied row of 002_half without running down()"
+    assert "half" in tables(backend)  # down() did not run
+    assert [m.version for m in runner.status().pending] == ["002"]
+    with pytest.raises(UsageError, match="the history has no row for it"):
+        runner.unstamp("002")
+    assert "stamp: recorded 001_first" in caplog.text
+    assert "unstamp: removed the applied row of 002_half" in caplog.text

@@ -1,0 +1,207 @@
+"""The guard on a step's connection: no way a step commits escapes unnoticed."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from backends import Backend
+from conftest import MakeMigrations, count, tables
+from sqlmig import DirtyDatabase, MigrationFailed, MigrationRunner
+from sqlmig.guard import transaction_control
+
+#: Every way a step could end the transaction sqlmig began, refused before it
+#: reaches the database.
+REFUSED = [
+    'conn.execute(text("COMMIT"))',
+    'conn.exec_driver_sql("COMMIT")',
+    'conn.execute(text("-- flush before the index\\n  commit"))',
+    'conn.exec_driver_sql("/* tidy */ ROLLBACK")',
+    'conn.exec_driver_sql("END")',
+    'conn.exec_driver_sql("BEGIN")',
+    'conn.exec_driver_sql("start transaction")',
+    'conn.exec_driver_sql("SELECT 1; COMMIT")',
+    "conn.connection.dbapi_connection.commit()",
+    "conn.connection.dbapi_connection.rollback()",
+    "conn.connection.driver_connection.commit()",
+    "conn.connection.cursor().connection.commit()",
+    "conn.connection.dbapi_connection.cursor().connection.close()",
+    'conn.connection.cursor().execute("COMMIT")',
+    "conn.get_transaction().commit()",
+    "conn.get_transaction().rollback()",
+    "conn.commit()",
+    "conn.rollback()",
+    "conn.close()",
+    "conn.connection.commit()",
+]
+
+SNEAKY = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE sneaky (id INTEGER PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO sneaky (id) VALUES (1)"))
+        try:
+            {call}
+        except Exception:
+            pass  # swallowing the refusal does not help
+        conn.execute(text("INSERT INTO sneaky (id) VALUES (2)"))
+        {end}
+    """
+
+
+def sneaky_rows(backend: Backend) -> int | None:
+    """The rows of the step's table, None when it does not exist."""
+    if "sneaky" not in tables(backend):
+        return None
+    return count(backend, "SELECT count(*) FROM sneaky")
+
+
+@pytest.mark.parametrize("call", REFUSED)
+def test_every_way_to_end_the_transaction_is_refused_and_nothing_is_kept(
+    backend: Backend, make_migrations: MakeMigrations, call: str
+) -> None:
+    source = SNEAKY.format(call=call, end="")
+    runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
+
+    with pytest.raises(MigrationFailed, match="sqlmig owns the step's transaction") as info:
+        runner.upgrade()
+
+    assert info.value.version == "001" and "\n" not in str(info.value)
+    if backend.name == "mysql":  # the DDL committed itself; no row did, and the step is flagged
+        assert sneaky_rows(backend) == 0
+        assert [r.version for r in runner.status().failed] == ["001"]
+    else:
+        assert sneaky_rows(backend) is None
+        assert runner.status().total_pending == 1 and runner.status().failed == []
+
+
+@pytest.mark.parametrize("call", REFUSED)
+def test_a_dry_run_never_commits(
+    backend: Backend, make_migrations: MakeMigrations, call: str
+) -> None:
+    source = SNEAKY.format(call=call, end="")
+    runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
+
+    if backend.name == "mysql":  # nothing is tried there: the plan only
+        assert [s.tried for s in runner.dry_run()] == [False]
+    else:
+        with pytest.raises(MigrationFailed, match="sqlmig owns the step's transaction"):
+            runner.dry_run()
+    assert tables(backend) == set()
+
+
+#: A commit the guard cannot see: the driver connection behind a private attribute.
+PRIVATE = "conn._dbapi_connection.commit()"
+
+
+@pytest.mark.parametrize("end", ["", 'raise RuntimeError("boom")'])
+def test_a_commit_past_the_guard_fails_the_step_and_leaves_a_failed_row(
+    backend: Backend, make_migrations: MakeMigrations, end: str
+) -> None:
+    source = SNEAKY.format(call=PRIVATE, end=end)
+    runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
+
+    if backend.name == "mysql" and not end:  # the failed-row protocol: a step that returns is done
+        assert [m.version for m in runner.upgrade()] == ["001"]
+        return
+    with pytest.raises(MigrationFailed) as info:
+        runner.upgrade()
+
+    message = str(info.value)
+    if backend.name == "mysql":
+        assert "may remain" in message
+    else:
+        assert "may be committed" in message and "rolled back" not in message
+    assert sneaky_rows(backend) in (1, 2)  # the first row was committed by the step
+    assert [r.version for r in runner.status().failed] == ["001"]
+    with pytest.raises(DirtyDatabase, match="001"):
+        runner.upgrade()
+
+
+def test_a_dry_run_that_a_step_committed_in_says_so(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    if backend.name == "mysql":
+        pytest.skip("MySQL's dry run tries nothing")
+    source = SNEAKY.format(call=PRIVATE, end="")
+    runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
+
+    with pytest.raises(MigrationFailed, match="ended the dry run's transaction"):
+        runner.dry_run()
+
+
+def test_savepoints_inside_a_step_are_fine(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    source = """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE kept (id INTEGER PRIMARY KEY)"))
+            with conn.begin_nested():
+                conn.execute(text("INSERT INTO kept (id) VALUES (1)"))
+            savepoint = conn.begin_nested()
+            conn.execute(text("INSERT INTO kept (id) VALUES (2)"))
+            savepoint.rollback()
+            conn.exec_driver_sql("SAVEPOINT mine")
+            conn.exec_driver_sql("INSERT INTO kept (id) VALUES (3)")
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT mine")
+            conn.exec_driver_sql("RELEASE SAVEPOINT mine")
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_kept.py": source}))
+    assert [m.version for m in runner.upgrade()] == ["001"]
+    assert count(backend, "SELECT count(*) FROM kept") == 1
+
+
+@pytest.mark.parametrize(
+    "sql, found",
+    [
+        ("COMMIT", "COMMIT"),
+        ("  commit work", "COMMIT"),
+        ("-- note\n/* more */ Rollback", "ROLLBACK"),
+        ("# mysql comment\nCOMMIT", "COMMIT"),
+        ("ROLLBACK TO SAVEPOINT x", None),
+        ("ROLLBACK TRANSACTION TO SAVEPOINT x", None),
+        ("END TRANSACTION", "END"),
+        ("BEGIN IMMEDIATE", "BEGIN"),
+        ("START TRANSACTION", "START TRANSACTION"),
+        ("START SLAVE", None),
+        ("PREPARE TRANSACTION 'x'", "PREPARE TRANSACTION"),
+        ("PREPARE stmt FROM 'SELECT 1'", None),
+        ("ABORT", "ABORT"),
+        ("SET autocommit = 1", "SET AUTOCOMMIT"),
+        ("XA COMMIT 'x'", "XA COMMIT"),
+        ("CREATE TABLE t (id INT); COMMIT", "COMMIT"),
+        ("INSERT INTO t VALUES ('x; COMMIT')", None),
+        ('SELECT "commit" FROM t', None),
+        ("SELECT CASE WHEN a THEN 1 END FROM t", None),
+        ("DO $$ BEGIN COMMIT; END $$", None),
+        ("DO $body$ x; COMMIT $body$; COMMIT", "COMMIT"),
+        ("CREATE TRIGGER t AFTER INSERT ON x BEGIN UPDATE y SET a = 1; END", None),
+        ("BEGIN NOT ATOMIC SELECT 1; END", None),
+        ("SAVEPOINT a", None),
+        ("RELEASE SAVEPOINT a", None),
+    ],
+)
+def test_transaction_control_text_is_recognised(sql: str, found: str | None) -> None:
+    assert transaction_control(sql) == found
+
+
+def test_the_guard_leaves_no_listener_on_the_connection(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    from sqlalchemy import event
+
+    folder = make_migrations({"001_sneaky.py": SNEAKY.format(call="pass", end="")})
+    engine = sqlite_backend.engine()
+    try:
+        with engine.connect() as conn:
+            MigrationRunner(conn, folder).upgrade()
+            assert not event.contains(conn, "before_cursor_execute", lambda *a: None)
+            assert not conn.dispatch.before_cursor_execute
+            assert not conn.dispatch.after_cursor_execute
+            conn.exec_driver_sql("BEGIN")  # the application's own connection is its own again
+            conn.rollback()
+    finally:
+        engine.dispose()
