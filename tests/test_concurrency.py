@@ -450,3 +450,68 @@ def test_sqlite_repairs_racing_between_transactions_report_each_change_once(
         engine.dispose()
     assert changes == ["removed the failed row of 003"]
     assert history(sqlite_backend) == [("001", True), ("002", True)]
+
+
+WAITING_STEP = """\
+    import time
+    from pathlib import Path
+    from sqlalchemy import text
+
+    transactional = False
+
+    def up(conn):
+        Path({running!r}).touch()
+        deadline = time.monotonic() + 30
+        while not Path({go!r}).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        conn.execute(text("CREATE TABLE slow (id INTEGER PRIMARY KEY)"))
+    """
+
+
+def _start_waiting_step(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> tuple[Any, Any, Path, MigrationRunner]:
+    running, go = tmp_path / "running", tmp_path / "go"
+    folder = make_migrations(
+        {"001_slow.py": WAITING_STEP.format(running=str(running), go=str(go))}
+    )
+    results: Any = SPAWN.Queue()
+    process = SPAWN.Process(target=upgrade_once, args=(backend.url_string, str(folder), {}, results))
+    process.start()
+    wait_for_file(running, process)
+    return process, results, go, MigrationRunner(backend.url, folder, lock_timeout=0.5)
+
+
+def test_sqlite_a_running_non_transactional_step_is_in_progress_not_dirty(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    process, results, go, other = _start_waiting_step(sqlite_backend, make_migrations, tmp_path)
+    try:
+        with pytest.raises(LockTimeout, match="still in progress"):
+            other.upgrade()
+        with pytest.raises(LockTimeout, match="still in progress"):
+            other.repair()  # must not remove the running step's row
+        assert [r.version for r in other.status().failed] == ["001"]
+    finally:
+        go.touch()
+        outcome: Outcome = results.get(timeout=BOUND)
+        process.join(BOUND)
+    assert outcome.ok and outcome.value == ["001"], outcome
+    assert other.upgrade() == [] and other.status().failed == []
+
+
+def test_sqlite_a_step_whose_row_vanished_while_it_ran_fails_loudly(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    process, results, go, other = _start_waiting_step(sqlite_backend, make_migrations, tmp_path)
+    try:
+        engine = sqlite_backend.engine()
+        with engine.begin() as conn:  # what an older runner's repair() did
+            conn.execute(text("DELETE FROM migrations"))
+        engine.dispose()
+    finally:
+        go.touch()
+        outcome: Outcome = results.get(timeout=BOUND)
+        process.join(BOUND)
+    assert outcome.error == "MigrationFailed", outcome
+    assert "its history row was removed while it ran" in outcome.message
