@@ -747,7 +747,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     result = Project(tmp_path).run("--help")
     assert result.returncode == 0
     for command in ("upgrade", "downgrade", "rollback", "status", "verify", "repair",
-                    "baseline", "new"):
+                    "baseline", "stamp", "unstamp", "new"):
         assert f"    {command}" in result.stdout
 
 
@@ -770,3 +770,20 @@ def test_main_returns_the_code_and_leaves_logging_as_it_was(
     out, err = capsys.readouterr()
     assert "applied 001_create_customers in " in out
     assert err.startswith("sqlmig: error: unknown target '042'")
+
+
+def test_stamp_and_unstamp_say_what_they_did(sqlite_project: Project) -> None:
+    result = sqlite_project.run("stamp", "002")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(
+        ": recorded 002_create_orders as applied without running it\n"
+    )
+    assert sqlite_project.tables() == set()
+    assert sqlite_project.run("stamp", "002").returncode == 2
+    result = sqlite_project.run("unstamp", "002")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(
+        ": removed the applied row of 002_create_orders without running down()\n"
+    )
+    result = sqlite_project.run("unstamp", "002")
+    assert result.returncode == 2 and "the history has no row for it" in result.stderr
