@@ -476,7 +476,8 @@ def _start_waiting_step(
         {"001_slow.py": WAITING_STEP.format(running=str(running), go=str(go))}
     )
     results: Any = SPAWN.Queue()
-    process = SPAWN.Process(target=upgrade_once, args=(backend.url_string, str(folder), {}, results))
+    args = (backend.url_string, str(folder), {}, results)
+    process = SPAWN.Process(target=upgrade_once, args=args)
     process.start()
     wait_for_file(running, process)
     return process, results, go, MigrationRunner(backend.url, folder, lock_timeout=0.5)
@@ -503,7 +504,7 @@ def test_sqlite_a_running_non_transactional_step_is_in_progress_not_dirty(
 def test_sqlite_a_step_whose_row_vanished_while_it_ran_fails_loudly(
     sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
 ) -> None:
-    process, results, go, other = _start_waiting_step(sqlite_backend, make_migrations, tmp_path)
+    process, results, go, _ = _start_waiting_step(sqlite_backend, make_migrations, tmp_path)
     try:
         engine = sqlite_backend.engine()
         with engine.begin() as conn:  # what an older runner's repair() did

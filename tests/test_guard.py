@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
 
 from backends import Backend
 from conftest import MakeMigrations, count, tables
