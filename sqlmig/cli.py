@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
 
 from . import __version__
-from .config import DEFAULT_PATH, URL_VAR, migrations_setting
+from .config import CONFIG_VAR, URL_VAR, checked_lock_timeout, migrations_setting, runner_settings
+from .database import holds_secret, mask, mask_in, scrub
 from .errors import ConfigError, SqlmigError
 from .migration import PlannedStep, Status
 from .runner import MigrationRunner
@@ -36,7 +36,7 @@ __all__ = ["build_parser", "main", "status_json", "status_rows"]
 log = logging.getLogger("sqlmig")
 
 STEP = re.compile(r"^(applied|undid) \S+ in \d+ ms$")
-URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^\s:/@]*:)(?P<password>[^\s@/]+)(?=@)")
+URL_TEXT = re.compile(r"[A-Za-z][\w+.-]*://\S+")
 PROGRESS_ABOVE = 3  # show "[n/total]" on a terminal when more steps than this are pending
 
 
@@ -56,7 +56,8 @@ def _globals(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("--env", default=default, metavar="NAME",
                         help="environment [tool.sqlmig.env.NAME] (default: $SQLMIG_ENV)")
     parser.add_argument("--config", default=default, metavar="FILE",
-                        help=f"config file holding [tool.sqlmig] (default: {DEFAULT_PATH})")
+                        help=f"config file holding [tool.sqlmig] (default: ${CONFIG_VAR}, else "
+                        "the nearest pyproject.toml with [tool.sqlmig], here or above)")
     parser.add_argument("--dir", default=default, metavar="DIR",
                         help="migrations folder or package (beats the config file)")
     parser.add_argument("--lock-timeout", default=default, type=_seconds, metavar="SECONDS",
@@ -65,12 +66,12 @@ def _globals(parser: argparse.ArgumentParser, default: Any) -> None:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
-    return value
+        return checked_lock_timeout(float(text))
+    except (ValueError, ConfigError) as exc:
+        detail = exc.message.removeprefix("lock_timeout ") if isinstance(exc, ConfigError) else ""
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds" + (f" ({detail})" if detail else "")
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,31 +111,52 @@ def build_parser() -> argparse.ArgumentParser:
 # -- output ----------------------------------------------------------------
 
 
+def _masked_urls(text: str) -> str:
+    """Every URL-like word of ``text`` that holds a secret, masked on its parsed form."""
+    return URL_TEXT.sub(lambda m: mask(m[0]) if holds_secret(m[0]) else m[0], text)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+
+
 class Output:
-    """Where the command writes; hides every password it knows of, and any in a URL."""
+    """Where the command writes; every URL it shows has its secrets masked.
+
+    Lines sqlmig wrote hold masked URLs already; the URLs this command knows
+    (``--url``, ``SQLMIG_URL``, the configured one) are masked wherever they
+    are spelled out in full. A message sqlmig did not write (an unexpected
+    error, each message in a ``-v`` traceback) is withheld whole if it still
+    holds a password: never a substring replaced.
+    """
 
     def __init__(self, verbose: bool, stdout: TextIO, stderr: TextIO) -> None:
         self.verbose = verbose
         self.stdout = stdout
         self.stderr = stderr
-        self.secrets: set[str] = set()
+        self.urls: list[str] = []
 
-    def hide(self, url: str | None) -> None:
-        """Remember the password of ``url``, to scrub it from everything printed."""
-        if not url:
-            return
-        try:
-            password = make_url(url).password
-        except (ArgumentError, ValueError):
-            return
-        if password:
-            self.secrets.add(str(password))
+    def hide(self, url: object) -> None:
+        """Remember ``url`` (a string), to mask it in everything printed."""
+        if isinstance(url, str) and url:
+            self.urls.append(url)
 
     def clean(self, text: str) -> str:
-        text = URL_PASSWORD.sub(r"\g<head>***", text)
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every known URL, and any URL holding a secret, masked."""
+        for url in self.urls:
+            text = mask_in(text, url)
+        return _masked_urls(text)
+
+    def foreign(self, text: str) -> str:
+        """A message sqlmig did not write, safe to show (withheld if it holds a password)."""
+        for url in self.urls:
+            text = scrub(text, url)
+        return self.clean(text)
 
     def line(self, text: str = "") -> None:
         print(self.clean(text), file=self.stdout, flush=True)
@@ -142,11 +164,15 @@ class Output:
     def error(self, exc: BaseException) -> None:
         if self.verbose:
             trace = "".join(traceback.format_exception(exc))
+            for link in _chain(exc):
+                shown = str(link)
+                if shown and not isinstance(link, SqlmigError):
+                    trace = trace.replace(shown, self.foreign(shown))
             print(self.clean(trace), end="", file=self.stderr)
         if isinstance(exc, SqlmigError):
             message = str(exc)
         else:
-            message = f"unexpected {type(exc).__name__}: {exc}"
+            message = f"unexpected {type(exc).__name__}: {self.foreign(str(exc))}"
             if not self.verbose:
                 message += " (run with -v for the traceback)"
         print(self.clean(f"sqlmig: error: {' '.join(message.split())}"), file=self.stderr)
@@ -196,18 +222,28 @@ def _logging(out: Output) -> Iterator[_Progress]:
 def _runner(args: argparse.Namespace, out: Output) -> MigrationRunner:
     out.hide(args.url)
     out.hide(os.environ.get(URL_VAR))
-    return MigrationRunner.from_config(
+    if args.url is not None and "://" not in args.url:
+        shown = "the value given" if "@" in args.url else repr(args.url)
+        raise ConfigError(
+            f"--url {shown} is not a database URL: write it as dialect+driver://user:"
+            "password@host/database (a SQLite file is sqlite:///path/to/file.db); "
+            "to choose an environment of the config file, use --env NAME",
+            key="url",
+        )
+    settings = runner_settings(
         env=args.env,
         path=_config_path(args),
         url=args.url,
         migrations=args.dir,
         lock_timeout=args.lock_timeout,
     )
+    out.hide(settings["db"])  # the configured URL, ${VAR} filled in
+    return MigrationRunner(**settings)
 
 
-def _config_path(args: argparse.Namespace) -> str:
+def _config_path(args: argparse.Namespace) -> str | None:
     if args.config is None:
-        return DEFAULT_PATH
+        return None
     if not Path(args.config).is_file():
         raise ConfigError(
             f"config file {args.config} does not exist: fix --config", path=args.config

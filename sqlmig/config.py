@@ -14,10 +14,19 @@ The database URL is resolved in this order, first found wins (SPEC §8):
 environment, else ``[tool.sqlmig]``. ``${VAR}`` inside a configured URL is read
 from the process environment, so secrets stay out of the file. Reading the
 configuration never connects to a database.
+
+The config file is the one given (``--config`` / ``path=``), else the one
+``SQLMIG_CONFIG`` names, else the nearest ``pyproject.toml`` with a
+``[tool.sqlmig]`` table in the current directory or above it (as pytest and
+ruff look for their sections: a ``pyproject.toml`` without one is passed
+over). With none, sqlmig runs on ``SQLMIG_URL`` (or the URL given) and the
+migrations given (``--dir`` / ``migrations=``; a package name for a service
+installed as a wheel).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -32,11 +41,24 @@ from sqlalchemy.exc import ArgumentError
 from .database import mask, to_url
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_PATH", "ENV_VAR", "URL_VAR", "ConfigFile", "read_config", "runner_settings"]
+__all__ = [
+    "CONFIG_VAR",
+    "DEFAULT_PATH",
+    "ENV_VAR",
+    "URL_VAR",
+    "ConfigFile",
+    "checked_lock_timeout",
+    "find_config",
+    "read_config",
+    "runner_settings",
+]
 
 DEFAULT_PATH = "pyproject.toml"
 URL_VAR = "SQLMIG_URL"
 ENV_VAR = "SQLMIG_ENV"
+CONFIG_VAR = "SQLMIG_CONFIG"
+#: The longest wait the databases accept (a 32-bit count of milliseconds), in seconds.
+MAX_LOCK_TIMEOUT = 2_147_483
 
 #: Keys ``[tool.sqlmig]`` and each environment may hold, with their types.
 KEYS: dict[str, tuple[type, ...]] = {
@@ -60,6 +82,8 @@ class ConfigFile:
     exists: bool
     settings: dict[str, Any] = field(default_factory=dict)
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: No file was given and none was found (the ``path`` is only the current directory's).
+    searched: bool = False
 
     @property
     def folder(self) -> Path:
@@ -76,6 +100,8 @@ class ConfigFile:
             return self.environments[name]
         known = ", ".join(sorted(self.environments)) or "none"
         where = str(self.path) if self.exists else f"{self.path} (which does not exist)"
+        if self.searched:
+            where = f"no config file was found ({_searched()}), so it"
         raise ConfigError(
             f"unknown environment {name!r}: {where} has no [tool.sqlmig.env.{name}] "
             f"(environments defined: {known}); add it or pick one of those",
@@ -102,7 +128,10 @@ def read_config(path: str | Path = DEFAULT_PATH) -> ConfigFile:
         ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
-    section = data.get("tool", {}).get("sqlmig", {})
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise _bad(path, "tool", "must be a table: [tool.sqlmig]")
+    section = tool.get("sqlmig", {})
     if not isinstance(section, dict):
         raise _bad(path, "tool.sqlmig", "must be a table: [tool.sqlmig]")
     section = dict(section)
@@ -126,23 +155,95 @@ def _checked(path: Path, table: str, keys: dict[str, Any]) -> dict[str, Any]:
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             kind = " or ".join(t.__name__ for t in types)
             raise _bad(path, f"{table}.{key}", f"must be a {kind}, not {type(value).__name__}")
+        if key == "lock_timeout":
+            try:
+                checked_lock_timeout(value)
+            except ConfigError as exc:
+                problem = exc.message.removeprefix("lock_timeout ")
+                raise _bad(path, f"{table}.{key}", problem) from None
     return dict(keys)
+
+
+def checked_lock_timeout(value: object) -> float:
+    """``value`` as a number of seconds to wait for the lock.
+
+    Raises:
+        ConfigError: not a number, or not finite, negative or beyond what the
+            databases can wait (about 24 days).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            f"lock_timeout must be a number of seconds, not {type(value).__name__}",
+            key="lock_timeout",
+        )
+    seconds = float(value)
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LOCK_TIMEOUT):
+        raise ConfigError(
+            f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}, "
+            f"not {value!r}",
+            key="lock_timeout",
+        )
+    return seconds
 
 
 def _bad(path: Path, key: str, problem: str) -> ConfigError:
     return ConfigError(f"{path}: {key} {problem}", path=str(path), key=key)
 
 
+def find_config(path: str | Path | None = None) -> Path | None:
+    """The config file to read: ``path``, else ``$SQLMIG_CONFIG``, else the nearest
+    ``pyproject.toml`` with a ``[tool.sqlmig]`` table from the current directory
+    upward; None when there is none. Reads files; connects to nothing.
+
+    Raises:
+        ConfigError: ``SQLMIG_CONFIG`` names a file that does not exist.
+    """
+    if path is not None:
+        return Path(path).absolute()
+    named = os.environ.get(CONFIG_VAR)
+    if named:
+        if not Path(named).is_file():
+            raise ConfigError(
+                f"{CONFIG_VAR}={named} names no file: fix or unset {CONFIG_VAR}",
+                path=named,
+                key=CONFIG_VAR,
+            )
+        return Path(named).absolute()
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_PATH
+        if candidate.is_file() and _has_section(candidate):
+            return candidate
+    return None
+
+
+def _has_section(path: Path) -> bool:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    tool = data.get("tool")
+    return isinstance(tool, dict) and "sqlmig" in tool
+
+
+def _load(path: str | Path | None) -> ConfigFile:
+    found = find_config(path)
+    if found is None:  # nothing anywhere: an empty configuration "in" the current directory
+        return ConfigFile(Path.cwd() / DEFAULT_PATH, exists=False, searched=True)
+    return read_config(found)
+
+
 def runner_settings(
-    env: str | None = None, path: str | Path = DEFAULT_PATH, **overrides: Any
+    env: str | None = None, path: str | Path | None = None, **overrides: Any
 ) -> dict[str, Any]:
     """The keyword arguments of ``MigrationRunner(...)`` as the configuration says.
 
     ``overrides`` are the constructor's keywords plus ``url`` (the explicit URL);
     ``None`` values are ignored. Returns ``db`` (the URL, or the ``db`` given)
     and ``migrations``, plus ``table``, ``schema``, ``lock_timeout`` and
-    ``allow_out_of_order`` when configured. Reads the file and the process
-    environment; connects to nothing.
+    ``allow_out_of_order`` when configured. ``path`` is the config file (else
+    :func:`find_config` finds it). Reads the file and the process environment;
+    connects to nothing.
 
     Example::
 
@@ -160,7 +261,9 @@ def runner_settings(
             f"unknown setting {', '.join(unknown)}: use {', '.join(sorted(OVERRIDES))}",
             key=unknown[0],
         )
-    config = read_config(path)
+    if "lock_timeout" in given:
+        given["lock_timeout"] = checked_lock_timeout(given["lock_timeout"])
+    config = _load(path)
     chosen = env or os.environ.get(ENV_VAR) or None
     layers = [("tool.sqlmig", config.settings)]
     if chosen is not None:
@@ -171,14 +274,14 @@ def runner_settings(
 
 
 def migrations_setting(
-    env: str | None = None, path: str | Path = DEFAULT_PATH, migrations: str | Path | None = None
+    env: str | None = None, path: str | Path | None = None, migrations: str | Path | None = None
 ) -> str:
     """Where the migrations are, as :func:`runner_settings` resolves it, without needing a URL.
 
     Raises:
         ConfigError: an unknown environment, a malformed file or setting.
     """
-    config = read_config(path)
+    config = _load(path)
     chosen = env or os.environ.get(ENV_VAR) or None
     layers = [("tool.sqlmig", config.settings)]
     if chosen is not None:
@@ -203,7 +306,18 @@ def merged(
     else:
         configured = [values["migrations"] for _t, values in layers if "migrations" in values]
         settings["migrations"] = _folder(config, configured[-1] if configured else "migrations")
+        if config.searched and not Path(settings["migrations"]).is_dir():
+            raise ConfigError(
+                f"no migrations: no config file was found ({_searched()}) and there is no "
+                f"{settings['migrations']} folder; pass --dir (migrations= in Python) with a "
+                f"folder or package name, or pass --config / set {CONFIG_VAR}",
+                key="migrations",
+            )
     return settings
+
+
+def _searched() -> str:
+    return f"no {DEFAULT_PATH} with [tool.sqlmig] in {Path.cwd()} or above, {CONFIG_VAR} unset"
 
 
 def _folder(config: ConfigFile, value: str) -> str:
@@ -231,6 +345,12 @@ def _database(
     for table, values in reversed(layers):
         if "url" in values:
             return _expand(config, f"{table}.url", values["url"])
+    if config.searched:
+        raise ConfigError(
+            f"no database URL and no config file ({_searched()}): set {URL_VAR} or pass --url, "
+            f"or pass --config / set {CONFIG_VAR} to a file with [tool.sqlmig] url",
+            key="url",
+        )
     where = str(config.path) if config.exists else f"{config.path} (not found)"
     raise ConfigError(
         f"no database URL: pass --url, set {URL_VAR}, or set url in [tool.sqlmig] of {where}",

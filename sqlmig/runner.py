@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import URL
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .compat import BotRunnerCalls, Report, printer
-from .database import Database, DatabaseArgument
+from .config import checked_lock_timeout
+from .database import Database, DatabaseArgument, caller_began
 from .dialects import DialectProfile, profile_for
 from .discovery import Listing, MigrationsSource, discover
 from .dryrun import try_plan
@@ -96,7 +98,8 @@ class MigrationRunner(BotRunnerCalls):
         runner.upgrade()          # every pending step, lowest version first
 
     ``db`` is a URL, a ``sqlalchemy.URL``, an ``Engine`` or a ``Connection``
-    (a string without ``://`` is a SQLite file). ``migrations`` is a folder, an
+    (a string must be a URL: a SQLite file is ``sqlite:///path``; the
+    ``db_path=`` keyword takes a plain file path). ``migrations`` is a folder, an
     importable package name, or a list of :class:`Migration` objects.
     """
 
@@ -112,7 +115,9 @@ class MigrationRunner(BotRunnerCalls):
         db_path: str | Path | None = None,
         migrations_dir: str | Path | None = None,
     ) -> None:
-        db = db if db is not None else (str(db_path) if db_path is not None else None)
+        if db is None and db_path is not None:  # the bot runner's keyword: a plain file path
+            text = str(db_path)
+            db = text if "://" in text else URL.create("sqlite", database=text)
         migrations = migrations if migrations is not None else migrations_dir
         if db is None or migrations is None:
             raise UsageError(
@@ -122,16 +127,21 @@ class MigrationRunner(BotRunnerCalls):
         self.migrations_source: MigrationsSource = migrations
         self.table = table
         self.schema = schema
-        self.lock_timeout = float(lock_timeout)
+        self.lock_timeout = checked_lock_timeout(lock_timeout)
         self.allow_out_of_order = allow_out_of_order
         self._db = Database(db)
         self._store = HistoryStore(table, schema)
 
     @classmethod
     def from_config(
-        cls, env: str | None = None, path: str | Path = "pyproject.toml", **overrides: Any
+        cls, env: str | None = None, path: str | Path | None = None, **overrides: Any
     ) -> MigrationRunner:
-        """A runner configured from ``[tool.sqlmig]`` in ``path`` (SPEC §8).
+        """A runner configured from ``[tool.sqlmig]``.
+
+        The file is ``path``, else the one ``SQLMIG_CONFIG`` names, else the
+        nearest ``pyproject.toml`` with ``[tool.sqlmig]`` from the current
+        directory upward; with none, ``SQLMIG_URL`` (or ``url=``) and
+        ``migrations=`` are enough.
 
         Raises:
             ConfigError: no URL, unknown environment, unset ``${VAR}``, bad file.
@@ -158,12 +168,19 @@ class MigrationRunner(BotRunnerCalls):
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[_Session]:
         given = self._db.given_connection
-        with self._db.engine() as engine:
+        with self._db.engine(write=write) as engine:
             conn = given if given is not None else self._db.connect(engine)
             session: _Session | None = None
             try:
                 profile = profile_for(conn)
                 nested = given is not None and conn.in_transaction()
+                if write and nested and not caller_began(conn):
+                    raise UsageError(
+                        "the Connection you passed is in a transaction SQLAlchemy began on its "
+                        "own (autobegin), which no one would commit: call conn.commit() first "
+                        "(each step is then committed), or begin one yourself "
+                        "(with conn.begin(): ...) and commit it after the call"
+                    )
                 if write and nested and not profile.caller_transaction_ok:
                     raise UsageError(
                         f"{profile.name} commits DDL implicitly, so it cannot migrate inside "

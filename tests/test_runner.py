@@ -15,6 +15,7 @@ from backends import Backend
 from conftest import MakeMigrations, count, tables
 from sqlmig import (
     ChecksumMismatch,
+    ConfigError,
     DirtyDatabase,
     IrreversibleMigration,
     MigrationFailed,
@@ -306,13 +307,16 @@ def test_a_dry_run_in_autocommit_leaves_the_database_as_it_was(
     assert "a" not in tables(backend)
 
 
-def test_a_sqlite_path_without_scheme_is_a_file(
+def test_a_plain_path_is_a_file_only_through_db_path(
     tmp_path: object, make_migrations: MakeMigrations
 ) -> None:
     from pathlib import Path
 
     db = Path(str(tmp_path)) / "plain.db"
-    MigrationRunner(str(db), make_migrations(steps("a"))).upgrade()
+    with pytest.raises(ConfigError, match=r"is not a database URL.*sqlite:///"):
+        MigrationRunner(str(db), make_migrations(steps("a")))
+    assert not db.exists()
+    MigrationRunner(db_path=str(db), migrations_dir=make_migrations(steps("a"))).upgrade()
     assert db.exists()
 
 
