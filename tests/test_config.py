@@ -332,3 +332,83 @@ def test_from_config_overrides_are_constructor_keywords(tmp_path: Path) -> None:
     )
     assert runner.url == "sqlite:///other.db"
     assert (runner.table, runner.allow_out_of_order) == ("hist", False)
+
+
+# -- where the config file is -------------------------------------------------
+
+
+@pytest.fixture
+def no_config_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SQLMIG_CONFIG", raising=False)
+
+
+def test_the_nearest_pyproject_with_tool_sqlmig_upward_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_config_variable: None
+) -> None:
+    write(tmp_path)
+    deep = tmp_path / "src" / "pkg"
+    deep.mkdir(parents=True)
+    write(tmp_path / "src", '[project]\nname = "pkg"\n')  # no [tool.sqlmig]: passed over
+    monkeypatch.chdir(deep)
+    settings = runner_settings()
+    assert settings == {"db": "sqlite:///app.db", "migrations": str(tmp_path / "migrations")}
+    assert MigrationRunner.from_config().migrations_source == str(tmp_path / "migrations")
+
+
+def test_sqlmig_config_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_config_variable: None
+) -> None:
+    path = write(tmp_path, '[tool.sqlmig]\nurl = "sqlite:///elsewhere.db"\n', name="db.toml")
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setenv("SQLMIG_CONFIG", str(path))
+    assert runner_settings()["db"] == "sqlite:///elsewhere.db"
+    monkeypatch.setenv("SQLMIG_CONFIG", str(tmp_path / "gone.toml"))
+    with pytest.raises(ConfigError, match=r"SQLMIG_CONFIG=.*gone.toml names no file"):
+        runner_settings()
+
+
+def test_an_installed_service_runs_on_sqlmig_url_and_a_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_config_variable: None
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml here or above
+    monkeypatch.setenv("SQLMIG_URL", "sqlite:///svc.db")
+    settings = runner_settings(migrations="svc.migrations")
+    assert settings == {"db": "sqlite:///svc.db", "migrations": "svc.migrations"}
+
+
+def test_with_nothing_found_the_error_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_config_variable: None
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        runner_settings(migrations="svc.migrations")
+    message = str(caught.value)
+    assert "no config file" in message and str(tmp_path) in message
+    assert "SQLMIG_URL" in message and "--config" in message and "SQLMIG_CONFIG" in message
+    assert "(not found)" not in message
+    monkeypatch.setenv("SQLMIG_URL", "sqlite:///svc.db")
+    with pytest.raises(ConfigError, match=r"no migrations.*--dir.*package"):
+        runner_settings()
+
+
+# -- malformed values ---------------------------------------------------------
+
+
+def test_a_tool_key_that_is_no_table_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"tool must be a table") as caught:
+        runner_settings(path=write(tmp_path, "tool = 1\n"))
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "1e12"])
+def test_a_lock_timeout_that_is_no_usable_number_is_a_config_error(
+    tmp_path: Path, value: str
+) -> None:
+    path = write(tmp_path, f'[tool.sqlmig]\nurl = "sqlite:///a.db"\nlock_timeout = {value}\n')
+    with pytest.raises(ConfigError, match="tool.sqlmig.lock_timeout must be a number of seconds"):
+        runner_settings(path=path)
+    number = float(value)
+    with pytest.raises(ConfigError, match="lock_timeout must be a number of seconds from 0"):
+        runner_settings(path=write(tmp_path, PROJECT), lock_timeout=number)
+    with pytest.raises(ConfigError, match="lock_timeout must be a number of seconds from 0"):
+        MigrationRunner("sqlite:///a.db", "m", lock_timeout=number)
