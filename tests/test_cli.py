@@ -787,3 +787,136 @@ def test_stamp_and_unstamp_say_what_they_did(sqlite_project: Project) -> None:
     )
     result = sqlite_project.run("unstamp", "002")
     assert result.returncode == 2 and "the history has no row for it" in result.stderr
+
+
+# -- secrets in every output, run in-process ----------------------------------
+
+SECRET_KINDS = ("query", "at and colon", "short")
+
+
+def with_password(url: URL, kind: str) -> URL:
+    """``url`` with a password of one kind: in the query, holding '@' and ':', or short."""
+    if kind == "query":
+        return url.update_query_dict({"password": "Qu3ry-Secret-9"})
+    return url.set(password="p@ss:w0rd@x" if kind == "at and colon" else "p")
+
+
+def assert_hidden(kind: str, text: str) -> None:
+    if kind == "query":
+        assert "Qu3ry-Secret-9" not in text
+    elif kind == "at and colon":
+        assert "w0rd" not in text and "p%40ss" not in text
+    else:  # nothing garbled: a short password is never replaced as a substring
+        assert ":p@" not in text and "password=p" not in text
+        assert "*ort" not in text and "a***lied" not in text and "a******lied" not in text
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize("kind", SECRET_KINDS)
+def test_no_output_or_log_shows_a_password_of_any_kind(
+    server: Backend,
+    tmp_path: Path,
+    kind: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = new_project(tmp_path / "p", None)
+    monkeypatch.chdir(project.root)
+    url = with_password(server.url, kind).render_as_string(hide_password=False)
+    outputs = []
+    with caplog.at_level(logging.DEBUG, logger="sqlmig"):
+        if server.name == "postgresql":  # trust authentication: any password gets in
+            for args, code in ((("upgrade", "002"), 0), (("status",), 0), (("upgrade",), 0),
+                               (("-v", "downgrade", "001"), 0), (("-v", "upgrade", "--dry-run"), 0),
+                               (("-v", "upgrade", "042"), 2), (("status", "--json"), 0)):
+                result, output = run_main(capsys, "--url", url, *args)
+                assert result == code, output
+                outputs.append(output)
+            assert "Applied 2 migration(s) to postgresql+psycopg://postgres" in outputs[0]
+            assert ("password=***" if kind == "query" else ":***@") in outputs[1]
+            assert "Traceback" in outputs[5]
+            assert "applied" in outputs[1] and "pending" in outputs[1]
+        else:  # MariaDB refuses the password
+            for args in (("status",), ("-v", "upgrade")):
+                result, output = run_main(capsys, "--url", url, *args)
+                assert result == 5, output
+                assert "(using password: YES)" in output
+                outputs.append(output)
+            assert "Traceback" in outputs[1]
+    for output in [*outputs, caplog.text]:
+        assert_hidden(kind, output)
+
+
+@pytest.mark.parametrize("kind", SECRET_KINDS)
+def test_a_refused_connection_with_v_shows_no_password(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = new_project(tmp_path / "p", None)
+    monkeypatch.chdir(project.root)
+    url = with_password(URL.create("postgresql+psycopg", "app", None, "127.0.0.1", 1, "app"), kind)
+    result, output = run_main(capsys, "-v", "--url", url.render_as_string(False), "status")
+    assert result == 5
+    assert "Traceback" in output and 'port 1 failed: Connection refused' in output
+    assert ("password=***" if kind == "query" else ":***@127.0.0.1:1/app") in output
+    assert_hidden(kind, output)
+
+
+def test_a_query_password_from_a_variable_is_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = new_project(tmp_path / "p", None)
+    project.config('[tool.sqlmig]\n'
+                   'url = "postgresql+psycopg://app@127.0.0.1:1/app?password=${DB_PASSWORD}"\n')
+    monkeypatch.chdir(project.root)
+    monkeypatch.setenv("DB_PASSWORD", "Qu3ry-Secret-9")
+    monkeypatch.delenv("SQLMIG_URL", raising=False)
+    result, output = run_main(capsys, "-v", "status")
+    assert result == 5 and "app@127.0.0.1:1/app?password=***" in output
+    assert_hidden("query", output)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--url", "staging", "upgrade"), "--url 'staging' is not a database URL"),
+        (("--url", "not a url", "status"), "--url 'not a url' is not a database URL"),
+        (("--url", "sqlite:/x.db", "status"), "sqlite:///path"),
+        (("--url", "postgress://app@db/app", "status"), "unknown database kind 'postgress'"),
+        (("--url", "postgresql+psycopg://app:Tail@Leak3d@127.0.0.1:1/app", "status"),
+         "unencoded '@'"),
+        (("--lock-timeout", "inf", "status"), "'inf' is not a number of seconds"),
+        (("--lock-timeout", "nan", "status"), "'nan' is not a number of seconds"),
+    ],
+)
+def test_a_url_that_is_no_url_exits_2_and_creates_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    project = new_project(tmp_path / "p", None)
+    monkeypatch.chdir(project.root)
+    before = set(project.root.iterdir())
+    result, output = run_main(capsys, *args)
+    assert result == 2 and message in output, output
+    assert len(output.strip().splitlines()) == 1 and "Leak3d" not in output
+    assert set(project.root.iterdir()) == before
+
+
+def test_read_only_commands_create_no_sqlite_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = new_project(tmp_path / "p", None)  # url = sqlite:///app.db, not there yet
+    monkeypatch.chdir(project.root)
+    for args in (("status",), ("status", "--json"), ("verify",), ("upgrade", "--dry-run")):
+        result, output = run_main(capsys, *args)
+        assert result == 0, output
+    assert "6 pending" in run_main(capsys, "status")[1]
+    assert not (project.root / "app.db").exists()

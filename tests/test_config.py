@@ -405,7 +405,7 @@ def test_a_lock_timeout_that_is_no_usable_number_is_a_config_error(
     tmp_path: Path, value: str
 ) -> None:
     path = write(tmp_path, f'[tool.sqlmig]\nurl = "sqlite:///a.db"\nlock_timeout = {value}\n')
-    with pytest.raises(ConfigError, match="tool.sqlmig.lock_timeout must be a number of seconds"):
+    with pytest.raises(ConfigError, match=r"tool\.sqlmig\.lock_timeout must be a number"):
         runner_settings(path=path)
     number = float(value)
     with pytest.raises(ConfigError, match="lock_timeout must be a number of seconds from 0"):

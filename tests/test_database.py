@@ -145,7 +145,7 @@ def test_a_transaction_the_caller_began_is_the_callers(
 def test_an_in_memory_sqlite_url_is_a_usage_error(
     make_migrations: MakeMigrations, db: str | URL
 ) -> None:
-    with pytest.raises(UsageError, match="in-memory SQLite.*StaticPool"):
+    with pytest.raises(UsageError, match=r"in-memory SQLite.*StaticPool"):
         MigrationRunner(db, make_migrations(STEPS))
 
 
@@ -251,7 +251,7 @@ def test_mask_hides_every_kind_of_password_and_nothing_else(kind: str) -> None:
 
 
 def test_an_unencoded_at_in_the_password_is_refused_without_showing_any_of_it() -> None:
-    with pytest.raises(ConfigError, match="unencoded '@'.*%40") as info:
+    with pytest.raises(ConfigError, match=r"unencoded '@'.*%40") as info:
         MigrationRunner("postgresql+psycopg://app:Tail@Leak3d@db/app", "m")
     assert "Tail" not in str(info.value) and "Leak3d" not in str(info.value)
     assert mask("postgresql+psycopg://app:Tail@Leak3d@db/app?sslpassword=k") == (
