@@ -110,6 +110,19 @@ class ConfigFile:
         )
 
 
+def _parse(path: Path) -> dict[str, Any]:
+    """The TOML document in ``path``.
+
+    Raises:
+        ConfigError: not valid TOML (line given) or not UTF-8.
+        OSError: the file cannot be read.
+    """
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}; fix the file", path=str(path)) from exc
+
+
 def read_config(path: str | Path = DEFAULT_PATH) -> ConfigFile:
     """Read ``[tool.sqlmig]`` from ``path``; a missing file gives an empty configuration.
 
@@ -119,13 +132,9 @@ def read_config(path: str | Path = DEFAULT_PATH) -> ConfigFile:
     """
     path = Path(path).absolute()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = _parse(path)
     except FileNotFoundError:
         return ConfigFile(path, exists=False)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{path}: not valid TOML: {exc}; fix the file", path=str(path)
-        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
     tool = data.get("tool", {})
@@ -218,9 +227,11 @@ def find_config(path: str | Path | None = None) -> Path | None:
 
 
 def _has_section(path: Path) -> bool:
+    """Whether ``path`` has ``[tool.sqlmig]``; a file that cannot be parsed is an error,
+    since it may be the one meant (as pytest does with a broken ``pyproject.toml``)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = _parse(path)
+    except OSError:
         return False
     tool = data.get("tool")
     return isinstance(tool, dict) and "sqlmig" in tool
@@ -287,13 +298,21 @@ def migrations_setting(
     if chosen is not None:
         layers.append((f"tool.sqlmig.env.{chosen}", config.environment(chosen)))
     given = {} if migrations is None else {"migrations": migrations}
-    return str(merged(config, layers, given)["migrations"])
+    return str(merged(config, layers, given, may_be_new=True)["migrations"])
 
 
 def merged(
-    config: ConfigFile, layers: list[tuple[str, dict[str, Any]]], given: dict[str, Any]
+    config: ConfigFile,
+    layers: list[tuple[str, dict[str, Any]]],
+    given: dict[str, Any],
+    *,
+    may_be_new: bool = False,
 ) -> dict[str, Any]:
-    """Every setting but the URL: overrides, else the environment, else the file."""
+    """Every setting but the URL: overrides, else the environment, else the file.
+
+    ``may_be_new``: the migrations folder is about to be made (``sqlmig new``),
+    so with no config file ``migrations`` in the current directory will do.
+    """
     settings: dict[str, Any] = {}
     for key in ("table", "schema", "lock_timeout", "allow_out_of_order"):
         for _table, values in layers:
@@ -306,7 +325,7 @@ def merged(
     else:
         configured = [values["migrations"] for _t, values in layers if "migrations" in values]
         settings["migrations"] = _folder(config, configured[-1] if configured else "migrations")
-        if config.searched and not Path(settings["migrations"]).is_dir():
+        if config.searched and not may_be_new and not Path(settings["migrations"]).is_dir():
             raise ConfigError(
                 f"no migrations: no config file was found ({_searched()}) and there is no "
                 f"{settings['migrations']} folder; pass --dir (migrations= in Python) with a "
