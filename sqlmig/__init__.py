@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     ChecksumMismatch,
     ConfigError,
+    DatabaseError,
     DatabaseUnavailable,
     DirtyDatabase,
     HistoryMismatch,
@@ -20,6 +21,7 @@ from .errors import (
     MigrationSourceError,
     MissingMigration,
     OutOfOrderMigration,
+    PermissionDenied,
     SqlmigError,
     UsageError,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "AppliedMigration",
     "ChecksumMismatch",
     "ConfigError",
+    "DatabaseError",
     "DatabaseUnavailable",
     "DirtyDatabase",
     "HistoryMismatch",
@@ -48,6 +51,7 @@ __all__ = [
     "MigrationSourceError",
     "MissingMigration",
     "OutOfOrderMigration",
+    "PermissionDenied",
     "PlannedStep",
     "SqlmigError",
     "Status",

@@ -4,16 +4,19 @@
 
     SqlmigError
     ├── MigrationSourceError      bad folder, file name, duplicate, no up(), import/syntax error
-    ├── ConfigError               no URL, unknown environment, unset ${VAR}, bad config
+    ├── ConfigError               no URL, unknown environment, unset ${VAR}, bad config,
+    │                             a missing schema, a table that is not a history table
     ├── UsageError                unknown target, baseline on a used history, MySQL transaction
-    ├── DatabaseUnavailable       cannot connect or authenticate
+    ├── DatabaseUnavailable       cannot connect or authenticate, or the connection was lost
+    ├── DatabaseError             a statement sqlmig sent itself (not a step's) failed
+    │   └── PermissionDenied      the user or connection may not read or write the history
     ├── MigrationFailed           a step raised, or tried to commit / roll back / close
     ├── IrreversibleMigration     a step to undo has no down()
     ├── HistoryMismatch
     │   ├── ChecksumMismatch      an applied file was edited
     │   └── MissingMigration      an applied file is gone
     ├── OutOfOrderMigration       a late version refused (allow_out_of_order=False)
-    ├── DirtyDatabase             a failed row needs a manual check, then repair()
+    ├── DirtyDatabase             a failed or unreadable row needs a manual check, then repair()
     └── LockTimeout               another runner held the lock longer than lock_timeout
 
 Each message is one line that says what to do. Data travels as attributes.
@@ -27,6 +30,7 @@ from collections.abc import Sequence
 __all__ = [
     "ChecksumMismatch",
     "ConfigError",
+    "DatabaseError",
     "DatabaseUnavailable",
     "DirtyDatabase",
     "HistoryMismatch",
@@ -36,6 +40,7 @@ __all__ = [
     "MigrationSourceError",
     "MissingMigration",
     "OutOfOrderMigration",
+    "PermissionDenied",
     "SqlmigError",
     "UsageError",
 ]
@@ -100,6 +105,25 @@ class DatabaseUnavailable(SqlmigError):
         self.url = url
 
 
+class DatabaseError(SqlmigError):
+    """A statement sqlmig sent itself failed: reading or creating the history table,
+    recording a step, taking the lock. A step's own errors are :class:`MigrationFailed`.
+
+    ``action`` says what sqlmig was doing; the driver's error is ``__cause__``.
+    """
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, action: str, url: str) -> None:
+        super().__init__(message)
+        self.action = action
+        self.url = url
+
+
+class PermissionDenied(DatabaseError):
+    """The database user (or a read-only connection) may not do what sqlmig needs."""
+
+
 class MigrationFailed(SqlmigError):
     """A step raised, or tried to end its transaction; its work was rolled back."""
 
@@ -160,7 +184,8 @@ class OutOfOrderMigration(SqlmigError):
 
 
 class DirtyDatabase(SqlmigError):
-    """A step that could not be rolled back failed or was interrupted."""
+    """The history needs a person: a step that could not be rolled back failed or was
+    interrupted, or a row's version is not a number (written by hand)."""
 
     exit_code = 3
 

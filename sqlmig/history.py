@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -24,11 +26,15 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql import Delete, Insert, Select
 from sqlalchemy.types import TypeDecorator
 
+from .driver_errors import missing_schema, not_a_history_table
+from .errors import DirtyDatabase
 from .migration import AppliedMigration, Migration
 
 __all__ = ["History", "HistoryStore", "history_table"]
 
 COLUMNS = ("version", "name", "applied_at", "checksum", "execution_ms", "success")
+#: the columns a table must have to be read (and adopted) as a history table
+REQUIRED = ("version", "name", "applied_at")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -90,17 +96,25 @@ def history_table(metadata: MetaData, name: str = "migrations", schema: str | No
 class History:
     """The history as read: its rows and what the table itself lacks.
 
+    ``unreadable`` holds the versions of rows that are not numbers (written by
+    hand): they are left out of ``rows``, and only ``repair()`` reads past them.
+
     (A plain class: every start builds one, and a dataclass costs ~1 ms at import.)
     """
 
-    __slots__ = ("exists", "missing_columns", "rows")
+    __slots__ = ("exists", "missing_columns", "rows", "unreadable")
 
     def __init__(
-        self, rows: list[AppliedMigration], exists: bool, missing_columns: tuple[str, ...] = ()
+        self,
+        rows: list[AppliedMigration],
+        exists: bool,
+        missing_columns: tuple[str, ...] = (),
+        unreadable: tuple[str, ...] = (),
     ) -> None:
         self.rows = rows
         self.exists = exists
         self.missing_columns = missing_columns
+        self.unreadable = unreadable
 
     @property
     def needs_adopting(self) -> bool:
@@ -148,16 +162,24 @@ class HistoryStore:
     def exists(self, conn: Connection) -> bool:
         return inspect(conn).has_table(self.name, schema=self.schema)
 
-    def read(self, conn: Connection) -> History:
+    def read(self, conn: Connection, *, strict: bool = True) -> History:
         """Every row, oldest first. Writes nothing; a missing table reads as empty.
 
         Safe inside any transaction: it asks whether the table exists first.
+
+        Raises:
+            ConfigError: the table's schema does not exist, or the table is not
+                a history table.
+            DirtyDatabase: a row's version is not a number; with ``strict`` off,
+                such rows are left out and listed in ``History.unreadable``.
         """
         if not self.exists(conn):
+            if self.schema and not inspect(conn).has_schema(self.schema):
+                raise missing_schema(self.schema, conn.dialect.name)
             return History([], exists=False)
-        return self.read_existing(conn)
+        return self.read_existing(conn, strict=strict)
 
-    def read_existing(self, conn: Connection) -> History:
+    def read_existing(self, conn: Connection, *, strict: bool = True) -> History:
         """Every row, oldest first, with one ``SELECT *`` and nothing else.
 
         Its column names say what an older table lacks, so no column
@@ -167,27 +189,48 @@ class HistoryStore:
             sqlalchemy.exc.DBAPIError: the table does not exist (on PostgreSQL
                 the transaction is then aborted: use :meth:`read` inside one
                 that must go on).
+            ConfigError: the table is not a history table (it lacks a column
+                every history table has).
+            DirtyDatabase: a row's version is not a number, unless ``strict``
+                is off (then such rows are in ``History.unreadable``).
         """
         result = conn.exec_driver_sql(f"SELECT * FROM {self._source(conn)}")
         at = {name: i for i, name in enumerate(result.keys())}
         missing = tuple(c for c in COLUMNS if c not in at)
-        version, title, when = at["version"], at["name"], at["applied_at"]
-        checksum, ms, success = at.get("checksum"), at.get("execution_ms"), at.get("success")
-        epoch = datetime.fromtimestamp(0, UTC)
-        row = AppliedMigration.from_history
-        rows = [
-            row(
-                str(record[version]),
-                record[title],
-                to_utc(record[when]) or epoch,
-                None if checksum is None else record[checksum],
-                None if ms is None else record[ms],
-                True if success is None else bool(record[success]),
-            )
-            for record in result.fetchall()
-        ]
-        rows.sort(key=lambda r: (r.applied_at, r.number))
-        return History(rows, exists=True, missing_columns=missing)
+        lacking = [c for c in REQUIRED if c not in at]
+        if lacking:
+            result.close()
+            columns = "column" if len(lacking) == 1 else "columns"
+            raise not_a_history_table(self.label, f"it has no {', '.join(lacking)} {columns}")
+        records = result.fetchall()
+        unreadable: tuple[str, ...] = ()
+        try:
+            rows = _rows(records, at)
+        except ValueError:  # a version that is not a number (rare): sort those rows out
+            column = at["version"]
+            unreadable = tuple(str(r[column]) for r in records if not _numeric(r[column]))
+            if not unreadable:  # another column's value: not a version problem
+                raise
+            if strict:
+                raise self.unreadable_error(unreadable) from None
+            rows = _rows([r for r in records if _numeric(r[column])], at)
+        return History(rows, exists=True, missing_columns=missing, unreadable=unreadable)
+
+    @property
+    def label(self) -> str:
+        """The table's name as a person would write it: ``schema.table`` or ``table``."""
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def unreadable_error(self, versions: tuple[str, ...]) -> DirtyDatabase:
+        """The error for rows whose version is not a number, with the ways out."""
+        first = versions[0]
+        rows = ", ".join(repr(v) for v in versions)
+        return DirtyDatabase(
+            f"the history table {self.label} has a row whose version is not a number "
+            f"({rows}), written by hand: remove it with sqlmig unstamp {shlex.quote(first)} "
+            "(or delete the row), or run sqlmig repair, which removes such rows",
+            versions=list(versions),
+        )
 
     def read_fingerprint(self, conn: Connection) -> dict[int, str | None] | None:
         """Each applied row's checksum by integer version: what a no-op start-up compares.
@@ -279,3 +322,37 @@ class HistoryStore:
     def delete(self, conn: Connection, version: str) -> bool:
         """Remove a row; False when there was none."""
         return bool(conn.execute(self._delete, {"v": version}).rowcount)
+
+
+def _numeric(version: object) -> bool:
+    """Whether a history row's version reads as a number (as sqlmig compares them)."""
+    try:
+        int(str(version))
+    except ValueError:
+        return False
+    return True
+
+
+def _rows(records: Sequence[Any], at: dict[str, int]) -> list[AppliedMigration]:
+    """History rows from ``SELECT *`` records, oldest first; ``at`` maps column to index.
+
+    Raises:
+        ValueError: a version is not a number.
+    """
+    version, title, when = at["version"], at["name"], at["applied_at"]
+    checksum, ms, success = at.get("checksum"), at.get("execution_ms"), at.get("success")
+    epoch = datetime.fromtimestamp(0, UTC)
+    row = AppliedMigration.from_history
+    rows = [
+        row(
+            str(record[version]),
+            record[title],
+            to_utc(record[when]) or epoch,
+            None if checksum is None else record[checksum],
+            None if ms is None else record[ms],
+            True if success is None else bool(record[success]),
+        )
+        for record in records
+    ]
+    rows.sort(key=lambda r: (r.applied_at, r.number))
+    return rows

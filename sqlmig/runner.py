@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from .config import checked_lock_timeout
 from .database import Database, DatabaseArgument, caller_began
 from .dialects import DialectProfile, profile_for
 from .discovery import Listing, MigrationsSource, discover
+from .driver_errors import translated
 from .dryrun import try_plan
 from .errors import LockTimeout, MigrationFailed, UsageError
 from .execution import StepExecutor
@@ -168,7 +169,7 @@ class MigrationRunner(BotRunnerCalls):
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[_Session]:
         given = self._db.given_connection
-        with self._db.engine(write=write) as engine:
+        with self._translated(), self._db.engine(write=write) as engine:
             conn = given if given is not None else self._db.connect(engine)
             session: _Session | None = None
             try:
@@ -196,6 +197,17 @@ class MigrationRunner(BotRunnerCalls):
                     conn.close()
                 elif session and session.left_autocommit and not conn.invalidated:
                     conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _translated(self) -> AbstractContextManager[None]:
+        """A driver error from sqlmig's own statements becomes a :class:`SqlmigError`
+        naming what sqlmig was doing (a step's own errors are ``MigrationFailed``)."""
+        return translated(
+            url=self._db.display_url,
+            table=self.table,
+            schema=self.schema,
+            backend=self._db.url.get_backend_name(),
+            lock_timeout=self.lock_timeout,
+        )
 
     def _read(self, s: _Session) -> History:
         """The history, read in a transaction of its own (or the caller's).
@@ -307,25 +319,29 @@ class MigrationRunner(BotRunnerCalls):
                 s.profile.set_busy_timeout(s.conn, before or 0)
 
     @contextmanager
-    def _prepared(self, executor: StepExecutor, migrations: list[Migration]) -> Iterator[History]:
+    def _prepared(
+        self, executor: StepExecutor, migrations: list[Migration], *, strict: bool = True
+    ) -> Iterator[History]:
         """One write transaction: create or adopt the table, fill missing checksums.
 
         Yields the history read inside it, so what the caller decides from it
         and writes inside the block cannot race another runner (SQLite). A
         failed row whose step another runner is still running (SQLite, see
         ``RunningMark``) is waited for, up to ``lock_timeout``, so that no one
-        reports it as dirty or repairs it away while it runs.
+        reports it as dirty or repairs it away while it runs. ``strict=False``
+        reads past rows whose version is not a number (``History.unreadable``)
+        instead of raising ``DirtyDatabase``.
         """
         deadline = time.monotonic() + self.lock_timeout
         while True:
             executor.wait_while_running(deadline)
             with executor.transaction():
-                history = self._store.read(executor.conn)
+                history = self._store.read(executor.conn, strict=strict)
                 if history.failed and executor.running_elsewhere():
                     continue  # another runner's step in progress: wait for it, read again
                 if not history.exists or history.needs_adopting:
                     self._store.create_or_adopt(executor.conn, history)
-                    history = self._store.read(executor.conn)
+                    history = self._store.read(executor.conn, strict=strict)
                 for row, migration in compare(migrations, history.rows).unfilled:
                     self._store.set_checksum(executor.conn, row.version, migration.checksum)
                     log.info("recorded the checksum of %s", row.version)
@@ -492,12 +508,18 @@ class MigrationRunner(BotRunnerCalls):
     def repair(self) -> list[str]:
         """Accept edited files, forget failed rows and rows whose file is gone.
 
+        Rows whose version is not a number (written by hand; no file can match
+        them) are removed too.
+
         Returns one line per change made (each also logged).
         """
         migrations = self.migrations()
         changes: list[str] = []
         with self._session(write=True) as s, self._locked(s):
-            with self._prepared(self._executor(s), migrations) as history:
+            with self._prepared(self._executor(s), migrations, strict=False) as history:
+                for version in history.unreadable:
+                    self._store.delete(s.conn, version)
+                    changes.append(f"removed the row {version!r}, whose version is not a number")
                 comparison = compare(migrations, history.rows)
                 files = comparison.by_number
                 for row in comparison.changed:
@@ -554,13 +576,24 @@ class MigrationRunner(BotRunnerCalls):
         The way out after a step was undone by hand; its file (if any) is then
         pending again. Holds the lock; logs and returns one line saying what it did.
 
+        A row whose version is not a number (written by hand) is removed when
+        ``version`` is exactly its text.
+
         Raises:
             UsageError: the history has no row for ``version``.
         """
         migrations = self.migrations()
-        number = _version(version, "unstamp")
+        text = str(version).strip()
+        number = int(text) if text.isascii() and text.isdigit() else None
         with self._session(write=True) as s, self._locked(s):
-            with self._prepared(self._executor(s), migrations) as history:
+            with self._prepared(self._executor(s), migrations, strict=False) as history:
+                if number is None and text in history.unreadable:
+                    self._store.delete(s.conn, text)
+                    change = f"removed the row {text!r}, whose version is not a number"
+                    log.info("unstamp: %s", change)
+                    return change
+                if number is None:
+                    _version(version, "unstamp")  # raises: not a version
                 row = next((r for r in history.rows if r.number == number), None)
                 if row is None:
                     raise UsageError(

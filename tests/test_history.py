@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from backends import Backend
 from conftest import MakeMigrations, tables
-from sqlmig import MigrationRunner, history_table
+from sqlmig import DatabaseError, MigrationRunner, history_table
 from sqlmig.history import HistoryStore, to_utc
 
 INITIAL = """\
@@ -190,10 +190,11 @@ def test_a_history_that_exists_but_cannot_be_read_is_an_error_not_an_empty_histo
     engine.dispose()
     runner = MigrationRunner(backend.url, make_migrations({"001_users.py": INITIAL}))
 
-    with pytest.raises(DBAPIError):
+    with pytest.raises(DatabaseError, match="reading the history table migrations failed"):
         runner.status()
-    with pytest.raises(DBAPIError):
+    with pytest.raises(DatabaseError, match="reading the history table migrations failed") as info:
         runner.upgrade()
+    assert isinstance(info.value.__cause__, DBAPIError)
 
     assert "users" not in tables(backend)
 
