@@ -120,9 +120,15 @@ def translate(
             action=action,
             url=url,
         )
+    outcome = (
+        "its work was rolled back (a deferred constraint or a conflict with another "
+        "session fails only at commit)"
+        if kind == "commit"
+        else "the statement was not applied"
+    )
     return DatabaseError(
-        f"{action} failed: {type(exc.orig).__name__}: {reason}; the statement was not "
-        "applied: fix the cause in the database, then run again",
+        f"{action} failed: {type(exc.orig).__name__}: {reason}; {outcome}: fix the cause "
+        "in the database, then run again",
         action=action,
         url=url,
     )
@@ -131,9 +137,11 @@ def translate(
 def describe(statement: str | None, params: Any, table: str) -> tuple[str, str]:
     """What sqlmig was doing when ``statement`` failed, and the kind of access it needed.
 
-    The kind is ``"create"``, ``"write"``, ``"read"`` or ``"other"``.
+    The kind is ``"create"``, ``"write"``, ``"read"``, ``"commit"`` or ``"other"``.
     """
-    text = " ".join((statement or "").split()).upper()
+    if statement is None:  # raised outside a statement: by the commit ending a transaction
+        return "committing a transaction", "commit"
+    text = " ".join(statement.split()).upper()
     if any(name in text for name in _UNLOCK_FUNCTIONS):
         return "freeing the migration lock", "other"
     if any(name in text for name in _LOCK_FUNCTIONS):
@@ -157,7 +165,7 @@ def describe(statement: str | None, params: Any, table: str) -> tuple[str, str]:
     if verb in ("BEGIN", "START", "SAVEPOINT"):
         return "beginning a transaction", "other"
     if verb in ("COMMIT", "RELEASE"):
-        return "committing", "other"
+        return "committing a transaction", "commit"
     if verb in ("SET", "PRAGMA"):
         return "setting up the connection", "other"
     return "talking to the database", "other"
@@ -196,7 +204,7 @@ def _grant(kind: str, table: str) -> str:
     if kind == "create":
         return (
             "run sqlmig as a user that may create tables there (such as the schema's "
-            "owner), or grant this one CREATE on the schema"
+            "owner), or grant this one CREATE on the schema (MySQL/MariaDB: the database)"
         )
     if kind == "write":
         return (

@@ -29,6 +29,7 @@ from sqlmig import (
     SqlmigError,
 )
 from sqlmig.cli import main
+from sqlmig.driver_errors import describe
 from sqlmig.locking import AdvisoryLock, NamedLock
 
 FIRST = """\
@@ -387,3 +388,57 @@ def test_a_failing_lock_query_names_the_lock(
     assert isinstance(info.value.__cause__, DBAPIError)
     assert info.value.exit_code == 5 and isinstance(info.value, SqlmigError)
     assert tables(backend) == set()
+
+
+def test_a_constraint_that_fails_at_commit_is_a_sqlmig_error_and_nothing_is_kept(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    if backend.name != "postgresql":
+        pytest.skip("deferred constraints checked at commit: PostgreSQL")
+    folder = make_migrations(
+        {
+            "001_deferred.py": """\
+                from sqlalchemy import text
+
+                def up(conn):
+                    conn.execute(text("CREATE TABLE a (id INTEGER PRIMARY KEY)"))
+                    conn.execute(text("CREATE TABLE b (a_id INTEGER REFERENCES a (id) "
+                                      "DEFERRABLE INITIALLY DEFERRED)"))
+                    conn.execute(text("INSERT INTO b VALUES (1)"))
+                """
+        }
+    )
+
+    with pytest.raises(DatabaseError, match="committing a transaction failed") as info:
+        MigrationRunner(backend.url, folder).upgrade()
+
+    assert "rolled back" in one_line(info.value)
+    assert isinstance(info.value.__cause__, DBAPIError)
+    assert tables(backend) == {"migrations"} and history(backend) == []
+
+
+@pytest.mark.parametrize(
+    ("statement", "params", "action"),
+    [
+        ("SELECT pg_try_advisory_lock(%(k)s)", {"k": 1}, "taking the migration lock"),
+        ("SELECT GET_LOCK(%(n)s, 0)", {"n": "x"}, "taking the migration lock"),
+        ("SELECT RELEASE_LOCK(%(n)s)", {"n": "x"}, "freeing the migration lock"),
+        ("\nCREATE TABLE IF NOT EXISTS migrations (...)", {}, "creating the history table m"),
+        ("ALTER TABLE migrations ADD checksum VARCHAR(64)", {}, "adding sqlmig's columns"),
+        ("INSERT INTO migrations (version, name) VALUES (?, ?)", ("007", "x"), "recording 007"),
+        ("INSERT INTO migrations (version) VALUES (%(version)s)", {"version": "8"}, "recording 8"),
+        ("UPDATE migrations SET success=? WHERE version = ?", (True, "3"), "updating the history "
+         "row of 3"),
+        ("DELETE FROM migrations WHERE version = %(v)s", {"v": "abc"}, "removing the history row "
+         "of abc"),
+        ("SELECT * FROM migrations", {}, "reading the history table m"),
+        ('PRAGMA main.table_info("migrations")', (), "reading the history table m"),
+        ("PRAGMA busy_timeout = 5000", (), "setting up the connection"),
+        ("BEGIN IMMEDIATE", (), "beginning a transaction"),
+        (None, None, "committing a transaction"),
+    ],
+)
+def test_what_sqlmig_was_doing_is_read_from_the_failed_statement(
+    statement: str | None, params: object, action: str
+) -> None:
+    assert describe(statement, params, "m")[0].startswith(action)

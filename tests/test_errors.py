@@ -175,6 +175,8 @@ def test_every_error_derives_from_the_root_with_its_exit_code() -> None:
         "ConfigError": 2,
         "UsageError": 2,
         "DatabaseUnavailable": 5,
+        "DatabaseError": 5,
+        "PermissionDenied": 5,
         "MigrationFailed": 1,
         "IrreversibleMigration": 1,
         "ChecksumMismatch": 3,
