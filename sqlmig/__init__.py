@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -63,11 +64,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``ops`` and ``upgrade_async``, imported on first use: most runs need neither."""
-    if name == "ops":
-        from .ops import ops
+    """``ops`` and ``upgrade_async``, imported on first use: most runs need neither.
 
-        return ops
+    ``sqlmig.ops`` is the module :mod:`sqlmig.ops`, which is callable as its
+    function ``ops(conn)``: the package attribute is the module once anything
+    imports it, so it is the module from the start.
+    """
+    if name == "ops":
+        return importlib.import_module(".ops", __name__)
     if name == "upgrade_async":
         from .aio import upgrade_async
 

@@ -34,6 +34,8 @@ Example::
 from __future__ import annotations
 
 import re
+import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -453,3 +455,19 @@ class TableOps:
     def drop_unique_constraint(self, name: str) -> None:
         """Drop a named unique constraint."""
         self._queue(True, lambda: self._batch.drop_constraint(name, type_="unique"))
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`ops`.
+
+    ``import sqlmig.ops`` (or ``from sqlmig.ops import ...``) binds the
+    package's attribute ``ops`` to this module, in place of the function that
+    ``sqlmig.ops`` names before then. Calling the module calls the function,
+    so ``sqlmig.ops(conn)`` works however, and however often, it is reached.
+    """
+
+    def __call__(self, conn: Connection) -> SchemaOps:
+        return ops(conn)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -555,3 +555,100 @@ def test_ops_on_a_plain_connection_outside_sqlmig(sqlite_backend: Backend) -> No
             assert conn.execute(select(func.count()).select_from(table("t"))).scalar() == 2
     finally:
         engine.dispose()
+
+
+# -- sqlmig.ops(conn), however it is reached ----------------------------------
+
+USERS = """\
+    '''Users with a name.'''
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    users = Table("users", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("name", String(100), nullable=False))
+
+    def up(conn):
+        users.create(conn)
+
+    def down(conn):
+        users.drop(conn)
+    """
+
+#: The README's example, word for word.
+README_EXAMPLE = '''\
+    """Widen users.name and add users.verified."""
+
+    from sqlalchemy import Boolean, Column, String, false
+
+    import sqlmig
+
+
+    def up(conn):
+        ops = sqlmig.ops(conn)
+        ops.add_column("users", Column("verified", Boolean, nullable=False, server_default=false()))
+        ops.alter_column("users", "name", type_=String(200), nullable=True)
+
+
+    def down(conn):
+        ops = sqlmig.ops(conn)
+        ops.alter_column("users", "name", type_=String(100), nullable=False)
+        ops.drop_column("users", "verified")
+    '''
+
+ADD_AGE = """\
+    '''Add users.age.'''
+    from sqlalchemy import Column, Integer
+
+    import sqlmig
+
+    def up(conn):
+        sqlmig.ops(conn).add_column("users", Column("age", Integer))
+
+    def down(conn):
+        sqlmig.ops(conn).drop_column("users", "age")
+    """
+
+
+def test_two_steps_calling_sqlmig_ops_in_one_upgrade(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(
+        {"001_users.py": USERS, "002_readme.py": README_EXAMPLE, "003_age.py": ADD_AGE}
+    )
+    runner = MigrationRunner(backend.url, folder)
+
+    assert [m.version for m in runner.upgrade()] == ["001", "002", "003"]
+
+    engine = backend.engine()
+    try:
+        assert set(columns(engine, "users")) == {"id", "name", "verified", "age"}
+    finally:
+        engine.dispose()
+    assert [m.version for m in runner.downgrade("base")] == ["003", "002", "001"]
+    assert runner.status().failed == []
+
+
+def test_the_readme_example_passes_the_stairway_check(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_users.py": USERS, "002_readme.py": README_EXAMPLE})
+
+    assert [m.version for m in check_stairway(MigrationRunner(backend.url, folder))] == [
+        "001", "002",
+    ]
+
+
+def test_sqlmig_ops_stays_callable_after_the_submodule_is_imported() -> None:
+    code = (
+        "import sys, sqlmig\n"
+        "assert 'sqlmig.ops' not in sys.modules  # import sqlmig stays cheap\n"
+        "first = sqlmig.ops\n"
+        "import sqlmig.ops\n"
+        "from sqlmig.ops import SchemaOps, ops\n"
+        "assert callable(first) and callable(sqlmig.ops) and callable(ops)\n"
+        "assert sqlmig.ops is first and sqlmig.ops.ops is ops\n"
+        "print(SchemaOps.__name__)\n"
+    )
+
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60)
+
+    assert (out.returncode, out.stdout.strip()) == (0, "SchemaOps"), out.stderr
