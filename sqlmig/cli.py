@@ -1,8 +1,10 @@
 """The ``sqlmig`` command: parse the arguments, call the public API, print the result.
 
 Each command calls the :class:`~sqlmig.MigrationRunner` method of the same
-name (``new`` calls :func:`sqlmig.scaffold.new_migration`). Progress lines come
-from the ``sqlmig`` logger, to which only this module attaches a handler.
+name (``new`` calls :func:`sqlmig.scaffold.new_migration`). Step lines come from
+the runner's ``on_step`` callback; the steps' own log records (loggers below
+``sqlmig``, such as ``sqlmig.migrations``) show at INFO, the library's own
+records under ``-v``; only this module attaches a handler to the ``sqlmig`` logger.
 Errors are one line on stderr (the traceback too under ``-v``); the exit code
 is the error's ``exit_code`` (SPEC §7), 130 on Ctrl-C, 0 when done.
 """
@@ -25,7 +27,9 @@ from sqlalchemy import make_url
 
 from . import __version__
 from .config import CONFIG_VAR, URL_VAR, checked_lock_timeout, migrations_setting, runner_settings
+from .console import Console, StepLines
 from .database import holds_secret, mask, mask_in, scrub
+from .dryrun import changes_something
 from .errors import ConfigError, SqlmigError
 from .migration import PlannedStep, Status
 from .runner import MigrationRunner
@@ -35,7 +39,8 @@ __all__ = ["build_parser", "main", "status_json", "status_rows"]
 
 log = logging.getLogger("sqlmig")
 
-STEP = re.compile(r"^(applied|undid) \S+ in \d+ ms$")
+#: The library's own record of each step, which the step lines already show.
+STEP_RECORD = re.compile(r"^(applied|undid) \S+ in \d+ ms$")
 URL_TEXT = re.compile(r"[A-Za-z][\w+.-]*://\S+")
 PROGRESS_ABOVE = 3  # show "[n/total]" on a terminal when more steps than this are pending
 
@@ -140,6 +145,7 @@ class Output:
         self.stdout = stdout
         self.stderr = stderr
         self.urls: list[str] = []
+        self.console = Console(stdout)
 
     def hide(self, url: object) -> None:
         """Remember ``url`` (a string), to mask it in everything printed."""
@@ -159,9 +165,10 @@ class Output:
         return self.clean(text)
 
     def line(self, text: str = "") -> None:
-        print(self.clean(text), file=self.stdout, flush=True)
+        self.console.line(self.clean(text))
 
     def error(self, exc: BaseException) -> None:
+        self.console.end_open_line()
         if self.verbose:
             trace = "".join(traceback.format_exception(exc))
             for link in _chain(exc):
@@ -179,13 +186,16 @@ class Output:
 
 
 class _Progress(logging.Handler):
-    """Prints the ``sqlmig`` log: step lines (``[n/total]`` on a terminal), warnings."""
+    """Prints the ``sqlmig`` log: warnings, the steps' own records, the rest under ``-v``."""
 
     def __init__(self, out: Output) -> None:
         super().__init__(logging.DEBUG)
         self.out = out
-        self.total = 0
-        self.done = 0
+
+    def steps(self, running: str, done: str, total: int) -> StepLines:
+        """The ``on_step`` callback printing the step lines, with a counter above a few steps."""
+        shown = total if total > PROGRESS_ABOVE and self.out.console.terminal else 0
+        return StepLines(self.out.console, running, done, shown)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -194,12 +204,11 @@ class _Progress(logging.Handler):
             self.handleError(record)
             return
         if record.levelno >= logging.WARNING:
+            self.out.console.end_open_line()
             print(self.out.clean(f"warning: {message}"), file=self.out.stderr, flush=True)
-        elif STEP.match(message):
-            self.done += 1
-            counter = self.total > PROGRESS_ABOVE and self.out.stdout.isatty()
-            self.out.line(f"[{self.done}/{self.total}] {message}" if counter else message)
-        elif self.out.verbose:
+        elif record.name != log.name and record.levelno >= logging.INFO:
+            self.out.line(message)  # a step's own progress (logger sqlmig.migrations, ...)
+        elif self.out.verbose and not STEP_RECORD.match(message):
             self.out.line(message)
 
 
@@ -260,10 +269,12 @@ def cmd_upgrade(args: argparse.Namespace, out: Output, progress: _Progress) -> i
     if args.dry_run:
         _print_plan(out, runner, runner.dry_run(args.target))
         return 0
-    if out.stdout.isatty():
+    total = 0
+    if out.console.terminal:
         limit = _number(args.target)
         pending = runner.status().pending
-        progress.total = len([m for m in pending if limit is None or m.number <= limit])
+        total = len([m for m in pending if limit is None or m.number <= limit])
+    runner.on_step = progress.steps("applying", "applied", total)
     applied = runner.upgrade(args.target)
     if applied:
         out.line(f"Applied {len(applied)} migration(s) to {runner.url}")
@@ -295,18 +306,30 @@ def _print_plan(out: Output, runner: MigrationRunner, plan: list[PlannedStep]) -
             out.line("    -- planned only: it comes after a step that was not tried")
         elif step.tried and not step.statements:
             out.line("    -- sends no SQL")
-        for statement in step.statements:
-            lines = statement.strip().expandtabs(4).splitlines()
-            out.line("\n".join(f"    {line.rstrip()}" for line in lines) + ";")
+        _print_statements(out, step.statements)
         after_untried = after_untried or not step.tried
+
+
+def _print_statements(out: Output, statements: list[str]) -> None:
+    """A step's statements; those that only read (reflection, queries) under ``-v`` only."""
+    shown = statements if out.verbose else [s for s in statements if changes_something(s)]
+    for statement in shown:
+        lines = statement.strip().expandtabs(4).splitlines()
+        out.line("\n".join(f"    {line.rstrip()}" for line in lines) + ";")
+    hidden = len(statements) - len(shown)
+    if hidden:
+        out.line(f"    -- and {hidden} statement(s) that only read (queries, reflection): "
+                 "-v shows them")
 
 
 def cmd_downgrade(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
     runner = _runner(args, out)
-    if out.stdout.isatty():
+    total = 0
+    if out.console.terminal:
         limit = -1 if args.target.strip().lower() == "base" else _number(args.target)
         applied = runner.status().applied
-        progress.total = len([r for r in applied if limit is not None and r.number > limit])
+        total = len([r for r in applied if limit is not None and r.number > limit])
+    runner.on_step = progress.steps("undoing", "undid", total)
     undone = runner.downgrade(args.target)
     if undone:
         out.line(f"Undid {len(undone)} migration(s) above {args.target} on {runner.url}")
@@ -317,6 +340,7 @@ def cmd_downgrade(args: argparse.Namespace, out: Output, progress: _Progress) ->
 
 def cmd_rollback(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
     runner = _runner(args, out)
+    runner.on_step = progress.steps("undoing", "undid", 0)
     undone = runner.rollback_last()
     if undone is None:
         out.line(f"Nothing to roll back: no migration is applied on {runner.url}")
@@ -464,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.error(exc)
             return exc.exit_code
         except KeyboardInterrupt:
+            out.console.end_open_line()
             print("sqlmig: interrupted: run 'sqlmig status' to see what was applied",
                   file=out.stderr)
             return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,22 +15,68 @@ from .errors import MigrationFailed
 from .execution import MARK, StepExecutor, TransactionLost
 from .migration import PlannedStep
 
-__all__ = ["try_plan"]
+__all__ = ["changes_something", "parameters_shown", "try_plan"]
 
 log = logging.getLogger("sqlmig")
+
+#: How much of a statement's parameters a plan keeps: enough to recognise them.
+PARAMETERS_SHOWN = 200
+
+#: Statements that only read: queries, and the catalogue lookups of reflection
+#: (SQLite ``PRAGMA table_info(...)``; a ``PRAGMA name = value`` sets something).
+_READ = re.compile(
+    r"^\s*(?:SELECT\b|SHOW\b|DESCRIBE\b|EXPLAIN\b|PRAGMA\s+[\w.]+\s*(?:\(.*\))?\s*;?\s*$)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def changes_something(statement: str) -> bool:
+    """False for a statement that only reads (a query, a ``PRAGMA`` lookup, ``SHOW``).
+
+    >>> changes_something("PRAGMA table_info('users')"), changes_something("DROP TABLE t")
+    (False, True)
+    """
+    return _READ.match(statement) is None
+
+
+def _bounded(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= PARAMETERS_SHOWN else text[:PARAMETERS_SHOWN] + " ..."
+
+
+def parameters_shown(parameters: Any, executemany: bool) -> str:
+    """A statement's parameters in a line of bounded length.
+
+    One set is shown (cut short when long); several (``executemany``) as
+    their number and the first of them, however many there are.
+
+    >>> parameters_shown([{"id": 1}, {"id": 2}], executemany=True)
+    "2 parameter sets, first: {'id': 1}"
+    """
+    if executemany and isinstance(parameters, (list, tuple)):
+        first = _bounded(parameters[0]) if parameters else "none"
+        return f"{len(parameters)} parameter sets, first: {first}"
+    return _bounded(parameters)
 
 
 @contextmanager
 def capture(conn: Connection) -> Iterator[list[str]]:
-    """Every statement ``conn`` sends while inside, with its parameters."""
+    """Every statement ``conn`` sends while inside, with a bounded summary of its parameters.
+
+    A bulk insert of many rows costs one short line, not a copy of its rows.
+    """
     statements: list[str] = []
 
     own = {f"{verb} {MARK}" for verb in ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")}
 
-    def record(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+    def record(
+        _c: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, executemany: bool
+    ) -> None:
         if statement in own:  # sqlmig's watch on the step, not the step's SQL
             return
-        statements.append(f"{statement}  -- {parameters!r}" if parameters else statement)
+        if parameters:
+            statement = f"{statement}  -- {parameters_shown(parameters, executemany)}"
+        statements.append(statement)
 
     event.listen(conn, "before_cursor_execute", record)
     try:

@@ -18,7 +18,7 @@ from .errors import MigrationFailed
 from .guard import ForbiddenCall, GuardState, driver_in_transaction, guarded
 from .history import HistoryStore
 from .locking import RunningMark
-from .migration import AppliedMigration, Migration, StepFunction
+from .migration import AppliedMigration, Migration, StepCallback, StepFunction
 
 __all__ = ["StepExecutor"]
 
@@ -54,8 +54,11 @@ class StepExecutor:
         nested: bool,
         lock_timeout: float,
         report: Callable[[str, Migration, int], None] | None = None,
+        on_step: StepCallback | None = None,
     ) -> None:
         self.report = report
+        #: told when each applied or undone step starts, is done, or fails
+        self.on_step = on_step
         self.conn = conn
         self.profile = profile
         self.store = store
@@ -134,6 +137,8 @@ class StepExecutor:
             TransactionLost: its transaction was ended anyway (work may be committed).
         """
         started = time.perf_counter()
+        if self.on_step is not None:
+            self.on_step(migration, "start", 0.0)
         error: BaseException | None = None
         trans = self.conn.get_nested_transaction() if self.nested else self.conn.get_transaction()
         if watch:
@@ -146,13 +151,19 @@ class StepExecutor:
         if state.tripped and not isinstance(error, ForbiddenCall):
             error = ForbiddenCall(state.tripped[0])
         if watch and not self._intact(trans, error is None):
+            self._failed(migration, started)
             cause = error or ForbiddenCall("ended its transaction in a way sqlmig cannot refuse")
             failure = self.failure(migration, fn, action, cause, outcome=LOST)
             failure.__cause__ = cause
             raise TransactionLost(failure)
         if error is not None:
+            self._failed(migration, started)
             raise self.failure(migration, fn, action, error, state=state) from error
         return round((time.perf_counter() - started) * 1000)
+
+    def _failed(self, migration: Migration, started: float) -> None:
+        if self.on_step is not None:
+            self.on_step(migration, "failed", time.perf_counter() - started)
 
     def _intact(self, trans: Any, succeeded: bool) -> bool:
         """After a watched step: is its transaction still the one sqlmig began?
@@ -408,5 +419,7 @@ class StepExecutor:
 
     def _log(self, verb: str, migration: Migration, ms: int) -> None:
         log.info("%s %s in %d ms", verb, migration.label, ms)
+        if self.on_step is not None:
+            self.on_step(migration, "done", ms / 1000)
         if self.report is not None:
             self.report(verb, migration, ms)

@@ -6,7 +6,7 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .errors import MigrationSourceError
 
@@ -15,9 +15,23 @@ if TYPE_CHECKING:
 
     from .discovery import ModuleLoader
 
-__all__ = ["AppliedMigration", "Migration", "PlannedStep", "Status", "StepFunction"]
+__all__ = [
+    "AppliedMigration",
+    "Migration",
+    "PlannedStep",
+    "Status",
+    "StepCallback",
+    "StepFunction",
+    "StepPhase",
+]
 
 StepFunction = Callable[["Connection"], object]
+
+#: Where a step is: its function is about to run, it is done (and recorded), or it failed.
+StepPhase = Literal["start", "done", "failed"]
+
+#: ``on_step(migration, phase, seconds)``: seconds since the step started (0.0 at "start").
+StepCallback = Callable[["Migration", StepPhase, float], None]
 
 
 def version_number(version: str) -> int:

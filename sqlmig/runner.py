@@ -24,7 +24,7 @@ from .errors import LockTimeout, MigrationFailed, UsageError
 from .execution import StepExecutor
 from .history import History, HistoryStore
 from .locking import MigrationLock
-from .migration import Migration, PlannedStep, Status
+from .migration import Migration, PlannedStep, Status, StepCallback
 from .planning import (
     Comparison,
     check_history,
@@ -102,6 +102,12 @@ class MigrationRunner(BotRunnerCalls):
     (a string must be a URL: a SQLite file is ``sqlite:///path``; the
     ``db_path=`` keyword takes a plain file path). ``migrations`` is a folder, an
     importable package name, or a list of :class:`Migration` objects.
+
+    ``on_step(migration, phase, seconds)``, when given, is called as each step
+    that ``upgrade``, ``downgrade`` or ``rollback_last`` runs starts
+    (``"start"``, 0.0), after it is done and recorded (``"done"``, its
+    duration) or when it fails (``"failed"``, before the error is raised): a
+    progress display for long steps. What it raises is not caught.
     """
 
     def __init__(
@@ -115,6 +121,7 @@ class MigrationRunner(BotRunnerCalls):
         allow_out_of_order: bool = True,
         db_path: str | Path | None = None,
         migrations_dir: str | Path | None = None,
+        on_step: StepCallback | None = None,
     ) -> None:
         if db is None and db_path is not None:  # the bot runner's keyword: a plain file path
             text = str(db_path)
@@ -132,6 +139,7 @@ class MigrationRunner(BotRunnerCalls):
         self.allow_out_of_order = allow_out_of_order
         self._db = Database(db)
         self._store = HistoryStore(table, schema)
+        self.on_step = on_step
 
     @classmethod
     def from_config(
@@ -149,7 +157,8 @@ class MigrationRunner(BotRunnerCalls):
         """
         from .config import runner_settings
 
-        return cls(**runner_settings(env=env, path=path, **overrides))
+        on_step = overrides.pop("on_step", None)
+        return cls(**runner_settings(env=env, path=path, **overrides), on_step=on_step)
 
     @property
     def url(self) -> str:
@@ -292,7 +301,10 @@ class MigrationRunner(BotRunnerCalls):
                 "remove that from the step"
             )
 
-    def _executor(self, s: _Session, report: Report | None = None) -> StepExecutor:
+    def _executor(
+        self, s: _Session, report: Report | None = None, *, steps: bool = False
+    ) -> StepExecutor:
+        """The step executor of a call; ``steps``: one that runs steps for real (``on_step``)."""
         s.transactional()
         return StepExecutor(
             s.conn,
@@ -301,6 +313,7 @@ class MigrationRunner(BotRunnerCalls):
             nested=s.nested,
             lock_timeout=self.lock_timeout,
             report=report,
+            on_step=self.on_step if steps else None,
         )
 
     @contextmanager
@@ -388,7 +401,7 @@ class MigrationRunner(BotRunnerCalls):
             for migration in steps:
                 migration.load()  # every source error surfaces before the first write
             with self._locked(s):
-                executor = self._executor(s, report)
+                executor = self._executor(s, report, steps=True)
                 with self._prepared(executor, migrations) as history:
                     comparison = compare(migrations, history.rows)
                 steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)
@@ -429,7 +442,7 @@ class MigrationRunner(BotRunnerCalls):
     def _undo(self, target: str | int | None, report: Report | None) -> list[Migration]:
         migrations = self.migrations()
         with self._session(write=True) as s, self._locked(s):
-            executor = self._executor(s, report)
+            executor = self._executor(s, report, steps=True)
             comparison = compare(migrations, self._read_for_steps(s, executor).rows)
             steps = plan_downgrade(comparison, target)
             return [m for row, m in steps if executor.undo(row, m)]

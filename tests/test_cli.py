@@ -712,7 +712,9 @@ def test_progress_counter_on_a_terminal(tmp_path: Path) -> None:
             chunks.append(chunk)
         os.close(leader)
         assert process.wait(timeout=TIMEOUT) == 0
-        return b"".join(chunks).decode().splitlines()
+        # what the terminal shows: each line as left after its last carriage return
+        shown = b"".join(chunks).decode().replace("\r\n", "\n").split("\n")
+        return [line.split("\r")[-1].rstrip() for line in shown]
 
     few = on_a_terminal("upgrade", "003")
     assert few[0].startswith("applied 001_create_customers in ")  # 3 pending: no counter
