@@ -12,6 +12,7 @@ is the error's ``exit_code`` (SPEC §7), 130 on Ctrl-C, 0 when done.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -261,7 +262,8 @@ def _config_path(args: argparse.Namespace) -> str | None:
 
 
 def _number(target: str | None) -> int | None:
-    return int(target) if target is not None and target.strip().isdigit() else None
+    text = (target or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def cmd_upgrade(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
@@ -474,6 +476,26 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+@contextmanager
+def _packages_from_here() -> Iterator[None]:
+    """As ``python -m`` does, let packages in the current directory be imported.
+
+    A migrations source named ``svc.migrations`` is then found in ``./svc``
+    whether the command runs as ``sqlmig`` or ``python -m sqlmig``. The
+    directory leaves ``sys.path`` again when the command is done.
+    """
+    here = os.getcwd()
+    added = here not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, here)
+        importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sqlmig`` with ``argv`` (default: the process arguments); return the exit code."""
     try:
@@ -481,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     out = Output(bool(args.verbose), sys.stdout, sys.stderr)
-    with _logging(out) as progress:
+    with _logging(out) as progress, _packages_from_here():
         try:
             return COMMANDS[args.command](args, out, progress)
         except SqlmigError as exc:

@@ -39,6 +39,7 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .database import mask, to_url
+from .discovery import is_package
 from .errors import ConfigError
 
 __all__ = [
@@ -342,11 +343,12 @@ def _searched() -> str:
 def _folder(config: ConfigFile, value: str) -> str:
     """A configured ``migrations`` path, relative to the config file's folder.
 
-    A dotted name with no such folder (``myapp.migrations``) stays a package name.
+    A dotted name (``myapp.migrations``) stays a package name when it is an
+    importable package or there is no such folder.
     """
     path = Path(value)
     resolved = path if path.is_absolute() else config.folder / path
-    if PACKAGE_NAME.fullmatch(value) and not resolved.is_dir():
+    if PACKAGE_NAME.fullmatch(value) and (not resolved.is_dir() or is_package(value)):
         return value
     return str(resolved)
 

@@ -8,6 +8,7 @@ first time one of its functions is needed, through :class:`ModuleLoader`.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.resources
 import importlib.util
 import itertools
@@ -23,7 +24,7 @@ from pathlib import Path
 from .bytecode import compiled
 from .checksums import checksum, folder_checksums, read_file
 from .errors import MigrationSourceError
-from .migration import Migration, docstring_first_line
+from .migration import Migration, docstring_first_line, version_problem
 
 __all__ = [
     "FILE_NAME",
@@ -34,12 +35,18 @@ __all__ = [
     "discover",
     "find_all",
     "fingerprint",
+    "is_package",
     "line_in",
+    "migrations_folder",
 ]
 
 MigrationsSource = str | Path | Sequence[Migration]
 
-FILE_NAME = re.compile(r"^(?:migration_)?(?P<version>\d+)_(?P<name>[A-Za-z0-9_]+)\.py$")
+#: ``[0-9]``, not ``\d``: digits of other scripts (``٢``) are not versions.
+FILE_NAME = re.compile(r"^(?:migration_)?(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_]+)\.py$")
+
+#: A dotted name such as ``myapp.migrations``: a package, not a folder.
+PACKAGE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
 
 class ModuleLoader:
@@ -198,16 +205,16 @@ def fingerprint(source: MigrationsSource) -> dict[int, str] | None:
 
 
 def _resolve_root(source: str | Path) -> tuple[Traversable, str | None]:
+    """The files of a folder, or of a package (a dotted name is a package first)."""
+    text = str(source)
+    dotted = isinstance(source, str) and PACKAGE_NAME.fullmatch(text) is not None
+    if dotted and _package(text) is not None:
+        return importlib.resources.files(text), text
     path = Path(source)
     if path.is_dir():
         return path, None
-    text = str(source)
-    if isinstance(source, str) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", text):
-        try:
-            spec = importlib.util.find_spec(text)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.submodule_search_locations is not None:
+    if isinstance(source, str) and not dotted and re.fullmatch(r"[A-Za-z_]\w*", text):
+        if _package(text) is not None:
             return importlib.resources.files(text), text
     if path.exists():
         raise MigrationSourceError(
@@ -215,9 +222,83 @@ def _resolve_root(source: str | Path) -> tuple[Traversable, str | None]:
             "holding the NNN_name.py files",
             path=text,
         )
-    raise MigrationSourceError(
+    raise _not_found(text, dotted)
+
+
+def _package(name: str) -> importlib.machinery.ModuleSpec | None:
+    """The spec of package ``name``; None when there is no such package.
+
+    Raises:
+        MigrationSourceError: ``name`` is a module, not a package, or importing
+            its parent package raised.
+    """
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    except Exception as exc:  # a parent package's __init__ raised
+        raise MigrationSourceError(
+            f"importing the package of migrations source {name!r} raised "
+            f"{type(exc).__name__}: {exc}; fix that package",
+            path=name,
+        ) from exc
+    if spec is not None and spec.submodule_search_locations is None:
+        raise MigrationSourceError(
+            f"migrations source {name!r} is a module, not a package: make it a folder "
+            f"with an __init__.py, holding the NNN_name.py files",
+            path=name,
+        )
+    return spec
+
+
+def is_package(name: str) -> bool:
+    """Whether dotted name ``name`` names an importable package (a migrations source).
+
+    Raises:
+        MigrationSourceError: it names a module, or importing its parent raised.
+    """
+    return PACKAGE_NAME.fullmatch(name) is not None and _package(name) is not None
+
+
+def _not_found(text: str, dotted: bool) -> MigrationSourceError:
+    if dotted:
+        return MigrationSourceError(
+            f"migrations source {text!r} is neither an importable package nor a folder: "
+            "check the name (the command line imports packages from the current directory) "
+            "or give a folder path",
+            path=text,
+        )
+    return MigrationSourceError(
         f"migrations folder {text!r} does not exist (nor is it an importable package): "
         "create it or pass the right path",
+        path=text,
+    )
+
+
+def migrations_folder(source: str | Path) -> Path:
+    """The real folder to write new migration files into; it may not exist yet.
+
+    A dotted name is the folder of that package (found by importlib), else an
+    existing folder of that name; anything else is a path.
+
+    Raises:
+        MigrationSourceError: a dotted name that is neither a package nor a
+            folder, a module, or a package without a folder of its own (a zip).
+    """
+    text = str(source)
+    if not (isinstance(source, str) and PACKAGE_NAME.fullmatch(text)):
+        return Path(source)
+    spec = _package(text)
+    if spec is None:
+        if Path(text).is_dir():
+            return Path(text)
+        raise _not_found(text, dotted=True)
+    for location in spec.submodule_search_locations or []:
+        if os.path.isdir(location):
+            return Path(location)
+    raise MigrationSourceError(
+        f"package {text!r} has no folder to write into (it is inside a zip or wheel): "
+        "create the migration in the package's source tree",
         path=text,
     )
 
@@ -251,5 +332,10 @@ def _match(name: str, path: str) -> re.Match[str]:
             f"{path}: file name does not match NNN_name.py: rename it "
             "(e.g. 003_add_users.py), or start it with _ to have it ignored",
             path=path,
+        )
+    problem = version_problem(match["version"])
+    if problem is not None:
+        raise MigrationSourceError(
+            f"{path}: version {match['version']} {problem}", path=path, version=match["version"]
         )
     return match

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .discovery import ModuleLoader
 
 __all__ = [
+    "MAX_VERSION_LENGTH",
     "AppliedMigration",
     "Migration",
     "PlannedStep",
@@ -32,6 +33,22 @@ StepPhase = Literal["start", "done", "failed"]
 
 #: ``on_step(migration, phase, seconds)``: seconds since the step started (0.0 at "start").
 StepCallback = Callable[["Migration", StepPhase, float], None]
+
+
+#: The longest version the history table holds (its ``version`` column is ``String(32)``).
+MAX_VERSION_LENGTH = 32
+
+
+def version_problem(version: str) -> str | None:
+    """Why ``version`` cannot be a version (ASCII digits that fit the history), or None."""
+    if not (version.isascii() and version.isdigit()):
+        return "is not a number: use the digits 0-9, such as '001'"
+    if len(version) > MAX_VERSION_LENGTH:
+        return (
+            f"has {len(version)} digits, more than the {MAX_VERSION_LENGTH} "
+            "the history table holds: use a shorter version"
+        )
+    return None
 
 
 def version_number(version: str) -> int:
@@ -61,10 +78,11 @@ class Migration:
         loader: ModuleLoader | None = None,
     ) -> None:
         version = str(version)
-        if not version.isdigit():
+        problem = version_problem(version)
+        if problem is not None:
+            where = f"{path}: " if path else ""
             raise MigrationSourceError(
-                f"migration version {version!r} is not a number: use digits such as '001'",
-                version=version,
+                f"{where}migration version {version!r} {problem}", path=path, version=version
             )
         if up is None and loader is None:
             raise MigrationSourceError(

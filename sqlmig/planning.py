@@ -126,7 +126,7 @@ def resolve_target(target: str | int | None, comparison: Comparison) -> int | No
     text = str(target).strip()
     if text.lower() == BASE:
         return -1
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         number = version_number(text)
         known = {m.number for m in comparison.migrations} | {r.number for r in comparison.applied}
         if number in known:

@@ -499,7 +499,7 @@ class MigrationRunner(BotRunnerCalls):
         """
         migrations = self.migrations()
         wanted = str(version).strip()
-        number = int(wanted) if wanted.isdigit() else None
+        number = int(wanted) if wanted.isascii() and wanted.isdigit() else None
         if number is None or number not in {m.number for m in migrations}:
             raise UsageError(
                 f"cannot baseline at {wanted!r}: no migration file has that version; "

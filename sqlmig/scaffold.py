@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
+import unicodedata
 from pathlib import Path
 
-from .discovery import FILE_NAME, discover
+from .discovery import FILE_NAME, discover, migrations_folder
 from .errors import MigrationSourceError, UsageError
 
 __all__ = ["TEMPLATE", "new_migration", "next_file_name"]
 
 DEFAULT_WIDTH = 3
+#: The longest name part of a new file: file names are limited (255 bytes), and so is the history.
+MAX_NAME = 100
 PREFIX = "migration_"
 
 TEMPLATE = '''\
@@ -37,7 +39,25 @@ def down(conn: Connection) -> None:
 
 
 def _slug(name: str) -> str:
+    """``name`` as the name part of a file name; other characters than letters become ``_``.
+
+    A letter or digit outside ASCII is refused rather than dropped: file names
+    (and so the history) take ASCII only, and a silently changed name misleads.
+    """
+    foreign = sorted({c for c in name if c.isalnum() and not c.isascii()})
+    if foreign:
+        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+        example = _slug(ascii_name) if re.search(r"[A-Za-z0-9]", ascii_name) else "add_orders"
+        raise UsageError(
+            f"cannot name a migration {name!r}: file names take ASCII letters and digits only "
+            f"(not {''.join(foreign)}); spell it in ASCII, e.g. {example}"
+        )
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", name.strip()).strip("_")
+    if len(slug) > MAX_NAME:
+        raise UsageError(
+            f"cannot name a migration with {len(slug)} characters: keep the name to {MAX_NAME} "
+            "or fewer (it becomes the file name); the docstring can say more"
+        )
     if not slug:
         raise UsageError(
             f"cannot name a migration {name!r}: use letters, digits and underscores, "
@@ -69,30 +89,19 @@ def next_file_name(existing: list[str], name: str) -> str:
     return f"{prefix}{int(newest['version']) + 1:0{width}d}_{slug}.py"
 
 
-def _folder(migrations: str | Path) -> Path:
-    """The folder of a migrations source given as a path or an importable package."""
-    path = Path(migrations)
-    if path.is_dir() or not isinstance(migrations, str) or "." not in migrations:
-        return path
-    try:
-        spec = importlib.util.find_spec(migrations)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        return path
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def new_migration(migrations: str | Path, name: str) -> Path:
     """Write the next migration file into ``migrations`` and return its path.
 
     Creates the folder if needed. The file has a docstring, ``up`` and ``down``.
 
     Raises:
-        UsageError: a bad ``name``, or the file already exists.
-        MigrationSourceError: the folder holds a misnamed or duplicate file.
+        UsageError: a bad ``name`` (no letter or digit, one outside ASCII, too
+            long), or the file already exists.
+        MigrationSourceError: the folder holds a misnamed or duplicate file, a
+            dotted name is neither a package nor a folder, or the file cannot
+            be written.
     """
-    folder = _folder(migrations)
+    folder = migrations_folder(migrations)
     if folder.exists() and not folder.is_dir():
         raise MigrationSourceError(
             f"{folder} is a file, not a folder: point --dir at the migrations folder",
@@ -105,11 +114,16 @@ def new_migration(migrations: str | Path, name: str) -> Path:
     label = f"{match['version']}_{match['name']}"
     words = match["name"].replace("_", " ").strip()
     description = words[:1].upper() + words[1:] + "."
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / file_name
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with target.open("x", encoding="utf-8") as handle:
             handle.write(TEMPLATE.format(description=description, label=label))
     except FileExistsError as exc:
         raise UsageError(f"{target} already exists: pick another name") from exc
+    except OSError as exc:
+        raise MigrationSourceError(
+            f"cannot write {target}: {exc.strerror or exc}; check the folder and its permissions",
+            path=str(target),
+        ) from exc
     return target

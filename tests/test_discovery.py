@@ -7,9 +7,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
+from backends import Backend
 from conftest import MakeMigrations
-from sqlmig import Migration, MigrationSourceError
+from sqlmig import Migration, MigrationRunner, MigrationSourceError
 from sqlmig.discovery import checksum, discover, find_all, fingerprint
 
 UP = "def up(conn):\n    pass\n"
@@ -169,3 +171,92 @@ def test_migrations_inside_a_zipped_package_are_found_and_run(
 
     assert migration.version == "001" and migration.description == "From a zip."
     assert migration.up.__globals__["TABLE"] == "zipped"  # relative import resolved
+
+
+# -- versions: ASCII digits that fit the history --------------------------------
+
+
+#: ARABIC-INDIC DIGIT TWO, ZERO ZERO ONE, and FULLWIDTH DIGIT ONE: str.isdigit() says yes to each.
+@pytest.mark.parametrize(
+    "name", ["\u0662_b.py", "migration_\u0660\u0660\u0661_b.py", "\uff11_fullwidth.py"]
+)
+def test_digits_of_other_scripts_are_not_versions(
+    make_migrations: MakeMigrations, name: str
+) -> None:
+    folder = make_migrations({"001_a.py": "def up(conn): pass\n", name: "def up(conn): pass\n"})
+    with pytest.raises(MigrationSourceError, match=rf"{name}: file name does not match"):
+        discover(folder)
+
+
+def test_a_version_in_other_digits_built_in_code_is_refused() -> None:
+    with pytest.raises(MigrationSourceError, match="'\u0662' is not a number: use the digits 0-9"):
+        Migration("\u0662", "b", up=lambda conn: None)
+
+
+def test_a_version_longer_than_the_history_column_is_refused_naming_the_file(
+    make_migrations: MakeMigrations,
+) -> None:
+    long = "1" * 40
+    folder = make_migrations({f"{long}_b.py": "def up(conn): pass\n"})
+    with pytest.raises(MigrationSourceError) as caught:
+        discover(folder)
+    assert caught.value.path == str(folder / f"{long}_b.py")
+    assert str(caught.value).startswith(f"{folder / long}_b.py: version {long} has 40 digits")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(MigrationSourceError, match="has 33 digits, more than the 32"):
+        Migration("1" * 33, "b", up=lambda conn: None)
+    assert Migration("1" * 32, "b", up=lambda conn: None).number == int("1" * 32)
+
+
+def test_the_longest_version_is_what_the_history_column_holds() -> None:
+    from sqlalchemy import MetaData
+
+    from sqlmig import history_table
+    from sqlmig.migration import MAX_VERSION_LENGTH
+
+    column = history_table(MetaData()).c.version
+    assert column.type.length == MAX_VERSION_LENGTH  # type: ignore[attr-defined]
+
+
+def test_a_too_long_version_stops_the_upgrade_before_any_write(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_a.py": "def up(conn): pass\n",
+        f"{'2' * 40}_b.py": "def up(conn): pass\n",
+    })
+    runner = MigrationRunner(backend.url, folder)
+    for call in (runner.upgrade, runner.status, runner.dry_run):
+        with pytest.raises(MigrationSourceError, match="has 40 digits"):
+            call()
+    engine = backend.engine()
+    try:
+        assert inspect(engine).get_table_names() == []  # not even the history table
+    finally:
+        engine.dispose()
+
+
+# -- a dotted name is a package -------------------------------------------------
+
+
+def test_a_dotted_name_that_is_neither_package_nor_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(MigrationSourceError, match=r"'nosuchpkg_x\.migrations' is neither an "
+                       "importable package nor a folder"):
+        discover("nosuchpkg_x.migrations")
+
+
+def test_a_dotted_name_that_is_a_module_says_it_is_not_a_package() -> None:
+    with pytest.raises(MigrationSourceError, match=r"'sqlmig\.cli' is a module, not a package"):
+        discover("sqlmig.cli")
+
+
+def test_a_target_in_other_digits_is_unknown(make_migrations: MakeMigrations) -> None:
+    from sqlmig import UsageError
+
+    folder = make_migrations({"002_b.py": "def up(conn): pass\n"})
+    runner = MigrationRunner(f"sqlite:///{folder.parent / 'app.db'}", folder)
+    with pytest.raises(UsageError, match="unknown target '\u0662'"):
+        runner.upgrade("\u0662")
+    with pytest.raises(UsageError, match="cannot baseline at '\u0662'"):
+        runner.baseline("\u0662")
+    assert runner.status().total_applied == 0

@@ -86,3 +86,29 @@ def test_new_refuses_a_file_where_the_folder_should_be(tmp_path: Path) -> None:
     (tmp_path / "migrations").write_text("")
     with pytest.raises(MigrationSourceError, match="is a file"):
         new_migration(tmp_path / "migrations", "add_orders")
+
+
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [("\u00fcmlaut", "umlaut"), ("add \u00fcber col", "add_uber_col"),
+     ("\u65e5\u672c", "add_orders")],
+)
+def test_a_name_with_letters_outside_ascii_is_refused_not_cut(name: str, example: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        next_file_name([], name)
+    message = str(caught.value)
+    assert message.startswith(f"cannot name a migration {name!r}: file names take ASCII")
+    assert message.endswith(f"spell it in ASCII, e.g. {example}")
+
+
+def test_a_name_too_long_for_a_file_name_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="with 300 characters: keep the name to 100 or fewer"):
+        new_migration(tmp_path / "migrations", "x" * 300)
+    assert not (tmp_path / "migrations").exists()
+    assert new_migration(tmp_path / "migrations", "x" * 100).name == f"001_{'x' * 100}.py"
+
+
+def test_a_folder_that_cannot_be_made_is_a_source_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(MigrationSourceError, match=r"cannot write .*001_a\.py: Not a directory"):
+        new_migration(tmp_path / "notes.txt" / "migrations", "a")
