@@ -56,7 +56,7 @@ def test_a_package_installed_from_a_wheel_is_a_migrations_source(tmp_path: Path)
             sys.executable,
             "-c",
             "import sys; from sqlmig import MigrationRunner; "
-            f"r = MigrationRunner({str(db)!r}, 'tinyapp.migrations'); "
+            f"r = MigrationRunner({'sqlite:///' + str(db)!r}, 'tinyapp.migrations'); "
             "print([m.label for m in r.upgrade()], r.status().applied[0].checksum is not None)",
         ],
         cwd=tmp_path,  # not the source tree: the package comes from the installed wheel
