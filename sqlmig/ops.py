@@ -33,20 +33,25 @@ Example::
 
 from __future__ import annotations
 
+import copy
+import logging
 import re
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.schema import Column, DefaultClause, Table
+from sqlalchemy.schema import Column, Computed, DefaultClause, Table
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
+from .dialects import profile_for
 from .errors import UsageError
+from .sqlite_rebuild import TableKeeper
 
 if TYPE_CHECKING:
     from alembic.operations import BatchOperations, Operations
@@ -59,8 +64,40 @@ KEEP: Any = False
 #: A SQLite ``ADD COLUMN`` default it takes in place: a number, a string, NULL.
 _CONSTANT = re.compile(r"^\s*(-?\d+(\.\d+)?|'([^']|'')*'|NULL|TRUE|FALSE)\s*$", re.IGNORECASE)
 
-#: Batch operations SQLite runs in place; anything else rebuilds the table.
-_IN_PLACE = frozenset({"create_index", "drop_index"})
+#: Where Alembic logs its set-up: nothing a sqlmig step's reader needs.
+_ALEMBIC_SETUP_LOGGERS = ("alembic.runtime.plugins", "alembic.runtime.migration")
+
+
+class _ThisThread(logging.Filter):
+    """Drops the records logged by one thread: Alembic's set-up lines, while sqlmig sets up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread
+
+
+@contextmanager
+def _quiet_alembic_setup() -> Iterator[None]:
+    """Keep Alembic's set-up lines out of the user's logs while ``ops()`` builds its context.
+
+    Alembic logs "setup plugin ..." when first imported, and "Context impl" /
+    "Will assume ... DDL" for every context; they describe Alembic's own
+    runs, not a sqlmig step. Only this thread's records on those two loggers
+    are dropped, and only meanwhile: the user's logging configuration and
+    other threads' lines are left alone.
+    """
+    quiet = _ThisThread()
+    loggers = [logging.getLogger(name) for name in _ALEMBIC_SETUP_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def ops(conn: Connection) -> SchemaOps:
@@ -72,20 +109,24 @@ def ops(conn: Connection) -> SchemaOps:
     Raises:
         UsageError: Alembic is not installed.
     """
-    try:
-        from alembic.operations import Operations
-        from alembic.runtime.migration import MigrationContext
-    except ImportError as exc:
-        raise UsageError(
-            "sqlmig.ops() needs Alembic: install the extra with pip install 'sqlmig[ops]'"
-        ) from exc
-    # No begin_transaction(), no run_migrations(): the context is only a
-    # statement emitter, so Alembic opens no transaction and never creates
-    # or reads its version table.
-    context = MigrationContext.configure(
-        connection=conn,
-        opts={"transactional_ddl": False, "transaction_per_migration": False},
-    )
+    with _quiet_alembic_setup():
+        try:
+            from alembic.operations import Operations
+            from alembic.runtime.migration import MigrationContext
+        except ImportError as exc:
+            raise UsageError(
+                "sqlmig.ops() needs Alembic: install the extra with pip install 'sqlmig[ops]'"
+            ) from exc
+        # No begin_transaction(), no run_migrations(): the context is only a
+        # statement emitter, so Alembic opens no transaction and never creates
+        # or reads its version table. It is told the truth about transactions:
+        # inside a step's transaction, DDL is rolled back with it where the
+        # database can do that.
+        transactional = profile_for(conn).transactional_ddl and conn.in_transaction()
+        context = MigrationContext.configure(
+            connection=conn,
+            opts={"transactional_ddl": transactional, "transaction_per_migration": False},
+        )
     return SchemaOps(conn, Operations(context))
 
 
@@ -267,11 +308,23 @@ class SchemaOps:
                 one: dropping the old table would fail (SQLite cannot switch
                 foreign keys off inside a transaction). Nothing is changed.
         """
-        with self.alembic.batch_alter_table(table, schema=schema, recreate="auto") as batch_op:
-            queued = TableOps(self, table, schema, batch_op)
-            yield queued
-            if queued.rebuilds and self.dialect_name == "sqlite":
+        queued = TableOps(self, table, schema)
+        yield queued
+        options: dict[str, Any] = {}
+        guard: AbstractContextManager[None] = nullcontext()
+        recreate: Literal["auto", "always", "never"] = "auto"
+        if self.dialect_name == "sqlite":
+            # said outright, so the rebuild never happens without the keeper
+            recreate = "always" if queued.rebuilds else "never"
+            if queued.rebuilds:
                 self._refuse_rebuild_under_foreign_keys(table)
+                options = queued.keeper.batch_options()
+                guard = queued.keeper.rebuilding(queued.dropped_indexes)
+        with guard, self.alembic.batch_alter_table(
+            table, schema=schema, recreate=recreate, **options
+        ) as batch_op:
+            for call in queued.calls:
+                call(batch_op)
 
     # -- helpers -----------------------------------------------------------
 
@@ -347,25 +400,35 @@ class SchemaOps:
 class TableOps:
     """Changes queued on one table inside :meth:`SchemaOps.batch`; no table argument."""
 
-    def __init__(
-        self, owner: SchemaOps, table: str, schema: str | None, batch_op: BatchOperations
-    ) -> None:
+    def __init__(self, owner: SchemaOps, table: str, schema: str | None) -> None:
         self._owner = owner
         self._table = table
         self._schema = schema
-        self._batch = batch_op
+        self._keeper: TableKeeper | None = None
+        #: The queued changes, run on Alembic's batch when the block ends.
+        self.calls: list[Callable[[BatchOperations], Any]] = []
         #: True once a queued change needs SQLite to rebuild the table.
         self.rebuilds = False
+        #: Indexes dropped on purpose (a rebuild re-creates the others).
+        self.dropped_indexes: list[str] = []
 
-    def _queue(self, rebuilds: bool, call: Callable[[], None]) -> None:
+    @property
+    def keeper(self) -> TableKeeper:
+        """What a SQLite rebuild of this table must carry, read once on first use."""
+        if self._keeper is None:
+            self._keeper = TableKeeper.read(self._owner.conn, self._table, self._schema)
+        return self._keeper
+
+    def _queue(self, rebuilds: bool, call: Callable[[BatchOperations], Any]) -> None:
         self.rebuilds = self.rebuilds or rebuilds
-        call()
+        self.calls.append(call)
 
     def add_column(self, column: Column[Any]) -> None:
         """Add a column (see :meth:`SchemaOps.add_column`)."""
         default = column.server_default
         clause = isinstance(default, DefaultClause) and isinstance(default.arg, ClauseElement)
-        self._queue(clause, lambda: self._batch.add_column(column))
+        stored = isinstance(default, Computed) and bool(default.persisted)
+        self._queue(clause or stored, lambda b: b.add_column(column))
 
     def drop_column(self, column: str) -> None:
         """Drop a column and the indexes on it (as PostgreSQL does; SQLite needs it said)."""
@@ -374,7 +437,7 @@ class TableOps:
             names = {str(c).lower() for c in index["column_names"] if c is not None}
             if index["name"] and column.lower() in names:
                 self.drop_index(index["name"])
-        self._queue(True, lambda: self._batch.drop_column(column))
+        self._queue(True, lambda b: b.drop_column(column))
 
     def alter_column(
         self,
@@ -389,9 +452,11 @@ class TableOps:
         """Change a column (see :meth:`SchemaOps.alter_column`)."""
         existing = self._owner._existing(self._table, column, self._schema)
         existing.update(kw)
+        if type_ is not None and self._owner.dialect_name == "sqlite":
+            type_ = self._keep_collation(column, type_)
         self._queue(
             True,
-            lambda: self._batch.alter_column(
+            lambda b: b.alter_column(
                 column,
                 type_=type_,
                 nullable=nullable,
@@ -400,6 +465,18 @@ class TableOps:
                 **existing,
             ),
         )
+
+    def _keep_collation(
+        self, column: str, type_: TypeEngine[Any] | type[TypeEngine[Any]]
+    ) -> TypeEngine[Any]:
+        """The new type, with the column's SQLite COLLATE unless it names its own."""
+        new = type_() if isinstance(type_, type) else type_
+        collation = self.keeper.collation(column)
+        if collation is None or getattr(new, "collation", collation) is not None:
+            return new
+        new = copy.copy(new)
+        new.collation = collation  # type: ignore[attr-defined]
+        return new
 
     def rename_column(self, old: str, new: str) -> None:
         """Rename a column."""
@@ -410,12 +487,13 @@ class TableOps:
     ) -> None:
         """Create an index on this table."""
         self._queue(
-            False, lambda: self._batch.create_index(name, list(columns), unique=unique, **kw)
+            False, lambda b: b.create_index(name, list(columns), unique=unique, **kw)
         )
 
     def drop_index(self, name: str) -> None:
         """Drop an index of this table."""
-        self._queue(False, lambda: self._batch.drop_index(name))
+        self.dropped_indexes.append(name)
+        self._queue(False, lambda b: b.drop_index(name))
 
     def create_foreign_key(
         self,
@@ -430,7 +508,7 @@ class TableOps:
         """Add a named foreign key."""
         self._queue(
             True,
-            lambda: self._batch.create_foreign_key(
+            lambda b: b.create_foreign_key(
                 name,
                 referent_table,
                 list(local_cols),
@@ -442,7 +520,7 @@ class TableOps:
 
     def drop_foreign_key(self, name: str) -> None:
         """Drop a named foreign key, and on MySQL the index it created under its name."""
-        self._queue(True, lambda: self._batch.drop_constraint(name, type_="foreignkey"))
+        self._queue(True, lambda b: b.drop_constraint(name, type_="foreignkey"))
         if self._owner.dialect_name == "mysql":
             insp = inspect(self._owner.conn)
             if any(i["name"] == name for i in insp.get_indexes(self._table, schema=self._schema)):
@@ -450,11 +528,11 @@ class TableOps:
 
     def create_unique_constraint(self, name: str, columns: Sequence[str]) -> None:
         """Add a named unique constraint."""
-        self._queue(True, lambda: self._batch.create_unique_constraint(name, list(columns)))
+        self._queue(True, lambda b: b.create_unique_constraint(name, list(columns)))
 
     def drop_unique_constraint(self, name: str) -> None:
         """Drop a named unique constraint."""
-        self._queue(True, lambda: self._batch.drop_constraint(name, type_="unique"))
+        self._queue(True, lambda b: b.drop_constraint(name, type_="unique"))
 
 
 class _CallableModule(types.ModuleType):

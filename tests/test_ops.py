@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, inspect, select, table, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from backends import Backend
@@ -652,3 +653,321 @@ def test_sqlmig_ops_stays_callable_after_the_submodule_is_imported() -> None:
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60)
 
     assert (out.returncode, out.stdout.strip()) == (0, "SchemaOps"), out.stderr
+
+
+# -- Alembic stays quiet --------------------------------------------------------
+
+
+ALEMBIC_LOGGERS = ("alembic", "alembic.runtime.migration", "alembic.runtime.plugins")
+
+
+def logger_state() -> list[tuple[Any, ...]]:
+    return [
+        (lg.level, lg.disabled, list(lg.filters), list(lg.handlers))
+        for lg in map(logging.getLogger, ALEMBIC_LOGGERS)
+    ]
+
+
+def test_steps_using_ops_log_nothing_from_alembic(
+    backend: Backend, make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "Will assume non-transactional DDL" was wrong as well as noisy: the step is in a
+    # transaction
+    caplog.set_level(logging.DEBUG)
+    before = logger_state()
+    folder = make_migrations({"001_schema.py": SCHEMA, "002_every_op.py": EVERY_OPERATION})
+    runner = MigrationRunner(backend.url, folder)
+
+    runner.upgrade()
+    runner.downgrade("001")
+
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
+    assert any(r.name.startswith("sqlmig") for r in caplog.records)  # the capture works
+    assert logger_state() == before  # the user's logging configuration is untouched
+    logging.getLogger("alembic.runtime.migration").info("the user's own line")
+    assert caplog.records[-1].getMessage() == "the user's own line"
+
+
+def test_first_use_of_ops_in_a_process_logs_no_alembic_setup(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # Alembic logs "setup plugin ..." when it is first imported, inside the first step
+    folder = make_migrations({"001_schema.py": SCHEMA, "002_every_op.py": EVERY_OPERATION})
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.DEBUG, stream=sys.stdout,\n"
+        "                    format='%(name)s: %(message)s')\n"
+        "from sqlmig import MigrationRunner\n"
+        f"MigrationRunner({str(sqlite_backend.url)!r}, {str(folder)!r}).upgrade()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+
+    assert out.stdout.splitlines()[-1] == "True"  # ops really ran Alembic
+    assert [line for line in out.stdout.splitlines() if line.startswith("alembic")] == []
+    assert "setup plugin" not in out.stdout + out.stderr
+
+
+# -- what SQLite's rebuild must keep ----------------------------------------------
+
+#: A table with an unnamed CHECK, a case-insensitive name, ids never reused, a
+#: trigger and a view; each written for its database.
+KEEPERS = """\
+    '''Accounts with a trigger, a view, a CHECK and a case-insensitive name.'''
+    from sqlalchemy import text
+
+    TABLE = {
+        "sqlite": "CREATE TABLE accounts (\\n"
+                  "  id INTEGER PRIMARY KEY AUTOINCREMENT,\\n"
+                  "  name VARCHAR(50) COLLATE NOCASE NOT NULL,\\n"
+                  "  balance INTEGER NOT NULL DEFAULT 0,\\n"
+                  "  note VARCHAR(20),\\n"
+                  "  legacy INTEGER,\\n"
+                  "  CHECK (balance >= 0)\\n"
+                  ")",
+        "postgresql": "CREATE TABLE accounts (id SERIAL PRIMARY KEY,"
+                      " name VARCHAR(50) NOT NULL, balance INTEGER NOT NULL DEFAULT 0,"
+                      " note VARCHAR(20), legacy INTEGER, CHECK (balance >= 0))",
+        "mysql": "CREATE TABLE accounts (id INTEGER AUTO_INCREMENT PRIMARY KEY,"
+                 " name VARCHAR(50) COLLATE utf8mb4_general_ci NOT NULL,"
+                 " balance INTEGER NOT NULL DEFAULT 0, note VARCHAR(20), legacy INTEGER,"
+                 " CHECK (balance >= 0)) DEFAULT CHARSET=utf8mb4",
+    }
+    TRIGGER = {
+        "sqlite": ["CREATE TRIGGER accounts_audit AFTER INSERT ON accounts\\n"
+                   "BEGIN INSERT INTO audit VALUES (NEW.id, 'insert'); END"],
+        "postgresql": [
+            "CREATE FUNCTION accounts_audit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN INSERT INTO audit VALUES (NEW.id, 'insert'); RETURN NEW; END$$",
+            "CREATE TRIGGER accounts_audit AFTER INSERT ON accounts FOR EACH ROW "
+            "EXECUTE FUNCTION accounts_audit()",
+        ],
+        "mysql": ["CREATE TRIGGER accounts_audit AFTER INSERT ON accounts FOR EACH ROW "
+                  "INSERT INTO audit VALUES (NEW.id, 'insert')"],
+    }
+
+    def up(conn):
+        dialect = conn.dialect.name
+        conn.execute(text(TABLE[dialect]))
+        conn.execute(text("CREATE INDEX ix_accounts_legacy ON accounts (legacy)"))
+        conn.execute(text("CREATE TABLE audit (account_id INTEGER, what VARCHAR(10))"))
+        for statement in TRIGGER[dialect]:
+            conn.execute(text(statement))
+        conn.execute(text("CREATE VIEW rich AS SELECT id, name FROM accounts WHERE balance > 100"))
+        conn.execute(text(
+            "INSERT INTO accounts (name, balance, legacy) VALUES"
+            " ('Ada', 500, 1), ('Bob', 50, 2), ('Cy', 0, 3)"
+        ))
+        conn.execute(text("DELETE FROM accounts WHERE name = 'Cy'"))  # id 3 is never reused
+        conn.execute(text("DELETE FROM audit"))
+    """
+
+#: Changes that rebuild the table on SQLite and are plain ALTERs elsewhere.
+REBUILDS = """\
+    from sqlalchemy import String
+    from sqlmig.ops import ops
+
+    def up(conn):
+        o = ops(conn)
+        o.alter_column("accounts", "note", type_=String(200))
+        o.drop_column("accounts", "legacy")
+        o.create_unique_constraint("uq_accounts_note", "accounts", ["note"])
+    """
+
+
+def sqlite_schema(engine: Engine) -> list[tuple[Any, ...]]:
+    return rows(engine, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")
+
+
+def test_rebuild_keeps_triggers_views_checks_collation_and_autoincrement(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_keepers.py": KEEPERS, "002_rebuilds.py": REBUILDS})
+    runner = MigrationRunner(backend.url, folder)
+    runner.upgrade("001")
+    if backend.name == "sqlite":
+        kept = [r for r in sqlite_schema(engine) if r[0] in ("trigger", "view")]
+
+    runner.upgrade()
+
+    assert set(columns(engine, "accounts")) == {"id", "name", "balance", "note"}
+    assert getattr(columns(engine, "accounts")["note"]["type"], "length", None) == 200
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO accounts (name, balance) VALUES ('Dee', 200)"))
+    assert rows(engine, "SELECT id FROM accounts WHERE name = 'Dee'") == [(4,)]  # not 3
+    assert rows(engine, "SELECT account_id, what FROM audit") == [(4, "insert")]  # trigger
+    assert rows(engine, "SELECT name FROM rich ORDER BY id") == [("Ada",), ("Dee",)]  # view
+    with pytest.raises(DBAPIError), engine.begin() as conn:  # the CHECK
+        conn.execute(text("INSERT INTO accounts (name, balance) VALUES ('Eve', -1)"))
+    if backend.name != "postgresql":  # case-insensitive: SQLite NOCASE, MySQL *_ci
+        assert rows(engine, "SELECT name FROM accounts WHERE name = 'ADA'") == [("Ada",)]
+    if backend.name == "sqlite":
+        schema = sqlite_schema(engine)
+        assert [r for r in schema if r[0] in ("trigger", "view")] == kept  # the same SQL
+        [table_sql] = [r[3] for r in schema if r[1] == "accounts"]
+        assert "AUTOINCREMENT" in table_sql and 'COLLATE "NOCASE"' in table_sql
+        assert "CHECK (balance >= 0)" in table_sql
+        assert rows(engine, "SELECT name, seq FROM sqlite_sequence") == [("accounts", 4)]
+        assert not [r for r in schema if "_alembic" in r[1] or "_alembic" in str(r[3])]
+
+
+def test_sqlite_autoincrement_keeps_its_high_water_mark_with_the_last_rows_deleted(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_keepers.py": KEEPERS,
+        "002_empty.py": """\
+            from sqlalchemy import text
+
+            def up(conn):
+                conn.execute(text("DELETE FROM accounts"))
+            """,
+        "003_rebuilds.py": REBUILDS,
+    })
+    engine = sqlite_backend.engine()
+    try:
+        MigrationRunner(engine, folder).upgrade()
+
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO accounts (name) VALUES ('Dee')"))
+        assert rows(engine, "SELECT id FROM accounts") == [(4,)]
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_rebuild_failing_after_the_copy_rolls_everything_back(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_keepers.py": KEEPERS,
+        "002_rebuilds_then_fails.py": REBUILDS + "    raise RuntimeError('later trouble')\n",
+    })
+    engine = sqlite_backend.engine()
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade("001")
+        before = sqlite_schema(engine)
+        data = rows(engine, "SELECT * FROM accounts ORDER BY id")
+
+        with pytest.raises(MigrationFailed, match="later trouble"):
+            runner.upgrade()
+
+        assert sqlite_schema(engine) == before
+        assert rows(engine, "SELECT * FROM accounts ORDER BY id") == data
+        assert rows(engine, "SELECT name, seq FROM sqlite_sequence") == [("accounts", 3)]
+        assert rows(engine, "PRAGMA legacy_alter_table") == [(0,)]
+        assert runner.status().current == "001"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_rebuild_keeps_an_expression_index_and_triggers_of_other_tables(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # SQLAlchemy does not reflect expression indexes; a trigger elsewhere naming
+    # the table made the rename fail
+    folder = make_migrations({
+        "001_keepers.py": KEEPERS,
+        "002_more.py": """\
+            from sqlalchemy import text
+
+            def up(conn):
+                conn.execute(text("CREATE INDEX ix_accounts_lower ON accounts (lower(name))"))
+                conn.execute(text(
+                    "CREATE TRIGGER audit_touch AFTER INSERT ON audit "
+                    "BEGIN UPDATE accounts SET balance = balance WHERE id = NEW.account_id; END"
+                ))
+                conn.execute(text(
+                    "CREATE TRIGGER rich_insert INSTEAD OF INSERT ON rich "
+                    "BEGIN INSERT INTO accounts (name, balance) VALUES (NEW.name, 1000); END"
+                ))
+            """,
+        "003_rebuilds.py": REBUILDS,
+    })
+    engine = sqlite_backend.engine()
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade("002")
+        before = [r for r in sqlite_schema(engine) if r[1] != "ix_accounts_legacy"]
+
+        runner.upgrade()
+
+        after = sqlite_schema(engine)
+        assert [r for r in after if r[0] != "table"] == sorted([
+            *(r for r in before if r[0] != "table"),
+            ("index", "sqlite_autoindex_accounts_1", "accounts", None),  # the new UNIQUE
+        ], key=lambda r: r[1])
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO rich (name) VALUES ('Flo')"))
+        assert rows(engine, "SELECT name, balance FROM accounts WHERE id = 4") == [("Flo", 1000)]
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_rebuild_that_would_break_a_view_is_refused(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_keepers.py": KEEPERS,
+        "002_rename_name.py": """\
+            from sqlmig.ops import ops
+
+            def up(conn):
+                with ops(conn).batch("accounts") as accounts:  # a rebuild: the view is not
+                    accounts.alter_column("name", new_column_name="full_name")  # rewritten
+            """,
+    })
+    engine = sqlite_backend.engine()
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade("001")
+        before = sqlite_schema(engine)
+
+        with pytest.raises(MigrationFailed) as failed:
+            runner.upgrade()
+
+        assert isinstance(failed.value.__cause__, UsageError)
+        message = str(failed.value.__cause__)
+        assert "rich" in message and "\n" not in message
+        assert sqlite_schema(engine) == before
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_rebuild_refuses_what_it_cannot_carry(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_conflict.py": """\
+            from sqlalchemy import text
+
+            def up(conn):
+                conn.execute(text(
+                    "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL ON CONFLICT REPLACE"
+                    " DEFAULT 'x', w TEXT)"
+                ))
+            """,
+        "002_alter.py": """\
+            from sqlalchemy import String
+            from sqlmig.ops import ops
+
+            def up(conn):
+                ops(conn).alter_column("t", "w", type_=String(10))
+            """,
+    })
+    engine = sqlite_backend.engine()
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade("001")
+        before = sqlite_schema(engine)
+
+        with pytest.raises(MigrationFailed) as failed:
+            runner.upgrade()
+
+        message = str(failed.value.__cause__)
+        assert isinstance(failed.value.__cause__, UsageError)
+        assert "ON CONFLICT" in message and "'v'" in message and "\n" not in message
+        assert sqlite_schema(engine) == before
+    finally:
+        engine.dispose()
