@@ -11,7 +11,9 @@ table and never configures logging. What it sends shows in
 Where a database cannot change a table in place (SQLite: a column's type,
 nullability or constraints), the table is rebuilt inside the step's
 transaction with Alembic's "batch" mode: new table, rows copied, old table
-dropped, new one renamed, indexes recreated. Elsewhere the same call is one
+dropped, new one renamed, indexes recreated; what reflection alone would
+lose (triggers, unnamed CHECKs, COLLATE, AUTOINCREMENT) is carried by
+:mod:`sqlmig.sqlite_rebuild`. Elsewhere the same call is one
 ``ALTER TABLE``. On MySQL/MariaDB, whose ``MODIFY``/``CHANGE COLUMN`` restate
 the whole column, the parts of a column that a change does not name (type,
 nullability, default, auto-increment, comment) are read from the database
@@ -302,11 +304,18 @@ class SchemaOps:
         On SQLite, changes it cannot make in place rebuild the table once for
         the whole block; elsewhere each change is its own ``ALTER TABLE``.
 
+        A SQLite rebuild keeps the table's triggers, views naming it, unnamed
+        CHECK constraints, COLLATE and AUTOINCREMENT (see
+        :class:`~sqlmig.sqlite_rebuild.TableKeeper`).
+
         Raises:
             UsageError: on SQLite with ``PRAGMA foreign_keys=ON``, when a
                 rebuild is needed and another table has a foreign key to this
                 one: dropping the old table would fail (SQLite cannot switch
                 foreign keys off inside a transaction). Nothing is changed.
+                Also when the table has what a rebuild cannot carry (an
+                ``ON CONFLICT`` clause), or when the change breaks a view or
+                trigger; the step's transaction undoes the rebuild.
         """
         queued = TableOps(self, table, schema)
         yield queued

@@ -971,3 +971,45 @@ def test_sqlite_rebuild_refuses_what_it_cannot_carry(
         assert sqlite_schema(engine) == before
     finally:
         engine.dispose()
+
+
+def test_sqlite_alter_column_keeps_collate_unless_the_new_type_names_one(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # what alter_column does not name is kept; COLLATE is part of a SQLite column
+    folder = make_migrations({
+        "001_keepers.py": KEEPERS,
+        "002_name.py": """\
+            from sqlalchemy import String
+            from sqlmig.ops import ops
+
+            def up(conn):
+                o = ops(conn)
+                o.alter_column("accounts", "name", nullable=True)
+                o.alter_column("accounts", "name", type_=String(100))
+                o.alter_column("accounts", "note", type_=String(30, collation="RTRIM"))
+            """,
+        "003_binary.py": """\
+            from sqlalchemy import String
+            from sqlmig.ops import ops
+
+            def up(conn):
+                ops(conn).alter_column("accounts", "name", type_=String(100, collation="BINARY"))
+            """,
+    })
+    engine = sqlite_backend.engine()
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade("002")
+
+        assert rows(engine, "SELECT name FROM accounts WHERE name = 'ADA'") == [("Ada",)]
+        assert getattr(columns(engine, "accounts")["name"]["type"], "length", None) == 100
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE accounts SET note = 'x' WHERE name = 'Ada'"))
+        assert rows(engine, "SELECT name FROM accounts WHERE note = 'x   '") == [("Ada",)]
+
+        runner.upgrade()
+
+        assert rows(engine, "SELECT name FROM accounts WHERE name = 'ADA'") == []
+    finally:
+        engine.dispose()
