@@ -12,7 +12,8 @@ reads the table's own SQL and ``sqlite_master`` first and:
   triggers that name the table are left as written (otherwise the rename
   fails on them with "error in view");
 - afterwards re-creates the table's triggers and the indexes reflection
-  skipped (on expressions) from their saved SQL, keeps the AUTOINCREMENT
+  skipped (on expressions) or rendered short (``DESC``, ``COLLATE``) from
+  their saved SQL, keeps the AUTOINCREMENT
   counter (``sqlite_sequence``) from going back, and has SQLite check every
   view and trigger that names the table, so one the change broke fails the
   step instead of failing later;
@@ -114,6 +115,8 @@ class TableKeeper:
     #: ``(name, sql)`` of the table's triggers and indexes, in creation order.
     triggers: list[tuple[str, str]] = field(default_factory=list)
     indexes: list[tuple[str, str]] = field(default_factory=list)
+    #: Index name -> its key columns as ``(name, descending, collation)``.
+    index_keys: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     #: Views and triggers of other objects that name the table.
     dependents: list[str] = field(default_factory=list)
     sequence: int | None = None
@@ -139,6 +142,7 @@ class TableKeeper:
                 keeper.indexes.append((name, sql))
             elif kind in ("view", "trigger") and _mentions(sql, table):
                 keeper.dependents.append(name)
+        keeper.index_keys = {name: keeper._index_keys(name) for name, _sql in keeper.indexes}
         checks = inspect(conn).get_check_constraints(table, schema=schema)
         keeper.unnamed_checks = [str(c["sqltext"]) for c in checks if not c.get("name")]
         if keeper.autoincrement:
@@ -232,14 +236,42 @@ class TableKeeper:
             ).scalars()
         }
         for name, sql in self.indexes:
-            if name.lower() not in present | dropped:
+            if name.lower() in dropped:
+                continue
+            if name.lower() not in present:  # on expressions: not reflected
                 self.conn.exec_driver_sql(sql)
+            else:
+                self._restore_index_details(name, sql)
         for _trigger, sql in self.triggers:
             self.conn.exec_driver_sql(sql)
         if self.sequence is not None:
             self._keep_sequence(self.sequence)
         if self.triggers or self.dependents:
             self._check_dependents()
+
+    def _index_keys(self, index: str) -> list[tuple[Any, ...]]:
+        return [
+            tuple(row)
+            for row in self.conn.exec_driver_sql(
+                'SELECT name, "desc", coll FROM pragma_index_xinfo(?, ?) WHERE key ORDER BY seqno',
+                (index, self.schema or "main"),
+            )
+        ]
+
+    def _restore_index_details(self, index: str, sql: str) -> None:
+        """Put back the DESC and COLLATE of an index's columns, which reflection drops."""
+        was, now = self.index_keys[index], self._index_keys(index)
+        if [k[1:] for k in was] == [k[1:] for k in now]:
+            return
+        if [k[0] for k in was] != [k[0] for k in now]:
+            raise UsageError(
+                f"rebuilding SQLite table {self.table!r} would lose the DESC or COLLATE of "
+                f"index {index!r} on renamed columns: drop the index before the change and "
+                "create it again after"
+            )
+        index_name = self._qualified('"{}"'.format(index.replace('"', '""')))
+        self.conn.exec_driver_sql(f"DROP INDEX {index_name}")
+        self.conn.exec_driver_sql(sql)
 
     def _keep_sequence(self, seq: int) -> None:
         table = self._qualified("sqlite_sequence")

@@ -862,11 +862,11 @@ def test_sqlite_rebuild_failing_after_the_copy_rolls_everything_back(
         engine.dispose()
 
 
-def test_sqlite_rebuild_keeps_an_expression_index_and_triggers_of_other_tables(
+def test_sqlite_rebuild_keeps_index_details_and_triggers_of_other_tables(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    # SQLAlchemy does not reflect expression indexes; a trigger elsewhere naming
-    # the table made the rename fail
+    # SQLAlchemy reflects neither expression indexes nor an index's DESC and
+    # COLLATE; a trigger elsewhere naming the table made the rename fail
     folder = make_migrations({
         "001_keepers.py": KEEPERS,
         "002_more.py": """\
@@ -874,6 +874,10 @@ def test_sqlite_rebuild_keeps_an_expression_index_and_triggers_of_other_tables(
 
             def up(conn):
                 conn.execute(text("CREATE INDEX ix_accounts_lower ON accounts (lower(name))"))
+                conn.execute(text(
+                    "CREATE INDEX ix_accounts_balance"
+                    " ON accounts (balance DESC, name COLLATE RTRIM)"
+                ))
                 conn.execute(text(
                     "CREATE TRIGGER audit_touch AFTER INSERT ON audit "
                     "BEGIN UPDATE accounts SET balance = balance WHERE id = NEW.account_id; END"
@@ -1011,5 +1015,40 @@ def test_sqlite_alter_column_keeps_collate_unless_the_new_type_names_one(
         runner.upgrade()
 
         assert rows(engine, "SELECT name FROM accounts WHERE name = 'ADA'") == []
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_rebuild_renaming_a_column_of_a_descending_index_is_refused(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "001_keepers.py": KEEPERS,
+        "002_desc.py": """\
+            from sqlalchemy import text
+
+            def up(conn):
+                conn.execute(text("CREATE INDEX ix_accounts_note ON accounts (note DESC)"))
+            """,
+        "003_rename.py": """\
+            from sqlmig.ops import ops
+
+            def up(conn):
+                with ops(conn).batch("accounts") as accounts:
+                    accounts.alter_column("note", new_column_name="remark")
+            """,
+    })
+    engine = sqlite_backend.engine()
+    try:
+        runner = MigrationRunner(engine, folder)
+        runner.upgrade("002")
+        before = sqlite_schema(engine)
+
+        with pytest.raises(MigrationFailed) as failed:
+            runner.upgrade()
+
+        assert isinstance(failed.value.__cause__, UsageError)
+        assert "ix_accounts_note" in str(failed.value.__cause__)
+        assert sqlite_schema(engine) == before
     finally:
         engine.dispose()
