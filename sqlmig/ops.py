@@ -327,7 +327,7 @@ class SchemaOps:
             recreate = "always" if queued.rebuilds else "never"
             if queued.rebuilds:
                 self._refuse_rebuild_under_foreign_keys(table)
-                options = queued.keeper.batch_options()
+                options = queued.keeper.batch_options(queued.renamed, queued.dropped_columns)
                 guard = queued.keeper.rebuilding(queued.dropped_indexes)
         with guard, self.alembic.batch_alter_table(
             table, schema=schema, recreate=recreate, **options
@@ -420,6 +420,9 @@ class TableOps:
         self.rebuilds = False
         #: Indexes dropped on purpose (a rebuild re-creates the others).
         self.dropped_indexes: list[str] = []
+        #: Columns dropped, and renamed (lower-case old name -> new name).
+        self.dropped_columns: list[str] = []
+        self.renamed: dict[str, str] = {}
 
     @property
     def keeper(self) -> TableKeeper:
@@ -446,6 +449,7 @@ class TableOps:
             names = {str(c).lower() for c in index["column_names"] if c is not None}
             if index["name"] and column.lower() in names:
                 self.drop_index(index["name"])
+        self.dropped_columns.append(column)
         self._queue(True, lambda b: b.drop_column(column))
 
     def alter_column(
@@ -463,6 +467,8 @@ class TableOps:
         existing.update(kw)
         if type_ is not None and self._owner.dialect_name == "sqlite":
             type_ = self._keep_collation(column, type_)
+        if new_column_name is not None:
+            self.renamed[column.lower()] = new_column_name
         self._queue(
             True,
             lambda b: b.alter_column(

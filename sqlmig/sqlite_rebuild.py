@@ -26,8 +26,9 @@ failure later in the step rolls the rebuild back with the rest.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ _TOKEN = re.compile(
 )
 _TABLE_CONSTRAINT = frozenset({"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"})
 _PROBE = "_sqlmig_rebuild_check"
+
+log = logging.getLogger("sqlmig")
 
 
 def _tokens(sql: str) -> list[tuple[str, str]]:
@@ -79,6 +82,19 @@ def _mentions(sql: str, name: str) -> bool:
         kind in ("word", "quoted") and _name((kind, value)).lower() == wanted
         for kind, value in _tokens(sql)
     )
+
+
+def _renamed(sql: str, renamed: Mapping[str, str]) -> str:
+    """``sql`` with the identifiers in ``renamed`` (lower-case old -> new) replaced."""
+    if not renamed:
+        return sql
+
+    def replace(match: re.Match[str]) -> str:
+        token = (str(match.lastgroup), match.group())
+        new = renamed.get(_name(token).lower()) if token[0] in ("word", "quoted") else None
+        return token[1] if new is None else '"{}"'.format(new.replace('"', '""'))
+
+    return _TOKEN.sub(replace, sql)
 
 
 def _table_items(sql: str) -> list[list[tuple[str, str]]]:
@@ -185,12 +201,27 @@ class TableKeeper:
                 "DROP TABLE, ALTER TABLE ... RENAME) restating the clause"
             )
 
-    def batch_options(self) -> dict[str, Any]:
-        """Keywords for Alembic's ``batch_alter_table`` that carry what reflection misses."""
+    def batch_options(
+        self, renamed: Mapping[str, str], dropped: Collection[str]
+    ) -> dict[str, Any]:
+        """Keywords for Alembic's ``batch_alter_table`` that carry what reflection misses.
+
+        ``renamed`` (old column name -> new) and ``dropped`` are the change's
+        columns: an unnamed CHECK follows a renamed column, and goes with a
+        dropped one (as PostgreSQL drops it).
+        """
+        checks = []
+        for sqltext in self.unnamed_checks:
+            gone = [c for c in dropped if _mentions(sqltext, c)]
+            if gone:
+                log.info(
+                    "dropping column %s of SQLite table %r drops its CHECK (%s)",
+                    ", ".join(gone), self.table, sqltext,
+                )
+                continue
+            checks.append(CheckConstraint(literal_column(_renamed(sqltext, renamed))))
         return {
-            "table_args": tuple(
-                CheckConstraint(literal_column(sqltext)) for sqltext in self.unnamed_checks
-            ),
+            "table_args": tuple(checks),
             "table_kwargs": {"sqlite_autoincrement": True} if self.autoincrement else {},
             "reflect_kwargs": {"listeners": [("column_reflect", self._add_collation)]},
         }

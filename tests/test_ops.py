@@ -1052,3 +1052,47 @@ def test_sqlite_rebuild_renaming_a_column_of_a_descending_index_is_refused(
         assert sqlite_schema(engine) == before
     finally:
         engine.dispose()
+
+
+def test_unnamed_check_follows_a_renamed_column_and_goes_with_a_dropped_one(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    # as PostgreSQL does; SQLite's rebuild used to fail with "no such column"
+    folder = make_migrations({
+        "001_checked.py": """\
+            from sqlalchemy import text
+
+            def up(conn):
+                conn.execute(text(
+                    "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER,"
+                    " CHECK (a > 0), CHECK (b < 10))"
+                ))
+            """,
+        "002_rename_a.py": """\
+            from sqlmig.ops import ops
+
+            def up(conn):
+                with ops(conn).batch("t") as t:
+                    t.alter_column("a", new_column_name="alpha")
+            """,
+        "003_drop_b.py": """\
+            from sqlmig.ops import ops
+
+            def up(conn):
+                ops(conn).drop_column("t", "b")
+            """,
+    })
+    runner = MigrationRunner(backend.url, folder)
+
+    runner.upgrade("002")
+
+    with pytest.raises(DBAPIError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (id, alpha, b) VALUES (1, -1, 1)"))
+    with pytest.raises(DBAPIError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (id, alpha, b) VALUES (1, 1, 100)"))
+
+    runner.upgrade()
+
+    with pytest.raises(DBAPIError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (id, alpha) VALUES (1, -1)"))
+    assert set(columns(engine, "t")) == {"id", "alpha"}
