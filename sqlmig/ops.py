@@ -328,7 +328,10 @@ class SchemaOps:
             if queued.rebuilds:
                 self._refuse_rebuild_under_foreign_keys(table)
                 options = queued.keeper.batch_options(queued.renamed, queued.dropped_columns)
-                guard = queued.keeper.rebuilding(queued.dropped_indexes)
+                guard = queued.keeper.rebuilding(
+                    queued.dropped_indexes,
+                    columns_go=bool(queued.dropped_columns or queued.renamed),
+                )
         with guard, self.alembic.batch_alter_table(
             table, schema=schema, recreate=recreate, **options
         ) as batch_op:

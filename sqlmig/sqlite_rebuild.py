@@ -245,10 +245,14 @@ class TableKeeper:
     # -- around the rebuild ---------------------------------------------------
 
     @contextmanager
-    def rebuilding(self, dropped_indexes: Sequence[str]) -> Iterator[None]:
+    def rebuilding(
+        self, dropped_indexes: Sequence[str], *, columns_go: bool
+    ) -> Iterator[None]:
         """Run the rebuild inside; then put back what it dropped and check the rest.
 
-        ``dropped_indexes`` are the indexes the change drops on purpose.
+        ``dropped_indexes`` are the indexes the change drops on purpose;
+        ``columns_go`` says it drops or renames columns, which may break a view
+        or trigger (nothing else it does can).
         """
         self.refuse_losses()
         legacy = self.conn.exec_driver_sql("PRAGMA legacy_alter_table").scalar()
@@ -257,9 +261,9 @@ class TableKeeper:
             yield
         finally:
             self.conn.exec_driver_sql(f"PRAGMA legacy_alter_table = {int(bool(legacy))}")
-        self._restore({name.lower() for name in dropped_indexes})
+        self._restore({name.lower() for name in dropped_indexes}, columns_go)
 
-    def _restore(self, dropped: set[str]) -> None:
+    def _restore(self, dropped: set[str], columns_go: bool) -> None:
         present = {
             str(name).lower()
             for name in self.conn.exec_driver_sql(
@@ -277,7 +281,7 @@ class TableKeeper:
             self.conn.exec_driver_sql(sql)
         if self.sequence is not None:
             self._keep_sequence(self.sequence)
-        if self.triggers or self.dependents:
+        if columns_go and (self.triggers or self.dependents):
             self._check_dependents()
 
     def _index_keys(self, index: str) -> list[tuple[Any, ...]]:
