@@ -31,12 +31,15 @@ _READ = re.compile(
 
 
 def changes_something(statement: str) -> bool:
-    """False for a statement that only reads (a query, a ``PRAGMA`` lookup, ``SHOW``).
+    """False for a statement that only reads (a query, a ``PRAGMA`` lookup, ``SHOW``),
+    or that a SQLite table rebuild sends only to set itself up or check its work.
 
     >>> changes_something("PRAGMA table_info('users')"), changes_something("DROP TABLE t")
     (False, True)
     """
-    return _READ.match(statement) is None
+    from .sqlite_rebuild import SCAFFOLDING  # only the command line asks, after the run
+
+    return _READ.match(statement) is None and SCAFFOLDING.search(statement) is None
 
 
 def _bounded(value: object) -> str:

@@ -52,7 +52,10 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _TABLE_CONSTRAINT = frozenset({"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"})
-_PROBE = "_sqlmig_rebuild_check"
+#: The scratch column a rebuild adds and drops to make SQLite check views and triggers.
+PROBE_COLUMN = "_sqlmig_rebuild_check"
+#: Statements a rebuild sends only to set itself up or check its work, changing nothing.
+SCAFFOLDING = re.compile(rf"^\s*PRAGMA\s+legacy_alter_table\b|\b{PROBE_COLUMN}\b", re.IGNORECASE)
 
 log = logging.getLogger("sqlmig")
 
@@ -334,9 +337,9 @@ class TableKeeper:
         if version < (3, 35):
             return
         table = self._qualified('"{}"'.format(self.table.replace('"', '""')))
-        self.conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {_PROBE} INTEGER")
+        self.conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {PROBE_COLUMN} INTEGER")
         try:
-            self.conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {_PROBE}")
+            self.conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {PROBE_COLUMN}")
         except OperationalError as exc:
             raise UsageError(
                 f"after rebuilding SQLite table {self.table!r}: {exc.orig}; drop that view or "
