@@ -16,11 +16,14 @@ from .dialects import DialectProfile
 from .discovery import line_in
 from .errors import MigrationFailed
 from .guard import ForbiddenCall, GuardState, driver_in_transaction, guarded
-from .history import HistoryStore
+from .history import History, HistoryStore
 from .locking import RunningMark
 from .migration import AppliedMigration, Migration, StepCallback, StepFunction
 
-__all__ = ["StepExecutor"]
+#: One step of a run: the history row it undoes (None for an upgrade), and its file.
+PlanItem = tuple[AppliedMigration | None, Migration]
+
+__all__ = ["PlanItem", "StepExecutor"]
 
 log = logging.getLogger("sqlmig")
 
@@ -68,6 +71,10 @@ class StepExecutor:
         #: history inside a write transaction; None once another connection
         #: has committed since (or where there is no such counter)
         self._known_changes: int | None = None
+        #: the runner's planning, applied to a history read again between steps
+        self.replan: Callable[[History], list[PlanItem]] | None = None
+        #: the run's steps as planned again inside the last step's transaction
+        self.replanned: list[PlanItem] | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -272,20 +279,33 @@ class StepExecutor:
             self._known_changes = None
         return False
 
-    def already_recorded(self, migration: Migration) -> bool:
-        """Inside a step's write transaction: did another runner apply it meanwhile?"""
-        if self._alone_since_read():
-            return False
-        return self.store.contains(self.conn, migration.version)
+    def _still_next(self, migration: Migration) -> bool:
+        """Inside a step's write transaction: is ``migration`` still the run's next step?
 
-    def still_recorded(self, row: AppliedMigration) -> bool:
-        """Inside an undo's write transaction: is the row still there?"""
+        While no one else has written since the history was read, it is,
+        without asking. Otherwise the history is read again here, inside the
+        write transaction (no one can change it before this step commits), and
+        the run is planned again with :attr:`replan`: :attr:`replanned` holds
+        the new plan, and the step goes ahead only if it still comes first.
+        """
         if self._alone_since_read():
             return True
-        return self.store.contains(self.conn, row.version)
+        assert self.replan is not None, "the runner plans the steps it hands over"
+        plan = self.replan(self.store.read(self.conn))
+        self.history_read()
+        self.replanned = plan
+        return bool(plan) and plan[0][1].number == migration.number
+
+    def take_replanned(self) -> list[PlanItem] | None:
+        """The plan made again inside the last step's transaction, once; None if none was."""
+        plan, self.replanned = self.replanned, None
+        return plan
 
     def apply(self, migration: Migration) -> bool:
-        """Apply one step and record it; False when another runner already had.
+        """Apply one step and record it.
+
+        False when another runner wrote meanwhile and ``migration`` is no
+        longer the next step: :meth:`take_replanned` then has the new plan.
 
         Raises:
             MigrationFailed: the step failed (rolled back where the backend allows),
@@ -294,7 +314,7 @@ class StepExecutor:
         if self.protected(migration):
             try:
                 with self.transaction():
-                    if self.already_recorded(migration):
+                    if not self._still_next(migration):
                         return False
                     ms = self.call(migration, migration.up, "up", watch=True)
                     self.store.record(self.conn, migration, execution_ms=ms)
@@ -305,7 +325,7 @@ class StepExecutor:
             return True
         with self.running():
             with self.transaction():
-                if self.already_recorded(migration):
+                if not self._still_next(migration):
                     return False
                 self.store.record(self.conn, migration, execution_ms=None, success=False)
             ms = self._run_unprotected(migration, migration.up, "up")
@@ -316,7 +336,10 @@ class StepExecutor:
         return True
 
     def undo(self, row: AppliedMigration, migration: Migration) -> bool:
-        """Run ``down()`` and delete the history row; False if another runner had.
+        """Run ``down()`` and delete the history row.
+
+        False when another runner wrote meanwhile and ``migration`` is no
+        longer the next step to undo: :meth:`take_replanned` has the new plan.
 
         Where no transaction protects ``down()`` (MySQL, ``transactional =
         False``), its row is set ``success = false`` while it runs, so a runner
@@ -332,7 +355,7 @@ class StepExecutor:
         if self.protected(migration):
             try:
                 with self.transaction():
-                    if not self.still_recorded(row):
+                    if not self._still_next(migration):
                         return False
                     ms = self.call(migration, down, "down", watch=True)
                     self.store.delete(self.conn, row.version)
@@ -343,7 +366,7 @@ class StepExecutor:
             return True
         with self.running():
             with self.transaction():
-                if not self.still_recorded(row):
+                if not self._still_next(migration):
                     return False
                 self.store.mark_failed(self.conn, row.version)
             try:

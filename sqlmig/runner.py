@@ -21,7 +21,7 @@ from .discovery import Listing, MigrationsSource, discover
 from .driver_errors import translated
 from .dryrun import try_plan
 from .errors import LockTimeout, MigrationFailed, UsageError
-from .execution import StepExecutor
+from .execution import PlanItem, StepExecutor
 from .history import History, HistoryStore
 from .locking import MigrationLock
 from .migration import Migration, PlannedStep, Status, StepCallback
@@ -405,19 +405,34 @@ class MigrationRunner(BotRunnerCalls):
                 with self._prepared(executor, migrations) as history:
                     comparison = compare(migrations, history.rows)
                 steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)
+
+                def replan(history: History) -> list[PlanItem]:
+                    now = compare(migrations, history.rows)
+                    planned = plan_upgrade(now, target, allow_out_of_order=self.allow_out_of_order)
+                    return [(None, m) for m in planned]
+
+                executor.replan = replan
                 return self._apply(executor, steps)
 
     def _apply(self, executor: StepExecutor, steps: list[Migration]) -> list[Migration]:
+        """Apply ``steps`` in order, following the plan made again if others wrote meanwhile."""
         for migration in steps:
             migration.load()
         applied: list[Migration] = []
-        for migration in steps:
+        queue = list(steps)
+        while queue:
+            migration = queue.pop(0)
+            migration.load()
             try:
-                if executor.apply(migration):
-                    applied.append(migration)
+                done = executor.apply(migration)
             except MigrationFailed as exc:
                 exc.applied = list(applied)
                 raise
+            if done:
+                applied.append(migration)
+            again = executor.take_replanned()
+            if again is not None:
+                queue = [m for _, m in again[1 if done else 0 :]]
         return applied
 
     def downgrade(self, target: str | int) -> list[Migration]:
@@ -444,8 +459,23 @@ class MigrationRunner(BotRunnerCalls):
         with self._session(write=True) as s, self._locked(s):
             executor = self._executor(s, report, steps=True)
             comparison = compare(migrations, self._read_for_steps(s, executor).rows)
-            steps = plan_downgrade(comparison, target)
-            return [m for row, m in steps if executor.undo(row, m)]
+            queue: list[PlanItem] = list(plan_downgrade(comparison, target))
+
+            def replan(history: History) -> list[PlanItem]:
+                return list(plan_downgrade(compare(migrations, history.rows), target))
+
+            executor.replan = replan
+            undone: list[Migration] = []
+            while queue:
+                row, migration = queue.pop(0)
+                assert row is not None
+                done = executor.undo(row, migration)
+                if done:
+                    undone.append(migration)
+                again = executor.take_replanned()
+                if again is not None:
+                    queue = again[1 if done else 0 :]
+            return undone
 
     def _read_for_steps(self, s: _Session, executor: StepExecutor) -> History:
         """The history that the steps of this run are planned from.

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from holding import held_lock
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 from workers import BOUND, SPAWN, Crew, Job, Outcome, upgrade_once, wait_for_file
 
@@ -28,6 +28,7 @@ from sqlmig import DirtyDatabase, LockTimeout, MigrationRunner, SqlmigError
 REPLICAS = 8
 ROUNDS = 4  # stress rounds per backend: REPLICAS * ROUNDS concurrent upgrade() calls
 STEPS = 5
+RACE_ROUNDS = 20  # rounds of one upgrade() racing one downgrade() per backend
 
 pytestmark = pytest.mark.slow
 
@@ -327,6 +328,114 @@ def test_racing_upgrades_and_downgrades_keep_history_and_schema_in_step(
     rows = history(backend)
     assert all(success for _, success in rows)
     assert {f"t{int(v)}" for v, _ in rows} == step_tables(backend)
+
+
+# -- an upgrade racing a downgrade: every step is planned from the history as it is now ---
+
+ALTERING = {
+    "001_t1.py": CREATING.format(n=1),
+    "002_t2.py": CREATING.format(n=2),
+    "003_t3.py": CREATING.format(n=3),
+    "004_t3_y.py": """\
+        import time
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("ALTER TABLE t3 ADD COLUMN y INTEGER"))
+            time.sleep(0.01)
+
+        def down(conn):
+            conn.execute(text("ALTER TABLE t3 DROP COLUMN y"))
+        """,
+    "005_t5.py": CREATING.format(n=5),
+}
+
+
+def assert_schema_matches_history(backend: Backend, when: str = "") -> None:
+    """Each recorded step's tables and columns exist, and no other step's do (by reflection)."""
+    rows = history(backend)
+    assert all(ok for _, ok in rows), f"{when}: failed rows {rows}"
+    recorded = {int(v) for v, _ in rows}
+    engine = backend.engine()
+    try:
+        inspector = inspect(engine)
+        present = {t for t in inspector.get_table_names() if t in {"t1", "t2", "t3", "t5"}}
+        columns = {c["name"] for c in inspector.get_columns("t3")} if "t3" in present else set()
+    finally:
+        engine.dispose()
+    expected = {f"t{n}" for n in (1, 2, 3, 5) if n in recorded}
+    assert (present, "y" in columns) == (expected, 4 in recorded), (
+        f"{when}: history {sorted(recorded)} but tables {sorted(present)}, t3 columns {columns}"
+    )
+
+
+def test_an_upgrade_racing_a_downgrade_leaves_history_matching_the_schema(
+    backend: Backend, make_migrations: MakeMigrations, replicas: Crew
+) -> None:
+    folder = make_migrations(ALTERING)
+    runner = MigrationRunner(backend.url, folder)
+    options = {"lock_timeout": BOUND}
+    down = Job("downgrade", backend.url_string, str(folder), ("001",), options)
+    up = Job("upgrade", backend.url_string, str(folder), options=options)
+
+    for round_ in range(RACE_ROUNDS):
+        runner.upgrade("003")
+        runner.downgrade("003")  # 001-003 applied, 004 and 005 pending
+        outcomes = replicas.run([down, up] if round_ % 2 else [up, down])
+        all_ok(outcomes)
+        assert_schema_matches_history(backend, f"round {round_}: {[str(o) for o in outcomes]}")
+
+
+def test_sqlite_upgrade_plans_again_when_a_downgrade_ran_between_its_steps(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(ALTERING)
+    MigrationRunner(sqlite_backend.url, folder).upgrade("003")
+    other = MigrationRunner(sqlite_backend.url, folder)
+    engine = sqlite_backend.engine()
+    try:
+        # this runner has planned 004, 005 when the other one undoes 003 and 002
+        with between_transactions(engine, lambda: other.downgrade("001")):
+            applied = MigrationRunner(engine, folder).upgrade()
+    finally:
+        engine.dispose()
+    assert [m.version for m in applied] == ["002", "003", "004", "005"]
+    assert_schema_matches_history(sqlite_backend)
+
+
+def test_sqlite_downgrade_plans_again_when_an_upgrade_ran_between_its_steps(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(ALTERING)
+    MigrationRunner(sqlite_backend.url, folder).upgrade("003")
+    other = MigrationRunner(sqlite_backend.url, folder)
+    engine = sqlite_backend.engine()
+    try:
+        # this runner has planned to undo 003, 002 when the other one applies 004 and 005
+        with between_transactions(engine, lambda: other.upgrade()):
+            undone = MigrationRunner(engine, folder).downgrade("001")
+    finally:
+        engine.dispose()
+    assert [m.version for m in undone] == ["005", "004", "003", "002"]
+    assert_schema_matches_history(sqlite_backend)
+    assert history(sqlite_backend) == [("001", True)]
+
+
+def test_sqlite_rollback_last_undoes_the_step_applied_between_its_transactions(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(ALTERING)
+    MigrationRunner(sqlite_backend.url, folder).upgrade("003")
+    other = MigrationRunner(sqlite_backend.url, folder)
+    engine = sqlite_backend.engine()
+    try:
+        # this runner has picked 003 as the most recent when the other one applies 004
+        with between_transactions(engine, lambda: other.upgrade("004")):
+            undone = MigrationRunner(engine, folder).rollback_last()
+    finally:
+        engine.dispose()
+    assert undone is not None and undone.version == "004"
+    assert_schema_matches_history(sqlite_backend)
 
 
 # -- SQLite: a decision and its write must share one write transaction ---------------------
