@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.engine import Connection, Engine
@@ -282,9 +283,14 @@ class Database:
         """``text`` safe to show: see :func:`scrub`."""
         return scrub(text, self.given_text if self.given_text is not None else self.url)
 
-    def _build_engine(self) -> Engine:
+    @property
+    def builds_engine(self) -> bool:
+        """True when each call gets an Engine built here (from a URL), not the caller's."""
+        return self.given_connection is None and self.given_engine is None
+
+    def _build_engine(self, connect_args: dict[str, Any]) -> Engine:
         try:
-            return create_engine(self.url)
+            return create_engine(self.url, connect_args=connect_args)
         except (NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
             extra = DRIVER_EXTRAS.get(self.url.get_backend_name(), "")
             hint = (
@@ -310,12 +316,16 @@ class Database:
         return path is not None and not path.exists()
 
     @contextmanager
-    def engine(self, *, write: bool = True) -> Iterator[Engine]:
+    def engine(
+        self, connect_args: dict[str, Any] | None = None, *, write: bool = True
+    ) -> Iterator[Engine]:
         """The engine for one call, disposed afterwards if sqlmig built it.
 
-        A read-only call (``write=False``) on a SQLite file that does not exist
-        gets an empty in-memory database in its place, so it reports everything
-        pending and creates no file.
+        ``connect_args`` go to the driver of an engine built here; a given
+        Engine or Connection is used as it is. A read-only call
+        (``write=False``) on a SQLite file that does not exist gets an empty
+        in-memory database in its place, so it reports everything pending and
+        creates no file.
         """
         if not write and self._missing_file():
             stand_in = create_engine("sqlite://", poolclass=StaticPool)
@@ -328,7 +338,7 @@ class Database:
         elif self.given_engine is not None:
             yield self.given_engine
         else:
-            engine = self._build_engine()
+            engine = self._build_engine(connect_args or {})
             try:
                 yield engine
             finally:

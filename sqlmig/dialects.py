@@ -42,6 +42,27 @@ class DialectProfile:
     #: Runners hold no session lock, so a step running outside a transaction
     #: shows itself with a :class:`RunningMark` next to the database file.
     running_marks: bool = False
+    #: Driver error codes meaning "another connection holds the lock" (SQLite
+    #: ``SQLITE_BUSY``, ``SQLITE_LOCKED``; extended codes keep them in the low byte).
+    busy_codes: frozenset[int] = frozenset()
+    #: The driver's connect argument that sets, in seconds, how long each
+    #: statement waits for a lock (sqlite3's ``timeout``, 5 s by default).
+    connect_timeout_arg: str | None = None
+    #: The database's name in messages.
+    title: str = ""
+
+    def busy(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (a driver error, or SQLAlchemy's wrapper of one) means "locked"."""
+        code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+        return isinstance(code, int) and code & 0xFF in self.busy_codes
+
+    def locked_out(self, timeout: float) -> LockTimeout:
+        """The error for a wait on the database's own write lock that ran out."""
+        return LockTimeout(
+            f"the {self.title or self.name} database stayed locked by another connection for "
+            f"more than {timeout:g} s: another runner is migrating; wait, or raise lock_timeout",
+            timeout=timeout,
+        )
 
     def lock_for(self, conn: Connection, table: str, schema: str | None) -> MigrationLock | None:
         """The lock guarding history table ``table`` on ``conn``'s database, if any.
@@ -85,15 +106,10 @@ class DialectProfile:
         try:
             conn.exec_driver_sql(statement)
         except OperationalError as exc:
-            message = str(exc.orig)
-            if "within a transaction" in message:
+            if self.busy(exc):
+                raise self.locked_out(timeout) from exc
+            if "within a transaction" in str(exc.orig):
                 return
-            if "locked" in message or "busy" in message:
-                raise LockTimeout(
-                    f"the SQLite database stayed locked by another writer for more than "
-                    f"{timeout:g} s: another runner is migrating; wait, or raise lock_timeout",
-                    timeout=timeout,
-                ) from exc
             raise
 
     def get_busy_timeout(self, conn: Connection) -> int | None:
@@ -126,6 +142,9 @@ PROFILES = {
         busy_timeout_pragma="busy_timeout",
         change_counter="data_version",
         running_marks=True,
+        busy_codes=frozenset({5, 6}),
+        connect_timeout_arg="timeout",
+        title="SQLite",
     ),
     "postgresql": DialectProfile(
         "postgresql", transactional_ddl=True, lock=AdvisoryLock, caller_transaction_ok=True
@@ -142,4 +161,9 @@ FALLBACK = DialectProfile("other", transactional_ddl=False, lock=None, caller_tr
 
 def profile_for(conn: Connection) -> DialectProfile:
     """The profile for the connection's dialect (a conservative one if unknown)."""
-    return PROFILES.get(conn.dialect.name, FALLBACK)
+    return profile_named(conn.dialect.name)
+
+
+def profile_named(name: str) -> DialectProfile:
+    """The profile for a dialect name such as ``"sqlite"`` (a conservative one if unknown)."""
+    return PROFILES.get(name, FALLBACK)

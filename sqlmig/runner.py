@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import URL
 from sqlalchemy.engine import Connection, Engine
@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from .compat import BotRunnerCalls, Report, printer
 from .config import checked_lock_timeout
 from .database import Database, DatabaseArgument, caller_began
-from .dialects import DialectProfile, profile_for
+from .dialects import DialectProfile, profile_for, profile_named
 from .discovery import Listing, MigrationsSource, discover
 from .driver_errors import translated
 from .dryrun import try_plan
@@ -37,6 +37,8 @@ from .planning import (
 __all__ = ["MigrationRunner"]
 
 log = logging.getLogger("sqlmig")
+
+_T = TypeVar("_T")
 
 
 def _autocommit(conn: Connection) -> bool:
@@ -62,7 +64,7 @@ def _version(version: str | int, command: str) -> int:
 class _Session:
     """The connections and facts of one runner call."""
 
-    __slots__ = ("conn", "engine", "left_autocommit", "nested", "profile")
+    __slots__ = ("busy_before", "conn", "engine", "left_autocommit", "nested", "profile")
 
     def __init__(
         self, engine: Engine, conn: Connection, profile: DialectProfile, nested: bool
@@ -74,6 +76,8 @@ class _Session:
         self.nested = nested
         #: :meth:`transactional` took the connection out of ``AUTOCOMMIT``
         self.left_autocommit = False
+        #: the caller's busy timeout, while the session uses ``lock_timeout`` instead
+        self.busy_before: int | None = None
 
     def transactional(self) -> None:
         """Make sure the connection's transactions are real before anything is written.
@@ -178,11 +182,11 @@ class MigrationRunner(BotRunnerCalls):
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[_Session]:
         given = self._db.given_connection
-        with self._translated(), self._db.engine(write=write) as engine:
+        with self._translated(), self._db.engine(self._connect_args(), write=write) as engine:
             conn = given if given is not None else self._db.connect(engine)
+            profile = profile_for(conn)
             session: _Session | None = None
             try:
-                profile = profile_for(conn)
                 nested = given is not None and conn.in_transaction()
                 if write and nested and not caller_began(conn):
                     raise UsageError(
@@ -200,7 +204,14 @@ class MigrationRunner(BotRunnerCalls):
                 if nested:  # make sure the caller's transaction really began (SQLite)
                     profile.begin_step(conn, immediate=False, timeout=self.lock_timeout)
                 session = _Session(engine, conn, profile, nested)
-                yield session
+                try:
+                    yield session
+                finally:
+                    self._restore_busy_timeout(session)
+            except DBAPIError as exc:
+                if profile.busy(exc):  # a wait for SQLite's lock that ran out, anywhere
+                    raise profile.locked_out(self.lock_timeout) from exc
+                raise
             finally:
                 if given is None:
                     conn.close()
@@ -218,6 +229,11 @@ class MigrationRunner(BotRunnerCalls):
             lock_timeout=self.lock_timeout,
         )
 
+    def _connect_args(self) -> dict[str, Any]:
+        """For an engine built from the URL: each statement waits up to ``lock_timeout``."""
+        name = profile_named(self._db.url.get_backend_name()).connect_timeout_arg
+        return {name: self.lock_timeout} if name else {}
+
     def _read(self, s: _Session) -> History:
         """The history, read in a transaction of its own (or the caller's).
 
@@ -229,9 +245,10 @@ class MigrationRunner(BotRunnerCalls):
         if s.nested:
             return self._store.read(s.conn)
         try:
-            with s.conn.begin():
-                return self._store.read_existing(s.conn)
-        except DBAPIError:
+            return self._patiently(s, lambda: self._store.read_existing(s.conn))
+        except DBAPIError as exc:
+            if s.profile.busy(exc):
+                raise
             with s.conn.begin():
                 return self._store.read(s.conn)
 
@@ -244,9 +261,10 @@ class MigrationRunner(BotRunnerCalls):
         if s.nested:
             return False
         try:
-            with s.conn.begin():
-                return self._store.read_fingerprint(s.conn) == files
-        except DBAPIError:  # no table yet, or one that cannot be read: _read() tells
+            return self._patiently(s, lambda: self._store.read_fingerprint(s.conn) == files)
+        except DBAPIError as exc:  # no table yet, or one that cannot be read: _read() tells
+            if s.profile.busy(exc):
+                raise
             return False
 
     @contextmanager
@@ -261,9 +279,9 @@ class MigrationRunner(BotRunnerCalls):
         write transaction is the lock: the wait for it is tied to ``lock_timeout``.
         """
         lock = s.profile.lock_for(s.conn, self.table, self.schema)
-        if lock is None:
-            with self._busy_wait(s):
-                yield
+        if lock is None:  # each step's write transaction is the lock: wait for it fully
+            self._wait_fully(s)
+            yield
             return
         if s.nested:
             lock.acquire(s.conn, self.lock_timeout, transaction_scoped=True)
@@ -316,20 +334,47 @@ class MigrationRunner(BotRunnerCalls):
             on_step=self.on_step if steps else None,
         )
 
-    @contextmanager
-    def _busy_wait(self, s: _Session) -> Iterator[None]:
-        """Tie the database's busy timeout to ``lock_timeout``, then restore it."""
-        if s.profile.busy_timeout_pragma is None or s.nested:
-            yield
-            return
+    def _wait_fully(self, s: _Session) -> bool:
+        """Make each statement wait up to ``lock_timeout`` for SQLite's lock; True if it changed.
+
+        An engine built here has that from its connect arguments. A caller's
+        engine keeps its own busy timeout until the session first meets the
+        lock (so a start-up with nothing to do sends no extra statement); the
+        session then sets ``lock_timeout`` and gives the engine its value back
+        at the end.
+        """
+        if (
+            s.profile.busy_timeout_pragma is None
+            or s.nested
+            or self._db.builds_engine
+            or s.busy_before is not None
+        ):
+            return False
         with s.conn.begin():
-            before = s.profile.get_busy_timeout(s.conn)
+            s.busy_before = s.profile.get_busy_timeout(s.conn) or 0
             s.profile.set_busy_timeout(s.conn, int(self.lock_timeout * 1000))
+        return True
+
+    @staticmethod
+    def _restore_busy_timeout(s: _Session) -> None:
+        if s.busy_before is None or s.conn.invalidated:
+            return
+        if s.conn.in_transaction():
+            s.conn.rollback()
+        with s.conn.begin():
+            s.profile.set_busy_timeout(s.conn, s.busy_before)
+        s.busy_before = None
+
+    def _patiently(self, s: _Session, read: Callable[[], _T]) -> _T:
+        """``read()`` in a transaction of its own; once more if it met SQLite's lock too soon."""
         try:
-            yield
-        finally:
             with s.conn.begin():
-                s.profile.set_busy_timeout(s.conn, before or 0)
+                return read()
+        except DBAPIError as exc:
+            if not (s.profile.busy(exc) and self._wait_fully(s)):
+                raise
+        with s.conn.begin():
+            return read()
 
     @contextmanager
     def _prepared(

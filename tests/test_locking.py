@@ -10,17 +10,22 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from holding import held_lock, lock_is_free, runner_lock
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
+from workers import BOUND, SPAWN, hold_sqlite_lock, wait_for_file
 
 from backends import Backend
 from conftest import MakeMigrations, tables
 from sqlmig import DirtyDatabase, LockTimeout, MigrationFailed, MigrationRunner
+from sqlmig.cli import main
 from sqlmig.locking import AdvisoryLock, NamedLock, lock_key
 
 servers = pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
@@ -484,5 +489,83 @@ def test_a_release_interrupted_by_ctrl_c_does_not_leave_the_lock_in_the_pool(
             MigrationRunner(engine, make_migrations(creating("a"))).upgrade()
         assert interrupted
         assert lock_is_free(backend)
+    finally:
+        engine.dispose()
+
+
+# -- SQLite: every wait for the write lock is tied to lock_timeout -------------------------
+
+
+@contextmanager
+def sqlite_locked(backend: Backend, tmp_path: Path, seconds: float) -> Iterator[None]:
+    """Another process holds the SQLite file's exclusive lock for ``seconds`` from now."""
+    assert backend.url.database
+    ready = tmp_path / "locked"
+    holder = SPAWN.Process(
+        target=hold_sqlite_lock, args=(backend.url.database, seconds, str(ready)), daemon=True
+    )
+    holder.start()
+    try:
+        wait_for_file(ready, holder)
+        yield
+    finally:
+        holder.join(BOUND)
+        if holder.is_alive():
+            holder.kill()
+
+
+def sqlite_with_one_pending(backend: Backend, make_migrations: MakeMigrations) -> Path:
+    folder = make_migrations(creating("a"))
+    MigrationRunner(backend.url, folder).upgrade()
+    return make_migrations(creating("a", "b"))
+
+
+def test_sqlite_a_runner_waits_up_to_lock_timeout_past_the_drivers_default(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = sqlite_with_one_pending(sqlite_backend, make_migrations)
+    with sqlite_locked(sqlite_backend, tmp_path, seconds=6):  # sqlite3 gives up after 5 s
+        started = time.monotonic()
+        applied = MigrationRunner(sqlite_backend.url, folder, lock_timeout=20).upgrade()
+    assert [m.version for m in applied] == ["002"]
+    assert time.monotonic() - started < 15
+
+
+def test_sqlite_a_runner_whose_wait_runs_out_gets_lock_timeout(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = sqlite_with_one_pending(sqlite_backend, make_migrations)
+    runner = MigrationRunner(sqlite_backend.url, folder, lock_timeout=1)
+    with sqlite_locked(sqlite_backend, tmp_path, seconds=4):
+        for call in (runner.upgrade, runner.status, lambda: runner.downgrade("001")):
+            started = time.monotonic()
+            with pytest.raises(LockTimeout) as caught:
+                call()
+            assert time.monotonic() - started < 3.5, "waited past lock_timeout"
+            assert "SQLite database stayed locked" in str(caught.value)
+            assert isinstance(caught.value.__cause__, OperationalError)
+    assert [m.version for m in runner.status().applied] == ["001"]
+
+
+def test_sqlite_the_command_line_exits_4_when_the_wait_runs_out(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = sqlite_with_one_pending(sqlite_backend, make_migrations)
+    argv = ["--url", sqlite_backend.url_string, "--dir", str(folder)]
+    with sqlite_locked(sqlite_backend, tmp_path, seconds=4):
+        assert main([*argv, "--lock-timeout", "1", "upgrade"]) == 4
+
+
+def test_sqlite_a_callers_engine_with_a_short_timeout_waits_up_to_lock_timeout(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = sqlite_with_one_pending(sqlite_backend, make_migrations)
+    engine = sqlite_backend.engine(connect_args={"timeout": 0.1})
+    try:
+        with sqlite_locked(sqlite_backend, tmp_path, seconds=2):
+            applied = MigrationRunner(engine, folder, lock_timeout=10).upgrade()
+        assert [m.version for m in applied] == ["002"]
+        with engine.connect() as conn:  # the engine's own setting is back
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 100
     finally:
         engine.dispose()

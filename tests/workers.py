@@ -182,3 +182,21 @@ def wait_for_file(path: Path, process: SpawnProcess | None = None, timeout: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear within {timeout:g} s")
         time.sleep(0.02)
+
+
+def hold_sqlite_lock(path: str, seconds: float, ready: str) -> None:
+    """Hold SQLite's exclusive lock on ``path`` for ``seconds``: even readers wait.
+
+    What a replica's long step holds once its changes outgrow the page cache
+    (or while it commits).
+    """
+    import sqlite3
+
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        raw.execute("BEGIN EXCLUSIVE")
+        Path(ready).touch()
+        time.sleep(seconds)
+        raw.execute("ROLLBACK")
+    finally:
+        raw.close()
