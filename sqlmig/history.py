@@ -22,8 +22,10 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql import Delete, Insert, Select
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from .driver_errors import missing_schema, not_a_history_table
@@ -61,6 +63,43 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return to_utc(value)
+
+
+class ServerNow(FunctionElement[datetime]):
+    """The database server's clock, UTC with microseconds: what ``applied_at`` records.
+
+    Never the client's clock: replicas whose clocks disagree still agree on
+    which step was applied last. PostgreSQL: ``clock_timestamp()`` (``now()``
+    is the transaction's start, the same for every step inside a caller's
+    transaction); MySQL/MariaDB: ``UTC_TIMESTAMP(6)``, as ``DATETIME(6)``
+    keeps UTC; SQLite: ``'now'``, kept to the millisecond, as text padded to
+    microseconds.
+    """
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "server_now"
+
+
+@compiles(ServerNow)
+def _server_now(element: ServerNow, compiler: Any, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(ServerNow, "postgresql")
+def _server_now_postgresql(element: ServerNow, compiler: Any, **kw: Any) -> str:
+    return "clock_timestamp()"
+
+
+@compiles(ServerNow, "mysql")
+@compiles(ServerNow, "mariadb")
+def _server_now_mysql(element: ServerNow, compiler: Any, **kw: Any) -> str:
+    return "UTC_TIMESTAMP(6)"
+
+
+@compiles(ServerNow, "sqlite")
+def _server_now_sqlite(element: ServerNow, compiler: Any, **kw: Any) -> str:
+    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 
 def to_utc(value: Any) -> datetime | None:
@@ -147,7 +186,7 @@ class HistoryStore:
     # built once: executing the same statement object reuses its cache key
     @cached_property
     def _insert(self) -> Insert:
-        return self.table.insert()
+        return self.table.insert().values(applied_at=ServerNow())
 
     @cached_property
     def _contains(self) -> Select[Any]:
@@ -284,7 +323,6 @@ class HistoryStore:
             {
                 "version": migration.version,
                 "name": migration.name,
-                "applied_at": datetime.now(UTC),
                 "checksum": migration.checksum,
                 "execution_ms": execution_ms,
                 "success": success,
@@ -296,7 +334,7 @@ class HistoryStore:
         result = conn.execute(
             self.table.update()
             .where(self.table.c.version == version)
-            .values(success=True, execution_ms=execution_ms, applied_at=datetime.now(UTC))
+            .values(success=True, execution_ms=execution_ms, applied_at=ServerNow())
         )
         return bool(result.rowcount)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 from sqlalchemy import MetaData, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
+import sqlmig.history as history_module
 from backends import Backend
 from conftest import MakeMigrations, tables
 from sqlmig import DatabaseError, MigrationRunner, history_table
@@ -238,3 +239,42 @@ def test_the_fingerprint_of_a_table_that_needs_adopting_raises(backend: Backend)
             HistoryStore().read_fingerprint(conn)
     finally:
         engine.dispose()
+
+
+THIRD = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE flags (id INTEGER PRIMARY KEY)"))
+
+    def down(conn):
+        conn.execute(text("DROP TABLE flags"))
+    """
+
+
+class _FastClock(datetime):
+    """The client clock of a replica that runs two minutes fast."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+        return datetime.now(tz) + timedelta(minutes=2)
+
+
+def test_rollback_order_follows_the_servers_clock_not_a_replicas(
+    backend: Backend, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_migrations(
+        {"001_initial.py": INITIAL, "002_settings.py": SECOND, "003_flags.py": THIRD}
+    )
+    MigrationRunner(backend.url, folder).upgrade("001")
+    with monkeypatch.context() as patch:  # the replica that applies 002 runs fast
+        patch.setattr(history_module, "datetime", _FastClock)
+        MigrationRunner(backend.url, folder).upgrade("002")
+    MigrationRunner(backend.url, folder).upgrade("003")  # a replica on time applies 003
+
+    runner = MigrationRunner(backend.url, folder)
+    applied = {row.version: row.applied_at for row in runner.status().applied}
+    assert applied["001"] <= applied["002"] <= applied["003"] <= datetime.now(UTC)
+    undone = runner.rollback_last()
+    assert undone is not None and undone.version == "003"
+    assert "flags" not in tables(backend) and "settings" in tables(backend)
