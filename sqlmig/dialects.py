@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -50,6 +51,10 @@ class DialectProfile:
     connect_timeout_arg: str | None = None
     #: The database's name in messages.
     title: str = ""
+    #: Query returning the current database and its default schema (the lock's key).
+    identity: str | None = None
+    #: Schemas are databases (MySQL): the lock's key names the table's own schema.
+    schema_is_database: bool = False
 
     def busy(self, exc: BaseException) -> bool:
         """Whether ``exc`` (a driver error, or SQLAlchemy's wrapper of one) means "locked"."""
@@ -68,12 +73,26 @@ class DialectProfile:
         """The lock guarding history table ``table`` on ``conn``'s database, if any.
 
         Its key names the database, the schema (the default one when ``None``)
-        and the table, so two history tables never block each other.
+        and the table, so two history tables never block each other. The
+        names come from the server, never from how the URL is spelled
+        (``/app``, ``?dbname=app`` and ``PGDATABASE=app`` take one lock).
         """
         if self.lock is None:
             return None
-        schema = schema or conn.dialect.default_schema_name
-        return self.lock(lock_key(conn.engine.url.database, schema, table))
+        database, default_schema = self._identity(conn)
+        schema = schema or default_schema
+        if self.schema_is_database:  # MySQL: the table's schema is its database
+            database = schema
+        return self.lock(lock_key(database, schema, table))
+
+    def _identity(self, conn: Connection) -> tuple[str | None, str | None]:
+        """The current database and default schema, as the server names them."""
+        if self.identity is None:
+            return conn.engine.url.database, conn.dialect.default_schema_name
+        scope = nullcontext() if conn.in_transaction() else conn.begin()
+        with scope:
+            database, schema = conn.exec_driver_sql(self.identity).one()
+        return database, schema
 
     def running_mark(self, conn: Connection, table: str) -> RunningMark | None:
         """The mark of a step of history ``table`` running outside a transaction, if any.
@@ -147,10 +166,19 @@ PROFILES = {
         title="SQLite",
     ),
     "postgresql": DialectProfile(
-        "postgresql", transactional_ddl=True, lock=AdvisoryLock, caller_transaction_ok=True
+        "postgresql",
+        transactional_ddl=True,
+        lock=AdvisoryLock,
+        caller_transaction_ok=True,
+        identity="SELECT current_database(), current_schema()",
     ),
     "mysql": DialectProfile(
-        "mysql", transactional_ddl=False, lock=NamedLock, caller_transaction_ok=False
+        "mysql",
+        transactional_ddl=False,
+        lock=NamedLock,
+        caller_transaction_ok=False,
+        identity="SELECT DATABASE(), DATABASE()",
+        schema_is_database=True,
     ),
 }
 PROFILES["mariadb"] = PROFILES["mysql"]

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from holding import held_lock, lock_is_free, runner_lock
-from sqlalchemy import event, text
+from sqlalchemy import URL, event, text
 from sqlalchemy.exc import OperationalError
-from workers import BOUND, SPAWN, hold_sqlite_lock, wait_for_file
+from workers import BOUND, SPAWN, hold_sqlite_lock, upgrade_once, wait_for_file
 
 from backends import Backend
 from conftest import MakeMigrations, tables
@@ -569,3 +569,77 @@ def test_sqlite_a_callers_engine_with_a_short_timeout_waits_up_to_lock_timeout(
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 100
     finally:
         engine.dispose()
+
+
+# -- the lock's identity comes from the server, not from the URL's text --------------------
+
+STAYING = """\
+    '''Step 002: the first time it runs, stays until {release} appears (bounded).'''
+    import os
+    import time
+    from pathlib import Path
+
+    def up(conn):
+        if os.path.exists({mark!r}):
+            return
+        Path({mark!r}).touch()
+        deadline = time.monotonic() + {bound}
+        while not os.path.exists({release!r}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    """
+
+
+def spelled(backend: Backend, how: str) -> URL:
+    """The backend's database, named another way than in the URL's path."""
+    name = backend.url.database
+    assert name
+    bare = backend.url.set(database="")
+    if how == "query":
+        key = "dbname" if backend.name == "postgresql" else "database"
+        return bare.update_query_dict({key: name})
+    return bare  # PGDATABASE names it
+
+
+@pytest.mark.parametrize("how", ["query", "env"])
+@servers
+def test_runners_reaching_one_database_through_differently_spelled_urls_take_one_lock(
+    backend: Backend,
+    make_migrations: MakeMigrations,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    if how == "env":
+        if backend.name != "postgresql":
+            pytest.skip("PyMySQL reads no environment variable for the database")
+        monkeypatch.setenv("PGDATABASE", backend.url.database or "")
+    mark, release = tmp_path / "in-step-002", tmp_path / "release-002"
+    folder = make_migrations(
+        {
+            **creating("a"),
+            "002_stay.py": STAYING.format(mark=str(mark), release=str(release), bound=BOUND),
+            "003_c.py": CREATE.format(t="c"),
+        }
+    )
+    # the replica in the slow step reaches the database one way, the second replica another
+    other = spelled(backend, how)
+    holder_url, waiter_url = (other, backend.url) if how == "query" else (backend.url, other)
+    if backend.name == "postgresql":  # bounded even where the second replica does not wait
+        waiter_url = waiter_url.update_query_dict({"options": "-c statement_timeout=5000"})
+    results = SPAWN.Queue()
+    holder = SPAWN.Process(
+        target=upgrade_once,
+        args=(holder_url.render_as_string(False), str(folder), {}, results),
+        daemon=True,
+    )
+    holder.start()
+    try:
+        wait_for_file(mark, holder)
+        with pytest.raises(LockTimeout):
+            MigrationRunner(waiter_url, folder, lock_timeout=0.5).upgrade()
+    finally:
+        release.touch()
+        outcome = results.get(timeout=BOUND)
+        holder.join(BOUND)
+    assert outcome.ok and outcome.value == ["001", "002", "003"], str(outcome)
+    assert MigrationRunner(waiter_url, folder).upgrade() == []
