@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -55,6 +56,14 @@ class DialectProfile:
     identity: str | None = None
     #: Schemas are databases (MySQL): the lock's key names the table's own schema.
     schema_is_database: bool = False
+    #: Settings for the runner's connection while it holds the lock, each applied
+    #: only where the server has it. PostgreSQL 14+: check every second, even in
+    #: the middle of a statement, whether the client is still there, so the
+    #: session of a killed runner ends (and frees the lock) within seconds.
+    session_settings: tuple[tuple[str, str], ...] = ()
+    #: Query that applies one setting (``:name``, ``:value``, ``:local``) if the
+    #: server has it, returning its previous value; no row if it has not.
+    set_setting: str | None = None
 
     def busy(self, exc: BaseException) -> bool:
         """Whether ``exc`` (a driver error, or SQLAlchemy's wrapper of one) means "locked"."""
@@ -108,6 +117,31 @@ class DialectProfile:
         if path in ("", ":memory:") or "mode=memory" in (conn.engine.url.database or ""):
             return None
         return RunningMark(os.path.realpath(f"{path}-sqlmig-{table}"))
+
+    def tune_session(self, conn: Connection, *, local: bool) -> list[tuple[str, str]]:
+        """Apply :attr:`session_settings` inside the current transaction.
+
+        ``local`` settings end with the transaction; the others last for the
+        session and are returned as ``(name, previous value)`` for
+        :meth:`untune_session` (a pooled connection must not keep them).
+        """
+        if self.set_setting is None:
+            return []
+        previous = []
+        for name, value in self.session_settings:
+            row = conn.execute(
+                text(self.set_setting), {"name": name, "value": value, "local": local}
+            ).first()
+            if row is not None and not local:
+                previous.append((name, str(row[0])))
+        return previous
+
+    def untune_session(self, conn: Connection, previous: list[tuple[str, str]]) -> None:
+        """Give settings changed by :meth:`tune_session` their previous values back."""
+        if self.set_setting is None:
+            return
+        for name, value in previous:
+            conn.execute(text(self.set_setting), {"name": name, "value": value, "local": False})
 
     def begin_step(self, conn: Connection, *, immediate: bool, timeout: float) -> None:
         """Make the transaction SQLAlchemy began real on the server, where needed.
@@ -171,6 +205,11 @@ PROFILES = {
         lock=AdvisoryLock,
         caller_transaction_ok=True,
         identity="SELECT current_database(), current_schema()",
+        session_settings=(("client_connection_check_interval", "1s"),),
+        # pg_settings reads every value before set_config() runs: the row has the old one
+        set_setting=(
+            "SELECT setting, set_config(name, :value, :local) FROM pg_settings WHERE name = :name"
+        ),
     ),
     "mysql": DialectProfile(
         "mysql",

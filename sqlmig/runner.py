@@ -284,12 +284,17 @@ class MigrationRunner(BotRunnerCalls):
             yield
             return
         if s.nested:
+            s.profile.tune_session(s.conn, local=True)
             lock.acquire(s.conn, self.lock_timeout, transaction_scoped=True)
             yield
             return
+        tuned: list[tuple[str, str]] = []
         try:
+            with s.conn.begin():
+                tuned = s.profile.tune_session(s.conn, local=False)
             lock.acquire(s.conn, self.lock_timeout)
         except LockTimeout:
+            self._untune(s, tuned)
             raise
         except BaseException:
             s.conn.invalidate()  # ending the session frees a lock we may hold
@@ -298,6 +303,21 @@ class MigrationRunner(BotRunnerCalls):
             yield
         finally:
             self._unlock(lock, s.conn)
+            self._untune(s, tuned)
+
+    @staticmethod
+    def _untune(s: _Session, tuned: list[tuple[str, str]]) -> None:
+        """Give the connection its own settings back, before it returns to a pool."""
+        if not tuned or s.conn.invalidated:
+            return
+        try:
+            if s.conn.in_transaction():
+                s.conn.rollback()
+            with s.conn.begin():
+                s.profile.untune_session(s.conn, tuned)
+        except Exception as exc:
+            s.conn.invalidate()  # a new session starts with the server's defaults
+            log.warning("could not restore the connection's settings (%s); closed it", exc)
 
     @staticmethod
     def _unlock(lock: MigrationLock, conn: Connection) -> None:

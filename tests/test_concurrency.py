@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -243,6 +244,73 @@ def test_a_runner_killed_in_a_step_leaves_no_stale_lock(
     assert [m.version for m in runner.upgrade()] == ["002", "003"]
     assert sql(backend, "SELECT count(*) FROM b") == [1]
     assert history(backend) == [("001", True), ("002", True), ("003", True)]
+
+
+SLEEPING = """\
+    '''Step 002: the first time it runs, sleeps on the server ({mark} marks it).'''
+    import os
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    def up(conn):
+        if not os.path.exists({mark!r}):
+            Path({mark!r}).touch()
+            conn.execute(text("SELECT pg_sleep(60)"))
+    """
+CHECKING = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        interval = conn.execute(text("SHOW client_connection_check_interval")).scalar()
+        if interval != "1s":
+            raise RuntimeError(f"client_connection_check_interval is {interval}")
+    """
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_postgresql_a_runner_killed_in_a_long_statement_frees_the_lock_within_seconds(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    mark = tmp_path / "in-step-002"
+    folder = make_migrations(
+        {
+            "001_a.py": CREATING.format(n=1),
+            "002_sleep.py": SLEEPING.format(mark=str(mark)),
+        }
+    )
+    results = SPAWN.Queue()
+    victim = SPAWN.Process(
+        target=upgrade_once, args=(backend.url_string, str(folder), {}, results), daemon=True
+    )
+    victim.start()
+    try:
+        wait_for_file(mark, victim)
+        time.sleep(0.3)  # well inside pg_sleep(60)
+    finally:
+        os.kill(victim.pid or 0, signal.SIGKILL)
+        victim.join(BOUND)
+    assert victim.exitcode == -signal.SIGKILL
+
+    # the killed runner's server session ends (and frees the lock) long before pg_sleep would
+    started = time.monotonic()
+    applied = MigrationRunner(backend.url, folder, lock_timeout=10).upgrade()
+    assert [m.version for m in applied] == ["002"]
+    assert time.monotonic() - started < 8
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_postgresql_a_callers_pooled_connection_gets_its_settings_back(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_a.py": CREATING.format(n=1), "002_check.py": CHECKING})
+    engine = backend.engine(pool_size=1, max_overflow=0)
+    try:
+        assert len(MigrationRunner(engine, folder).upgrade()) == 2  # 002 saw "1s"
+        with engine.connect() as conn:  # the same pooled connection, as the server set it
+            assert conn.execute(text("SHOW client_connection_check_interval")).scalar() == "0"
+    finally:
+        engine.dispose()
 
 
 # -- the other writing operations racing -----------------------------------------------
