@@ -26,7 +26,6 @@ installed as a wheel).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
@@ -41,6 +40,7 @@ from sqlalchemy.exc import ArgumentError
 from .database import mask, to_url
 from .discovery import is_package
 from .errors import ConfigError
+from .locking import checked_lock_timeout
 
 __all__ = [
     "CONFIG_VAR",
@@ -58,8 +58,6 @@ DEFAULT_PATH = "pyproject.toml"
 URL_VAR = "SQLMIG_URL"
 ENV_VAR = "SQLMIG_ENV"
 CONFIG_VAR = "SQLMIG_CONFIG"
-#: The longest wait the databases accept (a 32-bit count of milliseconds), in seconds.
-MAX_LOCK_TIMEOUT = 2_147_483
 
 #: Keys ``[tool.sqlmig]`` and each environment may hold, with their types.
 KEYS: dict[str, tuple[type, ...]] = {
@@ -172,28 +170,6 @@ def _checked(path: Path, table: str, keys: dict[str, Any]) -> dict[str, Any]:
                 problem = exc.message.removeprefix("lock_timeout ")
                 raise _bad(path, f"{table}.{key}", problem) from None
     return dict(keys)
-
-
-def checked_lock_timeout(value: object) -> float:
-    """``value`` as a number of seconds to wait for the lock.
-
-    Raises:
-        ConfigError: not a number, or not finite, negative or beyond what the
-            databases can wait (about 24 days).
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(
-            f"lock_timeout must be a number of seconds, not {type(value).__name__}",
-            key="lock_timeout",
-        )
-    seconds = float(value)
-    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LOCK_TIMEOUT):
-        raise ConfigError(
-            f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}, "
-            f"not {value!r}",
-            key="lock_timeout",
-        )
-    return seconds
 
 
 def _bad(path: Path, key: str, problem: str) -> ConfigError:

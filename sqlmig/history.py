@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -262,6 +261,8 @@ class HistoryStore:
 
     def unreadable_error(self, versions: tuple[str, ...]) -> DirtyDatabase:
         """The error for rows whose version is not a number, with the ways out."""
+        import shlex  # only on this rare path
+
         first = versions[0]
         rows = ", ".join(repr(v) for v in versions)
         return DirtyDatabase(

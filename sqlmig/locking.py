@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import time
 from abc import ABC, abstractmethod
@@ -22,9 +23,43 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from .errors import LockTimeout
+from .errors import ConfigError, LockTimeout
 
-__all__ = ["AdvisoryLock", "MigrationLock", "NamedLock", "RunningMark", "lock_key"]
+__all__ = [
+    "MAX_LOCK_TIMEOUT",
+    "AdvisoryLock",
+    "MigrationLock",
+    "NamedLock",
+    "RunningMark",
+    "checked_lock_timeout",
+    "lock_key",
+]
+
+#: The longest wait the databases accept (a 32-bit count of milliseconds), in seconds.
+MAX_LOCK_TIMEOUT = 2_147_483
+
+
+def checked_lock_timeout(value: object) -> float:
+    """``value`` as a number of seconds to wait for the lock.
+
+    Raises:
+        ConfigError: not a number, or not finite, negative or beyond what the
+            databases can wait (about 24 days).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            f"lock_timeout must be a number of seconds, not {type(value).__name__}",
+            key="lock_timeout",
+        )
+    seconds = float(value)
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LOCK_TIMEOUT):
+        raise ConfigError(
+            f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}, "
+            f"not {value!r}",
+            key="lock_timeout",
+        )
+    return seconds
+
 
 log = logging.getLogger("sqlmig")
 

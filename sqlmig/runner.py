@@ -14,7 +14,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .compat import BotRunnerCalls, Report, printer
-from .config import checked_lock_timeout
 from .database import Database, DatabaseArgument, caller_began
 from .dialects import DialectProfile, profile_for, profile_named
 from .discovery import Listing, MigrationsSource, discover
@@ -23,7 +22,7 @@ from .dryrun import try_plan
 from .errors import LockTimeout, MigrationFailed, UsageError
 from .execution import PlanItem, StepExecutor
 from .history import History, HistoryStore
-from .locking import MigrationLock
+from .locking import MigrationLock, checked_lock_timeout
 from .migration import Migration, PlannedStep, Status, StepCallback
 from .planning import (
     Comparison,
