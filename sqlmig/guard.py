@@ -53,8 +53,12 @@ class GuardState:
         self.changes = 0
 
     def count(self, sql: Any) -> None:
-        words = next(_statement_heads(sql), None) if isinstance(sql, str) else None
-        if not words or words[0] not in _READS:
+        if not isinstance(sql, str):
+            self.changes += 1
+            return
+        plain = _PLAIN_HEAD.match(sql)  # the usual statement: no comment before its first word
+        first = plain.group(1).lower() if plain else next(_statement_heads(sql), [""])[0]
+        if first not in _READS:
             self.changes += 1
 
 
@@ -82,6 +86,12 @@ _TOKEN = re.compile(
 #: First words of a statement that end, or begin, a transaction.
 _ALWAYS = {"commit", "end", "abort", "xa"}
 _BEFORE = {"begin": None, "start": "transaction", "prepare": "transaction"}
+#: Every word that can begin a transaction-control statement, anywhere in the text.
+_CONTROL_WORD = re.compile(
+    r"commit|end|abort|xa|rollback|begin|start|prepare|autocommit", re.IGNORECASE
+)
+#: A statement whose first token is a word (nothing to skip before it).
+_PLAIN_HEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?=[^A-Za-z0-9_]|\Z)")
 #: First words of statements that only read.
 _READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
 
@@ -127,7 +137,11 @@ def transaction_control(sql: str) -> str | None:
 
     Savepoints (``SAVEPOINT``, ``RELEASE``, ``ROLLBACK TO``) are fine: they stay
     inside the step's transaction. So is MariaDB's ``BEGIN NOT ATOMIC`` block.
+    Text holding none of the words that could begin such a statement is not
+    scanned at all (most statements of a step).
     """
+    if _CONTROL_WORD.search(sql) is None:
+        return None
     for words in _statement_heads(sql):
         first, rest = words[0], [w for w in words[1:] if w not in ("work", "transaction")]
         if first in _ALWAYS:
