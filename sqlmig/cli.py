@@ -6,7 +6,7 @@ the runner's ``on_step`` callback; the steps' own log records (loggers below
 ``sqlmig``, such as ``sqlmig.migrations``) show at INFO, the library's own
 records under ``-v``; only this module attaches a handler to the ``sqlmig`` logger.
 Errors are one line on stderr (the traceback too under ``-v``); the exit code
-is the error's ``exit_code`` (SPEC §7), 130 on Ctrl-C, 0 when done.
+is the error's ``exit_code``, 130 on Ctrl-C, 0 when done.
 """
 
 from __future__ import annotations
@@ -352,7 +352,7 @@ def cmd_rollback(args: argparse.Namespace, out: Output, progress: _Progress) -> 
 
 
 def status_rows(status: Status) -> list[dict[str, Any]]:
-    """One entry per version, lowest first, as ``status --json`` prints them (SPEC §9)."""
+    """One entry per version, lowest first, as ``status --json`` prints them."""
     states = {r.number: "applied" for r in status.applied}
     states.update({r.number: "changed" for r in status.changed})
     states.update({r.number: "missing" for r in status.missing})
@@ -378,7 +378,7 @@ def status_rows(status: Status) -> list[dict[str, Any]]:
 
 
 def status_json(status: Status) -> str:
-    """``{"current": ..., "migrations": [...]}``, the shape of SPEC §9."""
+    """``{"current": ..., "migrations": [...]}``: what ``status --json`` prints."""
     return json.dumps({"current": status.current, "migrations": status_rows(status)}, indent=2)
 
 

@@ -1,6 +1,6 @@
 """Configuration: ``[tool.sqlmig]`` in ``pyproject.toml``, environments, ``SQLMIG_*`` variables.
 
-The database URL is resolved in this order, first found wins (SPEC §8):
+The database URL is resolved in this order, first found wins:
 
 1. the explicit ``url`` (``--url``, or ``url=`` / ``db=`` in Python);
 2. the ``SQLMIG_URL`` environment variable;

@@ -268,7 +268,7 @@ class MigrationRunner(BotRunnerCalls):
 
     @contextmanager
     def _locked(self, s: _Session) -> Iterator[None]:
-        """Hold the migration lock for the block (SPEC §5).
+        """Hold the migration lock for the block.
 
         A session lock is held by the runner's own connection, the one its steps
         run on: taken and freed in short transactions of their own, so the
