@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -101,12 +102,22 @@ class StepExecutor:
         try:
             if trans.is_active:
                 trans.rollback()
+            elif self._current(trans):  # left inactive by a refused commit: SQLAlchemy
+                trans.rollback()  # only forgets it, so the database is told here
+                if not self.nested:
+                    self.conn.connection.rollback()
             elif self.conn.in_transaction() and not self.nested:
                 self.conn.rollback()
         except Exception as exc:
             log.warning("could not roll back after the failure: %s", exc)
             if not self.nested and self.conn.in_transaction():
                 self.conn.invalidate()  # a connection in an unknown state is not reused
+
+    def _current(self, trans: Any) -> bool:
+        """Whether ``trans`` is still the connection's (possibly inactive) transaction."""
+        conn = self.conn
+        current = conn.get_nested_transaction() if self.nested else conn.get_transaction()
+        return current is trans
 
     @contextmanager
     def autocommit(self) -> Iterator[None]:
@@ -152,7 +163,14 @@ class StepExecutor:
             self.conn.exec_driver_sql(f"SAVEPOINT {MARK}")
         with guarded(self.conn) as state:
             try:
-                fn(self.conn)
+                returned = fn(self.conn)
+                if inspect.isgenerator(returned) or inspect.isawaitable(returned):
+                    if hasattr(returned, "close"):
+                        returned.close()  # never started: nothing of it ran
+                    raise TypeError(
+                        f"{action}() returned a {type(returned).__name__} instead of running: "
+                        "a step must be a plain function that runs its statements"
+                    )
             except Exception as exc:
                 error = exc
         if state.tripped and not isinstance(error, ForbiddenCall):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +52,18 @@ def version_problem(version: str) -> str | None:
     return None
 
 
+def function_problem(fn: object) -> str | None:
+    """Why ``fn`` cannot be a step's ``up``/``down`` (calling it would run nothing), or None."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        return "is a generator (it has `yield`), so calling it runs none of it: remove the yield"
+    if inspect.iscoroutinefunction(fn):
+        return (
+            "is `async def`, so calling it runs none of it: make it a plain def "
+            "(an async service calls the runner through AsyncConnection.run_sync)"
+        )
+    return None
+
+
 def version_number(version: str) -> int:
     """The integer value a version compares by: ``"010"`` -> 10."""
     return int(version)
@@ -89,6 +102,12 @@ class Migration:
                 f"migration {version} ({name}) has no up(): pass up=<function>",
                 version=version,
             )
+        for role, fn in (("up", up), ("down", down)):
+            problem = function_problem(fn) if fn is not None else None
+            if problem is not None:
+                raise MigrationSourceError(
+                    f"migration {version} ({name}): {role}() {problem}", version=version
+                )
         self.version = version
         #: The integer value this version compares by.
         self.number = version_number(version)
@@ -128,6 +147,12 @@ class Migration:
                 version=self.version,
             )
         down = getattr(module, "down", None)
+        for role, fn in (("up", up), ("down", down)):
+            problem = function_problem(fn) if callable(fn) else None
+            if problem is not None:
+                raise MigrationSourceError(
+                    f"{self.path}: {role}(conn) {problem}", path=self.path, version=self.version
+                )
         self._up = up
         self._down = down if callable(down) else None
         self._transactional = bool(getattr(module, "transactional", True))

@@ -181,6 +181,11 @@ class MigrationRunner(BotRunnerCalls):
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[_Session]:
         given = self._db.given_connection
+        if given is not None and given.closed:
+            raise UsageError(
+                "the Connection you passed is closed: pass an open Connection, "
+                "or the Engine (sqlmig then opens and closes its own)"
+            )
         with self._translated(), self._db.engine(self._connect_args(), write=write) as engine:
             conn = given if given is not None else self._db.connect(engine)
             profile = profile_for(conn)

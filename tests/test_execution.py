@@ -6,8 +6,15 @@ import pytest
 from sqlalchemy import text
 
 from backends import Backend
-from conftest import MakeMigrations, tables
-from sqlmig import DirtyDatabase, Migration, MigrationFailed, MigrationRunner, UsageError
+from conftest import MakeMigrations, count, tables
+from sqlmig import (
+    DirtyDatabase,
+    Migration,
+    MigrationFailed,
+    MigrationRunner,
+    MigrationSourceError,
+    UsageError,
+)
 
 GOOD = """\
     from sqlalchemy import text
@@ -323,3 +330,60 @@ def test_mysql_a_down_refused_by_the_foreign_key_index_rule_keeps_the_step_appli
     assert [m.version for m in runner.status().pending] == ["002"]
     assert "recorded 002_index as applied" in runner.stamp("002")
     assert runner.status().pending == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["def up(conn):", "async def up(conn):"],
+    ids=["generator", "coroutine"],
+)
+def test_a_step_whose_body_would_not_run_is_refused_before_any_write(
+    backend: Backend, make_migrations: MakeMigrations, header: str
+) -> None:
+    source = f"""\
+        from sqlalchemy import text
+
+        {header}
+            conn.execute(text("CREATE TABLE never (id INTEGER PRIMARY KEY)"))
+            {"yield" if header.startswith("def") else "pass"}
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_a.py": GOOD, "002_b.py": source}))
+
+    with pytest.raises(MigrationSourceError, match=r"002_b\.py: up\(conn\) is (a gen|`async)"):
+        runner.upgrade()
+
+    assert tables(backend) == set()  # found before anything was written
+
+
+def test_a_step_returning_a_coroutine_fails_instead_of_being_recorded(backend: Backend) -> None:
+    async def body(conn: object) -> None:
+        raise AssertionError("never awaited")
+
+    steps = [Migration("001", "wrapped", up=lambda conn: body(conn))]
+    with pytest.raises(MigrationFailed, match="returned a coroutine instead of running"):
+        MigrationRunner(backend.url, steps).upgrade()
+
+    assert count(backend, "SELECT count(*) FROM migrations WHERE success") == 0
+
+
+def test_a_commit_refused_below_the_connection_does_not_commit_on_clean_up(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # Connection.commit called unbound, past the guard's override: the commit the
+    # driver refuses leaves SQLAlchemy's transaction inactive, which it would only forget
+    source = """\
+        from sqlalchemy import text
+        from sqlalchemy.engine import Connection
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE sneaky (id INTEGER PRIMARY KEY)"))
+            Connection.commit(conn)
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
+
+    with pytest.raises(MigrationFailed, match="driver connection's commit"):
+        runner.upgrade()
+
+    if backend.name != "mysql":  # its DDL commits itself
+        assert "sneaky" not in tables(backend)
+    assert count(backend, "SELECT count(*) FROM migrations WHERE success") == 0

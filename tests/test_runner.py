@@ -481,3 +481,18 @@ def test_stamp_and_unstamp_record_and_forget_one_step_without_running_it(
         runner.unstamp("002")
     assert "stamp: recorded 001_first" in caplog.text
     assert "unstamp: removed the applied row of 002_half" in caplog.text
+
+
+def test_a_closed_connection_is_a_usage_error(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    engine = backend.engine()
+    try:
+        conn = engine.connect()
+        conn.close()
+        runner = MigrationRunner(conn, make_migrations(steps("a")))
+        for call in (runner.upgrade, runner.status):
+            with pytest.raises(UsageError, match="Connection you passed is closed"):
+                call()
+    finally:
+        engine.dispose()
