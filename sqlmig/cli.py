@@ -43,6 +43,8 @@ log = logging.getLogger("sqlmig")
 #: The library's own record of each step, which the step lines already show.
 STEP_RECORD = re.compile(r"^(applied|undid) \S+ in \d+ ms$")
 URL_TEXT = re.compile(r"[A-Za-z][\w+.-]*://\S+")
+#: Punctuation that ends a sentence after a URL, not the URL itself.
+TRAILING = ":;,.)]}'\""
 PROGRESS_ABOVE = 3  # show "[n/total]" on a terminal when more steps than this are pending
 
 
@@ -119,7 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _masked_urls(text: str) -> str:
     """Every URL-like word of ``text`` that holds a secret, masked on its parsed form."""
-    return URL_TEXT.sub(lambda m: mask(m[0]) if holds_secret(m[0]) else m[0], text)
+
+    def masked(match: re.Match[str]) -> str:
+        url = match[0].rstrip(TRAILING)  # "... to URL: reason": the colon is not the URL's
+        shown = mask(url) if holds_secret(url) else url
+        return shown + match[0][len(url) :]
+
+    return URL_TEXT.sub(masked, text)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

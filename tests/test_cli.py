@@ -922,3 +922,12 @@ def test_read_only_commands_create_no_sqlite_file(
         assert result == 0, output
     assert "6 pending" in run_main(capsys, "status")[1]
     assert not (project.root / "app.db").exists()
+
+
+def test_a_masked_url_keeps_the_punctuation_after_it(tmp_path: Path) -> None:
+    project = new_project(tmp_path / "p", None)
+    url = f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:1/app"
+    result = project.run("--url", url, "status")
+    assert result.returncode == 5
+    assert "cannot connect to postgresql+psycopg://app:***@127.0.0.1:1/app: " in result.stderr
+    assert "%3A" not in result.stderr
