@@ -135,6 +135,12 @@ class MigrationRunner(BotRunnerCalls):
                 "MigrationRunner needs a database and a migrations source: "
                 "MigrationRunner('sqlite:///app.db', 'migrations')"
             )
+        for key, name in (("table", table), ("schema", schema)):
+            if name is not None and not (isinstance(name, str) and name.strip()):
+                raise UsageError(
+                    f"{key}={name!r} names nothing: give the history table's "
+                    f"{key} name, or leave {key}= out"
+                )
         self.migrations_source: MigrationsSource = migrations
         self.table = table
         self.schema = schema

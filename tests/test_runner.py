@@ -496,3 +496,12 @@ def test_a_closed_connection_is_a_usage_error(
                 call()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("option", [{"table": ""}, {"table": "  "}, {"schema": ""}])
+def test_an_empty_table_or_schema_name_is_refused_before_connecting(
+    backend: Backend, make_migrations: MakeMigrations, option: dict[str, str]
+) -> None:
+    with pytest.raises(UsageError, match="names nothing"):
+        MigrationRunner(backend.url, make_migrations(steps("a")), **option).upgrade()
+    assert tables(backend) == set()
