@@ -95,9 +95,13 @@ def check_history(comparison: Comparison) -> None:
     """
     if comparison.failed:
         versions = [r.version for r in comparison.failed]
+        one = versions[0] if len(versions) == 1 else None
+        stamp = f"stamp({one!r}) (sqlmig stamp {one})" if one else "stamp(VERSION) for each"
         raise DirtyDatabase(
             f"migration {_versions(comparison.failed)} failed part-way (its DDL could not be "
-            "rolled back): check the database by hand, then run repair() (sqlmig repair)",
+            "rolled back): check the database by hand, then run repair() (sqlmig repair) "
+            f"if none of its work is there, or {stamp} if all of it is (a down() "
+            "that was stopped may have undone nothing)",
             versions=versions,
         )
     if comparison.changed:

@@ -20,7 +20,16 @@ import pytest
 from holding import held_lock
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
-from workers import BOUND, SPAWN, Crew, Job, Outcome, upgrade_once, wait_for_file
+from workers import (
+    BOUND,
+    SPAWN,
+    Crew,
+    Job,
+    Outcome,
+    downgrade_dying,
+    upgrade_once,
+    wait_for_file,
+)
 
 from backends import Backend
 from conftest import MakeMigrations, tables
@@ -693,3 +702,47 @@ def test_sqlite_a_step_whose_row_vanished_while_it_ran_fails_loudly(
         process.join(BOUND)
     assert outcome.error == "MigrationFailed", outcome
     assert "its history row was removed while it ran" in outcome.message
+
+
+KILLED_IN_DOWN = """\
+    '''Step 002: a table whose down() is stopped (like kill -9) before it undoes anything.'''
+    import os
+
+    from sqlalchemy import text
+
+    transactional = False
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE b (x INTEGER)"))
+
+    def down(conn):
+        if os.environ.get("SQLMIG_TEST_DIE_IN_DOWN"):
+            os._exit(9)
+        conn.execute(text("DROP TABLE b"))
+    """
+
+
+def test_a_runner_killed_in_a_down_is_dirty_with_a_way_out_that_keeps_history_true(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    create = "def up(conn):\n    conn.exec_driver_sql('CREATE TABLE a (x INTEGER)')\n"
+    folder = make_migrations({"001_a.py": create, "002_b.py": KILLED_IN_DOWN})
+    runner = MigrationRunner(backend.url, folder, lock_timeout=5)
+    runner.upgrade()
+    results = SPAWN.Queue()
+    victim = SPAWN.Process(
+        target=downgrade_dying, args=(backend.url_string, str(folder), results), daemon=True
+    )
+    victim.start()
+    victim.join(BOUND)
+    assert victim.exitcode == 9
+
+    with pytest.raises(DirtyDatabase) as caught:
+        runner.upgrade()
+    assert "b" in tables(backend)  # down() undid nothing: the step is all there
+    assert "stamp('002') (sqlmig stamp 002) if all of it is" in str(caught.value)
+    runner.stamp("002")  # what the message says for a step whose work is all there
+    assert runner.upgrade() == []
+    assert history(backend) == [("001", True), ("002", True)]
+    assert [m.version for m in runner.downgrade("001")] == ["002"]
+    assert "b" not in tables(backend)

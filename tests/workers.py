@@ -94,6 +94,12 @@ def upgrade_once(url: str, folder: str, options: dict[str, Any], results: Any) -
     results.put(call(Job("upgrade", url, folder, options=options)))
 
 
+def downgrade_dying(url: str, folder: str, results: Any) -> None:
+    """A one-off ``downgrade("001")`` whose steps see ``SQLMIG_TEST_DIE_IN_DOWN`` set."""
+    os.environ["SQLMIG_TEST_DIE_IN_DOWN"] = "1"
+    results.put(call(Job("downgrade", url, folder, args=("001",))))
+
+
 class CrewError(AssertionError):
     """The crew did not answer in time; it has been killed."""
 
