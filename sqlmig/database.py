@@ -304,7 +304,7 @@ class Database:
                 f"({self.scrub(str(exc))}): {hint}",
                 key="url",
             ) from exc
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError, TypeError) as exc:  # a query option of bad type
             raise ConfigError(
                 f"bad database URL {self.display_url}: {self.scrub(str(exc))}", key="url"
             ) from exc
@@ -345,11 +345,23 @@ class Database:
                 engine.dispose()
 
     def connect(self, engine: Engine) -> Connection:
-        """A new connection; failures to connect become :class:`DatabaseUnavailable`."""
+        """A new connection; failures to connect become :class:`DatabaseUnavailable`.
+
+        A driver that chokes on a setting of the URL before it reaches the server
+        (PyMySQL's ``?charset=bogus``, ``?connect_timeout=abc``) raises plain
+        Python errors, which become a :class:`ConfigError` naming the URL.
+        """
         try:
             return engine.connect()
         except DBAPIError as exc:
             raise self.unavailable(exc) from exc
+        except (ValueError, TypeError, AttributeError, LookupError) as exc:
+            raise ConfigError(
+                f"cannot connect to {self.display_url}: the driver rejected a setting of the "
+                f"URL ({type(exc).__name__}: {self.scrub(str(exc))}); check its query "
+                "options (?charset=, ?connect_timeout= ...)",
+                key="url",
+            ) from exc
 
     def unavailable(self, exc: DBAPIError) -> DatabaseUnavailable:
         """The error for a failed connection: the URL masked, the driver's reason scrubbed."""
