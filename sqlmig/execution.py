@@ -161,7 +161,8 @@ class StepExecutor:
         trans = self.conn.get_nested_transaction() if self.nested else self.conn.get_transaction()
         if watch:
             self.conn.exec_driver_sql(f"SAVEPOINT {MARK}")
-        with guarded(self.conn) as state:
+        autocommit = not (migration.transactional or self.nested)
+        with guarded(self.conn, autocommit=autocommit) as state:
             try:
                 returned = fn(self.conn)
                 if inspect.isgenerator(returned) or inspect.isawaitable(returned):
@@ -174,7 +175,7 @@ class StepExecutor:
             except Exception as exc:
                 error = exc
         if state.tripped and not isinstance(error, ForbiddenCall):
-            error = ForbiddenCall(state.tripped[0])
+            error = ForbiddenCall(state.tripped[0], autocommit=autocommit)
         if watch and not self._intact(trans, error is None):
             self._failed(migration, started)
             cause = error or ForbiddenCall("ended its transaction in a way sqlmig cannot refuse")

@@ -33,20 +33,29 @@ __all__ = [
 class ForbiddenCall(Exception):
     """Raised inside a step that tried to end the transaction sqlmig owns."""
 
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            f"migration {what}: sqlmig owns the step's transaction; remove it (each step is "
-            "committed for you; mark a step that cannot run in a transaction transactional = False)"
-        )
+    def __init__(self, what: str, *, autocommit: bool = False) -> None:
+        if autocommit:  # a transactional = False step: there is nothing to commit
+            hint = (
+                "a transactional = False step runs in autocommit, so each statement is "
+                "committed as it completes; remove it"
+            )
+        else:
+            hint = (
+                "sqlmig owns the step's transaction; remove it (each step is committed for "
+                "you; mark a step that cannot run in a transaction transactional = False)"
+            )
+        super().__init__(f"migration {what}: {hint}")
         self.what = what
 
 
 class GuardState:
     """What a guarded step tried: refused attempts, and statements that may have changed data."""
 
-    __slots__ = ("changes", "tripped")
+    __slots__ = ("autocommit", "changes", "tripped")
 
-    def __init__(self) -> None:
+    def __init__(self, *, autocommit: bool = False) -> None:
+        #: the step runs outside any transaction (``transactional = False``)
+        self.autocommit = autocommit
         #: every refused attempt, so a step that swallowed the error is still caught
         self.tripped: list[str] = []
         #: statements that ran to the end and may have changed something (not reads)
@@ -64,7 +73,7 @@ class GuardState:
 
 def _forbid(what: str, tripped: GuardState) -> NoReturn:
     tripped.tripped.append(what)
-    raise ForbiddenCall(what)
+    raise ForbiddenCall(what, autocommit=tripped.autocommit)
 
 
 # -- SQL text ------------------------------------------------------------------
@@ -119,7 +128,7 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
             if word == "atomic" or (word == "begin" and words):
                 yield [*words, word]  # a block body follows: its statements are not ours to split
                 return
-            if len(words) < 4:
+            if len(words) < 4 or words[0] == "set":  # SET a=1, b=2, c=3, autocommit=1
                 words.append(word)
         elif kind == "end":
             if words:
@@ -358,12 +367,12 @@ class _GuardedConnection(Connection):
 
 
 @contextmanager
-def guarded(conn: Connection) -> Iterator[GuardState]:
+def guarded(conn: Connection, *, autocommit: bool = False) -> Iterator[GuardState]:
     """While inside, ``conn`` refuses to commit, roll back or close, in every way.
 
     Yields what the step tried (see :class:`GuardState`).
     """
-    tripped = GuardState()
+    tripped = GuardState(autocommit=autocommit)
     own = tuple(t for t in (conn.get_transaction(), conn.get_nested_transaction()) if t)
 
     def check(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:

@@ -170,6 +170,8 @@ def test_savepoints_inside_a_step_are_fine(
         ("PREPARE stmt FROM 'SELECT 1'", None),
         ("ABORT", "ABORT"),
         ("SET autocommit = 1", "SET AUTOCOMMIT"),
+        ("SET @a = 1, @b = 2, @c = 3, autocommit = 1", "SET AUTOCOMMIT"),
+        ("SET @@session.autocommit = 1", "SET AUTOCOMMIT"),
         ("XA COMMIT 'x'", "XA COMMIT"),
         ("CREATE TABLE t (id INT); COMMIT", "COMMIT"),
         ("INSERT INTO t VALUES ('x; COMMIT')", None),
@@ -204,3 +206,24 @@ def test_the_guard_leaves_no_listener_on_the_connection(
             conn.rollback()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("call", ["conn.commit()", "with conn.begin(): pass"])
+def test_a_non_transactional_step_that_commits_is_told_it_runs_in_autocommit(
+    backend: Backend, make_migrations: MakeMigrations, call: str
+) -> None:
+    source = f"""\
+        from sqlalchemy import text
+
+        transactional = False
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE batch (id INTEGER)"))
+            {call}
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_batch.py": source}))
+    with pytest.raises(MigrationFailed) as info:
+        runner.upgrade()
+    message = str(info.value)
+    assert "runs in autocommit, so each statement is committed as it completes" in message
+    assert "mark a step that cannot run in a transaction" not in message  # it already is
