@@ -101,6 +101,14 @@ def _server_now_sqlite(element: ServerNow, compiler: Any, **kw: Any) -> str:
     return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 
+class UnreadableDate(Exception):
+    """An ``applied_at`` that is no date (a history row written by hand on SQLite)."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__(repr(value))
+        self.value = value
+
+
 def to_utc(value: Any) -> datetime | None:
     """An aware UTC datetime from what a driver returned for ``applied_at``."""
     if value is None:
@@ -109,7 +117,14 @@ def to_utc(value: Any) -> datetime | None:
         try:  # naive UTC text, as sqlmig writes it: one parse (replace() costs 10x more)
             return datetime.fromisoformat(value + "+00:00")
         except ValueError:  # text with its own offset
-            value = datetime.fromisoformat(value)
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise UnreadableDate(value) from None
+    if isinstance(value, int | float) and not isinstance(value, bool):  # Unix time (SQLite)
+        return datetime.fromtimestamp(value, UTC)
+    if not hasattr(value, "tzinfo"):
+        raise UnreadableDate(value)
     zone = value.tzinfo
     if zone is None:
         return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
@@ -242,6 +257,8 @@ class HistoryStore:
             raise not_a_history_table(self.label, f"it has no {', '.join(lacking)} {columns}")
         records = result.fetchall()
         unreadable: tuple[str, ...] = ()
+        if strict:
+            self._check_dates(records, at)
         try:
             rows = _rows(records, at)
         except ValueError:  # a version that is not a number (rare): sort those rows out
@@ -253,6 +270,21 @@ class HistoryStore:
                 raise self.unreadable_error(unreadable) from None
             rows = _rows([r for r in records if _numeric(r[column])], at)
         return History(rows, exists=True, missing_columns=missing, unreadable=unreadable)
+
+    def _check_dates(self, records: Sequence[Any], at: dict[str, int]) -> None:
+        """Raise ``DirtyDatabase`` naming the first row whose ``applied_at`` is no date."""
+        version, when = at["version"], at["applied_at"]
+        for record in records:
+            try:
+                to_utc(record[when])
+            except UnreadableDate as bad:
+                v = str(record[version])
+                raise DirtyDatabase(
+                    f"the history table {self.label} has a row ({v!r}) whose applied_at is no "
+                    f"date ({bad.value!r}), written by hand: set it to one, such as UPDATE "
+                    f"{self.label} SET applied_at = CURRENT_TIMESTAMP WHERE version = '{v}'",
+                    versions=[v],
+                ) from None
 
     @property
     def label(self) -> str:
@@ -382,11 +414,18 @@ def _rows(records: Sequence[Any], at: dict[str, int]) -> list[AppliedMigration]:
     checksum, ms, success = at.get("checksum"), at.get("execution_ms"), at.get("success")
     epoch = datetime.fromtimestamp(0, UTC)
     row = AppliedMigration.from_history
+
+    def date(value: Any) -> datetime:
+        try:
+            return to_utc(value) or epoch
+        except UnreadableDate:  # reported by a strict read; others take it as the oldest
+            return epoch
+
     rows = [
         row(
             str(record[version]),
             record[title],
-            to_utc(record[when]) or epoch,
+            date(record[when]),
             None if checksum is None else record[checksum],
             None if ms is None else record[ms],
             True if success is None else bool(record[success]),

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 import sqlmig.history as history_module
 from backends import Backend
 from conftest import MakeMigrations, tables
-from sqlmig import DatabaseError, MigrationRunner, history_table
+from sqlmig import DatabaseError, DirtyDatabase, MigrationRunner, history_table
 from sqlmig.history import HistoryStore, to_utc
 
 INITIAL = """\
@@ -278,3 +278,47 @@ def test_rollback_order_follows_the_servers_clock_not_a_replicas(
     undone = runner.rollback_last()
     assert undone is not None and undone.version == "003"
     assert "flags" not in tables(backend) and "settings" in tables(backend)
+
+
+def test_an_adopted_sqlite_history_with_unix_times_reads_in_their_order(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    engine = sqlite_backend.engine()
+    with engine.begin() as conn:  # another tool's table: applied_at in Unix seconds
+        conn.execute(text("CREATE TABLE migrations (version TEXT, name TEXT, applied_at INTEGER)"))
+        conn.execute(text("INSERT INTO migrations VALUES ('001', 'a', 1700000200)"))
+        conn.execute(text("INSERT INTO migrations VALUES ('002', 'b', 1700000100.5)"))
+    engine.dispose()
+    source = "def up(conn):\n    pass\n\ndef down(conn):\n    pass\n"
+    runner = MigrationRunner(
+        sqlite_backend.url, make_migrations({"001_a.py": source, "002_b.py": source})
+    )
+
+    status = runner.status()
+    assert [r.version for r in status.applied] == ["002", "001"]  # oldest first
+    assert status.applied[1].applied_at == datetime.fromtimestamp(1700000200, UTC)
+    undone = runner.rollback_last()
+    assert undone is not None and undone.version == "001"
+
+
+def test_a_hand_written_applied_at_that_is_no_date_is_dirty_naming_the_row(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    source = "def up(conn):\n    pass\n"
+    runner = MigrationRunner(sqlite_backend.url, make_migrations({"001_a.py": source}))
+    runner.upgrade()
+    engine = sqlite_backend.engine()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE migrations SET applied_at = 'yesterday'"))
+    engine.dispose()
+
+    for call in (runner.status, runner.verify, runner.rollback_last):
+        with pytest.raises(DirtyDatabase, match=r"row \('001'\) whose applied_at is no date"):
+            call()
+    assert runner.upgrade() == []  # the start-up check reads checksums only
+    assert runner.repair() == []  # still works on such a table
+    engine = sqlite_backend.engine()
+    with engine.begin() as conn:  # the way out the message gives
+        conn.execute(text("UPDATE migrations SET applied_at = CURRENT_TIMESTAMP"))
+    engine.dispose()
+    assert runner.status().current == "001"
