@@ -262,6 +262,13 @@ class MigrationRunner(BotRunnerCalls):
             with s.conn.begin():
                 return self._store.read(s.conn)
 
+    def _history_exists(self, s: _Session) -> bool:
+        """Whether the history table exists, asked in a transaction of its own."""
+        if s.nested:
+            return self._store.exists(s.conn)
+        with s.conn.begin():
+            return self._store.exists(s.conn)
+
     def _up_to_date(self, s: _Session, files: dict[int, str]) -> bool:
         """True when every file is applied unchanged and nothing else is recorded.
 
@@ -704,6 +711,11 @@ class MigrationRunner(BotRunnerCalls):
         text = str(version).strip()
         number = int(text) if text.isascii() and text.isdigit() else None
         with self._session(write=True) as s, self._locked(s):
+            if not self._history_exists(s):  # nothing to remove: create nothing either
+                raise UsageError(
+                    f"cannot unstamp {version!s}: the history has no row for it (there is "
+                    "no history table yet); sqlmig status lists the recorded steps"
+                )
             with self._prepared(self._executor(s), migrations, strict=False) as history:
                 if number is None and text in history.unreadable:
                     self._store.delete(s.conn, text)

@@ -505,3 +505,12 @@ def test_an_empty_table_or_schema_name_is_refused_before_connecting(
     with pytest.raises(UsageError, match="names nothing"):
         MigrationRunner(backend.url, make_migrations(steps("a")), **option).upgrade()
     assert tables(backend) == set()
+
+
+def test_unstamp_on_a_database_without_history_creates_nothing(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a")))
+    with pytest.raises(UsageError, match="cannot unstamp 1: the history has no row for it"):
+        runner.unstamp("1")
+    assert tables(backend) == set()  # MySQL would keep a history table created for nothing
