@@ -437,15 +437,16 @@ class StepExecutor:
             return None
         return self.profile.running_mark(self.conn, self.store.name)
 
-    def wait_while_running(self, deadline: float) -> None:
+    def wait_while_running(self, deadline: float) -> bool:
         """Wait until no other runner holds the running mark, or raise at ``deadline``.
+
+        Returns True when another runner's step was running.
 
         Raises:
             LockTimeout: another runner's step still runs at ``deadline``.
         """
         mark = self._mark
-        if mark is not None:
-            mark.wait(deadline, self.lock_timeout)
+        return mark is not None and mark.wait(deadline, self.lock_timeout)
 
     def running_elsewhere(self) -> bool:
         """True when another runner is running a step no transaction protects (SQLite)."""

@@ -105,8 +105,8 @@ class MigrationLock(ABC):
 
     def acquire(
         self, conn: Connection, timeout: float, *, transaction_scoped: bool = False
-    ) -> None:
-        """Wait at most ``timeout`` seconds for the lock.
+    ) -> bool:
+        """Wait at most ``timeout`` seconds for the lock; True if another runner held it.
 
         ``transaction_scoped`` takes a lock that ends with the connection's
         current transaction (used when the caller hands in its transaction).
@@ -133,6 +133,7 @@ class MigrationLock(ABC):
                 waited = True
             _sleep(min(delay, remaining))
             delay = min(delay * 2, 0.2)
+        return waited
 
     def free(self, conn: Connection) -> bool:
         """Free a session lock in a short transaction of its own.
@@ -270,14 +271,16 @@ class RunningMark:
         finally:
             raw.close()
 
-    def wait(self, deadline: float, timeout: float) -> None:
-        """Poll until no one holds the mark.
+    def wait(self, deadline: float, timeout: float) -> bool:
+        """Poll until no one holds the mark; True if someone did.
 
         Raises:
             LockTimeout: still held at ``deadline`` (``time.monotonic()``).
         """
         delay = 0.01
+        waited = False
         while self.held_elsewhere():
+            waited = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LockTimeout(
@@ -287,3 +290,4 @@ class RunningMark:
                 )
             _sleep(min(delay, remaining))
             delay = min(delay * 2, 0.2)
+        return waited

@@ -19,11 +19,11 @@ from .dialects import DialectProfile, profile_for, profile_named
 from .discovery import Listing, MigrationsSource, discover
 from .driver_errors import translated
 from .dryrun import try_plan
-from .errors import LockTimeout, MigrationFailed, UsageError
+from .errors import DirtyDatabase, LockTimeout, MigrationFailed, UsageError
 from .execution import PlanItem, StepExecutor
 from .history import History, HistoryStore
 from .locking import MigrationLock, checked_lock_timeout
-from .migration import Migration, PlannedStep, Status, StepCallback
+from .migration import AppliedMigration, Migration, PlannedStep, Status, StepCallback
 from .planning import (
     Comparison,
     check_history,
@@ -63,7 +63,7 @@ def _version(version: str | int, command: str) -> int:
 class _Session:
     """The connections and facts of one runner call."""
 
-    __slots__ = ("busy_before", "conn", "engine", "left_autocommit", "nested", "profile")
+    __slots__ = ("busy_before", "conn", "engine", "left_autocommit", "nested", "profile", "waited")
 
     def __init__(
         self, engine: Engine, conn: Connection, profile: DialectProfile, nested: bool
@@ -77,6 +77,8 @@ class _Session:
         self.left_autocommit = False
         #: the caller's busy timeout, while the session uses ``lock_timeout`` instead
         self.busy_before: int | None = None
+        #: this call waited for another runner (its lock, or its running step)
+        self.waited = False
 
     def transactional(self) -> None:
         """Make sure the connection's transactions are real before anything is written.
@@ -262,6 +264,26 @@ class MigrationRunner(BotRunnerCalls):
             with s.conn.begin():
                 return self._store.read(s.conn)
 
+    @staticmethod
+    def _settled(s: _Session, failed: list[AppliedMigration], command: str) -> None:
+        """Refuse to clear failed rows when this call waited for another runner.
+
+        The failure may then be that runner's, left while this call waited
+        (its step failed part-way), and no one has checked the database for it.
+
+        Raises:
+            DirtyDatabase: this call waited, and there are failed rows.
+        """
+        if not (s.waited and failed):
+            return
+        versions = [r.version for r in failed]
+        raise DirtyDatabase(
+            f"migration {', '.join(versions)} is failed, and this {command} waited for another "
+            "runner, whose step may have failed just now: check the database by hand, then "
+            f"run {command} again",
+            versions=versions,
+        )
+
     def _history_exists(self, s: _Session) -> bool:
         """Whether the history table exists, asked in a transaction of its own."""
         if s.nested:
@@ -302,14 +324,14 @@ class MigrationRunner(BotRunnerCalls):
             return
         if s.nested:
             s.profile.tune_session(s.conn, local=True)
-            lock.acquire(s.conn, self.lock_timeout, transaction_scoped=True)
+            s.waited = lock.acquire(s.conn, self.lock_timeout, transaction_scoped=True)
             yield
             return
         tuned: list[tuple[str, str]] = []
         try:
             with s.conn.begin():
                 tuned = s.profile.tune_session(s.conn, local=False)
-            lock.acquire(s.conn, self.lock_timeout)
+            s.waited = lock.acquire(s.conn, self.lock_timeout)
         except LockTimeout:
             self._untune(s, tuned)
             raise
@@ -415,7 +437,12 @@ class MigrationRunner(BotRunnerCalls):
 
     @contextmanager
     def _prepared(
-        self, executor: StepExecutor, migrations: list[Migration], *, strict: bool = True
+        self,
+        executor: StepExecutor,
+        migrations: list[Migration],
+        *,
+        strict: bool = True,
+        session: _Session | None = None,
     ) -> Iterator[History]:
         """One write transaction: create or adopt the table, fill missing checksums.
 
@@ -429,10 +456,13 @@ class MigrationRunner(BotRunnerCalls):
         """
         deadline = time.monotonic() + self.lock_timeout
         while True:
-            executor.wait_while_running(deadline)
+            if executor.wait_while_running(deadline) and session is not None:
+                session.waited = True
             with executor.transaction():
                 history = self._store.read(executor.conn, strict=strict)
                 if history.failed and executor.running_elsewhere():
+                    if session is not None:
+                        session.waited = True
                     continue  # another runner's step in progress: wait for it, read again
                 if not history.exists or history.needs_adopting:
                     self._store.create_or_adopt(executor.conn, history)
@@ -641,7 +671,10 @@ class MigrationRunner(BotRunnerCalls):
         migrations = self.migrations()
         changes: list[str] = []
         with self._session(write=True) as s, self._locked(s):
-            with self._prepared(self._executor(s), migrations, strict=False) as history:
+            with self._prepared(
+                self._executor(s), migrations, strict=False, session=s
+            ) as history:
+                self._settled(s, history.failed, "repair")
                 for version in history.unreadable:
                     self._store.delete(s.conn, version)
                     changes.append(f"removed the row {version!r}, whose version is not a number")
@@ -679,8 +712,10 @@ class MigrationRunner(BotRunnerCalls):
                 "give the version of a file (sqlmig status lists them)"
             )
         with self._session(write=True) as s, self._locked(s):
-            with self._prepared(self._executor(s), migrations) as history:
+            with self._prepared(self._executor(s), migrations, session=s) as history:
                 row = next((r for r in history.rows if r.number == number), None)
+                if row is not None and not row.success:
+                    self._settled(s, [row], "stamp")
                 if row is not None and row.success:
                     raise UsageError(
                         f"cannot stamp {migration.version}: it is already recorded as applied; "
@@ -716,7 +751,9 @@ class MigrationRunner(BotRunnerCalls):
                     f"cannot unstamp {version!s}: the history has no row for it (there is "
                     "no history table yet); sqlmig status lists the recorded steps"
                 )
-            with self._prepared(self._executor(s), migrations, strict=False) as history:
+            with self._prepared(
+                self._executor(s), migrations, strict=False, session=s
+            ) as history:
                 if number is None and text in history.unreadable:
                     self._store.delete(s.conn, text)
                     change = f"removed the row {text!r}, whose version is not a number"
@@ -725,6 +762,8 @@ class MigrationRunner(BotRunnerCalls):
                 if number is None:
                     _version(version, "unstamp")  # raises: not a version
                 row = next((r for r in history.rows if r.number == number), None)
+                if row is not None and not row.success:
+                    self._settled(s, [row], "unstamp")
                 if row is None:
                     raise UsageError(
                         f"cannot unstamp {version!s}: the history has no row for it; "
