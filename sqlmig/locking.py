@@ -51,11 +51,15 @@ def checked_lock_timeout(value: object) -> float:
             f"lock_timeout must be a number of seconds, not {type(value).__name__}",
             key="lock_timeout",
         )
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        seconds = math.inf
     if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LOCK_TIMEOUT):
+        shown = repr(value) if math.isfinite(seconds) or isinstance(value, float) else "more"
         raise ConfigError(
             f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}, "
-            f"not {value!r}",
+            f"not {shown}",
             key="lock_timeout",
         )
     return seconds

@@ -412,3 +412,8 @@ def test_a_lock_timeout_that_is_no_usable_number_is_a_config_error(
         runner_settings(path=write(tmp_path, PROJECT), lock_timeout=number)
     with pytest.raises(ConfigError, match="lock_timeout must be a number of seconds from 0"):
         MigrationRunner("sqlite:///a.db", "m", lock_timeout=number)
+
+
+def test_a_lock_timeout_too_large_for_a_float_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"from 0 to 2147483, not more$"):
+        MigrationRunner("sqlite:///a.db", "m", lock_timeout=10**400)
