@@ -331,15 +331,14 @@ class StepExecutor:
                 or its history row was removed while it ran.
         """
         if self.protected(migration):
-            try:
-                with self.transaction():
-                    if not self._still_next(migration):
-                        return False
-                    ms = self.call(migration, migration.up, "up", watch=True)
-                    self.store.record(self.conn, migration, execution_ms=ms)
-            except TransactionLost as lost:
-                self._keep_failed(migration)
-                raise lost.failure from lost.failure.__cause__
+            ms = self._run_protected(
+                migration,
+                migration.up,
+                "up",
+                lambda took: self.store.record(self.conn, migration, execution_ms=took),
+            )
+            if ms is None:
+                return False
             self._log("applied", migration, ms)
             return True
         with self.running():
@@ -372,15 +371,11 @@ class StepExecutor:
         down = migration.down
         assert down is not None
         if self.protected(migration):
-            try:
-                with self.transaction():
-                    if not self._still_next(migration):
-                        return False
-                    ms = self.call(migration, down, "down", watch=True)
-                    self.store.delete(self.conn, row.version)
-            except TransactionLost as lost:
-                self._keep_failed(migration)
-                raise lost.failure from lost.failure.__cause__
+            ms = self._run_protected(
+                migration, down, "down", lambda _took: self.store.delete(self.conn, row.version)
+            )
+            if ms is None:
+                return False
             self._log("undid", migration, ms)
             return True
         with self.running():
@@ -399,6 +394,30 @@ class StepExecutor:
                     raise self._vanished(migration, "undone", "unstamp")
         self._log("undid", migration, ms)
         return True
+
+    def _run_protected(
+        self,
+        migration: Migration,
+        fn: StepFunction,
+        action: str,
+        write: Callable[[int], object],
+    ) -> int | None:
+        """Run ``fn`` and its history change ``write(ms)`` in one watched transaction.
+
+        Returns the step's time, or None when ``migration`` is no longer the next
+        step (another runner wrote meanwhile). A step that ended its transaction
+        anyway leaves a failed row (:meth:`_keep_failed`).
+        """
+        try:
+            with self.transaction():
+                if not self._still_next(migration):
+                    return None
+                ms = self.call(migration, fn, action, watch=True)
+                write(ms)
+        except TransactionLost as lost:
+            self._keep_failed(migration)
+            raise lost.failure from lost.failure.__cause__
+        return ms
 
     def _keep_failed(self, migration: Migration) -> None:
         """Leave ``migration``'s row ``success = false``: its work may be committed."""
