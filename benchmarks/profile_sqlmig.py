@@ -54,7 +54,7 @@ def import_times(limit: int) -> None:
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        parts = [p.strip() for p in line[len("import time:"):].split("|")]
+        parts = [p.strip() for p in line[len("import time:") :].split("|")]
         if not parts[0].isdigit():
             continue
         own, cumulative, name = int(parts[0]), int(parts[1]), parts[2]
@@ -62,7 +62,7 @@ def import_times(limit: int) -> None:
     # only what was imported after sqlalchemy: everything after the top-level sqlalchemy line
     names = [r[2] for r in rows]
     cut = next((i for i, n in enumerate(names) if n == "sqlalchemy"), -1)
-    after = rows[cut + 1:]
+    after = rows[cut + 1 :]
     print("\n===== imports added by `import sqlmig` after `import sqlalchemy` (us)")
     print(f"{'cumulative':>10} {'self':>8}  module")
     for cumulative, own, name in sorted(after, reverse=True)[:limit]:
@@ -87,12 +87,24 @@ def main() -> None:
         folder = write_workload(Path(tmp), "sqlmig", args.n)
         with fresh_database(args.backend, Path(tmp), admin) as target:
             url = target.url_string
-            _profiled(f"upgrade of {args.n}", lambda: MigrationRunner(url, folder).upgrade(),
-                      args.top, args.sort)
-            _profiled("start-up check", lambda: MigrationRunner(url, folder).upgrade(),
-                      args.top, args.sort)
-            _profiled("downgrade to base",
-                      lambda: MigrationRunner(url, folder).downgrade("base"), args.top, args.sort)
+            _profiled(
+                f"upgrade of {args.n}",
+                lambda: MigrationRunner(url, folder).upgrade(),
+                args.top,
+                args.sort,
+            )
+            _profiled(
+                "start-up check",
+                lambda: MigrationRunner(url, folder).upgrade(),
+                args.top,
+                args.sort,
+            )
+            _profiled(
+                "downgrade to base",
+                lambda: MigrationRunner(url, folder).downgrade("base"),
+                args.top,
+                args.sort,
+            )
     if admin is not None:
         admin.dispose()
     import_times(args.top)

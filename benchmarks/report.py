@@ -110,8 +110,13 @@ ROWS: list[tuple[str, str, Callable[[Any], float | None], str, bool]] = [
     ("upgrade, commits seen by server", "upgrade", lambda r: r.commits, "commits", True),
     ("start-up check, whole process", "check", lambda r: r.wall_s, "s", False),
     ("start-up check, after import", "check", lambda r: r.work_s, "ms", False),
-    ("start-up check, after import, first after a deploy (no checksum cache)", "check-cold",
-     lambda r: r.work_s, "ms", False),
+    (
+        "start-up check, after import, first after a deploy (no checksum cache)",
+        "check-cold",
+        lambda r: r.work_s,
+        "ms",
+        False,
+    ),
     ("start-up check, commits", "check", lambda r: r.commits, "commits", True),
     ("downgrade to base, whole process", "downgrade", lambda r: r.wall_s, "s", False),
     ("downgrade, commits seen by server", "downgrade", lambda r: r.commits, "commits", True),
@@ -120,8 +125,13 @@ ROWS: list[tuple[str, str, Callable[[Any], float | None], str, bool]] = [
 PADDED_ROWS: list[tuple[str, str, Callable[[Any], float | None], str, bool]] = [
     ("start-up check, whole process, padded files", "check-padded", lambda r: r.wall_s, "s", False),
     ("start-up check, after import, padded files", "check-padded", lambda r: r.work_s, "ms", False),
-    ("start-up check, after import, first after a deploy, padded files", "check-padded-cold",
-     lambda r: r.work_s, "ms", False),
+    (
+        "start-up check, after import, first after a deploy, padded files",
+        "check-padded-cold",
+        lambda r: r.work_s,
+        "ms",
+        False,
+    ),
 ]
 FORMATS = {"s": _seconds, "ms": _ms, "mib": _mib}
 
@@ -209,16 +219,22 @@ def _goals(figures: Figures, sizes: list[int], backends: list[str], tool: str) -
     for backend in backends:
         for action in ("upgrade", "downgrade"):
             r = ratio(backend, action, lambda rec: rec.wall_s)
-            line(None if r is None else r <= 1.15,
-                 f"{action} on {backend}: {r or 0:.2f}x the floor (goal <= 1.15x)")
+            line(
+                None if r is None else r <= 1.15,
+                f"{action} on {backend}: {r or 0:.2f}x the floor (goal <= 1.15x)",
+            )
         check = figures.median(n, backend, tool, "check", lambda rec: rec.work_s)
         limit = 0.020 if backend == "sqlite" else 0.030
-        line(None if check is None else check < limit,
-             f"start-up check on {backend} after import: {(check or 0) * 1000:.1f} ms "
-             f"(goal < {limit * 1000:.0f} ms)")
+        line(
+            None if check is None else check < limit,
+            f"start-up check on {backend} after import: {(check or 0) * 1000:.1f} ms "
+            f"(goal < {limit * 1000:.0f} ms)",
+        )
         r = ratio(backend, "check", lambda rec: rec.wall_s)
-        line(None if r is None else r <= 1.1,
-             f"start-up check on {backend}, whole process: {r or 0:.2f}x the floor (goal <= 1.1x)")
+        line(
+            None if r is None else r <= 1.1,
+            f"start-up check on {backend}, whole process: {r or 0:.2f}x the floor (goal <= 1.1x)",
+        )
         # padded and plain files are checked minutes apart: each is taken against the
         # floor's checks of its own phase (the floor reads no file), so the VM's drift
         # between the two phases cancels out
@@ -240,23 +256,33 @@ def _goals(figures: Figures, sizes: list[int], backends: list[str], tool: str) -
                 lo, hi = min(sizes), max(sizes)
                 slope = (values[hi] - values[lo]) / (hi - lo)  # type: ignore[operator]
                 constant = values[hi] - slope * hi  # type: ignore[operator]
-                line(abs(slope - 1) < 0.005,
-                     f"{action} commits on postgresql: {slope:.3f} per step + {constant:.0f} "
-                     "(goal: exactly 1 per step plus a constant)")
+                line(
+                    abs(slope - 1) < 0.005,
+                    f"{action} commits on postgresql: {slope:.3f} per step + {constant:.0f} "
+                    "(goal: exactly 1 per step plus a constant)",
+                )
             elif values.get(n) is not None:
                 total = values[n]
-                line(None, f"{action} commits on postgresql: {total:.0f} for {n} steps "
-                     "(goal: 1 per step plus a constant; run two sizes to separate them)")
+                line(
+                    None,
+                    f"{action} commits on postgresql: {total:.0f} for {n} steps "
+                    "(goal: 1 per step plus a constant; run two sizes to separate them)",
+                )
     added = figures.median(0, "-", tool, "import", lambda rec: rec.import_s)
-    line(None if added is None else added < 0.015,
-         f"import sqlmig adds {(added or 0) * 1000:.1f} ms to import sqlalchemy (goal < 15 ms)")
+    line(
+        None if added is None else added < 0.015,
+        f"import sqlmig adds {(added or 0) * 1000:.1f} ms to import sqlalchemy (goal < 15 ms)",
+    )
     if len(sizes) >= 2:
         for backend in backends:
             a = figures.median(min(sizes), backend, tool, "upgrade", lambda r: r.maxrss_kib)
             b = figures.median(max(sizes), backend, tool, "upgrade", lambda r: r.maxrss_kib)
             if a and b:
-                line(b / a <= 1.2, f"peak RSS on {backend}: N={max(sizes)} uses {b / a:.2f}x "
-                     f"N={min(sizes)} (goal <= 1.2x)")
+                line(
+                    b / a <= 1.2,
+                    f"peak RSS on {backend}: N={max(sizes)} uses {b / a:.2f}x "
+                    f"N={min(sizes)} (goal <= 1.2x)",
+                )
     return lines
 
 
@@ -267,15 +293,18 @@ def render(
     figures = Figures(records)
     sizes = sorted({r.n for r in records if r.n})
     out = ["# sqlmig benchmark", ""]
-    out.append(
-        "Machine: "
-        + ", ".join(f"{k} {v}" for k, v in info.items())
-    )
+    out.append("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     out.append("")
     for n in sizes:
         runs = max(
-            (sum(1 for r in records if (r.n, r.tool, r.action) == (n, "floor", "upgrade")
-                 and r.backend == b) for b in backends),
+            (
+                sum(
+                    1
+                    for r in records
+                    if (r.n, r.tool, r.action) == (n, "floor", "upgrade") and r.backend == b
+                )
+                for b in backends
+            ),
             default=0,
         )
         checks = sum(

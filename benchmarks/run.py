@@ -138,7 +138,7 @@ def expect_tables(target: Target, tool: str, action: str, wanted: int) -> None:
         )
 
 
-#: sqlmig's checksum cache in a migrations folder (see sqlmig.checksums).
+#: sqlmig's checksum cache in a migrations folder (see sqlmig._checksums).
 CHECKSUM_CACHE = Path("__pycache__") / "sqlmig-checksums"
 
 
@@ -266,9 +266,7 @@ def machine() -> dict[str, str]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument(
-        "--repeat", type=int, help="rounds per figure (default 6)"
-    )
+    parser.add_argument("--repeat", type=int, help="rounds per figure (default 6)")
     parser.add_argument("--import-repeat", type=int, default=9)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
@@ -316,11 +314,19 @@ def main(argv: list[str] | None = None) -> int:
         for tool in tools:  # warm-up, not measured: writes the bytecode caches
             run_child(tool, "import", "-", root)
         for rep in range(args.import_repeat):
-            for tool in tools[rep % len(tools):] + tools[: rep % len(tools)]:
+            for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)]:
                 result = run_child(tool, "import", "-", root)
                 records.append(
-                    Record(0, "-", tool, "import", result["wall_s"], result["tool_s"],
-                           result["sqlalchemy_s"], result["maxrss_kib"])
+                    Record(
+                        0,
+                        "-",
+                        tool,
+                        "import",
+                        result["wall_s"],
+                        result["tool_s"],
+                        result["sqlalchemy_s"],
+                        result["maxrss_kib"],
+                    )
                 )
         print(f"imports measured ({args.import_repeat} runs each)", file=sys.stderr)
         for n in args.sizes:

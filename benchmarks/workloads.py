@@ -61,7 +61,8 @@ def _padding(kib: int) -> str:
 
 def _sqlmig_file(number: int, pad: str) -> str:
     create, insert = statements(number)
-    return textwrap.dedent(f'''\
+    return (
+        textwrap.dedent(f'''\
         """Benchmark step {number}: create {table_name(number)} and insert one row."""
 
         def up(conn):
@@ -71,13 +72,16 @@ def _sqlmig_file(number: int, pad: str) -> str:
 
         def down(conn):
             conn.exec_driver_sql("{downgrade_statement(number)}")
-        ''') + pad
+        ''')
+        + pad
+    )
 
 
 def _alembic_file(number: int, previous: int | None, pad: str) -> str:
     create, insert = statements(number)
     down_revision = f'"r{previous:06d}"' if previous is not None else "None"
-    return textwrap.dedent(f'''\
+    return (
+        textwrap.dedent(f'''\
         """Benchmark step {number}: create {table_name(number)} and insert one row."""
         from alembic import op
 
@@ -94,12 +98,15 @@ def _alembic_file(number: int, previous: int | None, pad: str) -> str:
 
         def downgrade():
             op.execute("{downgrade_statement(number)}")
-        ''') + pad
+        ''')
+        + pad
+    )
 
 
 def _yoyo_file(number: int, pad: str) -> str:
     create, insert = statements(number)
-    return textwrap.dedent(f'''\
+    return (
+        textwrap.dedent(f'''\
         """Benchmark step {number}: create {table_name(number)} and insert one row."""
         from yoyo import step
 
@@ -115,7 +122,9 @@ def _yoyo_file(number: int, pad: str) -> str:
 
 
         steps = [step(apply, rollback)]
-        ''') + pad
+        ''')
+        + pad
+    )
 
 
 ALEMBIC_ENV = textwrap.dedent('''\

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from ._errors import (
     ChecksumMismatch,
     ConfigError,
     DatabaseError,
@@ -26,12 +26,12 @@ from .errors import (
     SqlmigError,
     UsageError,
 )
-from .history import history_table
-from .migration import AppliedMigration, Migration, PlannedStep, Status
-from .runner import MigrationRunner
+from ._history import history_table
+from ._migration import AppliedMigration, Migration, PlannedStep, Status
+from ._runner import MigrationRunner
 
 if TYPE_CHECKING:
-    from .aio import upgrade_async
+    from ._aio import upgrade_async
     from .ops import ops
 
 __version__ = "0.1.0"
@@ -73,7 +73,7 @@ def __getattr__(name: str) -> Any:
     if name == "ops":
         return importlib.import_module(".ops", __name__)
     if name == "upgrade_async":
-        from .aio import upgrade_async
+        from ._aio import upgrade_async
 
         return upgrade_async
     raise AttributeError(f"module 'sqlmig' has no attribute {name!r}")

@@ -7,7 +7,7 @@ The database URL is resolved in this order, first found wins:
 3. ``url`` of the environment chosen by ``env`` (``--env``), else by
    ``SQLMIG_ENV``, in ``[tool.sqlmig.env.NAME]``;
 4. ``url`` in ``[tool.sqlmig]``;
-5. otherwise :class:`~sqlmig.errors.ConfigError`.
+5. otherwise :class:`~sqlmig._errors.ConfigError`.
 
 ``migrations``, ``table``, ``schema``, ``lock_timeout`` and
 ``allow_out_of_order`` come from the keyword overrides, else the chosen
@@ -37,10 +37,10 @@ from typing import Any
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .database import mask, to_url
-from .discovery import is_package
-from .errors import ConfigError
-from .locking import checked_lock_timeout
+from ._database import mask, to_url
+from ._discovery import is_package
+from ._errors import ConfigError
+from ._locking import checked_lock_timeout
 
 __all__ = [
     "CONFIG_VAR",

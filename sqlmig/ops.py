@@ -13,7 +13,7 @@ nullability or constraints), the table is rebuilt inside the step's
 transaction with Alembic's "batch" mode: new table, rows copied, old table
 dropped, new one renamed, indexes recreated; what reflection alone would
 lose (triggers, unnamed CHECKs, COLLATE, AUTOINCREMENT) is carried by
-:mod:`sqlmig.sqlite_rebuild`. Elsewhere the same call is one
+:mod:`sqlmig._sqlite_rebuild`. Elsewhere the same call is one
 ``ALTER TABLE``. On MySQL/MariaDB, whose ``MODIFY``/``CHANGE COLUMN`` restate
 the whole column, the parts of a column that a change does not name (type,
 nullability, default, auto-increment, comment) are read from the database
@@ -51,9 +51,9 @@ from sqlalchemy.schema import Column, Computed, DefaultClause, Table
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
-from .dialects import profile_for
-from .errors import UsageError
-from .sqlite_rebuild import TableKeeper
+from ._dialects import profile_for
+from ._errors import UsageError
+from ._sqlite_rebuild import TableKeeper
 
 if TYPE_CHECKING:
     from alembic.operations import BatchOperations, Operations
@@ -306,7 +306,7 @@ class SchemaOps:
 
         A SQLite rebuild keeps the table's triggers, views naming it, unnamed
         CHECK constraints, COLLATE and AUTOINCREMENT (see
-        :class:`~sqlmig.sqlite_rebuild.TableKeeper`).
+        :class:`~sqlmig._sqlite_rebuild.TableKeeper`).
 
         Raises:
             UsageError: on SQLite with ``PRAGMA foreign_keys=ON``, when a
@@ -332,9 +332,12 @@ class SchemaOps:
                     queued.dropped_indexes,
                     columns_go=bool(queued.dropped_columns or queued.renamed),
                 )
-        with guard, self.alembic.batch_alter_table(
-            table, schema=schema, recreate=recreate, **options
-        ) as batch_op:
+        with (
+            guard,
+            self.alembic.batch_alter_table(
+                table, schema=schema, recreate=recreate, **options
+            ) as batch_op,
+        ):
             for call in queued.calls:
                 call(batch_op)
 
@@ -381,10 +384,16 @@ class SchemaOps:
         in_use = [
             *insp.get_pk_constraint(table, schema=schema)["constrained_columns"],
             *(c for i in insp.get_indexes(table, schema=schema) for c in i["column_names"]),
-            *(c for u in insp.get_unique_constraints(table, schema=schema)
-              for c in u["column_names"]),
-            *(c for f in insp.get_foreign_keys(table, schema=schema)
-              for c in f["constrained_columns"]),
+            *(
+                c
+                for u in insp.get_unique_constraints(table, schema=schema)
+                for c in u["column_names"]
+            ),
+            *(
+                c
+                for f in insp.get_foreign_keys(table, schema=schema)
+                for c in f["constrained_columns"]
+            ),
         ]
         if any(str(c).lower() == name for c in in_use if c is not None):
             return False
@@ -394,12 +403,16 @@ class SchemaOps:
     def _refuse_rebuild_under_foreign_keys(self, table: str) -> None:
         if not self.conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
             return
-        referencing = self.conn.exec_driver_sql(
-            "SELECT DISTINCT m.name FROM sqlite_master AS m, "
-            "pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table' "
-            "AND lower(f.\"table\") = lower(?) AND lower(m.name) != lower(?)",
-            (table, table),
-        ).scalars().all()
+        referencing = (
+            self.conn.exec_driver_sql(
+                "SELECT DISTINCT m.name FROM sqlite_master AS m, "
+                "pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table' "
+                'AND lower(f."table") = lower(?) AND lower(m.name) != lower(?)',
+                (table, table),
+            )
+            .scalars()
+            .all()
+        )
         if referencing:
             raise UsageError(
                 f"cannot rebuild SQLite table {table!r} with PRAGMA foreign_keys=ON: "
@@ -504,9 +517,7 @@ class TableOps:
         self, name: str, columns: Sequence[str], *, unique: bool = False, **kw: Any
     ) -> None:
         """Create an index on this table."""
-        self._queue(
-            False, lambda b: b.create_index(name, list(columns), unique=unique, **kw)
-        )
+        self._queue(False, lambda b: b.create_index(name, list(columns), unique=unique, **kw))
 
     def drop_index(self, name: str) -> None:
         """Drop an index of this table."""

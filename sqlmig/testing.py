@@ -21,13 +21,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from .database import DatabaseArgument
-from .discovery import find_all
-from .errors import IrreversibleMigration, MigrationFailed, UsageError
-from .migration import AppliedMigration, Migration
-from .planning import BASE, compare
-from .runner import MigrationRunner
-from .schema_snapshot import Snapshot, differences, snapshot
+from ._database import DatabaseArgument
+from ._discovery import find_all
+from ._errors import IrreversibleMigration, MigrationFailed, UsageError
+from ._migration import AppliedMigration, Migration
+from ._planning import BASE, compare
+from ._runner import MigrationRunner
+from ._schema_snapshot import Snapshot, differences, snapshot
 
 __all__ = ["check_history", "check_stairway"]
 

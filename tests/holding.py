@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from backends import Backend
-from sqlmig.dialects import profile_for
-from sqlmig.locking import MigrationLock
+from sqlmig._dialects import profile_for
+from sqlmig._locking import MigrationLock
 
 
 @dataclass

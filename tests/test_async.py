@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from backends import Backend, fresh_database
 from conftest import MakeMigrations, count, tables
 from sqlmig import MigrationFailed, MigrationRunner
-from sqlmig.aio import upgrade_async
-from sqlmig.locking import AdvisoryLock, lock_key
+from sqlmig._aio import upgrade_async
+from sqlmig._locking import AdvisoryLock, lock_key
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -148,9 +148,7 @@ def test_upgrade_async_applies_pending_steps_once(
 def test_concurrent_upgrade_tasks_apply_each_step_once(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        f"{n:03d}_t{n}.py": CREATE.format(t=f"t{n}") for n in range(1, 4)
-    })
+    folder = make_migrations({f"{n:03d}_t{n}.py": CREATE.format(t=f"t{n}") for n in range(1, 4)})
 
     async def migrate(engine: AsyncEngine) -> list[list[str]]:
         results = await asyncio.gather(*(upgrade_async(engine, folder) for _ in range(3)))
@@ -204,15 +202,16 @@ def test_a_runner_waiting_for_the_lock_leaves_the_event_loop_free(
 def test_raw_cursor_and_non_transactional_steps_work_through_the_async_drivers(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_raw.py": """\
+    folder = make_migrations(
+        {
+            "001_raw.py": """\
             def up(conn):
                 cursor = conn.connection.cursor()  # the bot runner's style, via the adapter
                 cursor.execute("CREATE TABLE raw_t (id INTEGER)")
                 cursor.execute("INSERT INTO raw_t (id) VALUES (1)")
                 cursor.close()
             """,
-        "002_outside.py": """\
+            "002_outside.py": """\
             from sqlalchemy import text
 
             transactional = False
@@ -220,7 +219,8 @@ def test_raw_cursor_and_non_transactional_steps_work_through_the_async_drivers(
             def up(conn):
                 conn.execute(text("CREATE INDEX ix_raw_t ON raw_t (id)"))
             """,
-    })
+        }
+    )
 
     async def migrate(engine: AsyncEngine) -> list[str]:
         return [m.version for m in await upgrade_async(engine, folder)]

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import MakeMigrations
 from sqlmig import MigrationSourceError
-from sqlmig.discovery import discover
+from sqlmig._discovery import discover
 
 STEP = "def up(conn):\n    return {value!r}\n"
 

@@ -16,9 +16,10 @@ import pytest
 
 from backends import Backend
 from conftest import MakeMigrations
-from sqlmig import ChecksumMismatch, MigrationRunner, checksums
-from sqlmig.checksums import RACY_NS, read_file
-from sqlmig.discovery import checksum, discover
+from sqlmig import ChecksumMismatch, MigrationRunner
+from sqlmig import _checksums as checksums
+from sqlmig._checksums import RACY_NS, read_file
+from sqlmig._discovery import checksum, discover
 
 UP = "def up(conn):\n    pass\n"
 CREATE = """\

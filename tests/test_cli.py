@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import URL, inspect
 
 from backends import Backend, fresh_database
-from sqlmig.cli import main
-from sqlmig.dialects import profile_for
+from sqlmig._cli import main
+from sqlmig._dialects import profile_for
 
 TIMEOUT = 120  # seconds; a bound, never an assertion
 
@@ -175,7 +175,7 @@ def new_project(root: Path, backend: Backend | None) -> Project:
     for name, source in STEPS.items():
         project.write(name, source)
     url = backend.url_string if backend else "sqlite:///app.db"
-    project.config(f"[tool.sqlmig]\nurl = {toml_string(url)}\nmigrations = \"migrations\"\n")
+    project.config(f'[tool.sqlmig]\nurl = {toml_string(url)}\nmigrations = "migrations"\n')
     return project
 
 
@@ -232,7 +232,8 @@ def test_upgrade_downgrade_rollback_walk_the_history(project: Project) -> None:
     result = project.run("downgrade", "003")
     assert result.returncode == 0, result.stderr
     assert [line.split()[:2] for line in result.stdout.splitlines()[:2]] == [
-        ["undid", "005_create_invoices"], ["undid", "004_index_orders"],
+        ["undid", "005_create_invoices"],
+        ["undid", "004_index_orders"],
     ]
     assert "Undid 2 migration(s) above 003" in result.stdout
 
@@ -276,13 +277,16 @@ def test_status_prints_a_readable_table(project: Project) -> None:
 
 def test_status_json_has_the_spec_shape_and_every_state(project: Project) -> None:
     assert project.run("upgrade", "003").returncode == 0
-    project.write("004_index_orders.py", '''\
+    project.write(
+        "004_index_orders.py",
+        """\
         from sqlalchemy import text
         transactional = False
 
         def up(conn):
             conn.execute(text("SELECT * FROM no_such_table"))
-        ''')
+        """,
+    )
     assert project.run("upgrade", "004").returncode == 1  # leaves a failed row
     project.write("002_create_orders.py", STEPS["002_create_orders.py"] + "# edited\n")
     project.write("003_seed_customers.py", None)
@@ -346,12 +350,15 @@ def test_verify_reports_a_syntax_error_in_a_pending_file_with_exit_2(project: Pr
 def test_repair_accepts_edits_and_clears_failed_rows(project: Project) -> None:
     assert project.run("upgrade", "002").returncode == 0
     project.write("002_create_orders.py", STEPS["002_create_orders.py"] + "# edited\n")
-    project.write("003_seed_customers.py", '''\
+    project.write(
+        "003_seed_customers.py",
+        """\
         transactional = False
 
         def up(conn):
             raise RuntimeError("boom")
-        ''')
+        """,
+    )
     assert project.run("upgrade").returncode == 3  # the edit stops it first
 
     result = project.run("repair")
@@ -371,8 +378,12 @@ def test_baseline_marks_steps_applied_without_running_them(project: Project) -> 
     assert "at 004: 4 migration(s) marked applied without running them" in result.stdout
     assert project.tables() == set()  # nothing ran
     assert project.states() == {
-        "001": "applied", "002": "applied", "003": "applied", "004": "applied",
-        "005": "pending", "006": "pending",
+        "001": "applied",
+        "002": "applied",
+        "003": "applied",
+        "004": "applied",
+        "005": "pending",
+        "006": "pending",
     }
     result = project.run("baseline", "004")
     assert result.returncode == 2
@@ -402,12 +413,15 @@ def test_upgrade_dry_run_shows_the_plan_and_changes_nothing(project: Project) ->
 def test_upgrade_dry_run_plans_a_non_transactional_step_and_those_after_it(
     project: Project,
 ) -> None:
-    project.write("004_index_orders.py", '''\
+    project.write(
+        "004_index_orders.py",
+        """\
         transactional = False
 
         def up(conn):
             raise RuntimeError("a dry run must not run this")
-        ''')
+        """,
+    )
     result = project.run("upgrade", "--dry-run")
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -441,13 +455,16 @@ def test_new_numbers_after_the_files_there(project: Project) -> None:
 
 
 def test_a_failing_step_exits_1_naming_file_and_line(project: Project) -> None:
-    project.write("003_seed_customers.py", '''\
+    project.write(
+        "003_seed_customers.py",
+        """\
         from sqlalchemy import text
 
         def up(conn):
             conn.execute(text("INSERT INTO customers (id, name) VALUES (1, 'Ada')"))
             conn.execute(text("INSERT INTO nowhere VALUES (1)"))
-        ''')
+        """,
+    )
     result = project.run("upgrade")
     assert result.returncode == 1
     line = one_line(result.stderr)
@@ -553,16 +570,28 @@ def test_refused_credentials_exit_5_with_the_password_masked(
     ("config", "args", "message"),
     [
         ("[tool.sqlmig]\n", ("status",), "no database URL"),
-        ('[tool.sqlmig]\nurl = "sqlite:///a.db"\n[tool.sqlmig.env.prod]\n',
-         ("--env", "qa", "status"), "unknown environment 'qa'"),
-        ('[tool.sqlmig.env.prod]\nurl = "sqlite:///${NOT_SET_ANYWHERE}"\n',
-         ("--env", "prod", "status"), "tool.sqlmig.env.prod.url uses ${NOT_SET_ANYWHERE}"),
+        (
+            '[tool.sqlmig]\nurl = "sqlite:///a.db"\n[tool.sqlmig.env.prod]\n',
+            ("--env", "qa", "status"),
+            "unknown environment 'qa'",
+        ),
+        (
+            '[tool.sqlmig.env.prod]\nurl = "sqlite:///${NOT_SET_ANYWHERE}"\n',
+            ("--env", "prod", "status"),
+            "tool.sqlmig.env.prod.url uses ${NOT_SET_ANYWHERE}",
+        ),
         ('[tool.sqlmig]\nurl = "sqlite:///a.db\n', ("status",), "not valid TOML"),
-        ('[tool.sqlmig]\nurl = "sqlite:///a.db"\n', ("--config", "missing.toml", "status"),
-         "config file missing.toml does not exist"),
+        (
+            '[tool.sqlmig]\nurl = "sqlite:///a.db"\n',
+            ("--config", "missing.toml", "status"),
+            "config file missing.toml does not exist",
+        ),
         ('[tool.sqlmig]\nurl = "sqlite:///a.db"\n', ("bogus",), "invalid choice: 'bogus'"),
-        ('[tool.sqlmig]\nurl = "sqlite:///a.db"\n', ("--lock-timeout", "-1", "status"),
-         "is not a number of seconds"),
+        (
+            '[tool.sqlmig]\nurl = "sqlite:///a.db"\n',
+            ("--lock-timeout", "-1", "status"),
+            "is not a number of seconds",
+        ),
     ],
 )
 def test_configuration_and_usage_errors_exit_2(
@@ -598,16 +627,23 @@ def test_a_traceback_only_with_v(sqlite_project: Project) -> None:
 
 def test_ctrl_c_exits_130(sqlite_project: Project) -> None:
     marker = sqlite_project.root / "started"
-    sqlite_project.write("002_create_orders.py", f'''\
+    sqlite_project.write(
+        "002_create_orders.py",
+        f"""\
         import pathlib, time
 
         def up(conn):
             pathlib.Path({str(marker)!r}).write_text("")
             time.sleep(60)
-        ''')
+        """,
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "sqlmig", "upgrade"], cwd=sqlite_project.root, env=environment(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "sqlmig", "upgrade"],
+        cwd=sqlite_project.root,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -629,9 +665,11 @@ def test_ctrl_c_exits_130(sqlite_project: Project) -> None:
 
 def prod_config(server: Backend) -> str:
     url = server.url
-    template = URL.create(
-        url.drivername, url.username, "PLACEHOLDER", url.host, url.port, url.database
-    ).render_as_string(hide_password=False).replace("PLACEHOLDER", "${DB_PASSWORD}")
+    template = (
+        URL.create(url.drivername, url.username, "PLACEHOLDER", url.host, url.port, url.database)
+        .render_as_string(hide_password=False)
+        .replace("PLACEHOLDER", "${DB_PASSWORD}")
+    )
     return f"""\
         [tool.sqlmig]
         url = "sqlite:///app.db"
@@ -652,8 +690,14 @@ def test_env_prod_reads_the_password_from_the_environment_and_never_prints_it(
     project.config(prod_config(server))
     outputs = []
     if server.name == "postgresql":  # trust authentication: any password gets in
-        for args in (("upgrade", "003"), ("status",), ("status", "--json"), ("verify",),
-                     ("-v", "upgrade", "--dry-run"), ("-v", "upgrade", "042")):
+        for args in (
+            ("upgrade", "003"),
+            ("status",),
+            ("status", "--json"),
+            ("verify",),
+            ("-v", "upgrade", "--dry-run"),
+            ("-v", "upgrade", "042"),
+        ):
             result = project.run("--env", "prod", *args, DB_PASSWORD=PASSWORD)
             assert result.returncode == (2 if "042" in args else 0), result.stderr
             outputs.append(result.stdout + result.stderr)
@@ -682,8 +726,10 @@ def test_sqlmig_url_overrides_every_file_url(backend: Backend, tmp_path: Path) -
 
 def test_sqlmig_env_chooses_the_environment(tmp_path: Path) -> None:
     project = new_project(tmp_path / "p", None)
-    project.config('[tool.sqlmig]\nurl = "sqlite:///app.db"\n'
-                   '[tool.sqlmig.env.staging]\nurl = "sqlite:///staging.db"\n')
+    project.config(
+        '[tool.sqlmig]\nurl = "sqlite:///app.db"\n'
+        '[tool.sqlmig.env.staging]\nurl = "sqlite:///staging.db"\n'
+    )
     assert project.run("upgrade", "001", SQLMIG_ENV="staging").returncode == 0
     assert (project.root / "staging.db").exists() and not (project.root / "app.db").exists()
     result = project.run("--env", "nope", "status", SQLMIG_URL="sqlite:///x.db")
@@ -698,8 +744,13 @@ def test_progress_counter_on_a_terminal(tmp_path: Path) -> None:
 
     def on_a_terminal(*args: str) -> list[str]:
         leader, follower = pty.openpty()
-        process = subprocess.Popen([sys.executable, "-m", "sqlmig", *args], cwd=project.root,
-                                   env=environment(), stdout=follower, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sqlmig", *args],
+            cwd=project.root,
+            env=environment(),
+            stdout=follower,
+            stderr=subprocess.PIPE,
+        )
         os.close(follower)
         chunks = []
         while True:
@@ -748,15 +799,26 @@ def test_options_may_follow_the_command(sqlite_project: Project) -> None:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     result = Project(tmp_path).run("--help")
     assert result.returncode == 0
-    for command in ("upgrade", "downgrade", "rollback", "status", "verify", "repair",
-                    "baseline", "stamp", "unstamp", "new"):
+    for command in (
+        "upgrade",
+        "downgrade",
+        "rollback",
+        "status",
+        "verify",
+        "repair",
+        "baseline",
+        "stamp",
+        "unstamp",
+        "new",
+    ):
         assert f"    {command}" in result.stdout
 
 
 def test_the_sqlmig_script_is_installed(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("sqlmig")
-    result = subprocess.run([str(script), "--version"], capture_output=True, text=True,
-                            timeout=TIMEOUT, cwd=tmp_path)
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path
+    )
     assert (result.returncode, result.stdout) == (0, "sqlmig 0.1.0\n")
 
 
@@ -777,9 +839,7 @@ def test_main_returns_the_code_and_leaves_logging_as_it_was(
 def test_stamp_and_unstamp_say_what_they_did(sqlite_project: Project) -> None:
     result = sqlite_project.run("stamp", "002")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.endswith(
-        ": recorded 002_create_orders as applied without running it\n"
-    )
+    assert result.stdout.endswith(": recorded 002_create_orders as applied without running it\n")
     assert sqlite_project.tables() == set()
     assert sqlite_project.run("stamp", "002").returncode == 2
     result = sqlite_project.run("unstamp", "002")
@@ -834,9 +894,15 @@ def test_no_output_or_log_shows_a_password_of_any_kind(
     outputs = []
     with caplog.at_level(logging.DEBUG, logger="sqlmig"):
         if server.name == "postgresql":  # trust authentication: any password gets in
-            for args, code in ((("upgrade", "002"), 0), (("status",), 0), (("upgrade",), 0),
-                               (("-v", "downgrade", "001"), 0), (("-v", "upgrade", "--dry-run"), 0),
-                               (("-v", "upgrade", "042"), 2), (("status", "--json"), 0)):
+            for args, code in (
+                (("upgrade", "002"), 0),
+                (("status",), 0),
+                (("upgrade",), 0),
+                (("-v", "downgrade", "001"), 0),
+                (("-v", "upgrade", "--dry-run"), 0),
+                (("-v", "upgrade", "042"), 2),
+                (("status", "--json"), 0),
+            ):
                 result, output = run_main(capsys, "--url", url, *args)
                 assert result == code, output
                 outputs.append(output)
@@ -864,7 +930,7 @@ def test_a_refused_connection_with_v_shows_no_password(
     url = with_password(URL.create("postgresql+psycopg", "app", None, "127.0.0.1", 1, "app"), kind)
     result, output = run_main(capsys, "-v", "--url", url.render_as_string(False), "status")
     assert result == 5
-    assert "Traceback" in output and 'port 1 failed: Connection refused' in output
+    assert "Traceback" in output and "port 1 failed: Connection refused" in output
     assert ("password=***" if kind == "query" else ":***@127.0.0.1:1/app") in output
     assert_hidden(kind, output)
 
@@ -873,8 +939,9 @@ def test_a_query_password_from_a_variable_is_masked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = new_project(tmp_path / "p", None)
-    project.config('[tool.sqlmig]\n'
-                   'url = "postgresql+psycopg://app@127.0.0.1:1/app?password=${DB_PASSWORD}"\n')
+    project.config(
+        '[tool.sqlmig]\nurl = "postgresql+psycopg://app@127.0.0.1:1/app?password=${DB_PASSWORD}"\n'
+    )
     monkeypatch.chdir(project.root)
     monkeypatch.setenv("DB_PASSWORD", "Qu3ry-Secret-9")
     monkeypatch.delenv("SQLMIG_URL", raising=False)
@@ -890,8 +957,10 @@ def test_a_query_password_from_a_variable_is_masked(
         (("--url", "not a url", "status"), "--url 'not a url' is not a database URL"),
         (("--url", "sqlite:/x.db", "status"), "sqlite:///path"),
         (("--url", "postgress://app@db/app", "status"), "unknown database kind 'postgress'"),
-        (("--url", "postgresql+psycopg://app:Tail@Leak3d@127.0.0.1:1/app", "status"),
-         "unencoded '@'"),
+        (
+            ("--url", "postgresql+psycopg://app:Tail@Leak3d@127.0.0.1:1/app", "status"),
+            "unencoded '@'",
+        ),
         (("--lock-timeout", "inf", "status"), "'inf' is not a number of seconds"),
         (("--lock-timeout", "nan", "status"), "'nan' is not a number of seconds"),
     ],

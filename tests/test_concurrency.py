@@ -659,9 +659,7 @@ def _start_waiting_step(
     backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
 ) -> tuple[Any, Any, Path, MigrationRunner]:
     running, go = tmp_path / "running", tmp_path / "go"
-    folder = make_migrations(
-        {"001_slow.py": WAITING_STEP.format(running=str(running), go=str(go))}
-    )
+    folder = make_migrations({"001_slow.py": WAITING_STEP.format(running=str(running), go=str(go))})
     results: Any = SPAWN.Queue()
     args = (backend.url_string, str(folder), {}, results)
     process = SPAWN.Process(target=upgrade_once, args=args)

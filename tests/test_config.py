@@ -84,12 +84,15 @@ def test_a_db_object_counts_as_the_explicit_url(tmp_path: Path) -> None:
 
 
 def test_an_environment_without_url_falls_back_to_the_file_url(tmp_path: Path) -> None:
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         [tool.sqlmig]
         url = "sqlite:///a.db"
         [tool.sqlmig.env.ci]
         table = "t"
-        """)
+        """,
+    )
     settings = runner_settings(env="ci", path=path)
     assert (settings["db"], settings["table"]) == ("sqlite:///a.db", "t")
 
@@ -142,7 +145,9 @@ def test_an_environment_asked_of_a_missing_file_is_unknown(tmp_path: Path) -> No
 
 
 def test_environment_settings_override_the_file_and_overrides_beat_both(tmp_path: Path) -> None:
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         [tool.sqlmig]
         url = "sqlite:///a.db"
         table = "schema_history"
@@ -153,7 +158,8 @@ def test_environment_settings_override_the_file_and_overrides_beat_both(tmp_path
         schema = "ci"
         lock_timeout = 5.5
         allow_out_of_order = false
-        """)
+        """,
+    )
     settings = runner_settings(env="ci", path=path)
     assert settings == {
         "db": "sqlite:///a.db",
@@ -241,12 +247,15 @@ def test_variables_fill_other_parts_and_whole_urls(
     monkeypatch.setenv("DB_HOST", "db.internal")
     monkeypatch.setenv("DB_PORT", "6543")
     monkeypatch.setenv("DATABASE_URL", "sqlite:///whole.db")
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         [tool.sqlmig.env.a]
         url = "postgresql://app@${DB_HOST}:${DB_PORT}/app"
         [tool.sqlmig.env.b]
         url = "${DATABASE_URL}"
-        """)
+        """,
+    )
     assert runner_settings(env="a", path=path)["db"] == "postgresql://app@db.internal:6543/app"
     assert runner_settings(env="b", path=path)["db"] == "sqlite:///whole.db"
 
@@ -291,11 +300,11 @@ def test_malformed_toml_is_a_config_error_with_file_and_line(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ('[tool.sqlmig]\nurl = 5\n', "tool.sqlmig.url"),
+        ("[tool.sqlmig]\nurl = 5\n", "tool.sqlmig.url"),
         ('[tool.sqlmig]\nlock_timeout = "soon"\n', "tool.sqlmig.lock_timeout"),
-        ('[tool.sqlmig]\nlock_timeout = true\n', "tool.sqlmig.lock_timeout"),
+        ("[tool.sqlmig]\nlock_timeout = true\n", "tool.sqlmig.lock_timeout"),
         ('[tool.sqlmig]\nallow_out_of_order = "no"\n', "tool.sqlmig.allow_out_of_order"),
-        ('[tool.sqlmig]\nmigration = "m"\n', "tool.sqlmig.migration"),
+        ('[tool.sqlmig]\nmigration = "m"\n', "tool.sqlmig._migration"),
         ('[tool.sqlmig.env.prod]\nurll = "sqlite://"\n', "tool.sqlmig.env.prod.urll"),
         ('[tool.sqlmig]\nenv = "prod"\n', "tool.sqlmig.env"),
     ],
@@ -316,9 +325,7 @@ def test_other_tools_sections_are_left_alone(tmp_path: Path) -> None:
 # -- from Python --------------------------------------------------------------
 
 
-def test_from_config_resolves_the_same_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_from_config_resolves_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_PASSWORD", "s3cret")
     runner = MigrationRunner.from_config(env="prod", path=write(tmp_path), lock_timeout=7)
     assert runner.url == "postgresql+psycopg://app:***@db/app"

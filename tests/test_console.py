@@ -13,9 +13,9 @@ import pytest
 from backends import Backend
 from conftest import MakeMigrations
 from sqlmig import Migration, MigrationFailed, MigrationRunner
-from sqlmig.cli import main
-from sqlmig.console import human_duration
-from sqlmig.migration import StepPhase
+from sqlmig._cli import main
+from sqlmig._console import human_duration
+from sqlmig._migration import StepPhase
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "migrations"
 TIMEOUT = 60  # seconds; a bound, never an assertion
@@ -65,8 +65,17 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(0, "0 ms"), (0.012, "12 ms"), (0.9994, "999 ms"), (0.9996, "1.0 s"), (4.0, "4.0 s"),
-     (59.94, "59.9 s"), (59.96, "1 min 0 s"), (125, "2 min 5 s"), (7380, "2 h 3 min")],
+    [
+        (0, "0 ms"),
+        (0.012, "12 ms"),
+        (0.9994, "999 ms"),
+        (0.9996, "1.0 s"),
+        (4.0, "4.0 s"),
+        (59.94, "59.9 s"),
+        (59.96, "1 min 0 s"),
+        (125, "2 min 5 s"),
+        (7380, "2 h 3 min"),
+    ],
 )
 def test_durations_in_human_units(seconds: float, shown: str) -> None:
     assert human_duration(seconds) == shown
@@ -88,8 +97,14 @@ def test_on_step_tells_each_step_starting_done_and_failing(
     runner.upgrade()
     runner.downgrade("base")
     assert [(v, p) for v, p, _ in seen] == [
-        ("001", "start"), ("001", "done"), ("002", "start"), ("002", "done"),
-        ("002", "start"), ("002", "done"), ("001", "start"), ("001", "done"),
+        ("001", "start"),
+        ("001", "done"),
+        ("002", "start"),
+        ("002", "done"),
+        ("002", "start"),
+        ("002", "done"),
+        ("001", "start"),
+        ("001", "done"),
     ]
     assert all(s == 0.0 for _, p, s in seen if p == "start")
     assert all(s >= 0 for _, _, s in seen)
@@ -102,14 +117,21 @@ def test_on_step_tells_each_step_starting_done_and_failing(
     with pytest.raises(MigrationFailed):
         runner.upgrade()
     assert [(v, p) for v, p, _ in seen] == [
-        ("001", "start"), ("001", "done"), ("002", "start"), ("002", "done"),
-        ("003", "start"), ("003", "failed"),
+        ("001", "start"),
+        ("001", "done"),
+        ("002", "start"),
+        ("002", "done"),
+        ("003", "start"),
+        ("003", "failed"),
     ]
 
 
 def test_on_a_terminal_the_running_step_shows_then_gets_its_time(
-    sqlite_backend: Backend, make_migrations: MakeMigrations, in_tmp: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    sqlite_backend: Backend,
+    make_migrations: MakeMigrations,
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = make_migrations(STEPS)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
@@ -127,7 +149,9 @@ def test_on_a_terminal_the_running_step_shows_then_gets_its_time(
 
 
 def test_off_a_terminal_one_line_per_step_when_it_is_done(
-    sqlite_backend: Backend, make_migrations: MakeMigrations, in_tmp: Path,
+    sqlite_backend: Backend,
+    make_migrations: MakeMigrations,
+    in_tmp: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = make_migrations(STEPS)
@@ -144,8 +168,11 @@ def test_off_a_terminal_one_line_per_step_when_it_is_done(
 
 
 def test_a_failing_step_ends_its_terminal_line_before_the_error(
-    sqlite_backend: Backend, make_migrations: MakeMigrations, in_tmp: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    sqlite_backend: Backend,
+    make_migrations: MakeMigrations,
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = make_migrations({"001_broken.py": "def up(conn):\n    raise RuntimeError('boom')\n"})
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
@@ -178,9 +205,20 @@ def test_status_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
         (folder / f"{version:04d}_step_number_{version}.py").write_text("def up(conn): pass\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQLMIG_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sqlmig", "--url", "sqlite:///app.db", "--dir", str(folder),
-         "status"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "sqlmig",
+            "--url",
+            "sqlite:///app.db",
+            "--dir",
+            str(folder),
+            "status",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert process.stdout is not None and process.stderr is not None
     head = [process.stdout.readline() for _ in range(2)]  # sqlmig status | head -2
@@ -202,8 +240,11 @@ class _ClosingPipe(io.StringIO):
 
 
 def test_a_reader_gone_mid_upgrade_does_not_cut_the_upgrade_short(
-    sqlite_backend: Backend, make_migrations: MakeMigrations, in_tmp: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    sqlite_backend: Backend,
+    make_migrations: MakeMigrations,
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = make_migrations(STEPS)
     monkeypatch.setattr(sys, "stdout", _ClosingPipe())

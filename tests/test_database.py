@@ -20,7 +20,7 @@ from sqlalchemy.pool import StaticPool
 from backends import Backend, fresh_database
 from conftest import MakeMigrations, tables
 from sqlmig import ConfigError, DatabaseUnavailable, MigrationRunner, UsageError
-from sqlmig.database import mask, scrub
+from sqlmig._database import mask, scrub
 
 CREATE = """\
     '''Create table {t}.'''
@@ -140,7 +140,12 @@ def test_a_transaction_the_caller_began_is_the_callers(
 
 @pytest.mark.parametrize(
     "db",
-    ["sqlite://", "sqlite:///:memory:", URL.create("sqlite"), "sqlite:///file:x?mode=memory&uri=true"],
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        URL.create("sqlite"),
+        "sqlite:///file:x?mode=memory&uri=true",
+    ],
 )
 def test_an_in_memory_sqlite_url_is_a_usage_error(
     make_migrations: MakeMigrations, db: str | URL

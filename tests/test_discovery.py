@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from backends import Backend
 from conftest import MakeMigrations
 from sqlmig import Migration, MigrationRunner, MigrationSourceError
-from sqlmig.discovery import checksum, discover, find_all, fingerprint
+from sqlmig._discovery import checksum, discover, find_all, fingerprint
 
 UP = "def up(conn):\n    pass\n"
 
@@ -212,7 +212,7 @@ def test_the_longest_version_is_what_the_history_column_holds() -> None:
     from sqlalchemy import MetaData
 
     from sqlmig import history_table
-    from sqlmig.migration import MAX_VERSION_LENGTH
+    from sqlmig._migration import MAX_VERSION_LENGTH
 
     column = history_table(MetaData()).c.version
     assert column.type.length == MAX_VERSION_LENGTH  # type: ignore[attr-defined]
@@ -221,10 +221,12 @@ def test_the_longest_version_is_what_the_history_column_holds() -> None:
 def test_a_too_long_version_stops_the_upgrade_before_any_write(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_a.py": "def up(conn): pass\n",
-        f"{'2' * 40}_b.py": "def up(conn): pass\n",
-    })
+    folder = make_migrations(
+        {
+            "001_a.py": "def up(conn): pass\n",
+            f"{'2' * 40}_b.py": "def up(conn): pass\n",
+        }
+    )
     runner = MigrationRunner(backend.url, folder)
     for call in (runner.upgrade, runner.status, runner.dry_run):
         with pytest.raises(MigrationSourceError, match="has 40 digits"):
@@ -240,14 +242,17 @@ def test_a_too_long_version_stops_the_upgrade_before_any_write(
 
 
 def test_a_dotted_name_that_is_neither_package_nor_folder_says_so(tmp_path: Path) -> None:
-    with pytest.raises(MigrationSourceError, match=r"'nosuchpkg_x\.migrations' is neither an "
-                       "importable package nor a folder"):
+    with pytest.raises(
+        MigrationSourceError,
+        match=r"'nosuchpkg_x\.migrations' is neither an "
+        "importable package nor a folder",
+    ):
         discover("nosuchpkg_x.migrations")
 
 
 def test_a_dotted_name_that_is_a_module_says_it_is_not_a_package() -> None:
     with pytest.raises(MigrationSourceError, match=r"'sqlmig\.cli' is a module, not a package"):
-        discover("sqlmig.cli")
+        discover("sqlmig._cli")
 
 
 def test_a_target_in_other_digits_is_unknown(make_migrations: MakeMigrations) -> None:

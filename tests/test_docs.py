@@ -28,12 +28,12 @@ from pathlib import Path
 import pytest
 
 import sqlmig
+import sqlmig._errors
+import sqlmig._pytest_plugin
 import sqlmig.config
-import sqlmig.errors
 import sqlmig.ops
-import sqlmig.pytest_plugin
 import sqlmig.testing
-from sqlmig.cli import build_parser
+from sqlmig._cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -175,7 +175,7 @@ def test_every_public_name_is_explained_in_the_manual(module: str) -> None:
 
 def test_every_fixture_is_in_the_testing_page() -> None:
     text = (DOCS / "testing.md").read_text(encoding="utf-8")
-    missing = [f for f in sqlmig.pytest_plugin.__all__ if f"`{f}`" not in text]
+    missing = [f for f in sqlmig._pytest_plugin.__all__ if f"`{f}`" not in text]
     assert not missing, f"docs/testing.md does not describe {missing}"
 
 
@@ -183,8 +183,8 @@ def test_every_error_is_in_the_error_reference() -> None:
     text = (DOCS / "errors.md").read_text(encoding="utf-8")
     classes = [
         c
-        for c in vars(sqlmig.errors).values()
-        if isinstance(c, type) and issubclass(c, sqlmig.errors.SqlmigError)
+        for c in vars(sqlmig._errors).values()
+        if isinstance(c, type) and issubclass(c, sqlmig._errors.SqlmigError)
     ]
     missing = [c.__name__ for c in classes if f"| `{c.__name__}` |" not in text]
     assert not missing, f"docs/errors.md has no table row for {missing}"

@@ -28,9 +28,9 @@ from sqlmig import (
     PermissionDenied,
     SqlmigError,
 )
-from sqlmig.cli import main
-from sqlmig.driver_errors import describe
-from sqlmig.locking import AdvisoryLock, NamedLock
+from sqlmig._cli import main
+from sqlmig._driver_errors import describe
+from sqlmig._locking import AdvisoryLock, NamedLock
 
 FIRST = """\
     from sqlalchemy import text
@@ -427,10 +427,16 @@ def test_a_constraint_that_fails_at_commit_is_a_sqlmig_error_and_nothing_is_kept
         ("ALTER TABLE migrations ADD checksum VARCHAR(64)", {}, "adding sqlmig's columns"),
         ("INSERT INTO migrations (version, name) VALUES (?, ?)", ("007", "x"), "recording 007"),
         ("INSERT INTO migrations (version) VALUES (%(version)s)", {"version": "8"}, "recording 8"),
-        ("UPDATE migrations SET success=? WHERE version = ?", (True, "3"), "updating the history "
-         "row of 3"),
-        ("DELETE FROM migrations WHERE version = %(v)s", {"v": "abc"}, "removing the history row "
-         "of abc"),
+        (
+            "UPDATE migrations SET success=? WHERE version = ?",
+            (True, "3"),
+            "updating the history row of 3",
+        ),
+        (
+            "DELETE FROM migrations WHERE version = %(v)s",
+            {"v": "abc"},
+            "removing the history row of abc",
+        ),
         ("SELECT * FROM migrations", {}, "reading the history table m"),
         ('PRAGMA main.table_info("migrations")', (), "reading the history table m"),
         ("PRAGMA busy_timeout = 5000", (), "setting up the connection"),

@@ -33,7 +33,7 @@ ITEMS = {
         def down(conn):
             conn.execute(text("DELETE FROM items"))
         ''',
-    "003_index_items.py": '''\
+    "003_index_items.py": """\
         from sqlalchemy import text
 
         def up(conn):
@@ -42,7 +42,7 @@ ITEMS = {
         def down(conn):
             conn.execute(text("DROP INDEX ix_items_name ON items")
                          if conn.dialect.name == "mysql" else text("DROP INDEX ix_items_name"))
-        ''',
+        """,
 }
 
 NOT_TRIED = "cannot be tried in a rolled-back transaction"
@@ -81,7 +81,9 @@ def test_the_plan_lists_every_pending_step_with_its_sql(
     plan = runner.dry_run()
 
     assert [step.migration.label for step in plan] == [
-        "001_create_items", "002_seed_items", "003_index_items",
+        "001_create_items",
+        "002_seed_items",
+        "003_index_items",
     ]
     if backend.name == "mysql":
         assert [step.tried for step in plan] == [False, False, False]
@@ -146,16 +148,18 @@ def test_transactional_false_steps_are_planned_only(
     backend: Backend, make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="sqlmig")
-    folder = make_migrations({
-        **ITEMS,
-        "004_outside.py": '''\
+    folder = make_migrations(
+        {
+            **ITEMS,
+            "004_outside.py": """\
             from sqlalchemy import text
             transactional = False
 
             def up(conn):
                 conn.execute(text("CREATE TABLE outside (id INTEGER PRIMARY KEY)"))
-            ''',
-    })
+            """,
+        }
+    )
     runner = runner_for(backend, folder)
     runner.upgrade("003")
     before = snapshot(backend)
@@ -175,15 +179,17 @@ def test_transactional_false_steps_are_planned_only(
 def test_a_step_that_fails_in_a_dry_run_is_reported_and_nothing_changes(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        **ITEMS,
-        "002_seed_items.py": '''\
+    folder = make_migrations(
+        {
+            **ITEMS,
+            "002_seed_items.py": """\
             from sqlalchemy import text
 
             def up(conn):
                 conn.execute(text("INSERT INTO no_such_table VALUES (1)"))
-            ''',
-    })
+            """,
+        }
+    )
     runner = runner_for(backend, folder)
     if backend.name == "mysql":  # nothing is tried there, so nothing fails
         assert [step.tried for step in runner.dry_run()] == [False, False, False]
@@ -215,21 +221,23 @@ def test_a_dry_run_inside_the_callers_transaction_leaves_it_open_and_unchanged(
 def test_steps_after_a_planned_only_step_are_planned_only_too(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_outside.py": '''\
+    folder = make_migrations(
+        {
+            "001_outside.py": """\
             from sqlalchemy import text
             transactional = False
 
             def up(conn):
                 conn.execute(text("CREATE TABLE outside (id INTEGER PRIMARY KEY)"))
-            ''',
-        "002_fill.py": '''\
+            """,
+            "002_fill.py": """\
             from sqlalchemy import text
 
             def up(conn):  # needs the table 001 would create
                 conn.execute(text("INSERT INTO outside (id) VALUES (1)"))
-            ''',
-    })
+            """,
+        }
+    )
     plan = runner_for(backend, folder).dry_run()
     assert [(s.migration.version, s.tried) for s in plan] == [("001", False), ("002", False)]
     assert snapshot(backend) == {}
@@ -238,16 +246,18 @@ def test_steps_after_a_planned_only_step_are_planned_only_too(
 def test_steps_before_a_planned_only_step_are_tried(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        **ITEMS,
-        "004_outside.py": '''\
+    folder = make_migrations(
+        {
+            **ITEMS,
+            "004_outside.py": """\
             transactional = False
 
             def up(conn):
                 pass
-            ''',
-        "005_more.py": "def up(conn):\n    pass\n",
-    })
+            """,
+            "005_more.py": "def up(conn):\n    pass\n",
+        }
+    )
     plan = runner_for(backend, folder).dry_run()
     tried = backend.name != "mysql"
     assert [s.tried for s in plan] == [tried, tried, tried, False, False]

@@ -9,8 +9,8 @@ import pytest
 from backends import Backend
 from conftest import MakeMigrations
 from sqlmig import MigrationRunner
-from sqlmig.cli import main
-from sqlmig.dryrun import changes_something, parameters_shown
+from sqlmig._cli import main
+from sqlmig._dryrun import changes_something, parameters_shown
 
 ROWS = 20_000
 
@@ -77,21 +77,31 @@ def test_parameters_shown_are_cut_short() -> None:
 
 @pytest.mark.parametrize(
     ("statement", "changes"),
-    [("PRAGMA main.table_info(\"items\")", False), ("PRAGMA foreign_keys", False),
-     ("pragma index_list('items')", False), ("SELECT name FROM sqlite_master", False),
-     ("  select 1", False), ("SHOW CREATE TABLE items", False),
-     ("PRAGMA foreign_keys=OFF", True), ("PRAGMA foreign_keys = ON", True),
-     ("CREATE TABLE _alembic_tmp_items (id INTEGER)", True),
-     ("INSERT INTO t (a) SELECT a FROM u", True), ("DROP TABLE items", True),
-     ("WITH x AS (SELECT 1) DELETE FROM t", True)],
+    [
+        ('PRAGMA main.table_info("items")', False),
+        ("PRAGMA foreign_keys", False),
+        ("pragma index_list('items')", False),
+        ("SELECT name FROM sqlite_master", False),
+        ("  select 1", False),
+        ("SHOW CREATE TABLE items", False),
+        ("PRAGMA foreign_keys=OFF", True),
+        ("PRAGMA foreign_keys = ON", True),
+        ("CREATE TABLE _alembic_tmp_items (id INTEGER)", True),
+        ("INSERT INTO t (a) SELECT a FROM u", True),
+        ("DROP TABLE items", True),
+        ("WITH x AS (SELECT 1) DELETE FROM t", True),
+    ],
 )
 def test_which_statements_change_something(statement: str, changes: bool) -> None:
     assert changes_something(statement) is changes
 
 
 def test_a_sqlite_rebuild_shows_its_changes_and_hides_its_reflection_unless_verbose(
-    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    sqlite_backend: Backend,
+    make_migrations: MakeMigrations,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     pytest.importorskip("alembic")
     monkeypatch.chdir(tmp_path)

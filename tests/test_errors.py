@@ -16,8 +16,8 @@ from sqlmig import (
     MigrationSourceError,
     MissingMigration,
     SqlmigError,
-    errors,
 )
+from sqlmig import _errors as errors
 
 CREATE = (
     "from sqlalchemy import text\ndef up(conn):\n"

@@ -96,10 +96,12 @@ def test_undoing_004_keeps_users_rows_and_the_preferences_foreign_key(
     runner.upgrade()
     add_users(engine, 10)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO user_preferences (user_id, preference_key, preference_value) "
-            "SELECT id, 'theme', 'dark' FROM users"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO user_preferences (user_id, preference_key, preference_value) "
+                "SELECT id, 'theme', 'dark' FROM users"
+            )
+        )
 
     runner.rollback_last()
 

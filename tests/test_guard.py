@@ -7,7 +7,7 @@ import pytest
 from backends import Backend
 from conftest import MakeMigrations, count, tables
 from sqlmig import DirtyDatabase, MigrationFailed, MigrationRunner
-from sqlmig.guard import transaction_control
+from sqlmig._guard import transaction_control
 
 #: Every way a step could end the transaction sqlmig began, refused before it
 #: reaches the database.

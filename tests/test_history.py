@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import MetaData, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-import sqlmig.history as history_module
+import sqlmig._history as history_module
 from backends import Backend
 from conftest import MakeMigrations, tables
 from sqlmig import DatabaseError, DirtyDatabase, MigrationRunner, history_table
-from sqlmig.history import HistoryStore, to_utc
+from sqlmig._history import HistoryStore, to_utc
 
 INITIAL = """\
     from sqlalchemy import text

@@ -1,4 +1,4 @@
-"""The migration lock (sqlmig.locking) on real databases, one runner against a held lock.
+"""The migration lock (sqlmig._locking) on real databases, one runner against a held lock.
 
 The multi-process behaviour (replicas starting at once, killed runners, races)
 is in test_concurrency.py.
@@ -25,8 +25,8 @@ from workers import BOUND, SPAWN, hold_sqlite_lock, upgrade_once, wait_for_file
 from backends import Backend
 from conftest import MakeMigrations, tables
 from sqlmig import DirtyDatabase, LockTimeout, MigrationFailed, MigrationRunner
-from sqlmig.cli import main
-from sqlmig.locking import AdvisoryLock, NamedLock, lock_key
+from sqlmig._cli import main
+from sqlmig._locking import AdvisoryLock, NamedLock, lock_key
 
 servers = pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
 postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

@@ -173,16 +173,18 @@ def test_alter_column_keeps_the_default_and_auto_increment_it_does_not_name(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations
 ) -> None:
     # MySQL's MODIFY COLUMN restates the whole column: ops reads the rest first
-    folder = make_migrations({
-        "001_schema.py": SCHEMA,
-        "002_relax.py": """\
+    folder = make_migrations(
+        {
+            "001_schema.py": SCHEMA,
+            "002_relax.py": """\
             from sqlmig.ops import ops
 
             def up(conn):
                 ops(conn).alter_column("users", "name", nullable=True)
                 ops(conn).alter_column("users", "id", nullable=False)
             """,
-    })
+        }
+    )
     MigrationRunner(backend.url, folder).upgrade()
 
     with engine.begin() as conn:
@@ -198,9 +200,10 @@ def test_add_column_with_a_non_constant_default_fills_existing_rows(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations
 ) -> None:
     # SQLite's ADD COLUMN refuses CURRENT_TIMESTAMP: ops rebuilds the table there
-    folder = make_migrations({
-        "001_schema.py": SCHEMA,
-        "002_stamp.py": """\
+    folder = make_migrations(
+        {
+            "001_schema.py": SCHEMA,
+            "002_stamp.py": """\
             from sqlalchemy import Column, DateTime, func
             from sqlmig.ops import ops
 
@@ -212,7 +215,8 @@ def test_add_column_with_a_non_constant_default_fills_existing_rows(
             def down(conn):
                 ops(conn).drop_column("users", "seen_at")
             """,
-    })
+        }
+    )
     runner = MigrationRunner(backend.url, folder)
 
     runner.upgrade()
@@ -226,9 +230,10 @@ def test_add_column_with_a_non_constant_default_fills_existing_rows(
 def test_batch_makes_several_changes_with_one_sqlite_rebuild(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_schema.py": SCHEMA,
-        "002_batch.py": """\
+    folder = make_migrations(
+        {
+            "001_schema.py": SCHEMA,
+            "002_batch.py": """\
             from sqlalchemy import Text
             from sqlmig.ops import ops
 
@@ -238,7 +243,8 @@ def test_batch_makes_several_changes_with_one_sqlite_rebuild(
                     posts.create_index("ix_posts_user", ["user_id"])
                     posts.create_unique_constraint("uq_posts_title_user", ["title", "user_id"])
             """,
-    })
+        }
+    )
     runner = MigrationRunner(backend.url, folder)
     runner.upgrade("001")
 
@@ -319,9 +325,10 @@ def test_ops_in_a_non_transactional_step(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations
 ) -> None:
     # outside a transaction (AUTOCOMMIT), each Alembic batch opens and ends its own
-    folder = make_migrations({
-        "001_schema.py": SCHEMA,
-        "002_outside.py": """\
+    folder = make_migrations(
+        {
+            "001_schema.py": SCHEMA,
+            "002_outside.py": """\
             from sqlalchemy import Column, String, Text
             from sqlmig.ops import ops
 
@@ -332,7 +339,8 @@ def test_ops_in_a_non_transactional_step(
                 o.add_column("posts", Column("body", Text))
                 o.alter_column("posts", "title", type_=String(80))
             """,
-    })
+        }
+    )
 
     MigrationRunner(backend.url, folder).upgrade()
 
@@ -407,11 +415,15 @@ def test_sqlite_type_and_nullability_change_keeps_10000_rows_index_and_foreign_k
         assert rows(engine, "SELECT typeof(code) FROM users GROUP BY 1") == [("integer",)]
         [index] = inspect(engine).get_indexes("users")
         assert (index["name"], index["column_names"], bool(index["unique"])) == (
-            "ix_users_email", ["email"], True
+            "ix_users_email",
+            ["email"],
+            True,
         )
         [fk] = inspect(engine).get_foreign_keys("prefs")
         assert (fk["name"], fk["referred_table"], fk["referred_columns"]) == (
-            "fk_prefs_user", "users", ["id"]
+            "fk_prefs_user",
+            "users",
+            ["id"],
         )
         assert rows(engine, "PRAGMA foreign_key_check") == []
         joined = "SELECT COUNT(*) FROM prefs JOIN users ON users.id = prefs.user_id"
@@ -473,9 +485,10 @@ def test_sqlite_with_foreign_keys_on_refuses_to_rebuild_a_referenced_table(
 def test_sqlite_with_foreign_keys_on_still_renames_adds_and_drops_plain_columns(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_big.py": BIG,
-        "002_in_place.py": """\
+    folder = make_migrations(
+        {
+            "001_big.py": BIG,
+            "002_in_place.py": """\
             from sqlalchemy import Boolean, Column, false
             from sqlmig.ops import ops
 
@@ -492,7 +505,8 @@ def test_sqlite_with_foreign_keys_on_still_renames_adds_and_drops_plain_columns(
                 o.rename_column("users", "legacy_code", "code")
                 o.drop_column("users", "active")
             """,
-    })
+        }
+    )
     engine = sqlite_engine(sqlite_backend, foreign_keys=True)
     try:
         runner = MigrationRunner(engine, folder)
@@ -634,7 +648,8 @@ def test_the_readme_example_passes_the_stairway_check(
     folder = make_migrations({"001_users.py": USERS, "002_readme.py": README_EXAMPLE})
 
     assert [m.version for m in check_stairway(MigrationRunner(backend.url, folder))] == [
-        "001", "002",
+        "001",
+        "002",
     ]
 
 
@@ -815,16 +830,18 @@ def test_rebuild_keeps_triggers_views_checks_collation_and_autoincrement(
 def test_sqlite_autoincrement_keeps_its_high_water_mark_with_the_last_rows_deleted(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_keepers.py": KEEPERS,
-        "002_empty.py": """\
+    folder = make_migrations(
+        {
+            "001_keepers.py": KEEPERS,
+            "002_empty.py": """\
             from sqlalchemy import text
 
             def up(conn):
                 conn.execute(text("DELETE FROM accounts"))
             """,
-        "003_rebuilds.py": REBUILDS,
-    })
+            "003_rebuilds.py": REBUILDS,
+        }
+    )
     engine = sqlite_backend.engine()
     try:
         MigrationRunner(engine, folder).upgrade()
@@ -839,10 +856,12 @@ def test_sqlite_autoincrement_keeps_its_high_water_mark_with_the_last_rows_delet
 def test_sqlite_rebuild_failing_after_the_copy_rolls_everything_back(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_keepers.py": KEEPERS,
-        "002_rebuilds_then_fails.py": REBUILDS + "    raise RuntimeError('later trouble')\n",
-    })
+    folder = make_migrations(
+        {
+            "001_keepers.py": KEEPERS,
+            "002_rebuilds_then_fails.py": REBUILDS + "    raise RuntimeError('later trouble')\n",
+        }
+    )
     engine = sqlite_backend.engine()
     try:
         runner = MigrationRunner(engine, folder)
@@ -867,9 +886,10 @@ def test_sqlite_rebuild_keeps_index_details_and_triggers_of_other_tables(
 ) -> None:
     # SQLAlchemy reflects neither expression indexes nor an index's DESC and
     # COLLATE; a trigger elsewhere naming the table made the rename fail
-    folder = make_migrations({
-        "001_keepers.py": KEEPERS,
-        "002_more.py": """\
+    folder = make_migrations(
+        {
+            "001_keepers.py": KEEPERS,
+            "002_more.py": """\
             from sqlalchemy import text
 
             def up(conn):
@@ -887,8 +907,9 @@ def test_sqlite_rebuild_keeps_index_details_and_triggers_of_other_tables(
                     "BEGIN INSERT INTO accounts (name, balance) VALUES (NEW.name, 1000); END"
                 ))
             """,
-        "003_rebuilds.py": REBUILDS,
-    })
+            "003_rebuilds.py": REBUILDS,
+        }
+    )
     engine = sqlite_backend.engine()
     try:
         runner = MigrationRunner(engine, folder)
@@ -898,10 +919,13 @@ def test_sqlite_rebuild_keeps_index_details_and_triggers_of_other_tables(
         runner.upgrade()
 
         after = sqlite_schema(engine)
-        assert [r for r in after if r[0] != "table"] == sorted([
-            *(r for r in before if r[0] != "table"),
-            ("index", "sqlite_autoindex_accounts_1", "accounts", None),  # the new UNIQUE
-        ], key=lambda r: r[1])
+        assert [r for r in after if r[0] != "table"] == sorted(
+            [
+                *(r for r in before if r[0] != "table"),
+                ("index", "sqlite_autoindex_accounts_1", "accounts", None),  # the new UNIQUE
+            ],
+            key=lambda r: r[1],
+        )
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO rich (name) VALUES ('Flo')"))
         assert rows(engine, "SELECT name, balance FROM accounts WHERE id = 4") == [("Flo", 1000)]
@@ -912,16 +936,18 @@ def test_sqlite_rebuild_keeps_index_details_and_triggers_of_other_tables(
 def test_sqlite_rebuild_that_would_break_a_view_is_refused(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_keepers.py": KEEPERS,
-        "002_rename_name.py": """\
+    folder = make_migrations(
+        {
+            "001_keepers.py": KEEPERS,
+            "002_rename_name.py": """\
             from sqlmig.ops import ops
 
             def up(conn):
                 with ops(conn).batch("accounts") as accounts:  # a rebuild: the view is not
                     accounts.alter_column("name", new_column_name="full_name")  # rewritten
             """,
-    })
+        }
+    )
     engine = sqlite_backend.engine()
     try:
         runner = MigrationRunner(engine, folder)
@@ -942,8 +968,9 @@ def test_sqlite_rebuild_that_would_break_a_view_is_refused(
 def test_sqlite_rebuild_refuses_what_it_cannot_carry(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_conflict.py": """\
+    folder = make_migrations(
+        {
+            "001_conflict.py": """\
             from sqlalchemy import text
 
             def up(conn):
@@ -952,14 +979,15 @@ def test_sqlite_rebuild_refuses_what_it_cannot_carry(
                     " DEFAULT 'x', w TEXT)"
                 ))
             """,
-        "002_alter.py": """\
+            "002_alter.py": """\
             from sqlalchemy import String
             from sqlmig.ops import ops
 
             def up(conn):
                 ops(conn).alter_column("t", "w", type_=String(10))
             """,
-    })
+        }
+    )
     engine = sqlite_backend.engine()
     try:
         runner = MigrationRunner(engine, folder)
@@ -981,9 +1009,10 @@ def test_sqlite_alter_column_keeps_collate_unless_the_new_type_names_one(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
     # what alter_column does not name is kept; COLLATE is part of a SQLite column
-    folder = make_migrations({
-        "001_keepers.py": KEEPERS,
-        "002_name.py": """\
+    folder = make_migrations(
+        {
+            "001_keepers.py": KEEPERS,
+            "002_name.py": """\
             from sqlalchemy import String
             from sqlmig.ops import ops
 
@@ -993,14 +1022,15 @@ def test_sqlite_alter_column_keeps_collate_unless_the_new_type_names_one(
                 o.alter_column("accounts", "name", type_=String(100))
                 o.alter_column("accounts", "note", type_=String(30, collation="RTRIM"))
             """,
-        "003_binary.py": """\
+            "003_binary.py": """\
             from sqlalchemy import String
             from sqlmig.ops import ops
 
             def up(conn):
                 ops(conn).alter_column("accounts", "name", type_=String(100, collation="BINARY"))
             """,
-    })
+        }
+    )
     engine = sqlite_backend.engine()
     try:
         runner = MigrationRunner(engine, folder)
@@ -1022,22 +1052,24 @@ def test_sqlite_alter_column_keeps_collate_unless_the_new_type_names_one(
 def test_sqlite_rebuild_renaming_a_column_of_a_descending_index_is_refused(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({
-        "001_keepers.py": KEEPERS,
-        "002_desc.py": """\
+    folder = make_migrations(
+        {
+            "001_keepers.py": KEEPERS,
+            "002_desc.py": """\
             from sqlalchemy import text
 
             def up(conn):
                 conn.execute(text("CREATE INDEX ix_accounts_note ON accounts (note DESC)"))
             """,
-        "003_rename.py": """\
+            "003_rename.py": """\
             from sqlmig.ops import ops
 
             def up(conn):
                 with ops(conn).batch("accounts") as accounts:
                     accounts.alter_column("note", new_column_name="remark")
             """,
-    })
+        }
+    )
     engine = sqlite_backend.engine()
     try:
         runner = MigrationRunner(engine, folder)
@@ -1058,8 +1090,9 @@ def test_unnamed_check_follows_a_renamed_column_and_goes_with_a_dropped_one(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations
 ) -> None:
     # as PostgreSQL does; SQLite's rebuild used to fail with "no such column"
-    folder = make_migrations({
-        "001_checked.py": """\
+    folder = make_migrations(
+        {
+            "001_checked.py": """\
             from sqlalchemy import text
 
             def up(conn):
@@ -1068,20 +1101,21 @@ def test_unnamed_check_follows_a_renamed_column_and_goes_with_a_dropped_one(
                     " CHECK (a > 0), CHECK (b < 10))"
                 ))
             """,
-        "002_rename_a.py": """\
+            "002_rename_a.py": """\
             from sqlmig.ops import ops
 
             def up(conn):
                 with ops(conn).batch("t") as t:
                     t.alter_column("a", new_column_name="alpha")
             """,
-        "003_drop_b.py": """\
+            "003_drop_b.py": """\
             from sqlmig.ops import ops
 
             def up(conn):
                 ops(conn).drop_column("t", "b")
             """,
-    })
+        }
+    )
     runner = MigrationRunner(backend.url, folder)
 
     runner.upgrade("002")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from sqlmig.cli import main
+from sqlmig._cli import main
 
 FILES = {
     "tinyapp/__init__.py": "",
@@ -132,7 +132,9 @@ def test_a_package_beats_a_folder_named_like_it(
 
 @pytest.mark.parametrize("command", [["new", "first"], ["status"], ["upgrade"]])
 def test_a_dotted_name_that_is_neither_package_nor_folder_is_a_source_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     command: list[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -141,9 +143,11 @@ def test_a_dotted_name_that_is_neither_package_nor_folder_is_a_source_error(
     assert main(["--url", "sqlite:///app.db", "--dir", name, *command]) == 2
 
     err = capsys.readouterr().err
-    assert err == (f"sqlmig: error: migrations source {name!r} is neither an importable package "
-                   "nor a folder: check the name (the command line imports packages from the "
-                   "current directory) or give a folder path\n")
+    assert err == (
+        f"sqlmig: error: migrations source {name!r} is neither an importable package "
+        "nor a folder: check the name (the command line imports packages from the "
+        "current directory) or give a folder path\n"
+    )
     assert list(tmp_path.iterdir()) == []  # no folder, no database file
 
 
@@ -157,7 +161,13 @@ def test_python_m_and_the_script_find_the_same_package(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SQLMIG_", "PYTHONPATH"))}
 
     for command in ([str(script)], [sys.executable, "-m", "sqlmig"]):
-        run = subprocess.run([*command, "status", "--json"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [*command, "status", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["migrations"][0]["name"] == "a"

@@ -15,8 +15,8 @@ from sqlmig import (
     OutOfOrderMigration,
     UsageError,
 )
-from sqlmig.migration import AppliedMigration
-from sqlmig.planning import compare, plan_downgrade, plan_upgrade
+from sqlmig._migration import AppliedMigration
+from sqlmig._planning import compare, plan_downgrade, plan_upgrade
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

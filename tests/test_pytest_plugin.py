@@ -96,12 +96,14 @@ def test_a_broken_down_fails_the_stairway_test_with_a_readable_message(
 
     result = run(pytester, backend)
 
-    result.stdout.fnmatch_lines([
-        "*sqlmig_stairway FAILED*",
-        "E   AssertionError: migration 002_index_email: down() does not restore the schema: "
-        "index ix_users_email on users left behind",
-        "FAILED ::sqlmig_stairway - AssertionError: migration 002_index_email: down()*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*sqlmig_stairway FAILED*",
+            "E   AssertionError: migration 002_index_email: down() does not restore the schema: "
+            "index ix_users_email on users left behind",
+            "FAILED ::sqlmig_stairway - AssertionError: migration 002_index_email: down()*",
+        ]
+    )
     assert "testing.py" not in result.stdout.str()  # the message, not the helper's insides
     if backend.name == "mysql":
         # DDL commits itself there: the failed walk leaves the index behind, so
@@ -120,23 +122,31 @@ def test_a_correct_project_passes_the_stairway_and_history_tests(
     result = run(pytester, backend)
 
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines([  # the walk runs first, on the still empty database
-        "*sqlmig_stairway PASSED*",
-        "*test_app.py::test_users_table_is_there PASSED*",
-        "*sqlmig_history PASSED*",
-    ])
+    result.stdout.fnmatch_lines(
+        [  # the walk runs first, on the still empty database
+            "*sqlmig_stairway PASSED*",
+            "*test_app.py::test_users_table_is_there PASSED*",
+            "*sqlmig_history PASSED*",
+        ]
+    )
 
 
 def test_the_history_test_names_duplicate_versions(pytester: pytest.Pytester) -> None:
-    project(pytester, ini=STAIRWAY_AND_HISTORY, tests="def test_nothing():\n    pass\n",
-            extra={"2_index_again.py": "def up(conn):\n    pass\n"})
+    project(
+        pytester,
+        ini=STAIRWAY_AND_HISTORY,
+        tests="def test_nothing():\n    pass\n",
+        extra={"2_index_again.py": "def up(conn):\n    pass\n"},
+    )
 
     result = pytester.runpytest("-p", "no:cacheprovider")
 
-    result.stdout.fnmatch_lines([
-        "E   AssertionError: migration history of *: "
-        "version 2 is used by 2 files: 002_index_email.py, 2_index_again.py"
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "E   AssertionError: migration history of *: "
+            "version 2 is used by 2 files: 002_index_email.py, 2_index_again.py"
+        ]
+    )
 
 
 def test_the_checks_are_deselected_like_any_test(pytester: pytest.Pytester) -> None:
@@ -194,8 +204,10 @@ def test_the_rollback_fixture_rolls_back_ddl_too(
     pytester: pytest.Pytester, backend: Backend
 ) -> None:
     if backend.name == "mysql":
-        pytest.skip("MariaDB/MySQL commit DDL implicitly: sqlmig_connection rolls back only "
-                    "data there (documented)")
+        pytest.skip(
+            "MariaDB/MySQL commit DDL implicitly: sqlmig_connection rolls back only "
+            "data there (documented)"
+        )
     project(pytester, tests=ISOLATION.format(ddl=True))
 
     result = run(pytester, backend)
@@ -206,10 +218,13 @@ def test_the_rollback_fixture_rolls_back_ddl_too(
 def test_committing_the_rollback_connection_fails_the_test(
     pytester: pytest.Pytester, backend: Backend
 ) -> None:
-    project(pytester, tests="""\
+    project(
+        pytester,
+        tests="""\
         def test_commits(sqlmig_connection):
             sqlmig_connection.commit()
-        """)
+        """,
+    )
 
     result = run(pytester, backend)
 
@@ -220,12 +235,16 @@ def test_committing_the_rollback_connection_fails_the_test(
 def test_the_database_is_a_temporary_sqlite_file_never_the_configured_url(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project(pytester, folder="db/steps", ini="""\
+    project(
+        pytester,
+        folder="db/steps",
+        ini="""\
         [tool.sqlmig]
         url = "postgresql+psycopg://app@db.invalid/production"
         migrations = "db/steps"
         table = "schema_history"
-        """, tests="""\
+        """,
+        tests="""\
         from pathlib import Path
         from sqlalchemy import inspect
 
@@ -235,7 +254,8 @@ def test_the_database_is_a_temporary_sqlite_file_never_the_configured_url(
             assert database.is_relative_to(tmp_path_factory.getbasetemp())
             assert Path(sqlmig_runner.migrations_source).parts[-2:] == ("db", "steps")
             assert {"users", "schema_history"} <= set(inspect(sqlmig_migrated).get_table_names())
-        """)
+        """,
+    )
     monkeypatch.delenv("SQLMIG_TEST_URL", raising=False)
 
     result = pytester.runpytest("-p", "no:cacheprovider")
@@ -258,8 +278,9 @@ def test_the_url_option_wins_over_the_environment_variable(
 
     pytester.runpytest("-p", "no:cacheprovider", "-s").assert_outcomes(passed=1)
     assert from_env.exists()
-    result = pytester.runpytest("-p", "no:cacheprovider", "-s",
-                                "--sqlmig-url", f"sqlite:///{from_option}")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-s", "--sqlmig-url", f"sqlite:///{from_option}"
+    )
 
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"*DATABASE {from_option}"])
@@ -274,17 +295,22 @@ def test_the_url_option_wins_over_the_environment_variable(
 def test_the_ini_option_names_the_migrations_relative_to_the_ini_file(
     pytester: pytest.Pytester,
 ) -> None:
-    project(pytester, folder="elsewhere", ini="""\
+    project(
+        pytester,
+        folder="elsewhere",
+        ini="""\
         [tool.sqlmig]
         migrations = "not_here"
 
         [tool.pytest.ini_options]
         sqlmig_migrations = "elsewhere"
-        """, tests="""\
+        """,
+        tests="""\
         def test_where(sqlmig_runner):
             assert sqlmig_runner.migrations_source.name == "elsewhere"
             assert [m.version for m in sqlmig_runner.upgrade()] == ["001", "002"]
-        """)
+        """,
+    )
 
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
@@ -304,7 +330,9 @@ def test_the_stairway_test_says_when_the_database_is_not_empty(
 
 def test_the_fixtures_can_be_overridden(pytester: pytest.Pytester, tmp_path: Path) -> None:
     mine = tmp_path / "mine.db"
-    project(pytester, tests=f"""\
+    project(
+        pytester,
+        tests=f"""\
         import pytest
         from sqlalchemy import create_engine
 
@@ -316,7 +344,8 @@ def test_the_fixtures_can_be_overridden(pytester: pytest.Pytester, tmp_path: Pat
 
         def test_uses_mine(sqlmig_connection):
             assert sqlmig_connection.engine.url.database == "{mine}"
-        """)
+        """,
+    )
 
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
     engine = create_engine(f"sqlite:///{mine}")
@@ -328,25 +357,31 @@ def test_the_fixtures_can_be_overridden(pytester: pytest.Pytester, tmp_path: Pat
 
 def test_loading_the_plugin_imports_nothing_beyond_sqlmig_itself() -> None:
     code = (
-        "import sys, pytest, sqlmig; before = set(sys.modules); import sqlmig.pytest_plugin; "
+        "import sys, pytest, sqlmig; before = set(sys.modules); import sqlmig._pytest_plugin; "
         "print(sorted(m for m in set(sys.modules) - before if not m.startswith('_')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
 
-    assert out.strip() == "['sqlmig.pytest_plugin']"
+    assert out.strip() == "['sqlmig._pytest_plugin']"
 
 
 def test_the_ini_option_may_name_an_importable_package(pytester: pytest.Pytester) -> None:
-    where = project(pytester, folder="myapp/migrations", ini="""\
+    where = project(
+        pytester,
+        folder="myapp/migrations",
+        ini="""\
         [tool.pytest.ini_options]
         sqlmig_migrations = "myapp.migrations"
         pythonpath = ["."]
-        """, tests="""\
+        """,
+        tests="""\
         def test_where(sqlmig_runner, sqlmig_migrated):
             assert sqlmig_runner.migrations_source == "myapp.migrations"
             assert sqlmig_runner.status().current == "002"
-        """)
+        """,
+    )
     (where / "__init__.py").write_text("")
     (where.parent / "__init__.py").write_text("")
 

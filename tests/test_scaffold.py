@@ -8,8 +8,8 @@ import pytest
 
 from conftest import MakeMigrations
 from sqlmig import MigrationRunner, MigrationSourceError, UsageError
-from sqlmig.discovery import discover
-from sqlmig.scaffold import new_migration, next_file_name
+from sqlmig._discovery import discover
+from sqlmig._scaffold import new_migration, next_file_name
 
 
 @pytest.mark.parametrize(
@@ -68,10 +68,12 @@ def test_the_written_file_is_a_valid_migration(tmp_path: Path) -> None:
 
 
 def test_new_keeps_the_width_and_prefix_of_the_files_there(make_migrations: MakeMigrations) -> None:
-    folder = make_migrations({
-        "migration_008_a.py": "def up(conn): pass\n",
-        "migration_009_b.py": "def up(conn): pass\n",
-    })
+    folder = make_migrations(
+        {
+            "migration_008_a.py": "def up(conn): pass\n",
+            "migration_009_b.py": "def up(conn): pass\n",
+        }
+    )
     assert new_migration(folder, "add_orders").name == "migration_010_add_orders.py"
     assert new_migration(folder, "add_items").name == "migration_011_add_items.py"
 
@@ -90,8 +92,11 @@ def test_new_refuses_a_file_where_the_folder_should_be(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "example"),
-    [("\u00fcmlaut", "umlaut"), ("add \u00fcber col", "add_uber_col"),
-     ("\u65e5\u672c", "add_orders")],
+    [
+        ("\u00fcmlaut", "umlaut"),
+        ("add \u00fcber col", "add_uber_col"),
+        ("\u65e5\u672c", "add_orders"),
+    ],
 )
 def test_a_name_with_letters_outside_ascii_is_refused_not_cut(name: str, example: str) -> None:
     with pytest.raises(UsageError) as caught:

@@ -101,8 +101,7 @@ def test_sixteen_replicas_mixing_every_command_keep_history_and_schema_in_step(
     files = {f"{n:03d}_t{n}.py": CREATING.format(n=n) for n in (1, 2, 3, 5, 6)}
     folder = make_migrations({**files, "004_extra.py": ALTERING})
     jobs = [
-        Job(op, backend.url_string, str(folder), args, {"lock_timeout": BOUND})
-        for op, args in MIX
+        Job(op, backend.url_string, str(folder), args, {"lock_timeout": BOUND}) for op, args in MIX
     ]
     for _ in range(ROUNDS):
         assert_in_step(backend, crew.run(jobs, timeout=2 * BOUND))

@@ -23,7 +23,7 @@ import backends
 from backends import Backend
 from conftest import MakeMigrations, tables
 from sqlmig import Migration, MigrationRunner, UsageError, history_table
-from sqlmig.schema_snapshot import Snapshot, TableShape, differences, snapshot
+from sqlmig._schema_snapshot import Snapshot, TableShape, differences, snapshot
 from sqlmig.testing import check_history, check_stairway
 
 USERS = """\
@@ -140,8 +140,11 @@ def test_stairway_names_a_column_left_behind(
 ) -> None:
     runner = MigrationRunner(backend.url, make_migrations(files(age_down="pass")))
 
-    with pytest.raises(AssertionError, match=r"^migration 004_add_age: down\(\) does not "
-                       r"restore the schema: column users\.age left behind$"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^migration 004_add_age: down\(\) does not "
+        r"restore the schema: column users\.age left behind$",
+    ):
         check_stairway(runner)
 
 
@@ -184,11 +187,15 @@ def test_stairway_fails_when_up_cannot_run_again_after_down(
         def down(conn):
             pass
         """
-    runner = MigrationRunner(backend.url, make_migrations({"001_users.py": USERS,
-                                                           "002_seed.py": seed}))
+    runner = MigrationRunner(
+        backend.url, make_migrations({"001_users.py": USERS, "002_seed.py": seed})
+    )
 
-    with pytest.raises(AssertionError, match=r"^migration 002_seed: up\(\) fails after its "
-                       r"down\(\) ran: migration 002 \(up\) failed"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^migration 002_seed: up\(\) fails after its "
+        r"down\(\) ran: migration 002 \(up\) failed",
+    ):
         check_stairway(runner)
 
 
@@ -242,12 +249,22 @@ def test_snapshot_reflects_keys_indexes_uniques_and_ignores_the_given_tables(
     backend: Backend,
 ) -> None:
     meta = MetaData()
-    Table("parent", meta, Column("id", Integer, primary_key=True),
-          Column("code", String(20), nullable=False), UniqueConstraint("code", name="uq_code"))
-    Table("child", meta, Column("a", Integer, primary_key=True),
-          Column("b", Integer, primary_key=True), Column("parent_id", Integer),
-          ForeignKeyConstraint(["parent_id"], ["parent.id"], name="fk_child_parent"),
-          Index("ix_child_b", "b"))
+    Table(
+        "parent",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("code", String(20), nullable=False),
+        UniqueConstraint("code", name="uq_code"),
+    )
+    Table(
+        "child",
+        meta,
+        Column("a", Integer, primary_key=True),
+        Column("b", Integer, primary_key=True),
+        Column("parent_id", Integer),
+        ForeignKeyConstraint(["parent_id"], ["parent.id"], name="fk_child_parent"),
+        Index("ix_child_b", "b"),
+    )
     history_table(meta)
     engine = backend.engine()
     try:
@@ -276,16 +293,26 @@ def _shape(**kw: object) -> TableShape:
 
 
 def test_differences_say_what_changed_for_each_kind_of_object() -> None:
-    before = Snapshot({"t": _shape(
-        columns={"id": ("INTEGER", False), "c": ("VARCHAR(20)", True)},
-        foreign_keys={"fk_t_u": "(c) -> u(id)"},
-        unique_constraints={"uq_t_c": "(c)"},
-    )}, views=frozenset({"v_old"}))
-    after = Snapshot({"t": _shape(
-        columns={"id": ("INTEGER", True), "c": ("VARCHAR(10)", True)},
-        primary_key=(),
-        indexes={"ix_t_c": "UNIQUE (c)"},
-    )}, views=frozenset({"v_new"}))
+    before = Snapshot(
+        {
+            "t": _shape(
+                columns={"id": ("INTEGER", False), "c": ("VARCHAR(20)", True)},
+                foreign_keys={"fk_t_u": "(c) -> u(id)"},
+                unique_constraints={"uq_t_c": "(c)"},
+            )
+        },
+        views=frozenset({"v_old"}),
+    )
+    after = Snapshot(
+        {
+            "t": _shape(
+                columns={"id": ("INTEGER", True), "c": ("VARCHAR(10)", True)},
+                primary_key=(),
+                indexes={"ix_t_c": "UNIQUE (c)"},
+            )
+        },
+        views=frozenset({"v_new"}),
+    )
 
     assert differences(before, after) == [
         "column t.c is VARCHAR(10), was VARCHAR(20) before the step",
@@ -317,8 +344,15 @@ def test_history_check_names_every_duplicate_version(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
     body = "def up(conn):\n    pass\n"
-    folder = make_migrations({"001_a.py": body, "1_b.py": body, "002_c.py": body,
-                              "migration_02_d.py": body, "003_e.py": body})
+    folder = make_migrations(
+        {
+            "001_a.py": body,
+            "1_b.py": body,
+            "002_c.py": body,
+            "migration_02_d.py": body,
+            "003_e.py": body,
+        }
+    )
 
     with pytest.raises(AssertionError) as caught:
         check_history(MigrationRunner(sqlite_backend.url, folder))
@@ -347,8 +381,13 @@ def test_history_check_names_every_edited_and_every_lost_step(
     folder = make_migrations(files())
     runner = MigrationRunner(backend.url, folder)
     runner.upgrade()
-    make_migrations({"001_users.py": USERS + "# edited\n", "002_orders.py": ORDERS + "# too\n",
-                     "004_add_age.py": None})
+    make_migrations(
+        {
+            "001_users.py": USERS + "# edited\n",
+            "002_orders.py": ORDERS + "# too\n",
+            "004_add_age.py": None,
+        }
+    )
 
     with pytest.raises(AssertionError) as caught:
         check_history(runner)
@@ -371,10 +410,13 @@ def test_history_check_names_failed_rows_and_versions_recorded_twice(
     try:
         with engine.begin() as conn:
             now = datetime.now(UTC)
-            conn.execute(table.insert(), [
-                {"version": "1", "name": "users", "applied_at": now, "success": True},
-                {"version": "002", "name": "orders", "applied_at": now, "success": False},
-            ])
+            conn.execute(
+                table.insert(),
+                [
+                    {"version": "1", "name": "users", "applied_at": now, "success": True},
+                    {"version": "002", "name": "orders", "applied_at": now, "success": False},
+                ],
+            )
     finally:
         engine.dispose()
 

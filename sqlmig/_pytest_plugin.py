@@ -37,8 +37,8 @@ import pytest
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-    from sqlmig.discovery import MigrationsSource
-    from sqlmig.runner import MigrationRunner
+    from sqlmig._discovery import MigrationsSource
+    from sqlmig._runner import MigrationRunner
 
 __all__ = [
     "sqlmig_connection",
@@ -66,10 +66,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "migrations folder (relative to the ini file) or package for sqlmig's fixtures",
         default=None,
     )
-    parser.addini(STAIRWAY, "add the sqlmig_stairway test: every down() undoes its up()",
-                  type="bool", default=False)
-    parser.addini(HISTORY, "add the sqlmig_history test: no duplicate or edited migration",
-                  type="bool", default=False)
+    parser.addini(
+        STAIRWAY,
+        "add the sqlmig_stairway test: every down() undoes its up()",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        HISTORY,
+        "add the sqlmig_history test: no duplicate or edited migration",
+        type="bool",
+        default=False,
+    )
 
 
 def database_url(config: pytest.Config) -> str | None:
@@ -132,7 +140,7 @@ def sqlmig_runner(pytestconfig: pytest.Config, sqlmig_engine: Engine) -> Migrati
 
     ``table`` and ``schema`` follow ``[tool.sqlmig]`` when it sets them.
     """
-    from sqlmig.runner import MigrationRunner
+    from sqlmig._runner import MigrationRunner
 
     settings = _tool_sqlmig(pytestconfig)
     options = {k: settings[k] for k in ("table", "schema") if k in settings}
@@ -154,7 +162,7 @@ def sqlmig_connection(sqlmig_migrated: Engine) -> Iterator[Connection]:
     ``conn.begin_nested()``; a ``MigrationRunner(conn, ...)`` runs its steps in
     savepoints.
     """
-    from sqlmig.dialects import profile_for
+    from sqlmig._dialects import profile_for
 
     with sqlmig_migrated.connect() as conn:
         transaction = conn.begin()
@@ -184,7 +192,7 @@ def _stairway(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> None:
     back, so the test database is empty again afterwards whatever the outcome.
     """
     __tracebackhide__ = True
-    from sqlmig.dialects import profile_for
+    from sqlmig._dialects import profile_for
     from sqlmig.testing import _same_runner, check_stairway
 
     with sqlmig_engine.connect() as conn:
@@ -211,7 +219,7 @@ def _history(sqlmig_runner: MigrationRunner) -> None:
 def _readable(check: Callable[[MigrationRunner], object], runner: MigrationRunner) -> None:
     """Run a check; a sqlmig error (a bad file, say) fails the test with its one line."""
     __tracebackhide__ = True
-    from sqlmig.errors import SqlmigError
+    from sqlmig._errors import SqlmigError
 
     try:
         check(runner)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .migration import Migration, Status
+    from ._migration import Migration, Status
 
 __all__ = ["BotRunnerCalls", "Report", "printer"]
 

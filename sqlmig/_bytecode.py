@@ -23,7 +23,7 @@ import marshal
 import sys
 import types
 
-from .checksums import read_file, replace_file
+from ._checksums import read_file, replace_file
 
 __all__ = ["compiled"]
 

@@ -27,9 +27,9 @@ from sqlalchemy.sql import Delete, Insert, Select
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
-from .driver_errors import missing_schema, not_a_history_table
-from .errors import DirtyDatabase
-from .migration import AppliedMigration, Migration
+from ._driver_errors import missing_schema, not_a_history_table
+from ._errors import DirtyDatabase
+from ._migration import AppliedMigration, Migration
 
 __all__ = ["History", "HistoryStore", "history_table"]
 

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from .errors import ConfigError, DatabaseUnavailable, UsageError
+from ._errors import ConfigError, DatabaseUnavailable, UsageError
 
 __all__ = [
     "Database",
@@ -78,9 +78,7 @@ def mask(url: URL | str) -> str:
         scheme, _, rest = text.partition("://")
         location = mask(f"{scheme}://{rest.rpartition('@')[2]}").partition("://")[2]
         return f"{scheme}://{HIDDEN}@{location}"
-    query = {
-        key: (HIDDEN if _secret_key(key) else value) for key, value in url.query.items()
-    }
+    query = {key: (HIDDEN if _secret_key(key) else value) for key, value in url.query.items()}
     shown = url.set(query=query) if query != dict(url.query) else url
     return shown.render_as_string(hide_password=True).replace("=%2A%2A%2A", f"={HIDDEN}")
 
@@ -300,8 +298,7 @@ class Database:
                 "or install that database's SQLAlchemy dialect"
             )
             raise ConfigError(
-                f"cannot load the driver for {self.display_url} "
-                f"({self.scrub(str(exc))}): {hint}",
+                f"cannot load the driver for {self.display_url} ({self.scrub(str(exc))}): {hint}",
                 key="url",
             ) from exc
         except (ArgumentError, ValueError, TypeError) as exc:  # a query option of bad type

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from .errors import (
+from ._errors import (
     ChecksumMismatch,
     DirtyDatabase,
     IrreversibleMigration,
@@ -16,7 +16,7 @@ from .errors import (
     OutOfOrderMigration,
     UsageError,
 )
-from .migration import AppliedMigration, Migration, version_number
+from ._migration import AppliedMigration, Migration, version_number
 
 __all__ = ["BASE", "Comparison", "compare", "plan_downgrade", "plan_upgrade", "resolve_target"]
 

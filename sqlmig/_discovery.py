@@ -1,7 +1,7 @@
 """Finding migrations: a folder, an importable package, or a list built in code.
 
 Discovery reads file names and bytes only, and in a real folder not even the
-bytes of a file whose checksum is cached (see :mod:`sqlmig.checksums`). A module
+bytes of a file whose checksum is cached (see :mod:`sqlmig._checksums`). A module
 is imported (under a private, unique name, with no change to ``sys.path``) the
 first time one of its functions is needed, through :class:`ModuleLoader`.
 """
@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from .bytecode import compiled
-from .checksums import checksum, folder_checksums, read_file
-from .errors import MigrationSourceError
-from .migration import Migration, docstring_first_line, version_problem
+from ._bytecode import compiled
+from ._checksums import checksum, folder_checksums, read_file
+from ._errors import MigrationSourceError
+from ._migration import Migration, docstring_first_line, version_problem
 
 __all__ = [
     "FILE_NAME",
@@ -311,7 +311,7 @@ def _scan(root: Traversable) -> tuple[list[str], list[re.Match[str]], list[str]]
     """The migration files of ``root``: paths, name matches and checksums, in listing order.
 
     A real folder is listed with one ``scandir`` and its checksums come through
-    the cache of :mod:`sqlmig.checksums`; any other source's files are read.
+    the cache of :mod:`sqlmig._checksums`; any other source's files are read.
     """
     if isinstance(root, Path):
         with os.scandir(root) as found:

@@ -3,7 +3,7 @@
 PostgreSQL uses a session advisory lock, MySQL/MariaDB ``GET_LOCK``. Both are
 held by a server session, so a killed process's lock is freed by the server.
 SQLite has no session lock: each step's ``BEGIN IMMEDIATE`` is the lock (see
-:mod:`sqlmig.dialects`). The key is derived from the database, the schema and
+:mod:`sqlmig._dialects`). The key is derived from the database, the schema and
 the table, so two history tables never block each other.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from .errors import ConfigError, LockTimeout
+from ._errors import ConfigError, LockTimeout
 
 __all__ = [
     "MAX_LOCK_TIMEOUT",
@@ -58,8 +58,7 @@ def checked_lock_timeout(value: object) -> float:
     if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LOCK_TIMEOUT):
         shown = repr(value) if math.isfinite(seconds) or isinstance(value, float) else "more"
         raise ConfigError(
-            f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}, "
-            f"not {shown}",
+            f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}, not {shown}",
             key="lock_timeout",
         )
     return seconds

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from .errors import MigrationSourceError
+from ._errors import MigrationSourceError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from .discovery import ModuleLoader
+    from ._discovery import ModuleLoader
 
 __all__ = [
     "MAX_VERSION_LENGTH",
@@ -73,7 +73,7 @@ class Migration:
     """One migration step: a version, a name, ``up`` and optionally ``down``.
 
     Built in code (``Migration("002", "add_prefs", up=fn, down=fn)``) or found in
-    a file by :mod:`sqlmig.discovery`. A file-based step imports its module only
+    a file by :mod:`sqlmig._discovery`. A file-based step imports its module only
     when ``up``, ``down`` or ``transactional`` is first read.
     """
 

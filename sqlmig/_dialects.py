@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from .errors import LockTimeout
-from .locking import AdvisoryLock, MigrationLock, NamedLock, RunningMark, lock_key
+from ._errors import LockTimeout
+from ._locking import AdvisoryLock, MigrationLock, NamedLock, RunningMark, lock_key
 
 __all__ = ["DialectProfile", "profile_for"]
 

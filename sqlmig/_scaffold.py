@@ -6,8 +6,8 @@ import re
 import unicodedata
 from pathlib import Path
 
-from .discovery import FILE_NAME, discover, migrations_folder
-from .errors import MigrationSourceError, UsageError
+from ._discovery import FILE_NAME, discover, migrations_folder
+from ._errors import MigrationSourceError, UsageError
 
 __all__ = ["TEMPLATE", "new_migration", "next_file_name"]
 

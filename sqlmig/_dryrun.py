@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from .errors import MigrationFailed
-from .execution import MARK, StepExecutor, TransactionLost
-from .migration import PlannedStep
+from ._errors import MigrationFailed
+from ._execution import MARK, StepExecutor, TransactionLost
+from ._migration import PlannedStep
 
 __all__ = ["changes_something", "parameters_shown", "try_plan"]
 
@@ -37,7 +37,7 @@ def changes_something(statement: str) -> bool:
     >>> changes_something("PRAGMA table_info('users')"), changes_something("DROP TABLE t")
     (False, True)
     """
-    from .sqlite_rebuild import SCAFFOLDING  # only the command line asks, after the run
+    from ._sqlite_rebuild import SCAFFOLDING  # only the command line asks, after the run
 
     return _READ.match(statement) is None and SCAFFOLDING.search(statement) is None
 

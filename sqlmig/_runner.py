@@ -13,18 +13,18 @@ from sqlalchemy import URL
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from .compat import BotRunnerCalls, Report, printer
-from .database import Database, DatabaseArgument, caller_began
-from .dialects import DialectProfile, profile_for, profile_named
-from .discovery import Listing, MigrationsSource, discover
-from .driver_errors import translated
-from .dryrun import try_plan
-from .errors import DirtyDatabase, LockTimeout, MigrationFailed, UsageError
-from .execution import PlanItem, StepExecutor
-from .history import History, HistoryStore
-from .locking import MigrationLock, checked_lock_timeout
-from .migration import AppliedMigration, Migration, PlannedStep, Status, StepCallback
-from .planning import (
+from ._database import Database, DatabaseArgument, caller_began
+from ._dialects import DialectProfile, profile_for, profile_named
+from ._discovery import Listing, MigrationsSource, discover
+from ._driver_errors import translated
+from ._dryrun import try_plan
+from ._errors import DirtyDatabase, LockTimeout, MigrationFailed, UsageError
+from ._execution import PlanItem, StepExecutor
+from ._history import History, HistoryStore
+from ._legacy import BotRunnerCalls, Report, printer
+from ._locking import MigrationLock, checked_lock_timeout
+from ._migration import AppliedMigration, Migration, PlannedStep, Status, StepCallback
+from ._planning import (
     Comparison,
     check_history,
     compare,
@@ -671,9 +671,7 @@ class MigrationRunner(BotRunnerCalls):
         migrations = self.migrations()
         changes: list[str] = []
         with self._session(write=True) as s, self._locked(s):
-            with self._prepared(
-                self._executor(s), migrations, strict=False, session=s
-            ) as history:
+            with self._prepared(self._executor(s), migrations, strict=False, session=s) as history:
                 self._settled(s, history.failed, "repair")
                 for version in history.unreadable:
                     self._store.delete(s.conn, version)
@@ -751,9 +749,7 @@ class MigrationRunner(BotRunnerCalls):
                     f"cannot unstamp {version!s}: the history has no row for it (there is "
                     "no history table yet); sqlmig status lists the recorded steps"
                 )
-            with self._prepared(
-                self._executor(s), migrations, strict=False, session=s
-            ) as history:
+            with self._prepared(self._executor(s), migrations, strict=False, session=s) as history:
                 if number is None and text in history.unreadable:
                     self._store.delete(s.conn, text)
                     change = f"removed the row {text!r}, whose version is not a number"

@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from .dialects import DialectProfile
-from .discovery import line_in
-from .errors import MigrationFailed
-from .guard import ForbiddenCall, GuardState, driver_in_transaction, guarded
-from .history import History, HistoryStore
-from .locking import RunningMark
-from .migration import AppliedMigration, Migration, StepCallback, StepFunction
+from ._dialects import DialectProfile
+from ._discovery import line_in
+from ._errors import MigrationFailed
+from ._guard import ForbiddenCall, GuardState, driver_in_transaction, guarded
+from ._history import History, HistoryStore
+from ._locking import RunningMark
+from ._migration import AppliedMigration, Migration, StepCallback, StepFunction
 
 #: One step of a run: the history row it undoes (None for an upgrade), and its file.
 PlanItem = tuple[AppliedMigration | None, Migration]

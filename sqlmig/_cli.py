@@ -1,7 +1,7 @@
 """The ``sqlmig`` command: parse the arguments, call the public API, print the result.
 
 Each command calls the :class:`~sqlmig.MigrationRunner` method of the same
-name (``new`` calls :func:`sqlmig.scaffold.new_migration`). Step lines come from
+name (``new`` calls :func:`sqlmig._scaffold.new_migration`). Step lines come from
 the runner's ``on_step`` callback; the steps' own log records (loggers below
 ``sqlmig``, such as ``sqlmig.migrations``) show at INFO, the library's own
 records under ``-v``; only this module attaches a handler to the ``sqlmig`` logger.
@@ -27,14 +27,14 @@ from typing import Any, NoReturn, TextIO
 from sqlalchemy import make_url
 
 from . import __version__
+from ._console import Console, StepLines
+from ._database import holds_secret, mask, mask_in, scrub
+from ._dryrun import changes_something
+from ._errors import ConfigError, SqlmigError
+from ._migration import PlannedStep, Status
+from ._runner import MigrationRunner
+from ._scaffold import new_migration
 from .config import CONFIG_VAR, URL_VAR, checked_lock_timeout, migrations_setting, runner_settings
-from .console import Console, StepLines
-from .database import holds_secret, mask, mask_in, scrub
-from .dryrun import changes_something
-from .errors import ConfigError, SqlmigError
-from .migration import PlannedStep, Status
-from .runner import MigrationRunner
-from .scaffold import new_migration
 
 __all__ = ["build_parser", "main", "status_json", "status_rows"]
 
@@ -57,19 +57,45 @@ class _Parser(argparse.ArgumentParser):
 
 def _globals(parser: argparse.ArgumentParser, default: Any) -> None:
     """The options every command takes, before or after the command name."""
-    parser.add_argument("-v", "--verbose", action="store_true", default=default,
-                        help="log every detail; print the traceback of an error")
-    parser.add_argument("--url", default=default, metavar="URL",
-                        help=f"database URL (beats {URL_VAR} and the config file)")
-    parser.add_argument("--env", default=default, metavar="NAME",
-                        help="environment [tool.sqlmig.env.NAME] (default: $SQLMIG_ENV)")
-    parser.add_argument("--config", default=default, metavar="FILE",
-                        help=f"config file holding [tool.sqlmig] (default: ${CONFIG_VAR}, else "
-                        "the nearest pyproject.toml with [tool.sqlmig], here or above)")
-    parser.add_argument("--dir", default=default, metavar="DIR",
-                        help="migrations folder or package (beats the config file)")
-    parser.add_argument("--lock-timeout", default=default, type=_seconds, metavar="SECONDS",
-                        help="how long to wait for another runner's lock")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log every detail; print the traceback of an error",
+    )
+    parser.add_argument(
+        "--url",
+        default=default,
+        metavar="URL",
+        help=f"database URL (beats {URL_VAR} and the config file)",
+    )
+    parser.add_argument(
+        "--env",
+        default=default,
+        metavar="NAME",
+        help="environment [tool.sqlmig.env.NAME] (default: $SQLMIG_ENV)",
+    )
+    parser.add_argument(
+        "--config",
+        default=default,
+        metavar="FILE",
+        help=f"config file holding [tool.sqlmig] (default: ${CONFIG_VAR}, else "
+        "the nearest pyproject.toml with [tool.sqlmig], here or above)",
+    )
+    parser.add_argument(
+        "--dir",
+        default=default,
+        metavar="DIR",
+        help="migrations folder or package (beats the config file)",
+    )
+    parser.add_argument(
+        "--lock-timeout",
+        default=default,
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long to wait for another runner's lock",
+    )
 
 
 def _seconds(text: str) -> float:
@@ -96,23 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     upgrade = command("upgrade", "apply pending migrations (all, or up to TARGET)")
     upgrade.add_argument("target", nargs="?", metavar="TARGET")
-    upgrade.add_argument("--dry-run", action="store_true",
-                         help="show each pending step and its SQL; change nothing")
+    upgrade.add_argument(
+        "--dry-run", action="store_true", help="show each pending step and its SQL; change nothing"
+    )
     command("downgrade", "undo every migration above TARGET ('base': all)").add_argument(
-        "target", metavar="TARGET")
+        "target", metavar="TARGET"
+    )
     command("rollback", "undo the most recently applied migration")
     command("status", "show applied, pending, changed, missing, failed").add_argument(
-        "--json", action="store_true", help="print JSON instead of a table")
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
     command("verify", "fail (exit 3) if the history and the files disagree")
     command("repair", "accept edited files, forget failed rows and rows whose file is gone")
     command("baseline", "mark every migration up to VERSION applied, running none").add_argument(
-        "version", metavar="VERSION")
+        "version", metavar="VERSION"
+    )
     command("stamp", "record VERSION as applied without running it").add_argument(
-        "version", metavar="VERSION")
+        "version", metavar="VERSION"
+    )
     command("unstamp", "remove VERSION's history row without running down()").add_argument(
-        "version", metavar="VERSION")
+        "version", metavar="VERSION"
+    )
     command("new", "write the next migration file from a template").add_argument(
-        "name", metavar="NAME")
+        "name", metavar="NAME"
+    )
     return parser
 
 
@@ -298,14 +331,17 @@ def _print_plan(out: Output, runner: MigrationRunner, plan: list[PlannedStep]) -
     if not plan:
         out.line(f"Dry run: nothing to upgrade, {runner.url} is up to date")
         return
-    out.line(f"Dry run on {runner.url}: {len(plan)} migration(s) would be applied; "
-             "nothing was changed")
+    out.line(
+        f"Dry run on {runner.url}: {len(plan)} migration(s) would be applied; nothing was changed"
+    )
     untried = [s for s in plan if not s.tried]
     plan_only = bool(untried) and untried[0].migration.transactional  # the backend cannot
     if plan_only:
         backend = make_url(runner.url).get_backend_name()
-        out.line(f"Plan only: {backend} commits DDL as it runs, so DDL there cannot be tried "
-                 "in a rolled-back transaction; the steps' SQL is not shown")
+        out.line(
+            f"Plan only: {backend} commits DDL as it runs, so DDL there cannot be tried "
+            "in a rolled-back transaction; the steps' SQL is not shown"
+        )
     after_untried = False
     for step in plan:
         description = step.migration.description
@@ -328,8 +364,9 @@ def _print_statements(out: Output, statements: list[str]) -> None:
         out.line("\n".join(f"    {line.rstrip()}" for line in lines) + ";")
     hidden = len(statements) - len(shown)
     if hidden:
-        out.line(f"    -- and {hidden} statement(s) that only read (queries, reflection): "
-                 "-v shows them")
+        out.line(
+            f"    -- and {hidden} statement(s) that only read (queries, reflection): -v shows them"
+        )
 
 
 def cmd_downgrade(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
@@ -367,21 +404,31 @@ def status_rows(status: Status) -> list[dict[str, Any]]:
     rows: list[tuple[int, dict[str, Any]]] = []
     for row in [*status.applied, *status.failed]:
         state = states[row.number] if row.success else "failed"
-        rows.append((row.number, {
-            "version": row.version,
-            "name": row.name,
-            "state": state,
-            "applied_at": row.applied_at.isoformat(),
-            "execution_ms": row.execution_ms,
-        }))
+        rows.append(
+            (
+                row.number,
+                {
+                    "version": row.version,
+                    "name": row.name,
+                    "state": state,
+                    "applied_at": row.applied_at.isoformat(),
+                    "execution_ms": row.execution_ms,
+                },
+            )
+        )
     for migration in status.pending:
-        rows.append((migration.number, {
-            "version": migration.version,
-            "name": migration.name,
-            "state": "pending",
-            "applied_at": None,
-            "execution_ms": None,
-        }))
+        rows.append(
+            (
+                migration.number,
+                {
+                    "version": migration.version,
+                    "name": migration.name,
+                    "state": "pending",
+                    "applied_at": None,
+                    "execution_ms": None,
+                },
+            )
+        )
     return [entry for _, entry in sorted(rows, key=lambda item: item[0])]
 
 
@@ -411,9 +458,13 @@ def cmd_status(args: argparse.Namespace, out: Output, progress: _Progress) -> in
         out.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             out.line("  ".join("-" * w for w in widths))
-    counts = [(status.total_applied, "applied"), (status.total_pending, "pending"),
-              (len(status.changed), "changed"), (len(status.missing), "missing"),
-              (len(status.failed), "failed")]
+    counts = [
+        (status.total_applied, "applied"),
+        (status.total_pending, "pending"),
+        (len(status.changed), "changed"),
+        (len(status.missing), "missing"),
+        (len(status.failed), "failed"),
+    ]
     out.line()
     out.line(", ".join(f"{n} {word}" for n, word in counts if n or word in ("applied", "pending")))
     return 0
@@ -423,8 +474,10 @@ def cmd_verify(args: argparse.Namespace, out: Output, progress: _Progress) -> in
     runner = _runner(args, out)
     runner.verify()
     status = runner.status()
-    out.line(f"OK: history and files agree ({status.total_applied} applied, "
-             f"{status.total_pending} pending)")
+    out.line(
+        f"OK: history and files agree ({status.total_applied} applied, "
+        f"{status.total_pending} pending)"
+    )
     return 0
 
 
@@ -441,8 +494,10 @@ def cmd_repair(args: argparse.Namespace, out: Output, progress: _Progress) -> in
 def cmd_baseline(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
     runner = _runner(args, out)
     marked = runner.baseline(args.version)
-    out.line(f"Baselined {runner.url} at {args.version}: {len(marked)} migration(s) marked "
-             "applied without running them")
+    out.line(
+        f"Baselined {runner.url} at {args.version}: {len(marked)} migration(s) marked "
+        "applied without running them"
+    )
     return 0
 
 
@@ -519,8 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.exit_code
         except KeyboardInterrupt:
             out.console.end_open_line()
-            print("sqlmig: interrupted: run 'sqlmig status' to see what was applied",
-                  file=out.stderr)
+            print(
+                "sqlmig: interrupted: run 'sqlmig status' to see what was applied", file=out.stderr
+            )
             return 130
         except Exception as exc:  # anything else: still one line, exit 1
             out.error(exc)

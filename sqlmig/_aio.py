@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .migration import Migration
-from .runner import MigrationRunner
+from ._migration import Migration
+from ._runner import MigrationRunner
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from .discovery import MigrationsSource
+    from ._discovery import MigrationsSource
 
 __all__ = ["upgrade_async"]
 

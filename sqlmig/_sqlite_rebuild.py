@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CheckConstraint
 
-from .errors import UsageError
+from ._errors import UsageError
 
 __all__ = ["TableKeeper"]
 
@@ -61,11 +61,7 @@ log = logging.getLogger("sqlmig")
 
 
 def _tokens(sql: str) -> list[tuple[str, str]]:
-    return [
-        (str(m.lastgroup), m.group())
-        for m in _TOKEN.finditer(sql)
-        if m.lastgroup != "space"
-    ]
+    return [(str(m.lastgroup), m.group()) for m in _TOKEN.finditer(sql) if m.lastgroup != "space"]
 
 
 def _name(token: tuple[str, str]) -> str:
@@ -106,7 +102,7 @@ def _table_items(sql: str) -> list[list[tuple[str, str]]]:
     start = next((i for i, t in enumerate(tokens) if t == ("other", "(")), len(tokens))
     items: list[list[tuple[str, str]]] = [[]]
     depth = 0
-    for token in tokens[start + 1:]:
+    for token in tokens[start + 1 :]:
         if token == ("other", "("):
             depth += 1
         elif token == ("other", ")"):
@@ -148,8 +144,7 @@ class TableKeeper:
         keeper = cls(conn, table, schema)
         master = keeper._qualified("sqlite_master")
         objects = conn.exec_driver_sql(
-            f"SELECT type, name, tbl_name, sql FROM {master} "
-            "WHERE sql IS NOT NULL ORDER BY rowid"
+            f"SELECT type, name, tbl_name, sql FROM {master} WHERE sql IS NOT NULL ORDER BY rowid"
         ).all()
         lower = table.lower()
         for kind, name, owner, sql in objects:
@@ -204,9 +199,7 @@ class TableKeeper:
                 "DROP TABLE, ALTER TABLE ... RENAME) restating the clause"
             )
 
-    def batch_options(
-        self, renamed: Mapping[str, str], dropped: Collection[str]
-    ) -> dict[str, Any]:
+    def batch_options(self, renamed: Mapping[str, str], dropped: Collection[str]) -> dict[str, Any]:
         """Keywords for Alembic's ``batch_alter_table`` that carry what reflection misses.
 
         ``renamed`` (old column name -> new) and ``dropped`` are the change's
@@ -219,7 +212,9 @@ class TableKeeper:
             if gone:
                 log.info(
                     "dropping column %s of SQLite table %r drops its CHECK (%s)",
-                    ", ".join(gone), self.table, sqltext,
+                    ", ".join(gone),
+                    self.table,
+                    sqltext,
                 )
                 continue
             checks.append(CheckConstraint(literal_column(_renamed(sqltext, renamed))))
@@ -248,9 +243,7 @@ class TableKeeper:
     # -- around the rebuild ---------------------------------------------------
 
     @contextmanager
-    def rebuilding(
-        self, dropped_indexes: Sequence[str], *, columns_go: bool
-    ) -> Iterator[None]:
+    def rebuilding(self, dropped_indexes: Sequence[str], *, columns_go: bool) -> Iterator[None]:
         """Run the rebuild inside; then put back what it dropped and check the rest.
 
         ``dropped_indexes`` are the indexes the change drops on purpose;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-from .migration import Migration, StepPhase
+from ._migration import Migration, StepPhase
 
 __all__ = ["Console", "StepLines", "human_duration"]
 

@@ -1,6 +1,6 @@
 """Driver errors raised by sqlmig's own statements, turned into sqlmig errors.
 
-A step's own errors become :class:`~sqlmig.errors.MigrationFailed` where it
+A step's own errors become :class:`~sqlmig._errors.MigrationFailed` where it
 runs. Every other statement is sqlmig's: reading, creating or adopting the
 history table, writing its rows, taking the lock, setting up the connection.
 A driver error from one of those is translated once, where a runner call
@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from .errors import (
+from ._errors import (
     ConfigError,
     DatabaseError,
     DatabaseUnavailable,
