@@ -7,7 +7,7 @@ The database URL is resolved in this order, first found wins:
 3. ``url`` of the environment chosen by ``env`` (``--env``), else by
    ``SQLMIG_ENV``, in ``[tool.sqlmig.env.NAME]``;
 4. ``url`` in ``[tool.sqlmig]``;
-5. otherwise :class:`~sqlmig._errors.ConfigError`.
+5. otherwise :class:`~sqlmig.ConfigError`.
 
 ``migrations``, ``table``, ``schema``, ``lock_timeout`` and
 ``allow_out_of_order`` come from the keyword overrides, else the chosen

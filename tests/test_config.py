@@ -304,7 +304,7 @@ def test_malformed_toml_is_a_config_error_with_file_and_line(tmp_path: Path) -> 
         ('[tool.sqlmig]\nlock_timeout = "soon"\n', "tool.sqlmig.lock_timeout"),
         ("[tool.sqlmig]\nlock_timeout = true\n", "tool.sqlmig.lock_timeout"),
         ('[tool.sqlmig]\nallow_out_of_order = "no"\n', "tool.sqlmig.allow_out_of_order"),
-        ('[tool.sqlmig]\nmigration = "m"\n', "tool.sqlmig._migration"),
+        ('[tool.sqlmig]\nmigration = "m"\n', "tool.sqlmig.migration"),
         ('[tool.sqlmig.env.prod]\nurll = "sqlite://"\n', "tool.sqlmig.env.prod.urll"),
         ('[tool.sqlmig]\nenv = "prod"\n', "tool.sqlmig.env"),
     ],

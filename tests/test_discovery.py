@@ -251,8 +251,8 @@ def test_a_dotted_name_that_is_neither_package_nor_folder_says_so(tmp_path: Path
 
 
 def test_a_dotted_name_that_is_a_module_says_it_is_not_a_package() -> None:
-    with pytest.raises(MigrationSourceError, match=r"'sqlmig\.cli' is a module, not a package"):
-        discover("sqlmig._cli")
+    with pytest.raises(MigrationSourceError, match=r"'sqlmig\.config' is a module, not a package"):
+        discover("sqlmig.config")
 
 
 def test_a_target_in_other_digits_is_unknown(make_migrations: MakeMigrations) -> None:
