@@ -1,9 +1,12 @@
-"""The benchmark script works: ``python benchmarks/run.py`` with N=20, run once.
+"""The benchmark scripts work: ``python benchmarks/run.py`` with N=20, run once.
 
 This checks that every measurement runs and lands in the printed table (and
 that every tool really did the work: the script counts the tables each upgrade
-and downgrade left). It asserts nothing about speed: figures live in the
-README's Performance section, measured by hand on a quiet machine.
+and downgrade left). It asserts nothing about speed: figures live in
+``docs/performance.md``, measured by hand on a quiet machine.
+
+The tests that run a script are marked ``bench`` and left out of the default
+run (about a minute); ``python -m pytest -m bench`` runs them, as CI does.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def _rows(table: str, measure: str) -> dict[str, list[str]]:
     return found
 
 
+@pytest.mark.bench
 def test_quick_run_measures_every_tool_on_sqlite_and_postgresql(tmp_path: Path) -> None:
     backends = ["sqlite"]
     pg = _postgres_url()
@@ -110,6 +114,7 @@ def test_quick_run_measures_every_tool_on_sqlite_and_postgresql(tmp_path: Path) 
                 assert (tool, backend, action) in measured
 
 
+@pytest.mark.bench
 def test_quick_flag_runs_twenty_steps_once_on_sqlite(tmp_path: Path) -> None:
     table, data = _run(tmp_path, "--quick", "--backends", "sqlite", "--tools", "floor", "sqlmig")
 
@@ -140,6 +145,7 @@ def test_a_figure_measured_once_a_round_pairs_with_the_floors_runs_of_that_round
     assert ratio == pytest.approx((1.1 / 1.1 + 4.2 / 2.1) / 2)  # 1.0 and 2.0: their median
 
 
+@pytest.mark.bench
 def test_per_step_script_prints_both_tools_and_what_sqlmig_adds() -> None:
     script = ROOT / "benchmarks" / "per_step.py"
     proc = subprocess.run(

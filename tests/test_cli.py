@@ -1,12 +1,15 @@
-"""The ``sqlmig`` command, run for real in a subprocess in a temporary project.
+"""The ``sqlmig`` command, in a temporary project.
 
-Every command runs on SQLite, PostgreSQL and MariaDB (the ``backend`` fixture);
-exit codes follow SPEC §7; errors are one line on stderr; no password is ever
-printed.
+Every command runs on SQLite, PostgreSQL and MariaDB (the ``backend`` fixture),
+in this process through ``main(argv)``; a few tests run a real process, for
+what only a process shows: the ``sqlmig`` script and ``python -m sqlmig``
+handing the exit code to the shell, Ctrl-C, a terminal. Errors are one line on
+stderr with the documented exit code; no password is ever printed.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -17,6 +20,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +119,15 @@ PASSWORD = "Tr0ub4dor-pw-7731"
 
 
 @dataclass
+class Result:
+    """What one run of the command gave: its exit code and its output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
 class Project:
     """A folder with pyproject.toml and migrations/, and a way to run sqlmig in it."""
 
@@ -135,7 +148,25 @@ class Project:
         else:
             (self.migrations / name).write_text(textwrap.dedent(source))
 
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, **env: str) -> Result:
+        """``sqlmig *args`` run here by ``main``, with no ``SQLMIG_`` variable but ``env``'s."""
+        logger = logging.getLogger("sqlmig")
+        before = (list(logger.handlers), logger.level, list(sys.path))
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(self.root)
+            for name in [k for k in os.environ if k.startswith("SQLMIG_")]:
+                patch.delenv(name)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            with redirect_stdout(stdout), redirect_stderr(stderr):
+                code = main(list(args))
+        # each call leaves the process as it found it: the next one starts afresh
+        assert (list(logger.handlers), logger.level, list(sys.path)) == before
+        return Result(code, stdout.getvalue(), stderr.getvalue())
+
+    def spawn(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """``python -m sqlmig *args`` run here in a process of its own."""
         return subprocess.run(
             [sys.executable, "-m", "sqlmig", *args],
             cwd=self.root,
@@ -814,12 +845,35 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         assert f"    {command}" in result.stdout
 
 
-def test_the_sqlmig_script_is_installed(tmp_path: Path) -> None:
+def test_the_sqlmig_script_is_installed_and_hands_its_exit_code_to_the_shell(
+    tmp_path: Path,
+) -> None:
     script = Path(sys.executable).with_name("sqlmig")
-    result = subprocess.run(
-        [str(script), "--version"], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path
+        )
+
+    result = run("--version")
     assert (result.returncode, result.stdout) == (0, "sqlmig 0.1.0\n")
+    result = run("--config", "missing.toml", "status")
+    assert result.returncode == 2
+    assert "config file missing.toml does not exist" in one_line(result.stderr)
+
+
+def test_python_m_sqlmig_runs_the_command_and_hands_its_exit_code_to_the_shell(
+    sqlite_project: Project,
+) -> None:
+    result = sqlite_project.spawn("upgrade", "002")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.splitlines()[-1].startswith("Applied 2 migration(s) to sqlite:///")
+    assert sqlite_project.tables() == {"customers", "orders"}
+
+    sqlite_project.write("002_create_orders.py", STEPS["002_create_orders.py"] + "# edited\n")
+    result = sqlite_project.spawn("verify")
+    assert result.returncode == 3
+    assert "applied migration 002 was edited" in one_line(result.stderr)
 
 
 def test_main_returns_the_code_and_leaves_logging_as_it_was(

@@ -212,4 +212,5 @@ def test_ci_runs_the_readme_test_command_and_builds_the_manual() -> None:
     readme = README.read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "python -m pytest" in readme and "\npython -m pytest\n" in ci
+    assert "\npython -m pytest -m bench\n" in ci  # the benchmark smoke tests, left out above
     assert "sphinx-build -q -W -b html docs" in ci
