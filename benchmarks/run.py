@@ -8,7 +8,7 @@ on top of ``import sqlalchemy``. Every figure is the median of several whole
 processes, shown next to its ratio to the floor: a plain SQLAlchemy script that
 runs the same statements, one real transaction per step, one history insert
 per step. Alembic and yoyo-migrations are measured too where installed
-(``pip install 'sqlmig[bench]'``). On PostgreSQL the server's commit counter
+(``pip install -e . --group bench``). On PostgreSQL the server's commit counter
 (``pg_stat_database.xact_commit``) is read before and after each process.
 
 The table goes to stdout, progress to stderr. This is not a test: CI only runs
@@ -71,7 +71,8 @@ def installed_tools(wanted: list[str]) -> list[str]:
     found = []
     for tool in wanted:
         if importlib.util.find_spec(modules[tool]) is None:
-            print(f"skipping {tool}: not installed (pip install 'sqlmig[bench]')", file=sys.stderr)
+            hint = "pip install -e . --group bench"
+            print(f"skipping {tool}: not installed ({hint})", file=sys.stderr)
         else:
             found.append(tool)
     return found

@@ -12,7 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from ._errors import MigrationFailed
-from ._execution import MARK, StepExecutor, TransactionLost
+from ._execution import StepExecutor, TransactionLost
 from ._migration import PlannedStep
 
 __all__ = ["changes_something", "parameters_shown", "try_plan"]
@@ -70,13 +70,9 @@ def capture(conn: Connection) -> Iterator[list[str]]:
     """
     statements: list[str] = []
 
-    own = {f"{verb} {MARK}" for verb in ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")}
-
     def record(
         _c: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, executemany: bool
     ) -> None:
-        if statement in own:  # sqlmig's watch on the step, not the step's SQL
-            return
         if parameters:
             statement = f"{statement}  -- {parameters_shown(parameters, executemany)}"
         statements.append(statement)

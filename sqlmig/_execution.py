@@ -6,17 +6,16 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from ._dialects import DialectProfile
 from ._discovery import line_in
 from ._errors import MigrationFailed
-from ._guard import ForbiddenCall, GuardState, driver_in_transaction, guarded
+from ._guard import ForbiddenCall, Guard, GuardState, StepMark, driver_in_transaction
 from ._history import History, HistoryStore
 from ._locking import RunningMark
 from ._migration import AppliedMigration, Migration, StepCallback, StepFunction
@@ -27,10 +26,6 @@ PlanItem = tuple[AppliedMigration | None, Migration]
 __all__ = ["PlanItem", "StepExecutor"]
 
 log = logging.getLogger("sqlmig")
-
-#: The savepoint each protected step runs under: if it is gone afterwards, the
-#: step's transaction was ended behind the guard's back.
-MARK = "sqlmig_step"
 
 LOST = (
     "its transaction was ended inside the step, so its work may be committed: check the "
@@ -76,6 +71,13 @@ class StepExecutor:
         self.replan: Callable[[History], list[PlanItem]] | None = None
         #: the run's steps as planned again inside the last step's transaction
         self.replanned: list[PlanItem] | None = None
+        self.guard = Guard(conn)
+        #: the savepoint that proves a watched step kept its transaction
+        self.mark = StepMark()
+
+    def watching(self) -> AbstractContextManager[None]:
+        """Keep the guard on the connection while a run's steps go (once, not per step)."""
+        return self.guard.installed()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -147,8 +149,8 @@ class StepExecutor:
 
         ``watch``: the step runs inside a transaction that must still be the one
         sqlmig began when it returns (checked by SQLAlchemy's state, the driver's
-        state and a savepoint taken before the step: a commit, however it was
-        sent, ends the transaction and every savepoint in it).
+        state and a savepoint taken before the step, see :class:`StepMark`: a
+        commit, however it was sent, ends the transaction and every savepoint in it).
 
         Raises:
             MigrationFailed: it raised, or tried to commit, roll back or close.
@@ -160,9 +162,9 @@ class StepExecutor:
         error: BaseException | None = None
         trans = self.conn.get_nested_transaction() if self.nested else self.conn.get_transaction()
         if watch:
-            self.conn.exec_driver_sql(f"SAVEPOINT {MARK}")
+            self.mark.take(self.conn)
         autocommit = not (migration.transactional or self.nested)
-        with guarded(self.conn, autocommit=autocommit) as state:
+        with self.guard.step(autocommit=autocommit) as state:
             try:
                 returned = fn(self.conn)
                 if inspect.isgenerator(returned) or inspect.isawaitable(returned):
@@ -203,12 +205,7 @@ class StepExecutor:
             return False
         if driver_in_transaction(conn.connection.dbapi_connection) is False:
             return False
-        verb = "RELEASE SAVEPOINT" if succeeded else "ROLLBACK TO SAVEPOINT"
-        try:
-            conn.exec_driver_sql(f"{verb} {MARK}")
-        except DBAPIError:
-            return False
-        return True
+        return self.mark.release(conn, succeeded)
 
     def failure(
         self,

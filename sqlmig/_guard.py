@@ -23,9 +23,10 @@ from sqlalchemy.engine import Connection
 
 __all__ = [
     "ForbiddenCall",
+    "Guard",
     "GuardState",
+    "StepMark",
     "driver_in_transaction",
-    "guarded",
     "transaction_control",
 ]
 
@@ -366,35 +367,71 @@ class _GuardedConnection(Connection):
         return _RawGuard(fairy, self._sqlmig_tripped)
 
 
-@contextmanager
-def guarded(conn: Connection, *, autocommit: bool = False) -> Iterator[GuardState]:
-    """While inside, ``conn`` refuses to commit, roll back or close, in every way.
+class Guard:
+    """The guard on one connection, for as many steps as run on it.
 
-    Yields what the step tried (see :class:`GuardState`).
+    Its two SQLAlchemy listeners (transaction-control text refused before it is
+    sent; statements that may change something counted after) stay on the
+    connection while :meth:`installed` is entered, and do nothing between
+    steps: a run adds and removes them once instead of around every step.
     """
-    tripped = GuardState(autocommit=autocommit)
-    own = tuple(t for t in (conn.get_transaction(), conn.get_nested_transaction()) if t)
 
-    def check(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        _check_text(statement, tripped)
+    __slots__ = ("_check", "_count", "_depth", "conn", "state")
 
-    def count(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        tripped.count(statement)
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        #: what the running step tried; None between steps
+        self.state: GuardState | None = None
+        self._depth = 0
 
-    original = conn.__class__
-    event.listen(conn, "before_cursor_execute", check)
-    event.listen(conn, "after_cursor_execute", count)
-    conn.__class__ = _GuardedConnection
-    conn._sqlmig_tripped = tripped  # type: ignore[attr-defined]
-    conn._sqlmig_own = own  # type: ignore[attr-defined]
-    try:
-        yield tripped
-    finally:
-        conn.__class__ = original
-        del conn._sqlmig_tripped  # type: ignore[attr-defined]
-        del conn._sqlmig_own  # type: ignore[attr-defined]
-        event.remove(conn, "before_cursor_execute", check)
-        event.remove(conn, "after_cursor_execute", count)
+        def check(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if self.state is not None:
+                _check_text(statement, self.state)
+
+        def count(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if self.state is not None:
+                self.state.count(statement)
+
+        self._check = check
+        self._count = count
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Keep the listeners on the connection while inside (re-entrant)."""
+        if self._depth == 0:
+            event.listen(self.conn, "before_cursor_execute", self._check)
+            event.listen(self.conn, "after_cursor_execute", self._count)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                event.remove(self.conn, "before_cursor_execute", self._check)
+                event.remove(self.conn, "after_cursor_execute", self._count)
+
+    @contextmanager
+    def step(self, *, autocommit: bool = False) -> Iterator[GuardState]:
+        """While inside, the connection refuses to commit, roll back or close, in every way.
+
+        Yields what the step tried (see :class:`GuardState`).
+        """
+        conn = self.conn
+        state = GuardState(autocommit=autocommit)
+        own = tuple(t for t in (conn.get_transaction(), conn.get_nested_transaction()) if t)
+        with self.installed():
+            original = conn.__class__
+            conn.__class__ = _GuardedConnection
+            conn._sqlmig_tripped = state  # type: ignore[attr-defined]
+            conn._sqlmig_own = own  # type: ignore[attr-defined]
+            self.state = state
+            try:
+                yield state
+            finally:
+                self.state = None
+                conn.__class__ = original
+                del conn._sqlmig_tripped  # type: ignore[attr-defined]
+                del conn._sqlmig_own  # type: ignore[attr-defined]
 
 
 def driver_in_transaction(dbapi: Any) -> bool | None:
@@ -414,3 +451,50 @@ def driver_in_transaction(dbapi: Any) -> bool | None:
     if status is None:
         return None
     return int(status) in (2, 3)
+
+
+class StepMark:
+    """The savepoint a watched step runs under: gone afterwards, the step ended its transaction.
+
+    A commit or rollback ends the transaction and every savepoint in it, even
+    when the driver has begun a new transaction since, so releasing the mark
+    after the step proves the transaction is still the one sqlmig began. Both
+    statements go straight to the driver connection: they are sqlmig's own,
+    and need neither SQLAlchemy's events nor its results. A dialect whose
+    driver can send them cheaper overrides :meth:`send`.
+    """
+
+    name = "sqlmig_step"
+
+    def take(self, conn: Connection) -> None:
+        """Take the mark inside ``conn``'s transaction, before the step runs.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the database refused it.
+        """
+        statement = f"SAVEPOINT {self.name}"
+        if not self.send(conn, statement, first=True):
+            conn.exec_driver_sql(statement)  # again, to raise SQLAlchemy's error (and clean up)
+
+    def release(self, conn: Connection, succeeded: bool) -> bool:
+        """After the step: release the mark (roll back to it after a failure).
+
+        False when the mark is gone: the step's transaction was ended.
+        """
+        verb = "RELEASE SAVEPOINT" if succeeded else "ROLLBACK TO SAVEPOINT"
+        return self.send(conn, f"{verb} {self.name}")
+
+    def send(self, conn: Connection, statement: str, *, first: bool = False) -> bool:
+        """Run ``statement`` on the driver connection; False when the database refused it.
+
+        ``first``: it may be the transaction's first statement (the driver
+        begins the transaction first, where it does so itself).
+        """
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statement)
+        except conn.dialect.loaded_dbapi.Error:
+            return False
+        finally:
+            cursor.close()
+        return True

@@ -524,7 +524,8 @@ class MigrationRunner(BotRunnerCalls):
                     return [(None, m) for m in planned]
 
                 executor.replan = replan
-                return self._apply(executor, steps)
+                with executor.watching():
+                    return self._apply(executor, steps)
 
     def _apply(self, executor: StepExecutor, steps: list[Migration]) -> list[Migration]:
         """Apply ``steps`` in order, following the plan made again if others wrote meanwhile."""
@@ -578,15 +579,16 @@ class MigrationRunner(BotRunnerCalls):
 
             executor.replan = replan
             undone: list[Migration] = []
-            while queue:
-                row, migration = queue.pop(0)
-                assert row is not None
-                done = executor.undo(row, migration)
-                if done:
-                    undone.append(migration)
-                again = executor.take_replanned()
-                if again is not None:
-                    queue = again[1 if done else 0 :]
+            with executor.watching():
+                while queue:
+                    row, migration = queue.pop(0)
+                    assert row is not None
+                    done = executor.undo(row, migration)
+                    if done:
+                        undone.append(migration)
+                    again = executor.take_replanned()
+                    if again is not None:
+                        queue = again[1 if done else 0 :]
             return undone
 
     def _read_for_steps(self, s: _Session, executor: StepExecutor) -> History:

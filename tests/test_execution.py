@@ -387,3 +387,34 @@ def test_a_commit_refused_below_the_connection_does_not_commit_on_clean_up(
     if backend.name != "mysql":  # its DDL commits itself
         assert "sneaky" not in tables(backend)
     assert count(backend, "SELECT count(*) FROM migrations WHERE success") == 0
+
+
+def test_steps_and_undos_run_at_the_isolation_level_of_the_engine_given(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # where sqlmig begins a step's transaction itself, it begins it as the driver would
+    source = """\
+        from sqlalchemy import text
+
+        def check(conn):
+            level = conn.get_isolation_level()
+            if level != "SERIALIZABLE":
+                raise RuntimeError(f"the step ran at {level}")
+
+        def up(conn):
+            check(conn)
+            conn.execute(text("CREATE TABLE leveled (id INTEGER PRIMARY KEY)"))
+
+        def down(conn):
+            check(conn)
+            conn.execute(text("DROP TABLE leveled"))
+        """
+    folder = make_migrations({"001_leveled.py": source, "002_good.py": GOOD})
+    engine = backend.engine(isolation_level="SERIALIZABLE")
+    try:
+        runner = MigrationRunner(engine, folder)
+        assert [m.version for m in runner.upgrade()] == ["001", "002"]
+        assert [m.version for m in runner.downgrade("base")] == ["002", "001"]
+    finally:
+        engine.dispose()
+    assert tables(backend) == {"migrations"}

@@ -227,3 +227,35 @@ def test_a_non_transactional_step_that_commits_is_told_it_runs_in_autocommit(
     message = str(info.value)
     assert "runs in autocommit, so each statement is committed as it completes" in message
     assert "mark a step that cannot run in a transaction" not in message  # it already is
+
+
+def test_a_run_adds_the_guards_listeners_once_not_per_step(
+    backend: Backend, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import event
+
+    added: list[str] = []
+    listen = event.listen
+
+    def counted(target: object, name: str, fn: object, *args: object, **kw: object) -> None:
+        added.append(name)
+        listen(target, name, fn, *args, **kw)
+
+    monkeypatch.setattr(event, "listen", counted)
+    step = """\
+        def up(conn):
+            conn.exec_driver_sql("CREATE TABLE t{i} (id INTEGER PRIMARY KEY)")
+
+        def down(conn):
+            conn.exec_driver_sql("DROP TABLE t{i}")
+        """
+    folder = make_migrations({f"00{i}_step.py": step.format(i=i) for i in (1, 2, 3)})
+    runner = MigrationRunner(backend.url, folder)
+    guard = ["before_cursor_execute", "after_cursor_execute"]
+
+    assert len(runner.upgrade()) == 3
+    assert [name for name in added if name in guard] == guard
+    added.clear()
+    assert len(runner.downgrade("base")) == 3
+    assert [name for name in added if name in guard] == guard
+    assert tables(backend) == {"migrations"}
