@@ -20,7 +20,7 @@ from ._runner import MigrationRunner
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from ._discovery import MigrationsSource
+    from ._sources import MigrationsSource
 
 __all__ = ["upgrade_async"]
 

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from ._dialects import DialectProfile
-from ._discovery import line_in
 from ._errors import MigrationFailed
 from ._guard import ForbiddenCall, Guard, GuardState, StepMark, driver_in_transaction
 from ._history import History, HistoryStore
+from ._loader import line_in
 from ._locking import RunningMark
 from ._migration import AppliedMigration, Migration, StepCallback, StepFunction
 

@@ -413,7 +413,7 @@ def _rows(records: Sequence[Any], at: dict[str, int]) -> list[AppliedMigration]:
     version, title, when = at["version"], at["name"], at["applied_at"]
     checksum, ms, success = at.get("checksum"), at.get("execution_ms"), at.get("success")
     epoch = datetime.fromtimestamp(0, UTC)
-    row = AppliedMigration.from_history
+    row = AppliedMigration
 
     def date(value: Any) -> datetime:
         try:

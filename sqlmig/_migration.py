@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from ._errors import MigrationSourceError
+from ._errors import IrreversibleMigration, MigrationSourceError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from ._discovery import ModuleLoader
+    from ._loader import ModuleLoader
 
 __all__ = [
     "MAX_VERSION_LENGTH",
@@ -25,6 +25,7 @@ __all__ = [
     "StepCallback",
     "StepFunction",
     "StepPhase",
+    "check_reversible",
 ]
 
 StepFunction = Callable[["Connection"], object]
@@ -73,8 +74,9 @@ class Migration:
     """One migration step: a version, a name, ``up`` and optionally ``down``.
 
     Built in code (``Migration("002", "add_prefs", up=fn, down=fn)``) or found in
-    a file by :mod:`sqlmig._discovery`. A file-based step imports its module only
-    when ``up``, ``down`` or ``transactional`` is first read.
+    a file by :mod:`sqlmig._discovery`. A file-based step runs its module (through
+    its :class:`~sqlmig._loader.ModuleLoader`) only when ``up``, ``down`` or
+    ``transactional`` is first read.
     """
 
     def __init__(
@@ -138,7 +140,8 @@ class Migration:
         """
         if self._loader is None:
             return
-        module = self._loader.load(self)
+        assert self.path is not None  # a file-based step has its file
+        module = self._loader.load(self.path, self.version, f"m{self.version}_{self.name}")
         up = getattr(module, "up", None)
         if not callable(up):
             raise MigrationSourceError(
@@ -162,7 +165,8 @@ class Migration:
     def compile(self) -> None:
         """Compile a file-based step without running it (raises on a syntax error)."""
         if self._loader is not None:
-            self._loader.compile(self)
+            assert self.path is not None
+            self._loader.compile(self.path, self.version)
 
     @property
     def up(self) -> StepFunction:
@@ -184,7 +188,8 @@ class Migration:
     def description(self) -> str:
         """First non-empty docstring line; read from the source without importing it."""
         if self._loader is not None:
-            return self._loader.description(self)
+            assert self.path is not None
+            return docstring_first_line(self._loader.read(self.path))
         return self._description
 
     def __repr__(self) -> str:
@@ -197,6 +202,22 @@ class Migration:
 
     def __hash__(self) -> int:
         return hash((self.number, self.name, self.path))
+
+
+def check_reversible(migrations: Iterable[Migration]) -> None:
+    """Raise unless each of ``migrations`` has a ``down()``; runs the modules of files.
+
+    Raises:
+        MigrationSourceError: a file that does not load.
+        IrreversibleMigration: a step has no ``down()``.
+    """
+    irreversible = [m for m in migrations if m.down is None]
+    if irreversible:
+        raise IrreversibleMigration(
+            f"migration {', '.join(m.version for m in irreversible)} has no down(): add one, "
+            "or undo it by hand and delete its history row",
+            versions=[m.version for m in irreversible],
+        )
 
 
 def _first_line(doc: str | None) -> str:
@@ -230,37 +251,6 @@ class AppliedMigration:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "number", version_number(self.version))
-
-    @classmethod
-    def from_history(
-        cls,
-        version: str,
-        name: str,
-        applied_at: datetime,
-        checksum: str | None,
-        execution_ms: int | None,
-        success: bool,
-    ) -> AppliedMigration:
-        """A row as read from the table: the same object as the constructor's, built faster.
-
-        Every start reads every row; a frozen dataclass's ``__init__`` sets each
-        field through ``object.__setattr__``, which costs more than the read.
-        """
-        row = object.__new__(cls)
-        object.__setattr__(
-            row,
-            "__dict__",
-            {
-                "version": version,
-                "name": name,
-                "applied_at": applied_at,
-                "checksum": checksum,
-                "execution_ms": execution_ms,
-                "success": success,
-                "number": version_number(version),
-            },
-        )
-        return row
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Pure planning: from (migrations, history rows, target) to the steps to run.
 
-Nothing here touches a database, so every rule is testable on its own.
+Nothing here touches a database or runs a migration's module, so every rule is
+testable on its own.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Sequence
 from ._errors import (
     ChecksumMismatch,
     DirtyDatabase,
-    IrreversibleMigration,
     MissingMigration,
     OutOfOrderMigration,
     UsageError,
@@ -28,7 +28,7 @@ BASE = "base"
 class Comparison:
     """Files and history side by side.
 
-    (A plain class: a dataclass costs ~1 ms at import, which every start pays.)
+    (A plain class: a dataclass's generated methods would add to every start's import.)
     """
 
     __slots__ = ("applied", "changed", "failed", "migrations", "missing", "pending", "unfilled")
@@ -187,7 +187,9 @@ def plan_downgrade(
         DirtyDatabase: a row is marked failed.
         UsageError: unknown target.
         MissingMigration: a step to undo has no file.
-        IrreversibleMigration: a step to undo has no ``down()``.
+
+    Whether each step has a ``down()`` is not asked here (it may take running
+    the step's module): :func:`sqlmig._migration.check_reversible` does.
     """
     if comparison.failed:
         check_history(comparison)
@@ -205,12 +207,4 @@ def plan_downgrade(
             f"cannot undo {_versions(gone)}: its file is gone; restore the file first",
             versions=[r.version for r in gone],
         )
-    steps = [(r, files[r.number]) for r in rows]
-    irreversible = [m for _, m in steps if m.down is None]
-    if irreversible:
-        raise IrreversibleMigration(
-            f"migration {_versions(irreversible)} has no down(): add one, or undo it by hand "
-            "and delete its history row",
-            versions=[m.version for m in irreversible],
-        )
-    return steps
+    return [(r, files[r.number]) for r in rows]

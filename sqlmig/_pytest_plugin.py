@@ -30,15 +30,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-    from sqlmig._discovery import MigrationsSource
     from sqlmig._runner import MigrationRunner
+    from sqlmig._sources import MigrationsSource
+    from sqlmig.config import ConfigFile
 
 __all__ = [
     "sqlmig_connection",
@@ -86,33 +87,30 @@ def database_url(config: pytest.Config) -> str | None:
     return value or None
 
 
-def _tool_sqlmig(config: pytest.Config) -> dict[str, Any]:
-    import tomllib
+def _tool_sqlmig(config: pytest.Config) -> ConfigFile:
+    """``[tool.sqlmig]`` of the rootdir's ``pyproject.toml``, read as the command line reads it."""
+    from sqlmig.config import read_config
 
-    path = config.rootpath / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    with path.open("rb") as f:
-        section = tomllib.load(f).get("tool", {}).get("sqlmig", {})
-    return section if isinstance(section, dict) else {}
-
-
-def _source(value: str, base: Path) -> MigrationsSource:
-    """A folder relative to ``base`` when it exists there, else the value (a package name)."""
-    folder = base / value
-    return folder if folder.is_dir() else value
+    return read_config(config.rootpath / "pyproject.toml")
 
 
 def migrations_source(config: pytest.Config) -> MigrationsSource:
-    """The fixtures' migrations: ini ``sqlmig_migrations``, ``[tool.sqlmig]``, ``migrations/``."""
+    """The fixtures' migrations: ini ``sqlmig_migrations``, ``[tool.sqlmig]``, ``migrations/``.
+
+    A configured value is a folder relative to its file, or a package name, as
+    the command line reads ``[tool.sqlmig] migrations``.
+    """
+    from sqlmig._sources import from_setting
+
     value = config.getini("sqlmig_migrations")
+    file = _tool_sqlmig(config)
     if value:
-        base = config.inipath.parent if config.inipath else config.rootpath
-        return _source(str(value), base)
-    configured = _tool_sqlmig(config).get("migrations")
-    if configured:
-        return _source(str(configured), config.rootpath)
-    return config.rootpath / "migrations"
+        found = from_setting(str(value), config.inipath.parent if config.inipath else file.folder)
+    elif file.settings.get("migrations"):
+        found = from_setting(str(file.settings["migrations"]), file.folder)
+    else:
+        return file.folder / "migrations"
+    return Path(found) if os.path.isabs(found) else found  # a folder, else a package name
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +140,7 @@ def sqlmig_runner(pytestconfig: pytest.Config, sqlmig_engine: Engine) -> Migrati
     """
     from sqlmig._runner import MigrationRunner
 
-    settings = _tool_sqlmig(pytestconfig)
+    settings = _tool_sqlmig(pytestconfig).settings
     options = {k: settings[k] for k in ("table", "schema") if k in settings}
     return MigrationRunner(sqlmig_engine, migrations_source(pytestconfig), **options)
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ._database import Database, DatabaseArgument, caller_began
 from ._dialects import DialectProfile, profile_for, profile_named
-from ._discovery import Listing, MigrationsSource, discover
+from ._discovery import Listing, discover
 from ._driver_errors import translated
 from ._dryrun import try_plan
 from ._errors import DirtyDatabase, LockTimeout, MigrationFailed, UsageError
@@ -23,7 +23,14 @@ from ._execution import PlanItem, StepExecutor
 from ._history import History, HistoryStore
 from ._legacy import BotRunnerCalls, Report, printer
 from ._locking import MigrationLock, checked_lock_timeout
-from ._migration import AppliedMigration, Migration, PlannedStep, Status, StepCallback
+from ._migration import (
+    AppliedMigration,
+    Migration,
+    PlannedStep,
+    Status,
+    StepCallback,
+    check_reversible,
+)
 from ._planning import (
     Comparison,
     check_history,
@@ -32,6 +39,7 @@ from ._planning import (
     plan_upgrade,
     resolve_target,
 )
+from ._sources import MigrationsSource
 
 __all__ = ["MigrationRunner"]
 
@@ -573,9 +581,12 @@ class MigrationRunner(BotRunnerCalls):
             executor = self._executor(s, report, steps=True)
             comparison = compare(migrations, self._read_for_steps(s, executor).rows)
             queue: list[PlanItem] = list(plan_downgrade(comparison, target))
+            check_reversible(m for _, m in queue)
 
             def replan(history: History) -> list[PlanItem]:
-                return list(plan_downgrade(compare(migrations, history.rows), target))
+                planned = plan_downgrade(compare(migrations, history.rows), target)
+                check_reversible(m for _, m in planned)
+                return list(planned)
 
             executor.replan = replan
             undone: list[Migration] = []

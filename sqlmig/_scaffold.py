@@ -6,8 +6,9 @@ import re
 import unicodedata
 from pathlib import Path
 
-from ._discovery import FILE_NAME, discover, migrations_folder
+from ._discovery import FILE_NAME, discover
 from ._errors import MigrationSourceError, UsageError
+from ._sources import migrations_folder
 
 __all__ = ["TEMPLATE", "new_migration", "next_file_name"]
 

@@ -38,9 +38,9 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ._database import mask, to_url
-from ._discovery import is_package
 from ._errors import ConfigError
 from ._locking import checked_lock_timeout
+from ._sources import from_setting
 
 __all__ = [
     "CONFIG_VAR",
@@ -70,7 +70,6 @@ KEYS: dict[str, tuple[type, ...]] = {
 }
 OVERRIDES = frozenset(KEYS) | {"db"}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-PACKAGE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
 
 @dataclass(frozen=True)
@@ -301,7 +300,8 @@ def merged(
         settings["migrations"] = given["migrations"]
     else:
         configured = [values["migrations"] for _t, values in layers if "migrations" in values]
-        settings["migrations"] = _folder(config, configured[-1] if configured else "migrations")
+        value = configured[-1] if configured else "migrations"
+        settings["migrations"] = from_setting(value, config.folder)
         if config.searched and not may_be_new and not Path(settings["migrations"]).is_dir():
             raise ConfigError(
                 f"no migrations: no config file was found ({_searched()}) and there is no "
@@ -314,19 +314,6 @@ def merged(
 
 def _searched() -> str:
     return f"no {DEFAULT_PATH} with [tool.sqlmig] in {Path.cwd()} or above, {CONFIG_VAR} unset"
-
-
-def _folder(config: ConfigFile, value: str) -> str:
-    """A configured ``migrations`` path, relative to the config file's folder.
-
-    A dotted name (``myapp.migrations``) stays a package name when it is an
-    importable package or there is no such folder.
-    """
-    path = Path(value)
-    resolved = path if path.is_absolute() else config.folder / path
-    if PACKAGE_NAME.fullmatch(value) and (not resolved.is_dir() or is_package(value)):
-        return value
-    return str(resolved)
 
 
 def _database(

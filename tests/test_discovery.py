@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from sqlalchemy import inspect
 from backends import Backend
 from conftest import MakeMigrations
 from sqlmig import Migration, MigrationRunner, MigrationSourceError
-from sqlmig._discovery import checksum, discover, find_all, fingerprint
+from sqlmig._checksums import checksum
+from sqlmig._discovery import discover, find_all, fingerprint
 
 UP = "def up(conn):\n    pass\n"
 
@@ -81,11 +81,6 @@ def test_the_fingerprint_leaves_to_discover_what_it_cannot_tell_cheaply(
         fingerprint(make_migrations({"add_users.py": UP}))
 
 
-def test_a_missing_folder_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(MigrationSourceError, match="does not exist"):
-        discover(tmp_path / "nowhere")
-
-
 def test_discovery_reads_bytes_and_imports_nothing(make_migrations: MakeMigrations) -> None:
     folder = make_migrations({"001_loud.py": '"""Loud step."""\nraise SystemExit("imported!")\n'})
 
@@ -94,48 +89,6 @@ def test_discovery_reads_bytes_and_imports_nothing(make_migrations: MakeMigratio
     assert migration.checksum == checksum((folder / "001_loud.py").read_bytes())
     assert migration.description == "Loud step."  # read from the source, not by importing
     assert not migration.loaded
-
-
-def test_checksums_ignore_line_endings() -> None:
-    assert checksum(b"a\r\nb\r\n") == checksum(b"a\nb\n") == checksum(b"a\rb\r")
-    assert checksum(b"a\nb\n") != checksum(b"a\nc\n")
-
-
-def test_modules_load_under_private_names_without_touching_sys_path(
-    make_migrations: MakeMigrations, tmp_path: Path
-) -> None:
-    source = '"""First."""\nNAME = __name__\ndef up(conn):\n    pass\n'
-    one = discover(make_migrations({"001_same.py": source}, tmp_path / "one"))[0]
-    two = discover(make_migrations({"001_same.py": source}, tmp_path / "two"))[0]
-    path_before = list(sys.path)
-
-    one.load()
-    two.load()
-
-    names = {m.up.__globals__["NAME"] for m in (one, two)}
-    assert len(names) == 2 and all(n.startswith("sqlmig._loaded_") for n in names)
-    assert sys.path == path_before
-    assert not any(n in sys.modules for n in names)
-    assert one.description == "First."
-
-
-def test_module_errors_name_the_file_and_line(make_migrations: MakeMigrations) -> None:
-    folder = make_migrations(
-        {
-            "001_syntax.py": "def up(conn):\n    return (\n",
-            "002_imports.py": "import not_a_module_anywhere\ndef up(conn):\n    pass\n",
-            "003_no_up.py": "def down(conn):\n    pass\n",
-        }
-    )
-    syntax, imports, no_up = discover(folder)
-
-    with pytest.raises(MigrationSourceError, match=r"001_syntax\.py:2: syntax error") as info:
-        syntax.load()
-    assert info.value.line == 2
-    with pytest.raises(MigrationSourceError, match=r"002_imports\.py:1: .*ModuleNotFoundError"):
-        imports.load()
-    with pytest.raises(MigrationSourceError, match=r"003_no_up\.py: defines no up\(conn\)"):
-        no_up.load()
 
 
 def test_a_list_of_migration_objects_is_validated() -> None:
@@ -236,23 +189,6 @@ def test_a_too_long_version_stops_the_upgrade_before_any_write(
         assert inspect(engine).get_table_names() == []  # not even the history table
     finally:
         engine.dispose()
-
-
-# -- a dotted name is a package -------------------------------------------------
-
-
-def test_a_dotted_name_that_is_neither_package_nor_folder_says_so(tmp_path: Path) -> None:
-    with pytest.raises(
-        MigrationSourceError,
-        match=r"'nosuchpkg_x\.migrations' is neither an "
-        "importable package nor a folder",
-    ):
-        discover("nosuchpkg_x.migrations")
-
-
-def test_a_dotted_name_that_is_a_module_says_it_is_not_a_package() -> None:
-    with pytest.raises(MigrationSourceError, match=r"'sqlmig\.config' is a module, not a package"):
-        discover("sqlmig.config")
 
 
 def test_a_target_in_other_digits_is_unknown(make_migrations: MakeMigrations) -> None:

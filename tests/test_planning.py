@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from conftest import MakeMigrations
 from sqlmig import (
     ChecksumMismatch,
     DirtyDatabase,
@@ -15,7 +16,8 @@ from sqlmig import (
     OutOfOrderMigration,
     UsageError,
 )
-from sqlmig._migration import AppliedMigration
+from sqlmig._discovery import discover
+from sqlmig._migration import AppliedMigration, check_reversible
 from sqlmig._planning import compare, plan_downgrade, plan_upgrade
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -91,12 +93,24 @@ def test_ties_in_applied_at_undo_the_higher_version_first() -> None:
     assert [m.version for _, m in plan] == ["2", "1"]
 
 
-def test_downgrade_needs_every_step_reversible_before_it_starts() -> None:
+def test_a_downgrade_plan_is_checked_for_down_functions_apart() -> None:
     files = [step("1"), step("2", down=False), step("3")]
     comparison = compare(files, [row("1", 0), row("2", 1), row("3", 2)])
-    with pytest.raises(IrreversibleMigration, match="2"):
-        plan_downgrade(comparison, "base")
-    assert [m.version for _, m in plan_downgrade(comparison, "2")] == ["3"]
+    plan = plan_downgrade(comparison, "base")
+    with pytest.raises(IrreversibleMigration, match="migration 2 has no down"):
+        check_reversible(m for _, m in plan)
+    check_reversible(m for _, m in plan_downgrade(comparison, "2"))
+
+
+def test_planning_runs_no_migration_module(make_migrations: MakeMigrations) -> None:
+    loud = '"""Loud."""\nraise SystemExit("imported!")\n'
+    files = discover(make_migrations({"001_a.py": loud, "002_b.py": loud}))
+    comparison = compare(files, [row("001", 0), row("002", 1)])
+
+    plan_downgrade(comparison, "base")
+    plan_upgrade(compare(files, []), None, allow_out_of_order=False)
+
+    assert not any(m.loaded for m in files)
 
 
 def test_targets_must_name_a_known_version() -> None:

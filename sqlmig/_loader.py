@@ -1,0 +1,100 @@
+"""Running a migration file's module: compiled and executed under a private name.
+
+A file in a real folder is compiled by importlib's own ``SourceFileLoader``, so
+its code is cached in ``__pycache__`` exactly as an imported module's is (and
+not at all under ``PYTHONDONTWRITEBYTECODE``). A file of a package that is no
+folder (a zip) is compiled from its bytes. The module runs under a private,
+unique name, with no change to ``sys.path``, and is not left in ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import sys
+import types
+import uuid
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from ._errors import MigrationSourceError
+
+__all__ = ["ModuleLoader", "line_in"]
+
+
+class ModuleLoader:
+    """Compiles and runs the modules of one folder or package of migration files."""
+
+    def __init__(self, root: Traversable, package: str | None) -> None:
+        self.root = root
+        self.package = package
+        self.prefix = f"sqlmig._loaded_{uuid.uuid4().hex[:12]}"
+
+    def read(self, path: str) -> bytes:
+        """The bytes of file ``path`` of the source."""
+        if isinstance(self.root, Path):
+            return Path(path).read_bytes()
+        return (self.root / os.path.basename(path)).read_bytes()
+
+    def compile(self, path: str, version: str) -> types.CodeType:
+        """The code of file ``path``, without running it.
+
+        Raises:
+            MigrationSourceError: the file has a syntax error (file and line given).
+        """
+        try:
+            if not isinstance(self.root, Path):
+                return compile(self.read(path), path, "exec", dont_inherit=True)
+            loader = importlib.machinery.SourceFileLoader(os.path.basename(path), path)
+            try:
+                code = loader.get_code(loader.name)
+            except (EOFError, ValueError, TypeError):  # a damaged .pyc, or a null byte
+                code = loader.source_to_code(loader.get_data(path), path)
+            assert code is not None  # a source file always has code
+            return code
+        except (SyntaxError, ValueError) as exc:
+            line = getattr(exc, "lineno", None)
+            raise MigrationSourceError(
+                f"{path}:{line}: syntax error: {getattr(exc, 'msg', exc)}; fix the file",
+                path=path,
+                line=line,
+                version=version,
+            ) from exc
+
+    def load(self, path: str, version: str, name: str) -> types.ModuleType:
+        """Run the top level of file ``path`` as module ``name`` (made private) and return it.
+
+        Raises:
+            MigrationSourceError: syntax error, or the module raised while importing.
+        """
+        code = self.compile(path, version)
+        fullname = f"{self.prefix}.{name}"
+        module = types.ModuleType(fullname)
+        module.__file__ = path
+        module.__package__ = self.package or ""
+        sys.modules[fullname] = module
+        try:
+            exec(code, module.__dict__)
+        except Exception as exc:
+            line = line_in(exc, path)
+            raise MigrationSourceError(
+                f"{path}:{line}: importing the migration raised "
+                f"{type(exc).__name__}: {exc}; fix the module's top-level code",
+                path=path,
+                line=line,
+                version=version,
+            ) from exc
+        finally:
+            sys.modules.pop(fullname, None)
+        return module
+
+
+def line_in(exc: BaseException, path: str | None) -> int | None:
+    """The last line of file ``path`` that ``exc``'s traceback passed through, if any."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
