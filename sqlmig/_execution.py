@@ -17,7 +17,7 @@ from ._errors import MigrationFailed
 from ._guard import ForbiddenCall, Guard, GuardState, StepMark, driver_in_transaction
 from ._history import History, HistoryStore
 from ._loader import line_in
-from ._locking import RunningMark
+from ._locking import ProgressMark
 from ._migration import AppliedMigration, Migration, StepCallback, StepFunction
 
 #: One step of a run: the history row it undoes (None for an upgrade), and its file.
@@ -448,7 +448,7 @@ class StepExecutor:
         return mark.hold(self.lock_timeout)
 
     @cached_property
-    def _mark(self) -> RunningMark | None:
+    def _mark(self) -> ProgressMark | None:
         if self.nested:
             return None
         return self.profile.running_mark(self.conn, self.store.name)

@@ -21,7 +21,8 @@ from backends import Backend, fresh_database
 from conftest import MakeMigrations, count, tables
 from sqlmig import MigrationFailed, MigrationRunner
 from sqlmig._aio import upgrade_async
-from sqlmig._locking import AdvisoryLock, lock_key
+from sqlmig._dialects.postgresql import AdvisoryLock
+from sqlmig._locking import lock_key
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 

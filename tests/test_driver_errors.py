@@ -29,8 +29,9 @@ from sqlmig import (
     SqlmigError,
 )
 from sqlmig._cli import main
+from sqlmig._dialects.mysql import NamedLock
+from sqlmig._dialects.postgresql import AdvisoryLock
 from sqlmig._driver_errors import describe
-from sqlmig._locking import AdvisoryLock, NamedLock
 
 FIRST = """\
     from sqlalchemy import text

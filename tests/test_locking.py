@@ -26,7 +26,9 @@ from backends import Backend
 from conftest import MakeMigrations, tables
 from sqlmig import DirtyDatabase, LockTimeout, MigrationFailed, MigrationRunner
 from sqlmig._cli import main
-from sqlmig._locking import AdvisoryLock, NamedLock, lock_key
+from sqlmig._dialects.mysql import NamedLock
+from sqlmig._dialects.postgresql import AdvisoryLock
+from sqlmig._locking import lock_key
 
 servers = pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
 postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

@@ -1,0 +1,154 @@
+"""The :class:`DialectProfile` base: what a backend can do, as data, and default methods.
+
+The defaults describe a database that needs nothing special: DDL commits
+itself unless a field says otherwise, no session settings, no busy
+timeout, no change counter. A backend whose mechanics differ overrides the
+few methods concerned in its own module (see :mod:`sqlmig._dialects.sqlite`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from .._errors import LockTimeout
+from .._locking import MigrationLock, ProgressMark, lock_key
+
+__all__ = ["DialectProfile"]
+
+
+@dataclass(frozen=True)
+class DialectProfile:
+    """How sqlmig runs on one kind of database."""
+
+    name: str
+    #: DDL inside a transaction is rolled back with it (else: failed-row protocol).
+    transactional_ddl: bool = False
+    #: The lock class held for a whole run; ``None`` when there is none, or when
+    #: each step's write transaction is the lock (SQLite).
+    lock: Callable[[bytes], MigrationLock] | None = None
+    #: A caller's open transaction survives DDL, so steps may run in savepoints.
+    caller_transaction_ok: bool = False
+    #: Seconds-to-wait setting tied to ``lock_timeout`` (SQLite ``busy_timeout``),
+    #: read and set by :meth:`get_busy_timeout` / :meth:`set_busy_timeout`.
+    busy_timeout_pragma: str | None = None
+    #: A number that changes when another connection commits to the database
+    #: (SQLite ``data_version``), for runners that hold no session lock; read
+    #: by :meth:`changes_seen`.
+    change_counter: str | None = None
+    #: The driver's connect argument that sets, in seconds, how long each
+    #: statement waits for a lock (sqlite3's ``timeout``, 5 s by default).
+    connect_timeout_arg: str | None = None
+    #: The database's name in messages.
+    title: str = ""
+    #: Query returning the current database and its default schema (the lock's key).
+    identity: str | None = None
+    #: Schemas are databases (MySQL): the lock's key names the table's own schema.
+    schema_is_database: bool = False
+    #: Settings for the runner's connection while it holds the lock, each applied
+    #: only where the server has it.
+    session_settings: tuple[tuple[str, str], ...] = ()
+    #: Query that applies one setting (``:name``, ``:value``, ``:local``) if the
+    #: server has it, returning its previous value; no row if it has not.
+    set_setting: str | None = None
+
+    def busy(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (a driver error, or SQLAlchemy's wrapper of one) means "locked".
+
+        Only a database whose own write lock stands in for the migration lock
+        (SQLite) answers True; a session lock's wait is sqlmig's own.
+        """
+        return False
+
+    def locked_out(self, timeout: float) -> LockTimeout:
+        """The error for a wait on the database's own write lock that ran out."""
+        return LockTimeout(
+            f"the {self.title or self.name} database stayed locked by another connection for "
+            f"more than {timeout:g} s: another runner is migrating; wait, or raise lock_timeout",
+            timeout=timeout,
+        )
+
+    def lock_for(self, conn: Connection, table: str, schema: str | None) -> MigrationLock | None:
+        """The lock guarding history table ``table`` on ``conn``'s database, if any.
+
+        Its key names the database, the schema (the default one when ``None``)
+        and the table, so two history tables never block each other. The
+        names come from the server, never from how the URL is spelled
+        (``/app``, ``?dbname=app`` and ``PGDATABASE=app`` take one lock).
+        """
+        if self.lock is None:
+            return None
+        database, default_schema = self._identity(conn)
+        schema = schema or default_schema
+        if self.schema_is_database:  # MySQL: the table's schema is its database
+            database = schema
+        return self.lock(lock_key(database, schema, table))
+
+    def _identity(self, conn: Connection) -> tuple[str | None, str | None]:
+        """The current database and default schema, as the server names them."""
+        if self.identity is None:
+            return conn.engine.url.database, conn.dialect.default_schema_name
+        scope = nullcontext() if conn.in_transaction() else conn.begin()
+        with scope:
+            database, schema = conn.exec_driver_sql(self.identity).one()
+        return database, schema
+
+    def running_mark(self, conn: Connection, table: str) -> ProgressMark | None:
+        """The mark of a step of history ``table`` running outside a transaction, if any.
+
+        None where a session lock already keeps runners apart.
+        """
+        return None
+
+    def tune_session(self, conn: Connection, *, local: bool) -> list[tuple[str, str]]:
+        """Apply :attr:`session_settings` inside the current transaction.
+
+        ``local`` settings end with the transaction; the others last for the
+        session and are returned as ``(name, previous value)`` for
+        :meth:`untune_session` (a pooled connection must not keep them).
+        """
+        if self.set_setting is None:
+            return []
+        previous = []
+        for name, value in self.session_settings:
+            row = conn.execute(
+                text(self.set_setting), {"name": name, "value": value, "local": local}
+            ).first()
+            if row is not None and not local:
+                previous.append((name, str(row[0])))
+        return previous
+
+    def untune_session(self, conn: Connection, previous: list[tuple[str, str]]) -> None:
+        """Give settings changed by :meth:`tune_session` their previous values back."""
+        if self.set_setting is None:
+            return
+        for name, value in previous:
+            conn.execute(text(self.set_setting), {"name": name, "value": value, "local": False})
+
+    def begin_step(self, conn: Connection, *, immediate: bool, timeout: float) -> None:
+        """Make the transaction SQLAlchemy began real on the server, where needed.
+
+        Drivers that begin their transactions themselves need nothing here.
+
+        Raises:
+            LockTimeout: the database stayed locked by another writer past ``timeout``.
+        """
+
+    def get_busy_timeout(self, conn: Connection) -> int | None:
+        """The connection's wait for the database's write lock, in ms; None if it has none."""
+        return None
+
+    def set_busy_timeout(self, conn: Connection, milliseconds: int) -> None:
+        """Set the connection's wait for the database's write lock, where it has one."""
+
+    def changes_seen(self, conn: Connection) -> int | None:
+        """The counter of other connections' commits, where the database keeps one.
+
+        Read inside a write transaction it is exact: no one else can commit
+        until that transaction ends, and ``conn``'s own commits never move it.
+        """
+        return None

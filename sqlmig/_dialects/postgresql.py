@@ -1,0 +1,59 @@
+"""PostgreSQL: a session advisory lock per history table, and a connection check.
+
+The lock is held by the runner's server session, so the server frees a
+killed runner's lock when that session ends. PostgreSQL 14+ is told to check
+every second, even in the middle of a statement, whether the client is still
+there, so the session of a killed runner ends (and frees the lock) within
+seconds. DDL is transactional: a failed step leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from .._locking import MigrationLock
+from .base import DialectProfile
+
+__all__ = ["POSTGRESQL", "AdvisoryLock"]
+
+
+class AdvisoryLock(MigrationLock):
+    """PostgreSQL ``pg_try_advisory_lock`` on a 64-bit key."""
+
+    @property
+    def id(self) -> int:
+        return int.from_bytes(self.key[:8], "big", signed=True)
+
+    def try_acquire(self, conn: Connection, *, transaction_scoped: bool) -> bool:
+        fn = "pg_try_advisory_xact_lock" if transaction_scoped else "pg_try_advisory_lock"
+        return bool(conn.execute(text(f"SELECT {fn}(:k)"), {"k": self.id}).scalar())
+
+    def release(self, conn: Connection) -> bool:
+        return bool(conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.id}).scalar())
+
+    def holder(self, conn: Connection) -> str | None:
+        unsigned = self.id & 0xFFFFFFFFFFFFFFFF
+        pid = conn.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+            ),
+            {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},
+        ).scalar()
+        return f"PostgreSQL process {pid}" if pid is not None else None
+
+
+POSTGRESQL = DialectProfile(
+    "postgresql",
+    transactional_ddl=True,
+    lock=AdvisoryLock,
+    caller_transaction_ok=True,
+    identity="SELECT current_database(), current_schema()",
+    session_settings=(("client_connection_check_interval", "1s"),),
+    # pg_settings reads every value before set_config() runs: the row has the old one
+    set_setting=(
+        "SELECT setting, set_config(name, :value, :local) FROM pg_settings WHERE name = :name"
+    ),
+)

@@ -1,0 +1,184 @@
+"""SQLite: no session lock; each step's ``BEGIN IMMEDIATE`` is the lock.
+
+Python's sqlite3 emits no ``BEGIN`` before DDL, so sqlmig emits its own, and
+its own steps take the write lock up front (``BEGIN IMMEDIATE``). The wait for
+that lock is the connection's ``busy_timeout``, tied to ``lock_timeout``. A
+runner alone on the file skips its per-step history re-check while
+``PRAGMA data_version`` (other connections' commits) stands still. A step
+that no transaction protects shows itself with a :class:`RunningMark` next to
+the database file, as no session lock can.
+
+Errors are recognised by SQLite's own result codes (``sqlite_errorcode``),
+never by message text, with one exception said where it is made.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+from .._errors import LockTimeout
+from .._locking import pause
+from .base import DialectProfile
+
+__all__ = ["SQLITE", "RunningMark", "SQLiteProfile"]
+
+#: SQLite's primary result codes meaning "another connection holds the lock".
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
+
+
+class SQLiteProfile(DialectProfile):
+    """SQLite's mechanics: its own ``BEGIN``, busy timeout, change counter, running marks."""
+
+    #: Driver error codes meaning "locked"; extended codes keep them in the low byte.
+    busy_codes: ClassVar[frozenset[int]] = frozenset({SQLITE_BUSY, SQLITE_LOCKED})
+
+    def busy(self, exc: BaseException) -> bool:
+        code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+        return isinstance(code, int) and code & 0xFF in self.busy_codes
+
+    def begin_step(self, conn: Connection, *, immediate: bool, timeout: float) -> None:
+        """Emit the ``BEGIN`` sqlite3 leaves out (``BEGIN IMMEDIATE`` for sqlmig's own steps).
+
+        A transaction the driver already began is left as it is.
+
+        Raises:
+            LockTimeout: SQLite stayed locked by another writer past ``timeout``.
+        """
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        except OperationalError as exc:
+            if self.busy(exc):
+                raise self.locked_out(timeout) from exc
+            # SQLite reports this one with its generic SQLITE_ERROR code: only
+            # the message tells it from any other error
+            if "within a transaction" in str(exc.orig):
+                return
+            raise
+
+    def get_busy_timeout(self, conn: Connection) -> int | None:
+        return int(conn.exec_driver_sql(f"PRAGMA {self.busy_timeout_pragma}").scalar() or 0)
+
+    def set_busy_timeout(self, conn: Connection, milliseconds: int) -> None:
+        conn.exec_driver_sql(f"PRAGMA {self.busy_timeout_pragma} = {int(milliseconds)}")
+
+    def changes_seen(self, conn: Connection) -> int | None:
+        return int(conn.exec_driver_sql(f"PRAGMA {self.change_counter}").scalar() or 0)
+
+    def running_mark(self, conn: Connection, table: str) -> RunningMark | None:
+        """The mark next to the database file; None for a database without a file
+        (in memory: no other process can see it)."""
+        path = conn.engine.url.database or ""
+        if path.startswith("file:"):  # a URI file name
+            path = path[5:].split("?", 1)[0]
+        if path in ("", ":memory:") or "mode=memory" in (conn.engine.url.database or ""):
+            return None
+        return RunningMark(os.path.realpath(f"{path}-sqlmig-{table}"))
+
+
+class RunningMark:
+    """Held by a runner while a step that no transaction protects runs (SQLite).
+
+    Such a step runs after its ``success = false`` row is committed, outside
+    any transaction, so SQLite's write lock says nothing about it: to another
+    runner the row looks like one left by a runner that died. The mark tells
+    them apart. It is an exclusive lock on a small file next to the database
+    (``<database>-sqlmig-<table>``, an empty SQLite database), taken through
+    SQLite's own file locking:
+
+    - the operating system frees it when the holding process ends, ``kill -9``
+      included, so a dead runner's row reads as failed at once;
+    - another runner tests it without waiting and without touching the
+      database or the history table, whose schema stays as it is;
+    - unlike a PID or host name written in a row, it cannot be fooled by PID
+      reuse or by runners in different containers sharing the file.
+
+    The file stays after use (deleting a lock file races with its next taker).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @contextmanager
+    def hold(self, timeout: float) -> Iterator[None]:
+        """Take the mark for the block, waiting at most ``timeout`` for another holder.
+
+        Raises:
+            LockTimeout: another runner held it for longer than ``timeout``.
+        """
+        import sqlite3  # only where SQLite runs
+
+        raw = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        try:
+            try:
+                raw.execute("BEGIN EXCLUSIVE")
+            except sqlite3.OperationalError as exc:
+                raise LockTimeout(
+                    f"another runner's step (transactional = False) was in progress for "
+                    f"more than {timeout:g} s: wait for it, or raise lock_timeout",
+                    timeout=timeout,
+                ) from exc
+            yield
+        finally:
+            raw.close()  # ends the transaction, and the lock with it
+
+    def held_elsewhere(self) -> bool:
+        """True when another connection holds the mark now; never waits, never creates it."""
+        import sqlite3
+        from pathlib import Path
+
+        if not os.path.exists(self.path):
+            return False
+        try:
+            raw = sqlite3.connect(
+                Path(self.path).as_uri() + "?mode=rw", uri=True, timeout=0, isolation_level=None
+            )
+        except sqlite3.OperationalError:  # no file: never held
+            return False
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            raw.close()
+
+    def wait(self, deadline: float, timeout: float) -> bool:
+        """Poll until no one holds the mark; True if someone did.
+
+        Raises:
+            LockTimeout: still held at ``deadline`` (``time.monotonic()``).
+        """
+        delay = 0.01
+        waited = False
+        while self.held_elsewhere():
+            waited = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockTimeout(
+                    f"another runner's step (transactional = False) is still in progress "
+                    f"after {timeout:g} s: wait for it to finish, or raise lock_timeout",
+                    timeout=timeout,
+                )
+            pause(min(delay, remaining))
+            delay = min(delay * 2, 0.2)
+        return waited
+
+
+SQLITE = SQLiteProfile(
+    "sqlite",
+    transactional_ddl=True,
+    caller_transaction_ok=True,
+    busy_timeout_pragma="busy_timeout",
+    change_counter="data_version",
+    connect_timeout_arg="timeout",
+    title="SQLite",
+)
