@@ -17,7 +17,8 @@ what to do about it, with the driver's error chained:
 What sqlmig was doing is read from the failed statement itself, so the
 translation needs no bookkeeping along the way. Error codes are the
 databases' own: PostgreSQL SQLSTATEs, MySQL/MariaDB error numbers, SQLite
-result code names.
+result codes; what only one database needs (SQLite's busy codes, its
+messages for errors it gives no code of their own) its profile says.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from ._dialects import profile_named
 from ._errors import (
     ConfigError,
     DatabaseError,
@@ -47,8 +49,8 @@ _READ_ONLY = {"25006", 1036, 1290, 1792}
 _NO_SCHEMA = {"3F000", 1049}
 #: the table lacks a column sqlmig uses
 _NO_COLUMN = {"42703", 1054}
-#: the database gave up waiting for a lock
-_LOCKED = {"55P03", 1205, "SQLITE_BUSY", "SQLITE_LOCKED"}
+#: the database gave up waiting for a lock (SQLite: its profile's busy codes)
+_LOCKED = {"55P03", 1205}
 
 _LOCK_FUNCTIONS = ("ADVISORY_LOCK", "ADVISORY_XACT_LOCK", "GET_LOCK", "IS_USED_LOCK", "PG_LOCKS")
 _UNLOCK_FUNCTIONS = ("ADVISORY_UNLOCK", "RELEASE_LOCK")
@@ -90,13 +92,14 @@ def translate(
     action, kind = describe(exc.statement, exc.params, where)
     reason = _reason(exc)
     code = _code(exc.orig)
+    profile = profile_named(backend)
     if exc.connection_invalidated:
         return DatabaseUnavailable(
             f"lost the connection to {url} while {action}: {reason}; check that the server "
             "is up, then run again (sqlmig status shows what was applied)",
             url=url,
         )
-    if code in _LOCKED or "database is locked" in reason:
+    if code in _LOCKED or profile.busy(exc):
         return LockTimeout(
             f"the database gave up waiting for a lock while {action} ({reason}): another "
             "runner or session holds it; wait for it, or raise lock_timeout",
@@ -104,7 +107,7 @@ def translate(
         )
     if code in _NO_SCHEMA or (schema and f"unknown database {schema}" in reason):
         return missing_schema(schema or "", backend)
-    if code in _NO_COLUMN or "no such column" in reason or "has no column named" in reason:
+    if code in _NO_COLUMN or any(text in reason for text in profile.missing_column_texts):
         return not_a_history_table(where, reason)
     if code in _READ_ONLY or str(code).startswith("SQLITE_READONLY"):
         return PermissionDenied(
@@ -173,22 +176,8 @@ def describe(statement: str | None, params: Any, table: str) -> tuple[str, str]:
 
 def missing_schema(schema: str, backend: str) -> ConfigError:
     """The error for a ``schema`` setting that names nothing on the server."""
-    if backend == "sqlite":
-        message = (
-            f"SQLite has no database attached as schema {schema!r}: leave schema unset "
-            "(a SQLite file is one database), or attach it on every connection"
-        )
-    elif backend in ("mysql", "mariadb"):
-        message = (
-            f"database {schema!r} (the schema setting) does not exist: create it "
-            f"(CREATE DATABASE {schema}), or fix schema"
-        )
-    else:
-        message = (
-            f"schema {schema!r} does not exist: create it (CREATE SCHEMA {schema}), "
-            "or fix the schema setting"
-        )
-    return ConfigError(message, key="schema")
+    hint = profile_named(backend).missing_schema_hint
+    return ConfigError(hint.format(schema=schema), key="schema")
 
 
 def not_a_history_table(table: str, detail: str) -> ConfigError:

@@ -27,6 +27,7 @@ from sqlalchemy.sql import Delete, Insert, Select
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
+from ._dialects import profile_named
 from ._driver_errors import missing_schema, not_a_history_table
 from ._errors import DirtyDatabase
 from ._migration import AppliedMigration, Migration
@@ -44,21 +45,19 @@ class UTCDateTime(TypeDecorator[datetime]):
     Backends without time zones (SQLite, MySQL ``DATETIME(6)``) store naive UTC.
     """
 
-    impl = DateTime(timezone=True)
+    impl = DateTime(timezone=True)  # each database's own: its profile's history_timestamp_type
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
-        if dialect.name in ("mysql", "mariadb"):
-            from sqlalchemy.dialects.mysql import DATETIME  # only where MySQL is loaded already
-
-            return dialect.type_descriptor(DATETIME(fsp=6))
-        return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(profile_named(dialect.name).history_timestamp_type())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         value = value.astimezone(UTC) if value.tzinfo else value
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+        if profile_named(dialect.name).history_timestamp_tz:
+            return value
+        return value.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return to_utc(value)
@@ -68,11 +67,8 @@ class ServerNow(FunctionElement[datetime]):
     """The database server's clock, UTC with microseconds: what ``applied_at`` records.
 
     Never the client's clock: replicas whose clocks disagree still agree on
-    which step was applied last. PostgreSQL: ``clock_timestamp()`` (``now()``
-    is the transaction's start, the same for every step inside a caller's
-    transaction); MySQL/MariaDB: ``UTC_TIMESTAMP(6)``, as ``DATETIME(6)``
-    keeps UTC; SQLite: ``'now'``, kept to the millisecond, as text padded to
-    microseconds.
+    which step was applied last. Its SQL is each database's own (its
+    profile's ``history_now_sql``).
     """
 
     type = UTCDateTime()
@@ -82,23 +78,7 @@ class ServerNow(FunctionElement[datetime]):
 
 @compiles(ServerNow)
 def _server_now(element: ServerNow, compiler: Any, **kw: Any) -> str:
-    return "CURRENT_TIMESTAMP"
-
-
-@compiles(ServerNow, "postgresql")
-def _server_now_postgresql(element: ServerNow, compiler: Any, **kw: Any) -> str:
-    return "clock_timestamp()"
-
-
-@compiles(ServerNow, "mysql")
-@compiles(ServerNow, "mariadb")
-def _server_now_mysql(element: ServerNow, compiler: Any, **kw: Any) -> str:
-    return "UTC_TIMESTAMP(6)"
-
-
-@compiles(ServerNow, "sqlite")
-def _server_now_sqlite(element: ServerNow, compiler: Any, **kw: Any) -> str:
-    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+    return profile_named(compiler.dialect.name).history_now_sql
 
 
 class UnreadableDate(Exception):

@@ -144,6 +144,7 @@ class SchemaOps:
     def __init__(self, conn: Connection, operations: Operations) -> None:
         self.conn = conn
         self.alembic = operations
+        self._profile = profile_for(conn)
 
     @property
     def dialect_name(self) -> str:
@@ -322,7 +323,7 @@ class SchemaOps:
         options: dict[str, Any] = {}
         guard: AbstractContextManager[None] = nullcontext()
         recreate: Literal["auto", "always", "never"] = "auto"
-        if self.dialect_name == "sqlite":
+        if self._profile.rebuilds_tables_for_alter:
             # said outright, so the rebuild never happens without the keeper
             recreate = "always" if queued.rebuilds else "never"
             if queued.rebuilds:
@@ -358,13 +359,13 @@ class SchemaOps:
                     "existing_server_default": text(default) if default is not None else False,
                     "existing_comment": info.get("comment"),
                 }
-                if self.dialect_name == "mysql":
+                if self._profile.alter_column_restates_column:
                     existing["existing_autoincrement"] = bool(info.get("autoincrement"))
                 return existing
         raise UsageError(f"table {table!r} has no column {column!r}: check the names")
 
     def _sqlite_needs_rebuild_to_add(self, column: Column[Any]) -> bool:
-        if self.dialect_name != "sqlite":
+        if not self._profile.rebuilds_tables_for_alter:
             return False
         default = column.server_default
         if not isinstance(default, DefaultClause) or not isinstance(default.arg, ClauseElement):
@@ -374,7 +375,7 @@ class SchemaOps:
 
     def _sqlite_drops_in_place(self, table: str, column: str, schema: str | None) -> bool:
         """SQLite can ``DROP COLUMN`` itself: 3.35+, and nothing but the column uses it."""
-        if self.dialect_name != "sqlite" or self.conn.dialect.dbapi is None:
+        if not self._profile.rebuilds_tables_for_alter or self.conn.dialect.dbapi is None:
             return False
         version = tuple(int(p) for p in self.conn.dialect.dbapi.sqlite_version.split("."))
         if version < (3, 35):
@@ -481,7 +482,7 @@ class TableOps:
         """Change a column (see :meth:`SchemaOps.alter_column`)."""
         existing = self._owner._existing(self._table, column, self._schema)
         existing.update(kw)
-        if type_ is not None and self._owner.dialect_name == "sqlite":
+        if type_ is not None and self._owner._profile.rebuilds_tables_for_alter:
             type_ = self._keep_collation(column, type_)
         if new_column_name is not None:
             self.renamed[column.lower()] = new_column_name
@@ -550,7 +551,7 @@ class TableOps:
     def drop_foreign_key(self, name: str) -> None:
         """Drop a named foreign key, and on MySQL the index it created under its name."""
         self._queue(True, lambda b: b.drop_constraint(name, type_="foreignkey"))
-        if self._owner.dialect_name == "mysql":
+        if self._owner._profile.foreign_key_leaves_index:
             insp = inspect(self._owner.conn)
             if any(i["name"] == name for i in insp.get_indexes(self._table, schema=self._schema)):
                 self.drop_index(name)

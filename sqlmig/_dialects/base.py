@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import DateTime, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.types import TypeEngine
 
 from .._errors import LockTimeout
 from .._locking import MigrationLock, ProgressMark, lock_key
@@ -55,6 +57,40 @@ class DialectProfile:
     #: Query that applies one setting (``:name``, ``:value``, ``:local``) if the
     #: server has it, returning its previous value; no row if it has not.
     set_setting: str | None = None
+
+    # -- the history table --------------------------------------------------
+
+    #: Timestamps keep their time zone (PostgreSQL ``timestamptz``): sqlmig binds
+    #: aware UTC datetimes. Elsewhere it binds naive UTC ones.
+    history_timestamp_tz: bool = False
+    #: SQL for the server's clock, UTC, with as many fractions of a second as
+    #: the database keeps: what ``applied_at`` records.
+    history_now_sql: str = "CURRENT_TIMESTAMP"
+    #: The error message for a ``schema`` setting naming nothing (``{schema}``).
+    missing_schema_hint: str = (
+        "schema {schema!r} does not exist: create it (CREATE SCHEMA {schema}), "
+        "or fix the schema setting"
+    )
+    #: Texts of the driver's message meaning "no such column", for a database
+    #: that gives that error no code of its own (SQLite).
+    missing_column_texts: tuple[str, ...] = ()
+
+    # -- schema changes (sqlmig.ops) ----------------------------------------
+
+    #: ``ALTER TABLE`` cannot change a column's type, nullability or
+    #: constraints, nor add a column with an expression default: such changes
+    #: rebuild the table (SQLite).
+    rebuilds_tables_for_alter: bool = False
+    #: Changing a column restates all of it (MySQL ``MODIFY``/``CHANGE COLUMN``):
+    #: what a change does not name, auto-increment included, is read first.
+    alter_column_restates_column: bool = False
+    #: A foreign key creates an index under its own name that stays when the
+    #: key is dropped (MySQL): dropping the key drops that index too.
+    foreign_key_leaves_index: bool = False
+
+    def history_timestamp_type(self) -> TypeEngine[datetime]:
+        """The column type of ``applied_at``, to the microsecond where the database can."""
+        return DateTime(timezone=True)
 
     def busy(self, exc: BaseException) -> bool:
         """Whether ``exc`` (a driver error, or SQLAlchemy's wrapper of one) means "locked".

@@ -51,6 +51,9 @@ POSTGRESQL = DialectProfile(
     lock=AdvisoryLock,
     caller_transaction_ok=True,
     identity="SELECT current_database(), current_schema()",
+    history_timestamp_tz=True,
+    # now() is the transaction's start, the same for every step of a caller's transaction
+    history_now_sql="clock_timestamp()",
     session_settings=(("client_connection_check_interval", "1s"),),
     # pg_settings reads every value before set_config() runs: the row has the old one
     set_setting=(

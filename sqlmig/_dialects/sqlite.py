@@ -8,8 +8,9 @@ runner alone on the file skips its per-step history re-check while
 that no transaction protects shows itself with a :class:`RunningMark` next to
 the database file, as no session lock can.
 
-Errors are recognised by SQLite's own result codes (``sqlite_errorcode``),
-never by message text, with one exception said where it is made.
+Errors are recognised by SQLite's own result codes (``sqlite_errorcode``).
+Only those that SQLite reports under its generic ``SQLITE_ERROR`` are told
+apart by their message: a nested ``BEGIN``, and a missing column.
 """
 
 from __future__ import annotations
@@ -181,4 +182,12 @@ SQLITE = SQLiteProfile(
     change_counter="data_version",
     connect_timeout_arg="timeout",
     title="SQLite",
+    # kept to the millisecond, as text padded to microseconds
+    history_now_sql="strftime('%Y-%m-%d %H:%M:%f000', 'now')",
+    missing_schema_hint=(
+        "SQLite has no database attached as schema {schema!r}: leave schema unset "
+        "(a SQLite file is one database), or attach it on every connection"
+    ),
+    missing_column_texts=("no such column", "has no column named"),
+    rebuilds_tables_for_alter=True,
 )
