@@ -24,6 +24,8 @@ import pytest
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.engine import Engine
 
+from sqlmig._dialects import DialectProfile, profile_named
+
 BACKENDS = ("sqlite", "postgresql", "mysql")
 ENV_VARS = {"postgresql": "SQLMIG_TEST_POSTGRES_URL", "mysql": "SQLMIG_TEST_MYSQL_URL"}
 
@@ -98,6 +100,11 @@ class Backend:
 
     name: str
     url: URL
+
+    @property
+    def profile(self) -> DialectProfile:
+        """What sqlmig knows of this database: ask it, not the name, what the database can do."""
+        return profile_named(self.name)
 
     @property
     def url_string(self) -> str:

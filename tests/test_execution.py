@@ -61,7 +61,7 @@ def test_a_failing_step_is_rolled_back_and_stops_the_run(
     assert "later" not in tables(backend)
     status = runner.status()
     assert [r.version for r in status.applied] == ["001"]
-    if backend.name == "mysql":  # DDL committed itself: the half-made table stays, flagged
+    if not backend.profile.transactional_ddl:  # DDL committed itself: the half-made table stays
         assert "half" in tables(backend)
         assert [r.version for r in status.failed] == ["002"]
     else:  # SQLite and PostgreSQL roll the DDL back
@@ -74,7 +74,7 @@ def test_a_failing_step_is_rolled_back_and_stops_the_run(
 def test_mysql_failed_row_blocks_until_repair(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    if backend.name != "mysql":
+    if backend.profile.transactional_ddl:
         pytest.skip("the failed-row protocol is for DDL that commits itself")
     folder = make_migrations({"001_good.py": GOOD, "002_raises.py": RAISES})
     runner = MigrationRunner(backend.url, folder)
@@ -121,7 +121,7 @@ def test_a_step_that_ends_its_transaction_is_stopped_and_rolled_back(
 
     assert info.value.version == "001"
     assert commits == []
-    if backend.name != "mysql":
+    if backend.profile.transactional_ddl:
         assert "sneaky" not in tables(backend)
     else:  # the DDL committed itself; the row inserted after it did not
         engine = backend.engine()
@@ -139,7 +139,7 @@ def test_steps_run_in_savepoints_inside_a_callers_transaction(
         with engine.connect() as conn:
             trans = conn.begin()
             runner = MigrationRunner(conn, runner_source)
-            if backend.name == "mysql":
+            if not backend.profile.caller_transaction_ok:
                 with pytest.raises(UsageError, match="commits DDL implicitly"):
                     runner.upgrade()
                 assert runner.status().total_pending == 2  # reads are fine
@@ -157,7 +157,7 @@ def test_steps_run_in_savepoints_inside_a_callers_transaction(
 def test_a_failing_step_inside_a_callers_transaction_keeps_the_earlier_ones(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    if backend.name == "mysql":
+    if not backend.profile.caller_transaction_ok:
         pytest.skip("MySQL refuses a caller's transaction")
     folder = make_migrations({"001_good.py": GOOD, "002_raises.py": RAISES})
     engine = backend.engine()
@@ -384,7 +384,7 @@ def test_a_commit_refused_below_the_connection_does_not_commit_on_clean_up(
     with pytest.raises(MigrationFailed, match="driver connection's commit"):
         runner.upgrade()
 
-    if backend.name != "mysql":  # its DDL commits itself
+    if backend.profile.transactional_ddl:  # else its DDL committed itself
         assert "sneaky" not in tables(backend)
     assert count(backend, "SELECT count(*) FROM migrations WHERE success") == 0
 

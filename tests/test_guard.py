@@ -67,7 +67,7 @@ def test_every_way_to_end_the_transaction_is_refused_and_nothing_is_kept(
         runner.upgrade()
 
     assert info.value.version == "001" and "\n" not in str(info.value)
-    if backend.name == "mysql":  # the DDL committed itself; no row did, and the step is flagged
+    if not backend.profile.transactional_ddl:  # the DDL committed itself; the row did not
         assert sneaky_rows(backend) == 0
         assert [r.version for r in runner.status().failed] == ["001"]
     else:
@@ -82,7 +82,7 @@ def test_a_dry_run_never_commits(
     source = SNEAKY.format(call=call, end="")
     runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
 
-    if backend.name == "mysql":  # nothing is tried there: the plan only
+    if not backend.profile.transactional_ddl:  # nothing is tried there: the plan only
         assert [s.tried for s in runner.dry_run()] == [False]
     else:
         with pytest.raises(MigrationFailed, match="sqlmig owns the step's transaction"):
@@ -101,14 +101,14 @@ def test_a_commit_past_the_guard_fails_the_step_and_leaves_a_failed_row(
     source = SNEAKY.format(call=PRIVATE, end=end)
     runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
 
-    if backend.name == "mysql" and not end:  # the failed-row protocol: a step that returns is done
+    if not backend.profile.transactional_ddl and not end:  # failed-row protocol: a step returned
         assert [m.version for m in runner.upgrade()] == ["001"]
         return
     with pytest.raises(MigrationFailed) as info:
         runner.upgrade()
 
     message = str(info.value)
-    if backend.name == "mysql":
+    if not backend.profile.transactional_ddl:
         assert "may remain" in message
     else:
         assert "may be committed" in message and "rolled back" not in message
@@ -121,7 +121,7 @@ def test_a_commit_past_the_guard_fails_the_step_and_leaves_a_failed_row(
 def test_a_dry_run_that_a_step_committed_in_says_so(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    if backend.name == "mysql":
+    if not backend.profile.transactional_ddl:
         pytest.skip("MySQL's dry run tries nothing")
     source = SNEAKY.format(call=PRIVATE, end="")
     runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))

@@ -264,7 +264,7 @@ def test_a_step_is_rolled_back_even_when_the_caller_works_in_autocommit(
 ) -> None:
     """AUTOCOMMIT would commit the insert as it ran; the runner makes the step a transaction."""
     folder = make_migrations(HALF_DONE)
-    outcome = "rolled back" if backend.name != "mysql" else "may remain"  # MySQL: DDL commits
+    outcome = "rolled back" if backend.profile.transactional_ddl else "may remain"
     engine = (
         backend.engine(isolation_level="AUTOCOMMIT")
         if source == "create_engine"

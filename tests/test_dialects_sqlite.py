@@ -1,0 +1,124 @@
+"""SQLite's profile (sqlmig._dialects.sqlite): its own BEGIN, busy errors, change counter, marks."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from backends import Backend
+from sqlmig import LockTimeout
+from sqlmig._dialects.sqlite import SQLITE, RunningMark
+
+
+@pytest.fixture
+def engine(sqlite_backend: Backend) -> Iterator[Engine]:
+    engine = sqlite_backend.engine(connect_args={"timeout": 0})
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def writer(sqlite_backend: Backend) -> Iterator[sqlite3.Connection]:
+    """Another connection holding the write lock."""
+    raw = sqlite3.connect(str(sqlite_backend.url.database), isolation_level=None)
+    raw.execute("BEGIN IMMEDIATE")
+    yield raw
+    raw.close()
+
+
+def test_busy_is_told_by_the_error_code(engine: Engine, writer: sqlite3.Connection) -> None:
+    with engine.connect() as conn, pytest.raises(OperationalError) as locked:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    with engine.connect() as conn, pytest.raises(OperationalError) as other:
+        conn.exec_driver_sql("SELECT nope FROM t")
+
+    assert locked.value.orig.sqlite_errorcode == 5  # type: ignore[union-attr]
+    assert SQLITE.busy(locked.value) and SQLITE.busy(locked.value.orig)  # type: ignore[arg-type]
+    assert not SQLITE.busy(other.value)
+    # what SQLite gives no code of its own is known by the message the profile lists
+    assert any(t in str(other.value.orig) for t in SQLITE.missing_column_texts)
+
+
+def test_an_extended_busy_code_is_busy() -> None:
+    error = sqlite3.OperationalError("database is locked")
+    error.sqlite_errorcode = 5 | (2 << 8)  # type: ignore[attr-defined]  # SQLITE_BUSY_SNAPSHOT
+
+    assert SQLITE.busy(error)
+
+
+def test_a_step_begins_with_the_write_lock_or_times_out(
+    engine: Engine, writer: sqlite3.Connection
+) -> None:
+    with engine.connect() as conn:
+        conn.begin()
+        SQLITE.begin_step(conn, immediate=False, timeout=0)  # a read: no lock needed yet
+        conn.rollback()
+        conn.begin()
+        with pytest.raises(LockTimeout, match="SQLite database stayed locked"):
+            SQLITE.begin_step(conn, immediate=True, timeout=0)
+
+
+def test_a_transaction_already_begun_is_left_as_it_is(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.begin()
+        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        SQLITE.begin_step(conn, immediate=True, timeout=0)
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1  # the same one
+        conn.rollback()
+
+
+def test_the_busy_timeout_is_read_and_set(engine: Engine) -> None:
+    with engine.connect() as conn:
+        SQLITE.set_busy_timeout(conn, 1234)
+        assert SQLITE.get_busy_timeout(conn) == 1234
+
+
+def test_the_change_counter_moves_with_other_connections_commits_only(
+    engine: Engine, sqlite_backend: Backend
+) -> None:
+    with engine.connect() as conn:
+        before = SQLITE.changes_seen(conn)
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        conn.commit()
+        assert SQLITE.changes_seen(conn) == before  # its own commit
+        other = sqlite3.connect(str(sqlite_backend.url.database))
+        with other:
+            other.execute("INSERT INTO t VALUES (2)")
+        other.close()
+        assert SQLITE.changes_seen(conn) != before
+
+
+def test_the_running_mark_lies_next_to_the_file_and_is_seen_by_others(
+    engine: Engine, sqlite_backend: Backend
+) -> None:
+    with engine.connect() as conn:
+        mark = SQLITE.running_mark(conn, "migrations")
+        assert SQLITE.lock_for(conn, "migrations", None) is None  # no session lock
+    assert isinstance(mark, RunningMark)
+    assert mark.path == str(Path(str(sqlite_backend.url.database)).resolve()) + "-sqlmig-migrations"
+
+    assert not mark.held_elsewhere()
+    with mark.hold(timeout=0):
+        assert RunningMark(mark.path).held_elsewhere()
+        with pytest.raises(LockTimeout, match="still in progress"):
+            RunningMark(mark.path).wait(deadline=0, timeout=0)
+    assert not mark.held_elsewhere()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_a_database_in_memory_has_no_running_mark(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert SQLITE.running_mark(conn, "migrations") is None
+    finally:
+        engine.dispose()
