@@ -37,7 +37,6 @@ __all__ = [
 
 DatabaseArgument = str | URL | Engine | Connection
 
-DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 #: Query keys whose values are hidden: any key containing one of these.
 SECRET_KEYS = ("pass", "pwd", "secret", "token", "credential", "apikey", "api_key")
 HIDDEN = "***"
@@ -290,7 +289,9 @@ class Database:
         try:
             return create_engine(self.url, connect_args=connect_args)
         except (NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
-            extra = DRIVER_EXTRAS.get(self.url.get_backend_name(), "")
+            from ._dialects import profile_named  # which imports this module
+
+            extra = profile_named(self.url.get_backend_name()).driver_extra
             hint = (
                 f"pip install 'sqlmig[{extra}]'"
                 if extra

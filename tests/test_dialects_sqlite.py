@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import StaticPool
 
 from backends import Backend
-from sqlmig import LockTimeout
+from conftest import MakeMigrations
+from sqlmig import LockTimeout, MigrationRunner
 from sqlmig._dialects.sqlite import SQLITE, RunningMark
 
 
@@ -114,11 +116,36 @@ def test_the_running_mark_lies_next_to_the_file_and_is_seen_by_others(
     assert not mark.held_elsewhere()
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:mem?mode=memory&uri=true"]
+)
 def test_a_database_in_memory_has_no_running_mark(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(url, poolclass=StaticPool)
     try:
         with engine.connect() as conn:
             assert SQLITE.running_mark(conn, "migrations") is None
     finally:
         engine.dispose()
+
+
+def test_a_uri_file_name_s_mark_lies_next_to_the_file(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///file:{tmp_path / 'app.db'}?mode=rwc&uri=true")
+    try:
+        with engine.connect() as conn:
+            mark = SQLITE.running_mark(conn, "migrations")
+    finally:
+        engine.dispose()
+    assert mark is not None and mark.path == f"{tmp_path.resolve() / 'app.db'}-sqlmig-migrations"
+
+
+def test_a_step_outside_a_transaction_on_a_memory_uri_leaves_no_mark_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_migrations: MakeMigrations
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = make_migrations({"001_t.py": "transactional = False\n\ndef up(conn): pass\n"})
+    engine = create_engine("sqlite:///file:mem?mode=memory&uri=true", poolclass=StaticPool)
+    try:
+        assert [m.version for m in MigrationRunner(engine, folder).upgrade()] == ["001"]
+    finally:
+        engine.dispose()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["migrations"]

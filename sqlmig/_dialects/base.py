@@ -47,6 +47,8 @@ class DialectProfile:
     connect_timeout_arg: str | None = None
     #: The database's name in messages.
     title: str = ""
+    #: The sqlmig extra that installs its driver (``pip install 'sqlmig[...]'``).
+    driver_extra: str = ""
     #: Query returning the current database and its default schema (the lock's key).
     identity: str | None = None
     #: Schemas are databases (MySQL): the lock's key names the table's own schema.

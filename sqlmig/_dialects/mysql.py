@@ -55,6 +55,7 @@ MYSQL = MySQLProfile(
     transactional_ddl=False,
     lock=NamedLock,
     caller_transaction_ok=False,
+    driver_extra="mysql",
     identity="SELECT DATABASE(), DATABASE()",
     schema_is_database=True,
     history_now_sql="UTC_TIMESTAMP(6)",  # DATETIME(6) keeps UTC

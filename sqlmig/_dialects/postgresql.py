@@ -50,6 +50,7 @@ POSTGRESQL = DialectProfile(
     transactional_ddl=True,
     lock=AdvisoryLock,
     caller_transaction_ok=True,
+    driver_extra="postgresql",
     identity="SELECT current_database(), current_schema()",
     history_timestamp_tz=True,
     # now() is the transaction's start, the same for every step of a caller's transaction

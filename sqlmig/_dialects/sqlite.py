@@ -24,6 +24,7 @@ from typing import ClassVar
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
+from .._database import sqlite_file
 from .._errors import LockTimeout
 from .._locking import pause
 from .base import DialectProfile
@@ -76,10 +77,8 @@ class SQLiteProfile(DialectProfile):
     def running_mark(self, conn: Connection, table: str) -> RunningMark | None:
         """The mark next to the database file; None for a database without a file
         (in memory: no other process can see it)."""
-        path = conn.engine.url.database or ""
-        if path.startswith("file:"):  # a URI file name
-            path = path[5:].split("?", 1)[0]
-        if path in ("", ":memory:") or "mode=memory" in (conn.engine.url.database or ""):
+        path = sqlite_file(conn.engine.url)
+        if path is None:
             return None
         return RunningMark(os.path.realpath(f"{path}-sqlmig-{table}"))
 
