@@ -143,7 +143,7 @@ def _all_files(runner: MigrationRunner) -> list[Migration]:
 
 def _history(runner: MigrationRunner) -> list[AppliedMigration]:
     with runner._session(write=False) as s:
-        return runner._read(s).rows
+        return s.read().rows
 
 
 def _duplicates(items: list[Migration] | list[AppliedMigration]) -> dict[int, list[str]]:

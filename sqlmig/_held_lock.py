@@ -1,0 +1,96 @@
+"""Holding the migration lock for a call that writes: taken, the session tuned, freed.
+
+A session lock is held by the runner's own connection, the one its steps run
+on: taken and freed in short transactions of their own, so the connection
+never sits idle inside a transaction and PostgreSQL sees no other session (one
+commit per step). Inside the caller's transaction the lock is
+transaction-scoped. Without a session lock (SQLite) each step's write
+transaction is the lock: the wait for it is tied to ``lock_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Connection
+
+from ._errors import LockTimeout
+from ._locking import MigrationLock
+from ._session import Session
+
+__all__ = ["locked"]
+
+log = logging.getLogger("sqlmig")
+
+
+@contextmanager
+def locked(s: Session) -> Iterator[None]:
+    """Hold the migration lock for the block (see the module's description).
+
+    Raises:
+        LockTimeout: another runner held it longer than ``lock_timeout``.
+    """
+    conn, profile = s.conn, s.profile
+    lock = profile.lock_for(conn, s.store.name, s.store.schema)
+    if lock is None:  # each step's write transaction is the lock: wait for it fully
+        s.wait_fully()
+        yield
+        return
+    if s.nested:
+        profile.tune_session(conn, local=True)
+        s.waited = lock.acquire(conn, s.lock_timeout, transaction_scoped=True)
+        yield
+        return
+    tuned: list[tuple[str, str]] = []
+    try:
+        with conn.begin():
+            tuned = profile.tune_session(conn, local=False)
+        s.waited = lock.acquire(conn, s.lock_timeout)
+    except LockTimeout:
+        _untune(s, tuned)
+        raise
+    except BaseException:
+        conn.invalidate()  # ending the session frees a lock we may hold
+        raise
+    try:
+        yield
+    finally:
+        _unlock(lock, conn)
+        _untune(s, tuned)
+
+
+def _untune(s: Session, tuned: list[tuple[str, str]]) -> None:
+    """Give the connection its own settings back, before it returns to a pool."""
+    if not tuned or s.conn.invalidated:
+        return
+    try:
+        if s.conn.in_transaction():
+            s.conn.rollback()
+        with s.conn.begin():
+            s.profile.untune_session(s.conn, tuned)
+    except Exception as exc:
+        s.conn.invalidate()  # a new session starts with the server's defaults
+        log.warning("could not restore the connection's settings (%s); closed it", exc)
+
+
+def _unlock(lock: MigrationLock, conn: Connection) -> None:
+    """Free the migration lock; a connection that cannot is closed, which frees it."""
+    try:
+        if conn.in_transaction():
+            conn.rollback()
+        held = lock.free(conn)
+    except Exception as exc:
+        conn.invalidate()  # ending the session frees the lock
+        log.warning("could not free the migration lock (%s); closed its connection", exc)
+        return
+    except BaseException:
+        conn.invalidate()
+        raise
+    if not held:
+        log.warning(
+            "the migration lock was no longer held at the end of the run: "
+            "a step released it (pg_advisory_unlock_all, DISCARD ALL, RELEASE_ALL_LOCKS); "
+            "remove that from the step"
+        )

@@ -1,0 +1,279 @@
+"""The run context of one runner call: its connection, the lock, and SQLite's waits.
+
+:func:`opened` gives a call its :class:`Session`: one connection (the runner's
+own, or the caller's as it is), taken out of ``AUTOCOMMIT`` before anything is
+written and given its settings back at the end, with driver errors from
+sqlmig's own statements translated. The session reads the history, holds the
+migration lock around the steps, and prepares the history table for writing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from ._database import Database, caller_began
+from ._dialects import DialectProfile, profile_for, profile_named
+from ._driver_errors import translated
+from ._errors import UsageError
+from ._execution import StepExecutor
+from ._history import History, HistoryStore
+from ._legacy import Report
+from ._migration import StepCallback
+
+__all__ = ["Session", "opened"]
+
+log = logging.getLogger("sqlmig")
+
+_T = TypeVar("_T")
+
+
+def _autocommit(conn: Connection) -> bool:
+    """Whether ``conn`` is in ``AUTOCOMMIT``, set on it, its engine, or ``create_engine``."""
+    probe = getattr(conn, "_is_autocommit_isolation", None)  # SQLAlchemy 2.0 and later
+    if probe is not None:
+        return bool(probe())
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+@contextmanager
+def opened(
+    db: Database, store: HistoryStore, lock_timeout: float, *, write: bool
+) -> Iterator[Session]:
+    """The session of one call on ``db``: one connection, closed after (unless given).
+
+    A read-only call (``write=False``) on a SQLite file that does not exist
+    works on an empty stand-in and creates no file.
+
+    Raises:
+        UsageError: a closed Connection, or one in a transaction the call cannot use.
+        LockTimeout: a wait for SQLite's lock ran out, anywhere in the call.
+    """
+    given = db.given_connection
+    if given is not None and given.closed:
+        raise UsageError(
+            "the Connection you passed is closed: pass an open Connection, "
+            "or the Engine (sqlmig then opens and closes its own)"
+        )
+    name = profile_named(db.url.get_backend_name()).connect_timeout_arg
+    connect_args = {name: lock_timeout} if name else {}
+    errors = translated(
+        url=db.display_url,
+        table=store.name,
+        schema=store.schema,
+        backend=db.url.get_backend_name(),
+        lock_timeout=lock_timeout,
+    )
+    with errors, db.engine(connect_args, write=write) as engine:
+        conn = given if given is not None else db.connect(engine)
+        profile = profile_for(conn)
+        session: Session | None = None
+        try:
+            nested = given is not None and conn.in_transaction()
+            if write and nested and not caller_began(conn):
+                raise UsageError(
+                    "the Connection you passed is in a transaction SQLAlchemy began on its "
+                    "own (autobegin), which no one would commit: call conn.commit() first "
+                    "(each step is then committed), or begin one yourself "
+                    "(with conn.begin(): ...) and commit it after the call"
+                )
+            if write and nested and not profile.caller_transaction_ok:
+                raise UsageError(
+                    f"{profile.name} commits DDL implicitly, so it cannot migrate inside "
+                    "the transaction you passed: pass an Engine, or a Connection "
+                    "outside a transaction"
+                )
+            if nested:  # make sure the caller's transaction really began (SQLite)
+                profile.begin_step(conn, immediate=False, timeout=lock_timeout)
+            session = Session(engine, conn, profile, nested, store, lock_timeout, db.builds_engine)
+            try:
+                yield session
+            finally:
+                session.restore_busy_timeout()
+        except DBAPIError as exc:
+            if profile.busy(exc):  # a wait for SQLite's lock that ran out, anywhere
+                raise profile.locked_out(lock_timeout) from exc
+            raise
+        finally:
+            if given is None:
+                conn.close()
+            elif session and session.left_autocommit and not conn.invalidated:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+class Session:
+    """The connection and facts of one runner call."""
+
+    __slots__ = (
+        "builds_engine",
+        "busy_before",
+        "conn",
+        "engine",
+        "left_autocommit",
+        "lock_timeout",
+        "nested",
+        "profile",
+        "store",
+        "waited",
+    )
+
+    def __init__(
+        self,
+        engine: Engine,
+        conn: Connection,
+        profile: DialectProfile,
+        nested: bool,
+        store: HistoryStore,
+        lock_timeout: float,
+        builds_engine: bool,
+    ) -> None:
+        self.engine = engine
+        self.conn = conn
+        self.profile = profile
+        #: a connection the caller handed in, inside its transaction
+        self.nested = nested
+        self.store = store
+        self.lock_timeout = lock_timeout
+        #: the engine was built for this call, with ``lock_timeout`` as its busy timeout
+        self.builds_engine = builds_engine
+        #: :meth:`transactional` took the connection out of ``AUTOCOMMIT``
+        self.left_autocommit = False
+        #: the caller's busy timeout, while the session uses ``lock_timeout`` instead
+        self.busy_before: int | None = None
+        #: this call waited for another runner (its lock, or its running step)
+        self.waited = False
+
+    def transactional(self) -> None:
+        """Make sure the connection's transactions are real before anything is written.
+
+        An engine or connection in ``AUTOCOMMIT`` would commit each statement of
+        a step as it runs, so a failing step could not be rolled back: for the
+        run the connection uses the database's default isolation level (a pooled
+        connection gets its own level back from the pool; a caller's connection
+        gets it back at the end of the call).
+        """
+        if self.nested or self.left_autocommit or not _autocommit(self.conn):
+            return
+        self.left_autocommit = True
+        self.conn.execution_options(isolation_level=self.conn.default_isolation_level)
+
+    def executor(
+        self, on_step: StepCallback | None = None, report: Report | None = None
+    ) -> StepExecutor:
+        """The step executor of the call (``on_step`` for one that runs steps)."""
+        self.transactional()
+        return StepExecutor(
+            self.conn,
+            self.profile,
+            self.store,
+            nested=self.nested,
+            lock_timeout=self.lock_timeout,
+            report=report,
+            on_step=on_step,
+        )
+
+    # -- reading the history ------------------------------------------------
+
+    def read(self) -> History:
+        """The history, read in a transaction of its own (or the caller's).
+
+        The usual case, an existing table, costs one ``SELECT``; only when it
+        fails is the table looked up, in a new transaction (PostgreSQL aborts a
+        failed one), and read again if it exists by then (another runner may
+        have just created it; a table that cannot be read raises again).
+        """
+        if self.nested:
+            return self.store.read(self.conn)
+        try:
+            return self.patiently(lambda: self.store.read_existing(self.conn))
+        except DBAPIError as exc:
+            if self.profile.busy(exc):
+                raise
+            with self.conn.begin():
+                return self.store.read(self.conn)
+
+    def history_exists(self) -> bool:
+        """Whether the history table exists, asked in a transaction of its own."""
+        if self.nested:
+            return self.store.exists(self.conn)
+        with self.conn.begin():
+            return self.store.exists(self.conn)
+
+    def up_to_date(self, files: dict[int, str]) -> bool:
+        """True when every file is applied unchanged and nothing else is recorded.
+
+        The usual start-up: one ``SELECT`` compared with the files' checksums,
+        no objects built. Anything else is left to the full comparison.
+        """
+        if self.nested:
+            return False
+        try:
+            return self.patiently(lambda: self.store.read_fingerprint(self.conn) == files)
+        except DBAPIError as exc:  # no table yet, or one that cannot be read: read() tells
+            if self.profile.busy(exc):
+                raise
+            return False
+
+    def read_for_steps(self, executor: StepExecutor) -> History:
+        """The history that the steps of this run are planned from.
+
+        Where the steps can trust the database's change counter (SQLite), it
+        is read inside a write transaction, so that they can rely on it while
+        no one else writes.
+        """
+        if not executor.uses_change_counter:
+            return self.read()
+        with executor.transaction():
+            history = self.store.read(self.conn)
+            executor.history_read()
+        return history
+
+    # -- SQLite's busy timeout ----------------------------------------------
+
+    def wait_fully(self) -> bool:
+        """Make each statement wait up to ``lock_timeout`` for SQLite's lock; True if it changed.
+
+        An engine built for the call has that from its connect arguments. A
+        caller's engine keeps its own busy timeout until the session first
+        meets the lock (so a start-up with nothing to do sends no extra
+        statement); the session then sets ``lock_timeout`` and gives the engine
+        its value back at the end.
+        """
+        profile = self.profile
+        if (
+            profile.busy_timeout_pragma is None
+            or self.nested
+            or self.builds_engine
+            or self.busy_before is not None
+        ):
+            return False
+        with self.conn.begin():
+            self.busy_before = profile.get_busy_timeout(self.conn) or 0
+            profile.set_busy_timeout(self.conn, int(self.lock_timeout * 1000))
+        return True
+
+    def restore_busy_timeout(self) -> None:
+        """Give a caller's engine its own busy timeout back (see :meth:`wait_fully`)."""
+        if self.busy_before is None or self.conn.invalidated:
+            return
+        if self.conn.in_transaction():
+            self.conn.rollback()
+        with self.conn.begin():
+            self.profile.set_busy_timeout(self.conn, self.busy_before)
+        self.busy_before = None
+
+    def patiently(self, read: Callable[[], _T]) -> _T:
+        """``read()`` in a transaction of its own; once more if it met SQLite's lock too soon."""
+        try:
+            with self.conn.begin():
+                return read()
+        except DBAPIError as exc:
+            if not (self.profile.busy(exc) and self.wait_fully()):
+                raise
+        with self.conn.begin():
+            return read()
