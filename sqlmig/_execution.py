@@ -52,10 +52,8 @@ class StepExecutor:
         *,
         nested: bool,
         lock_timeout: float,
-        report: Callable[[str, Migration, int], None] | None = None,
         on_step: StepCallback | None = None,
     ) -> None:
-        self.report = report
         #: told when each applied or undone step starts, is done, or fails
         self.on_step = on_step
         self.conn = conn
@@ -480,5 +478,3 @@ class StepExecutor:
         log.info("%s %s in %d ms", verb, migration.label, ms)
         if self.on_step is not None:
             self.on_step(migration, "done", ms / 1000)
-        if self.report is not None:
-            self.report(verb, migration, ms)

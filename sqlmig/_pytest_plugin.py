@@ -37,7 +37,7 @@ import pytest
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-    from sqlmig._runner import MigrationRunner
+    from sqlmig import MigrationRunner
     from sqlmig._sources import MigrationsSource
     from sqlmig.config import ConfigFile
 
@@ -138,7 +138,7 @@ def sqlmig_runner(pytestconfig: pytest.Config, sqlmig_engine: Engine) -> Migrati
 
     ``table`` and ``schema`` follow ``[tool.sqlmig]`` when it sets them.
     """
-    from sqlmig._runner import MigrationRunner
+    from sqlmig import MigrationRunner
 
     settings = _tool_sqlmig(pytestconfig).settings
     options = {k: settings[k] for k in ("table", "schema") if k in settings}
@@ -191,7 +191,7 @@ def _stairway(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> None:
     """
     __tracebackhide__ = True
     from sqlmig._dialects import profile_for
-    from sqlmig.testing import _same_runner, check_stairway
+    from sqlmig.testing import check_stairway
 
     with sqlmig_engine.connect() as conn:
         profile = profile_for(conn)
@@ -201,7 +201,7 @@ def _stairway(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> None:
         transaction = conn.begin()
         try:
             profile.begin_step(conn, immediate=False, timeout=sqlmig_runner.lock_timeout)
-            _readable(check_stairway, _same_runner(sqlmig_runner, conn))
+            _readable(check_stairway, sqlmig_runner.with_database(conn))
         finally:
             transaction.rollback()
 
@@ -217,7 +217,7 @@ def _history(sqlmig_runner: MigrationRunner) -> None:
 def _readable(check: Callable[[MigrationRunner], object], runner: MigrationRunner) -> None:
     """Run a check; a sqlmig error (a bad file, say) fails the test with its one line."""
     __tracebackhide__ = True
-    from sqlmig._errors import SqlmigError
+    from sqlmig import SqlmigError
 
     try:
         check(runner)

@@ -1,36 +1,47 @@
-"""``MigrationRunner``: the public entry point that ties the pieces together."""
+"""``MigrationRunner``: the public entry point that ties the pieces together.
+
+Each public method is a short orchestration: the call's connection, lock and
+waits are :mod:`sqlmig._session` and :mod:`sqlmig._held_lock`, the runs of
+steps :mod:`sqlmig._runs`, the history edits :mod:`sqlmig._edits`, the seed
+runners' calls :mod:`sqlmig._legacy`. The module is longer than most because
+it is the whole public class: its docstrings are the API reference.
+"""
 
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import URL
+from sqlalchemy.engine import Connection
 
-from . import _edits
+from . import _edits, _legacy
 from ._database import Database, DatabaseArgument
 from ._discovery import Listing, discover
 from ._dryrun import try_plan
-from ._edits import prepared
 from ._errors import UsageError
-from ._execution import PlanItem
 from ._held_lock import locked
-from ._history import History, HistoryStore
-from ._legacy import BotRunnerCalls, Report, printer
+from ._history import HistoryStore
 from ._locking import checked_lock_timeout
-from ._migration import Migration, PlannedStep, Status, StepCallback, check_reversible
+from ._migration import (
+    AppliedMigration,
+    Migration,
+    PlannedStep,
+    Status,
+    StepCallback,
+    StepPhase,
+)
 from ._planning import (
     Comparison,
     check_history,
     compare,
-    plan_downgrade,
     plan_upgrade,
-    resolve_target,
 )
-from ._runs import apply_steps, undo_steps
-from ._session import Session, opened
+from ._runs import run_downgrade, run_upgrade
+from ._session import Session, connect_args, opened
 from ._sources import MigrationsSource
 
 __all__ = ["MigrationRunner"]
@@ -38,7 +49,19 @@ __all__ = ["MigrationRunner"]
 log = logging.getLogger("sqlmig")
 
 
-class MigrationRunner(BotRunnerCalls):
+def _chained(first: StepCallback | None, then: StepCallback | None) -> StepCallback | None:
+    """One ``on_step`` callback calling ``first``, then ``then`` (either may be None)."""
+    if first is None or then is None:
+        return first or then
+
+    def both(migration: Migration, phase: StepPhase, seconds: float) -> None:
+        first(migration, phase, seconds)
+        then(migration, phase, seconds)
+
+    return both
+
+
+class MigrationRunner:
     """Applies, undoes and reports migrations on one database.
 
     Example::
@@ -133,11 +156,14 @@ class MigrationRunner(BotRunnerCalls):
 
     # -- the public operations --------------------------------------------
 
-    def upgrade(self, target: str | int | None = None) -> list[Migration]:
+    def upgrade(
+        self, target: str | int | None = None, *, on_step: StepCallback | None = None
+    ) -> list[Migration]:
         """Apply every pending step up to ``target`` (all when None), lowest first.
 
         Each step runs in its own transaction with its history row. With
         nothing to do it returns ``[]`` at once, without taking the lock.
+        ``on_step`` is told of this call's steps, after the runner's own.
 
         Raises:
             MigrationSourceError: a bad file (found before any write).
@@ -146,9 +172,6 @@ class MigrationRunner(BotRunnerCalls):
             OutOfOrderMigration, UsageError, LockTimeout, DatabaseUnavailable.
             MigrationFailed: a step failed; earlier steps stay applied.
         """
-        return self._upgrade(target, None)
-
-    def _upgrade(self, target: str | int | None, report: Report | None) -> list[Migration]:
         source = self.migrations_source
         listing = Listing(source) if isinstance(source, (str, Path)) else None
         quick = listing.fingerprint() if listing is not None and target is None else None
@@ -158,34 +181,16 @@ class MigrationRunner(BotRunnerCalls):
                 if s.up_to_date(quick):
                     return []
                 migrations = discover(listing or source)
-            history = s.read()
-            first = compare(migrations, history.rows)
-            if first.failed:  # maybe another runner's step in progress: decide under the lock
-                limit = resolve_target(target, first)
-                steps = [m for m in first.pending if limit is None or m.number <= limit]
-            else:
-                steps = plan_upgrade(first, target, allow_out_of_order=self.allow_out_of_order)
-                if not (steps or history.needs_adopting or first.unfilled):
-                    return []
-            for migration in steps:
-                migration.load()  # every source error surfaces before the first write
-            with locked(s):
-                executor = s.executor(self.on_step, report)
-                with prepared(s, executor, migrations) as history:
-                    comparison = compare(migrations, history.rows)
-                steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)
+            return run_upgrade(
+                s, migrations, target, self.allow_out_of_order, _chained(self.on_step, on_step)
+            )
 
-                def replan(history: History) -> list[PlanItem]:
-                    now = compare(migrations, history.rows)
-                    planned = plan_upgrade(now, target, allow_out_of_order=self.allow_out_of_order)
-                    return [(None, m) for m in planned]
-
-                executor.replan = replan
-                with executor.watching():
-                    return apply_steps(executor, steps)
-
-    def downgrade(self, target: str | int) -> list[Migration]:
+    def downgrade(
+        self, target: str | int, *, on_step: StepCallback | None = None
+    ) -> list[Migration]:
         """Undo every applied step above ``target`` (``"base"``: all), newest first.
+
+        ``on_step`` is told of this call's steps, after the runner's own.
 
         Raises:
             IrreversibleMigration: a step to undo has no ``down()``; nothing ran.
@@ -194,31 +199,40 @@ class MigrationRunner(BotRunnerCalls):
         """
         if target is None:
             raise UsageError("downgrade needs a target: a version, or 'base' to undo all")
-        return self._undo(target, None)
+        return self._undo(target, on_step)
 
-    def rollback_last(self, verbose: bool = False) -> Migration | None:
-        """Undo the most recently applied step; None when nothing is applied."""
-        undone = self._undo(None, printer if verbose else None)
-        if verbose and not undone:
-            print("No migration to roll back")
+    def rollback_last(
+        self, verbose: bool = False, *, on_step: StepCallback | None = None
+    ) -> Migration | None:
+        """Undo the most recently applied step; None when nothing is applied.
+
+        ``verbose=True`` prints ``Undid migration 002_x (3 ms)``, or ``No
+        migration to roll back`` (the bot runner's output). ``on_step`` is told
+        of the step, after the runner's own.
+        """
+        if verbose:
+            return _legacy.rollback_last_verbosely(self, on_step)
+        undone = self._undo(None, on_step)
         return undone[0] if undone else None
 
-    def _undo(self, target: str | int | None, report: Report | None) -> list[Migration]:
+    def _undo(self, target: str | int | None, on_step: StepCallback | None) -> list[Migration]:
         migrations = self.migrations()
         with self._session(write=True) as s, locked(s):
-            executor = s.executor(self.on_step, report)
-            comparison = compare(migrations, s.read_for_steps(executor).rows)
-            queue: list[PlanItem] = list(plan_downgrade(comparison, target))
-            check_reversible(m for _, m in queue)
+            return run_downgrade(s, migrations, target, _chained(self.on_step, on_step))
 
-            def replan(history: History) -> list[PlanItem]:
-                planned = plan_downgrade(compare(migrations, history.rows), target)
-                check_reversible(m for _, m in planned)
-                return list(planned)
+    def run_pending_migrations(self, verbose: bool = False) -> list[Migration]:
+        """``upgrade()``, as the bot runner called it.
 
-            executor.replan = replan
-            with executor.watching():
-                return undo_steps(executor, queue)
+        ``verbose=True`` prints one line per step, ``Applied migration 001_x
+        (2 ms)``, or ``No pending migrations``.
+        """
+        return _legacy.run_pending_migrations(self, verbose)
+
+    def get_status(self) -> dict[str, Any]:
+        """``status()`` as the bot runner's dict: ``total_applied``, ``total_pending``,
+        ``applied`` (dicts of ``version``, ``name``, ``applied_at``) and ``pending``
+        (dicts of ``version``, ``name``)."""
+        return _legacy.get_status(self)
 
     def status(self) -> Status:
         """Applied, pending, changed, missing and failed steps. Writes nothing."""
@@ -324,6 +338,63 @@ class MigrationRunner(BotRunnerCalls):
             change = _edits.unstamp(s, migrations, version)
         log.info("unstamp: %s", change)
         return change
+
+    # -- for checks and tests ----------------------------------------------
+
+    def history(self) -> list[AppliedMigration]:
+        """Every row of the history table as read (``[]`` when there is no table). Writes nothing.
+
+        Unlike :meth:`status`, rows are not matched with the files: a version
+        recorded twice (a table edited by hand) is there twice.
+
+        Raises:
+            DirtyDatabase: a row's version is not a number.
+        """
+        with self._session(write=False) as s:
+            return s.read().rows
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection on the runner's database for the block, to read what the steps made.
+
+        One of the runner's Engine (built from the URL for the block), or the
+        Connection it was given, as it is; a transaction the block began on a
+        given Connection is rolled back at its end. A SQLite file that does not
+        exist is not created: the block sees an empty database.
+        """
+        with self._session(write=False) as s:
+            outside = not s.conn.in_transaction()
+            try:
+                yield s.conn
+            finally:
+                if outside and s.conn.in_transaction():
+                    s.conn.rollback()
+
+    def with_database(self, db: DatabaseArgument) -> MigrationRunner:
+        """A runner with this one's migrations and settings (``on_step`` too), on ``db``."""
+        return MigrationRunner(
+            db,
+            self.migrations_source,
+            table=self.table,
+            schema=self.schema,
+            lock_timeout=self.lock_timeout,
+            allow_out_of_order=self.allow_out_of_order,
+            on_step=self.on_step,
+        )
+
+    @contextmanager
+    def reusing_engine(self) -> Iterator[MigrationRunner]:
+        """For many calls in a row: a runner like this one whose calls share one Engine.
+
+        A runner given a URL builds an Engine for each call and disposes of it
+        after; the runner yielded uses one for the whole block, disposed at its
+        end. A runner given an Engine or a Connection yields itself.
+        """
+        if not self._db.builds_engine:
+            yield self
+            return
+        with self._db.engine(connect_args(self._db, self.lock_timeout)) as engine:
+            yield self.with_database(engine)
 
     def dry_run(self, target: str | int | None = None) -> list[PlannedStep]:
         """What ``upgrade(target)`` would apply, with the SQL each step sends.

@@ -1,17 +1,80 @@
-"""A run of planned steps, applied or undone in order on one executor.
+"""The runs of ``upgrade`` and ``downgrade``: planned, then applied or undone in order.
 
-Between steps the executor may have made the plan again (another runner wrote
-meanwhile, see ``StepExecutor.take_replanned``): the run then follows the new
-plan from where it stands.
+The plan is made from the history read at the start, made again under the
+lock, and, between steps, made again by the executor when another runner
+wrote meanwhile (see ``StepExecutor.take_replanned``): the run then follows
+the new plan from where it stands.
 """
 
 from __future__ import annotations
 
+from ._edits import prepared
 from ._errors import MigrationFailed
 from ._execution import PlanItem, StepExecutor
-from ._migration import Migration
+from ._held_lock import locked
+from ._history import History
+from ._migration import Migration, StepCallback, check_reversible
+from ._planning import compare, plan_downgrade, plan_upgrade, resolve_target
+from ._session import Session
 
-__all__ = ["apply_steps", "undo_steps"]
+__all__ = ["apply_steps", "run_downgrade", "run_upgrade", "undo_steps"]
+
+
+def run_upgrade(
+    s: Session,
+    migrations: list[Migration],
+    target: str | int | None,
+    allow_out_of_order: bool,
+    on_step: StepCallback | None,
+) -> list[Migration]:
+    """``MigrationRunner.upgrade`` once the migrations are known: nothing to do costs no lock."""
+    history = s.read()
+    first = compare(migrations, history.rows)
+    if first.failed:  # maybe another runner's step in progress: decide under the lock
+        limit = resolve_target(target, first)
+        steps = [m for m in first.pending if limit is None or m.number <= limit]
+    else:
+        steps = plan_upgrade(first, target, allow_out_of_order=allow_out_of_order)
+        if not (steps or history.needs_adopting or first.unfilled):
+            return []
+    for migration in steps:
+        migration.load()  # every source error surfaces before the first write
+    with locked(s):
+        executor = s.executor(on_step)
+        with prepared(s, executor, migrations) as history:
+            comparison = compare(migrations, history.rows)
+        steps = plan_upgrade(comparison, target, allow_out_of_order=allow_out_of_order)
+
+        def replan(history: History) -> list[PlanItem]:
+            now = compare(migrations, history.rows)
+            planned = plan_upgrade(now, target, allow_out_of_order=allow_out_of_order)
+            return [(None, m) for m in planned]
+
+        executor.replan = replan
+        with executor.watching():
+            return apply_steps(executor, steps)
+
+
+def run_downgrade(
+    s: Session,
+    migrations: list[Migration],
+    target: str | int | None,
+    on_step: StepCallback | None,
+) -> list[Migration]:
+    """``MigrationRunner.downgrade`` (``target`` None: the last step), under the lock."""
+    executor = s.executor(on_step)
+    comparison = compare(migrations, s.read_for_steps(executor).rows)
+    queue: list[PlanItem] = list(plan_downgrade(comparison, target))
+    check_reversible(m for _, m in queue)
+
+    def replan(history: History) -> list[PlanItem]:
+        planned = plan_downgrade(compare(migrations, history.rows), target)
+        check_reversible(m for _, m in planned)
+        return list(planned)
+
+    executor.replan = replan
+    with executor.watching():
+        return undo_steps(executor, queue)
 
 
 def apply_steps(executor: StepExecutor, steps: list[Migration]) -> list[Migration]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -23,10 +23,9 @@ from ._driver_errors import translated
 from ._errors import UsageError
 from ._execution import StepExecutor
 from ._history import History, HistoryStore
-from ._legacy import Report
 from ._migration import StepCallback
 
-__all__ = ["Session", "opened"]
+__all__ = ["Session", "connect_args", "opened"]
 
 log = logging.getLogger("sqlmig")
 
@@ -39,6 +38,12 @@ def _autocommit(conn: Connection) -> bool:
     if probe is not None:
         return bool(probe())
     return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def connect_args(db: Database, lock_timeout: float) -> dict[str, Any]:
+    """For an engine built from the URL: each statement waits up to ``lock_timeout``."""
+    name = profile_named(db.url.get_backend_name()).connect_timeout_arg
+    return {name: lock_timeout} if name else {}
 
 
 @contextmanager
@@ -60,8 +65,6 @@ def opened(
             "the Connection you passed is closed: pass an open Connection, "
             "or the Engine (sqlmig then opens and closes its own)"
         )
-    name = profile_named(db.url.get_backend_name()).connect_timeout_arg
-    connect_args = {name: lock_timeout} if name else {}
     errors = translated(
         url=db.display_url,
         table=store.name,
@@ -69,7 +72,7 @@ def opened(
         backend=db.url.get_backend_name(),
         lock_timeout=lock_timeout,
     )
-    with errors, db.engine(connect_args, write=write) as engine:
+    with errors, db.engine(connect_args(db, lock_timeout), write=write) as engine:
         conn = given if given is not None else db.connect(engine)
         profile = profile_for(conn)
         session: Session | None = None
@@ -162,9 +165,7 @@ class Session:
         self.left_autocommit = True
         self.conn.execution_options(isolation_level=self.conn.default_isolation_level)
 
-    def executor(
-        self, on_step: StepCallback | None = None, report: Report | None = None
-    ) -> StepExecutor:
+    def executor(self, on_step: StepCallback | None = None) -> StepExecutor:
         """The step executor of the call (``on_step`` for one that runs steps)."""
         self.transactional()
         return StepExecutor(
@@ -173,7 +174,6 @@ class Session:
             self.store,
             nested=self.nested,
             lock_timeout=self.lock_timeout,
-            report=report,
             on_step=on_step,
         )
 

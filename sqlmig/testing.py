@@ -15,13 +15,8 @@ failing check reads as a test failure, not as a crash.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy.engine import Connection
-
-from ._database import DatabaseArgument
 from ._discovery import find_all
 from ._errors import IrreversibleMigration, MigrationFailed, UsageError
 from ._migration import AppliedMigration, Migration
@@ -32,37 +27,13 @@ from ._schema_snapshot import Snapshot, differences, snapshot
 __all__ = ["check_history", "check_stairway"]
 
 
-@contextmanager
-def _connection(runner: MigrationRunner) -> Iterator[Connection]:
-    """A connection on the runner's database; a given one is left as it was found."""
-    with runner._session(write=False) as s:
-        outside = not s.conn.in_transaction()
-        try:
-            yield s.conn
-        finally:
-            if outside and s.conn.in_transaction():
-                s.conn.rollback()  # end the transaction reflection began: it read only
-
-
 def _take(runner: MigrationRunner) -> Snapshot:
     """The runner's schema (and its history table's schema), minus the history table."""
-    with _connection(runner) as conn:
+    with runner.connect() as conn:
         default = conn.dialect.default_schema_name
         extra = runner.schema if runner.schema not in (None, default) else None
         history = f"{extra}.{runner.table}" if extra else runner.table
         return snapshot(conn, (None, extra) if extra else (None,), ignore={history})
-
-
-def _same_runner(runner: MigrationRunner, db: DatabaseArgument) -> MigrationRunner:
-    """A runner with the same migrations and settings as ``runner``, on ``db``."""
-    return MigrationRunner(
-        db,
-        runner.migrations_source,
-        table=runner.table,
-        schema=runner.schema,
-        lock_timeout=runner.lock_timeout,
-        allow_out_of_order=runner.allow_out_of_order,
-    )
 
 
 def _report(migration: Migration, problem: str, found: list[str]) -> AssertionError:
@@ -88,10 +59,8 @@ def check_stairway(runner: MigrationRunner) -> list[Migration]:
         MigrationFailed: an ``up()`` failed the first time it ran.
     """
     __tracebackhide__ = True
-    if runner._db.given_connection is not None or runner._db.given_engine is not None:
-        return _walk(runner)
-    with runner._db.engine() as engine:  # one engine, one pool, for the whole walk
-        return _walk(_same_runner(runner, engine))
+    with runner.reusing_engine() as walker:  # one engine, one pool, for the whole walk
+        return _walk(walker)
 
 
 def _walk(runner: MigrationRunner) -> list[Migration]:
@@ -141,11 +110,6 @@ def _all_files(runner: MigrationRunner) -> list[Migration]:
     return find_all(runner.migrations_source)
 
 
-def _history(runner: MigrationRunner) -> list[AppliedMigration]:
-    with runner._session(write=False) as s:
-        return s.read().rows
-
-
 def _duplicates(items: list[Migration] | list[AppliedMigration]) -> dict[int, list[str]]:
     groups: dict[int, list[str]] = defaultdict(list)
     for item in items:
@@ -166,7 +130,7 @@ def check_history(runner: MigrationRunner) -> None:
     """
     __tracebackhide__ = True
     files = _all_files(runner)
-    rows = _history(runner)
+    rows = runner.history()
     problems = [
         f"version {number} is used by {len(names)} files: {', '.join(names)}"
         for number, names in sorted(_duplicates(files).items())

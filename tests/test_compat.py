@@ -91,3 +91,33 @@ def test_a_runner_without_database_or_migrations_says_how_to_build_one() -> None
 
     with pytest.raises(UsageError, match=r"MigrationRunner\('sqlite:///app.db', 'migrations'\)"):
         MigrationRunner(db_path="x.db")
+
+
+def test_verbose_prints_alongside_the_runners_own_on_step(
+    sqlite_backend: Backend,
+    make_migrations: MakeMigrations,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sqlmig import MigrationRunner
+
+    folder = make_migrations({"001_initial_schema.py": BOT_INITIAL})
+    seen: list[str] = []
+    runner = MigrationRunner(
+        db_path=sqlite_backend.url_string,
+        migrations_dir=folder,
+        on_step=lambda m, phase, s: seen.append(f"{phase} {m.version}"),
+    )
+
+    assert [m.version for m in runner.run_pending_migrations(verbose=True)] == ["001"]
+    undone = runner.rollback_last(verbose=True)
+    assert undone is not None and undone.version == "001"
+    assert runner.rollback_last(verbose=True) is None
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        "Applied migration 001_initial_schema",
+        "Undid migration 001_initial_schema",
+        "No migration to roll back",
+    ]
+    assert all(line.endswith(" ms)") for line in lines[:2])
+    assert seen == ["start 001", "done 001", "start 001", "done 001"]

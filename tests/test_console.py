@@ -15,7 +15,7 @@ from conftest import MakeMigrations
 from sqlmig import Migration, MigrationFailed, MigrationRunner
 from sqlmig._cli import main
 from sqlmig._console import human_duration
-from sqlmig._migration import StepPhase
+from sqlmig._migration import StepCallback, StepPhase
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "migrations"
 TIMEOUT = 60  # seconds; a bound, never an assertion
@@ -253,3 +253,39 @@ def test_a_reader_gone_mid_upgrade_does_not_cut_the_upgrade_short(
 
     assert MigrationRunner(sqlite_backend.url, folder).status().total_applied == 2
     assert capsys.readouterr().err == ""
+
+
+def test_an_on_step_given_to_a_call_is_told_after_the_runners_own(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(STEPS)
+    seen: list[tuple[str, str, str]] = []
+    runner = MigrationRunner(
+        backend.url, folder, on_step=lambda m, phase, s: seen.append(("runner", m.version, phase))
+    )
+
+    def call(name: str) -> StepCallback:
+        return lambda m, phase, s: seen.append((name, m.version, phase))
+
+    runner.upgrade("001", on_step=call("upgrade"))
+    runner.downgrade("base", on_step=call("downgrade"))
+    runner.upgrade()
+    runner.rollback_last(on_step=call("rollback"))
+    assert seen == [
+        ("runner", "001", "start"),
+        ("upgrade", "001", "start"),
+        ("runner", "001", "done"),
+        ("upgrade", "001", "done"),
+        ("runner", "001", "start"),
+        ("downgrade", "001", "start"),
+        ("runner", "001", "done"),
+        ("downgrade", "001", "done"),
+        ("runner", "001", "start"),
+        ("runner", "001", "done"),
+        ("runner", "002", "start"),
+        ("runner", "002", "done"),
+        ("runner", "002", "start"),
+        ("rollback", "002", "start"),
+        ("runner", "002", "done"),
+        ("rollback", "002", "done"),
+    ]

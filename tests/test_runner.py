@@ -514,3 +514,92 @@ def test_unstamp_on_a_database_without_history_creates_nothing(
     with pytest.raises(UsageError, match="cannot unstamp 1: the history has no row for it"):
         runner.unstamp("1")
     assert tables(backend) == set()  # MySQL would keep a history table created for nothing
+
+
+# -- the calls for checks and tests: history, connect, with_database, reusing_engine ---
+
+
+def test_history_lists_the_rows_as_read_and_creates_nothing(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(steps("a", "b")))
+    assert runner.history() == []
+    assert "migrations" not in tables(backend)
+
+    runner.upgrade("001")
+    rows = runner.history()
+    assert [(r.version, r.name, r.success) for r in rows] == [("001", "create_a", True)]
+    assert rows[0].checksum == runner.migrations()[0].checksum
+
+
+def test_connect_reads_the_runners_database_and_leaves_a_given_connection_as_found(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    MigrationRunner(backend.url, make_migrations(steps("a"))).upgrade()
+    folder = make_migrations(steps("a"))
+    with MigrationRunner(backend.url, folder).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM migrations")).scalar_one() == 1
+
+    engine = backend.engine()
+    try:
+        with engine.connect() as given:
+            with MigrationRunner(given, folder).connect() as conn:
+                assert conn is given
+                conn.execute(text("SELECT count(*) FROM a"))
+            assert not given.in_transaction()  # the transaction the read began is over
+    finally:
+        engine.dispose()
+
+
+def test_with_database_keeps_the_migrations_and_every_setting(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    def on_step(*args: object) -> None:
+        pass
+
+    runner = MigrationRunner(
+        "sqlite:///one.db",
+        make_migrations(steps("a")),
+        table="history",
+        lock_timeout=7,
+        allow_out_of_order=False,
+        on_step=on_step,
+    )
+    other = runner.with_database(sqlite_backend.url)
+    assert other.url == sqlite_backend.url.render_as_string()
+    assert (other.migrations_source, other.table, other.schema) == (
+        runner.migrations_source,
+        "history",
+        None,
+    )
+    assert (other.lock_timeout, other.allow_out_of_order, other.on_step) == (7, False, on_step)
+
+
+def test_reusing_engine_shares_one_engine_across_the_calls_of_the_block(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlmig._database
+
+    built: list[object] = []
+    real = sqlmig._database.create_engine
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sqlmig._database, "create_engine", counting)
+    runner = MigrationRunner(sqlite_backend.url, make_migrations(steps("a", "b")))
+    with runner.reusing_engine() as walker:
+        assert walker is not runner
+        walker.upgrade("001")
+        walker.upgrade()
+        assert walker.status().total_applied == 2
+    assert len(built) == 1
+
+    engine = sqlite_backend.engine()
+    try:
+        given = MigrationRunner(engine, runner.migrations_source)
+        with given.reusing_engine() as walker:
+            assert walker is given
+    finally:
+        engine.dispose()
