@@ -27,7 +27,7 @@ from ._errors import (
     UsageError,
 )
 from ._history import history_table
-from ._migration import AppliedMigration, Migration, PlannedStep, Status
+from ._migration import AppliedMigration, Migration, PlannedStep, Status, StepCallback, StepPhase
 from ._runner import MigrationRunner
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ __all__ = [
     "PlannedStep",
     "SqlmigError",
     "Status",
+    "StepCallback",
+    "StepPhase",
     "UsageError",
     "history_table",
     "ops",

@@ -2,9 +2,11 @@
 
 Each command calls the :class:`~sqlmig.MigrationRunner` method of the same
 name (``new`` calls :func:`sqlmig._scaffold.new_migration`). Step lines come from
-the runner's ``on_step`` callback; the steps' own log records (loggers below
+the ``on_step`` callback of the call; the steps' own log records (loggers below
 ``sqlmig``, such as ``sqlmig.migrations``) show at INFO, the library's own
-records under ``-v``; only this module attaches a handler to the ``sqlmig`` logger.
+records under ``-v`` (but its record of each step, which carries
+``record.migration``: the step line shows it); only this module attaches a
+handler to the ``sqlmig`` logger.
 Errors are one line on stderr (the traceback too under ``-v``); the exit code
 is the error's ``exit_code``, 130 on Ctrl-C, 0 when done.
 """
@@ -40,8 +42,6 @@ __all__ = ["build_parser", "main", "status_json", "status_rows"]
 
 log = logging.getLogger("sqlmig")
 
-#: The library's own record of each step, which the step lines already show.
-STEP_RECORD = re.compile(r"^(applied|undid) \S+ in \d+ ms$")
 URL_TEXT = re.compile(r"[A-Za-z][\w+.-]*://\S+")
 #: Punctuation that ends a sentence after a URL, not the URL itself.
 TRAILING = ":;,.)]}'\""
@@ -250,8 +250,8 @@ class _Progress(logging.Handler):
             print(self.out.clean(f"warning: {message}"), file=self.out.stderr, flush=True)
         elif record.name != log.name and record.levelno >= logging.INFO:
             self.out.line(message)  # a step's own progress (logger sqlmig.migrations, ...)
-        elif self.out.verbose and not STEP_RECORD.match(message):
-            self.out.line(message)
+        elif self.out.verbose and not hasattr(record, "migration"):
+            self.out.line(message)  # not a step's record: the step lines (on_step) show those
 
 
 @contextmanager
@@ -317,8 +317,7 @@ def cmd_upgrade(args: argparse.Namespace, out: Output, progress: _Progress) -> i
         limit = _number(args.target)
         pending = runner.status().pending
         total = len([m for m in pending if limit is None or m.number <= limit])
-    runner.on_step = progress.steps("applying", "applied", total)
-    applied = runner.upgrade(args.target)
+    applied = runner.upgrade(args.target, on_step=progress.steps("applying", "applied", total))
     if applied:
         out.line(f"Applied {len(applied)} migration(s) to {runner.url}")
     else:
@@ -376,8 +375,7 @@ def cmd_downgrade(args: argparse.Namespace, out: Output, progress: _Progress) ->
         limit = -1 if args.target.strip().lower() == "base" else _number(args.target)
         applied = runner.status().applied
         total = len([r for r in applied if limit is not None and r.number > limit])
-    runner.on_step = progress.steps("undoing", "undid", total)
-    undone = runner.downgrade(args.target)
+    undone = runner.downgrade(args.target, on_step=progress.steps("undoing", "undid", total))
     if undone:
         out.line(f"Undid {len(undone)} migration(s) above {args.target} on {runner.url}")
     else:
@@ -387,8 +385,7 @@ def cmd_downgrade(args: argparse.Namespace, out: Output, progress: _Progress) ->
 
 def cmd_rollback(args: argparse.Namespace, out: Output, progress: _Progress) -> int:
     runner = _runner(args, out)
-    runner.on_step = progress.steps("undoing", "undid", 0)
-    undone = runner.rollback_last()
+    undone = runner.rollback_last(on_step=progress.steps("undoing", "undid", 0))
     if undone is None:
         out.line(f"Nothing to roll back: no migration is applied on {runner.url}")
     else:

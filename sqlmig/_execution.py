@@ -475,6 +475,6 @@ class StepExecutor:
             return self.call(migration, fn, action)
 
     def _log(self, verb: str, migration: Migration, ms: int) -> None:
-        log.info("%s %s in %d ms", verb, migration.label, ms)
+        log.info("%s %s in %d ms", verb, migration.label, ms, extra={"migration": migration})
         if self.on_step is not None:
             self.on_step(migration, "done", ms / 1000)

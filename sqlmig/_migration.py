@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ._errors import IrreversibleMigration, MigrationSourceError
 
@@ -33,8 +33,18 @@ StepFunction = Callable[["Connection"], object]
 #: Where a step is: its function is about to run, it is done (and recorded), or it failed.
 StepPhase = Literal["start", "done", "failed"]
 
-#: ``on_step(migration, phase, seconds)``: seconds since the step started (0.0 at "start").
-StepCallback = Callable[["Migration", StepPhase, float], None]
+
+class StepCallback(Protocol):
+    """The type of ``on_step``: ``on_step(migration, phase, seconds)``, told of each step.
+
+    Called as each step that ``upgrade``, ``downgrade`` or ``rollback_last``
+    runs starts (``phase`` ``"start"``, ``seconds`` 0.0), once it is done and
+    recorded (``"done"``, its duration in seconds) and when it fails
+    (``"failed"``, the seconds it ran, before the error is raised). Any
+    function of three positional arguments fits. What it raises is not caught.
+    """
+
+    def __call__(self, migration: Migration, phase: StepPhase, seconds: float, /) -> None: ...
 
 
 #: The longest version the history table holds (its ``version`` column is ``String(32)``).

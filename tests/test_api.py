@@ -27,6 +27,8 @@ EXPECTED = [
     "PlannedStep",
     "SqlmigError",
     "Status",
+    "StepCallback",
+    "StepPhase",
     "UsageError",
     "history_table",
     "ops",

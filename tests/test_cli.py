@@ -1054,3 +1054,19 @@ def test_a_masked_url_keeps_the_punctuation_after_it(tmp_path: Path) -> None:
     assert result.returncode == 5
     assert "cannot connect to postgresql+psycopg://app:***@127.0.0.1:1/app: " in result.stderr
     assert "%3A" not in result.stderr
+
+
+def test_with_v_each_step_shows_once_not_also_as_its_log_record(
+    sqlite_project: Project,
+) -> None:
+    result = sqlite_project.run("-v", "upgrade")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    steps = [line for line in lines if line.startswith("applied ")]
+    assert [line.split(" in ")[0] for line in steps] == [
+        f"applied {name.removesuffix('.py')}" for name in sorted(STEPS)
+    ]
+
+    result = sqlite_project.run("-v", "downgrade", "base")
+    undone = [line for line in result.stdout.splitlines() if line.startswith("undid ")]
+    assert len(undone) == len(STEPS)

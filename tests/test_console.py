@@ -12,10 +12,9 @@ import pytest
 
 from backends import Backend
 from conftest import MakeMigrations
-from sqlmig import Migration, MigrationFailed, MigrationRunner
+from sqlmig import Migration, MigrationFailed, MigrationRunner, StepCallback, StepPhase
 from sqlmig._cli import main
 from sqlmig._console import human_duration
-from sqlmig._migration import StepCallback, StepPhase
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "migrations"
 TIMEOUT = 60  # seconds; a bound, never an assertion
