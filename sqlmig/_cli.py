@@ -8,7 +8,7 @@ records under ``-v`` (but its record of each step, which carries
 ``record.migration``: the step line shows it); only this module attaches a
 handler to the ``sqlmig`` logger.
 Errors are one line on stderr (the traceback too under ``-v``); the exit code
-is the error's ``exit_code``, 130 on Ctrl-C, 0 when done.
+is the error's entry in :data:`EXIT_CODES`, 130 on Ctrl-C, 0 when done.
 """
 
 from __future__ import annotations
@@ -32,16 +32,49 @@ from . import __version__
 from ._console import Console, StepLines
 from ._database import holds_secret, mask, mask_in, scrub
 from ._dryrun import changes_something
-from ._errors import ConfigError, SqlmigError
+from ._errors import (
+    ChecksumMismatch,
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    DirtyDatabase,
+    HistoryMismatch,
+    IrreversibleMigration,
+    LockTimeout,
+    MigrationFailed,
+    MigrationSourceError,
+    MissingMigration,
+    OutOfOrderMigration,
+    PermissionDenied,
+    SqlmigError,
+    UsageError,
+)
 from ._migration import PlannedStep, Status
 from ._runner import MigrationRunner
 from ._scaffold import new_migration
 from .config import CONFIG_VAR, URL_VAR, checked_lock_timeout, migrations_setting, runner_settings
 
-__all__ = ["build_parser", "main", "status_json", "status_rows"]
+__all__ = ["EXIT_CODES", "build_parser", "exit_code", "main", "status_json", "status_rows"]
 
 log = logging.getLogger("sqlmig")
 
+#: The exit code of each error, the most specific class first; any other error exits 1.
+EXIT_CODES: tuple[tuple[type[SqlmigError], int], ...] = (
+    (MigrationSourceError, 2),
+    (ConfigError, 2),
+    (UsageError, 2),
+    (ChecksumMismatch, 3),
+    (MissingMigration, 3),
+    (HistoryMismatch, 3),
+    (OutOfOrderMigration, 3),
+    (DirtyDatabase, 3),
+    (LockTimeout, 4),
+    (DatabaseUnavailable, 5),
+    (PermissionDenied, 5),
+    (DatabaseError, 5),
+    (MigrationFailed, 1),
+    (IrreversibleMigration, 1),
+)
 URL_TEXT = re.compile(r"[A-Za-z][\w+.-]*://\S+")
 #: Punctuation that ends a sentence after a URL, not the URL itself.
 TRAILING = ":;,.)]}'\""
@@ -147,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         "name", metavar="NAME"
     )
     return parser
+
+
+def exit_code(exc: SqlmigError) -> int:
+    """The command's exit code for ``exc``: its entry in :data:`EXIT_CODES`, else 1."""
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)
 
 
 # -- output ----------------------------------------------------------------
@@ -568,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[args.command](args, out, progress)
         except SqlmigError as exc:
             out.error(exc)
-            return exc.exit_code
+            return exit_code(exc)
         except KeyboardInterrupt:
             out.console.end_open_line()
             print(

@@ -20,7 +20,7 @@
     └── LockTimeout               another runner held the lock longer than lock_timeout
 
 Each message is one line that says what to do. Data travels as attributes.
-``exit_code`` is what the command line returns for the error.
+The command line's exit code for each is in ``sqlmig._cli.EXIT_CODES``.
 """
 
 from __future__ import annotations
@@ -49,8 +49,6 @@ __all__ = [
 class SqlmigError(Exception):
     """Root of every sqlmig error."""
 
-    exit_code = 1
-
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -61,8 +59,6 @@ class SqlmigError(Exception):
 
 class MigrationSourceError(SqlmigError):
     """The migrations source is unusable: folder, file name, duplicate, module content."""
-
-    exit_code = 2
 
     def __init__(
         self,
@@ -81,8 +77,6 @@ class MigrationSourceError(SqlmigError):
 class ConfigError(SqlmigError):
     """Configuration cannot be resolved: no URL, unknown environment, unset variable."""
 
-    exit_code = 2
-
     def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
         super().__init__(message)
         self.path = path
@@ -92,13 +86,9 @@ class ConfigError(SqlmigError):
 class UsageError(SqlmigError):
     """A call that cannot be honoured as asked: unknown target, misuse of the API."""
 
-    exit_code = 2
-
 
 class DatabaseUnavailable(SqlmigError):
     """The database cannot be reached or refuses the credentials."""
-
-    exit_code = 5
 
     def __init__(self, message: str, *, url: str) -> None:
         super().__init__(message)
@@ -112,8 +102,6 @@ class DatabaseError(SqlmigError):
     ``action`` says what sqlmig was doing; the driver's error is ``__cause__``.
     """
 
-    exit_code = 5
-
     def __init__(self, message: str, *, action: str, url: str) -> None:
         super().__init__(message)
         self.action = action
@@ -126,8 +114,6 @@ class PermissionDenied(DatabaseError):
 
 class MigrationFailed(SqlmigError):
     """A step raised, or tried to end its transaction; its work was rolled back."""
-
-    exit_code = 1
 
     def __init__(
         self,
@@ -148,8 +134,6 @@ class MigrationFailed(SqlmigError):
 class IrreversibleMigration(SqlmigError):
     """A step that must be undone has no ``down()``."""
 
-    exit_code = 1
-
     def __init__(self, message: str, *, versions: Sequence[str]) -> None:
         super().__init__(message)
         self.versions = list(versions)
@@ -157,8 +141,6 @@ class IrreversibleMigration(SqlmigError):
 
 class HistoryMismatch(SqlmigError):
     """The history table and the migration files disagree."""
-
-    exit_code = 3
 
     def __init__(self, message: str, *, versions: Sequence[str]) -> None:
         super().__init__(message)
@@ -176,8 +158,6 @@ class MissingMigration(HistoryMismatch):
 class OutOfOrderMigration(SqlmigError):
     """A pending version is lower than the newest applied one and that is refused."""
 
-    exit_code = 3
-
     def __init__(self, message: str, *, versions: Sequence[str]) -> None:
         super().__init__(message)
         self.versions = list(versions)
@@ -187,8 +167,6 @@ class DirtyDatabase(SqlmigError):
     """The history needs a person: a step that could not be rolled back failed or was
     interrupted, or a row's version is not a number (written by hand)."""
 
-    exit_code = 3
-
     def __init__(self, message: str, *, versions: Sequence[str]) -> None:
         super().__init__(message)
         self.versions = list(versions)
@@ -196,8 +174,6 @@ class DirtyDatabase(SqlmigError):
 
 class LockTimeout(SqlmigError):
     """Another runner held the migration lock for longer than ``lock_timeout``."""
-
-    exit_code = 4
 
     def __init__(self, message: str, *, timeout: float, holder: str | None = None) -> None:
         super().__init__(message)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import make_url
 
 from sqlmig import ConfigError, MigrationRunner
+from sqlmig._cli import exit_code
 from sqlmig.config import migrations_setting, read_config, runner_settings
 
 PROJECT = """\
@@ -103,7 +104,7 @@ def test_no_url_anywhere_is_a_config_error_naming_file_and_key(tmp_path: Path) -
         runner_settings(path=path)
     assert str(path) in str(caught.value)
     assert caught.value.key == "tool.sqlmig.url"
-    assert caught.value.exit_code == 2
+    assert exit_code(caught.value) == 2
 
 
 def test_a_missing_file_is_fine_when_the_url_comes_from_elsewhere(
@@ -404,7 +405,7 @@ def test_with_nothing_found_the_error_says_what_to_set(
 def test_a_tool_key_that_is_no_table_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"tool must be a table") as caught:
         runner_settings(path=write(tmp_path, "tool = 1\n"))
-    assert caught.value.exit_code == 2
+    assert exit_code(caught.value) == 2
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-1", "1e12"])

@@ -28,7 +28,7 @@ from sqlmig import (
     PermissionDenied,
     SqlmigError,
 )
-from sqlmig._cli import main
+from sqlmig._cli import exit_code, main
 from sqlmig._dialects.mysql import NamedLock
 from sqlmig._dialects.postgresql import AdvisoryLock
 from sqlmig._driver_errors import describe
@@ -163,7 +163,7 @@ def test_a_read_only_user_cannot_create_the_history_table(
     assert "create tables" in message or "read-only" in message
     assert isinstance(info.value.__cause__, DBAPIError)
     assert info.value.action.startswith("creating the history table")
-    assert code == info.value.exit_code == 5
+    assert code == exit_code(info.value) == 5
     assert "creating the history table" in cli_error(capsys)
     assert tables(backend) == set()
 
@@ -387,7 +387,7 @@ def test_a_failing_lock_query_names_the_lock(
     message = one_line(info.value)
     assert "taking the migration lock failed" in message
     assert isinstance(info.value.__cause__, DBAPIError)
-    assert info.value.exit_code == 5 and isinstance(info.value, SqlmigError)
+    assert exit_code(info.value) == 5 and isinstance(info.value, SqlmigError)
     assert tables(backend) == set()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from sqlmig import (
     SqlmigError,
 )
 from sqlmig import _errors as errors
+from sqlmig._cli import EXIT_CODES, exit_code
 
 CREATE = (
     "from sqlalchemy import text\ndef up(conn):\n"
@@ -158,7 +160,7 @@ def test_an_unreachable_or_refusing_server_is_database_unavailable(
     message = one_line(info.value)
     assert "***" in message and "check that the server is up" in message
     assert "s3cret-pw" not in caplog.text and "s3cret-pw" not in info.value.url
-    assert info.value.exit_code == 5
+    assert exit_code(info.value) == 5
 
 
 def test_a_malformed_url_is_a_config_error(make_migrations: MakeMigrations) -> None:
@@ -169,7 +171,22 @@ def test_a_malformed_url_is_a_config_error(make_migrations: MakeMigrations) -> N
     one_line(info.value)
 
 
-def test_every_error_derives_from_the_root_with_its_exit_code() -> None:
+#: What each error class needs besides its message.
+ARGS: dict[str, dict[str, Any]] = {
+    "DatabaseUnavailable": {"url": "u"},
+    "DatabaseError": {"action": "a", "url": "u"},
+    "PermissionDenied": {"action": "a", "url": "u"},
+    "MigrationFailed": {"version": "001", "path": None, "line": None},
+    "IrreversibleMigration": {"versions": ["001"]},
+    "ChecksumMismatch": {"versions": ["001"]},
+    "MissingMigration": {"versions": ["001"]},
+    "OutOfOrderMigration": {"versions": ["001"]},
+    "DirtyDatabase": {"versions": ["001"]},
+    "LockTimeout": {"timeout": 1.0},
+}
+
+
+def test_every_error_derives_from_the_root_and_has_its_exit_code_on_the_command_line() -> None:
     codes = {
         "MigrationSourceError": 2,
         "ConfigError": 2,
@@ -187,4 +204,10 @@ def test_every_error_derives_from_the_root_with_its_exit_code() -> None:
     }
     for name, code in codes.items():
         cls = getattr(errors, name)
-        assert issubclass(cls, SqlmigError) and cls.exit_code == code, name
+        assert issubclass(cls, SqlmigError), name
+        assert exit_code(cls("x", **ARGS.get(name, {}))) == code, name
+        assert not hasattr(cls, "exit_code"), name  # the command line maps them, not the library
+    kinds = [kind for kind, _ in EXIT_CODES]
+    for i, kind in enumerate(kinds):  # most specific first: no class after one of its bases
+        assert not any(issubclass(kind, earlier) for earlier in kinds[:i]), kind
+    assert exit_code(SqlmigError("x")) == 1
