@@ -12,12 +12,13 @@ async driver (aiosqlite, asyncpg, aiomysql)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._migration import Migration
+from ._migration import Migration, StepCallback
 from ._runner import MigrationRunner
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ._sources import MigrationsSource
@@ -29,12 +30,17 @@ async def upgrade_async(
     engine: AsyncEngine,
     migrations: MigrationsSource,
     target: str | int | None = None,
-    **runner_options: Any,
+    *,
+    table: str = "migrations",
+    schema: str | None = None,
+    lock_timeout: float = 60.0,
+    allow_out_of_order: bool = True,
+    on_step: StepCallback | None = None,
 ) -> list[Migration]:
     """``MigrationRunner(...).upgrade(target)`` on one connection of an ``AsyncEngine``.
 
-    ``runner_options`` are :class:`MigrationRunner`'s keywords (``table``,
-    ``schema``, ``lock_timeout``, ``allow_out_of_order``). Each step is
+    The keywords are :class:`MigrationRunner`'s (``table``, ``schema``,
+    ``lock_timeout``, ``allow_out_of_order``, ``on_step``). Each step is
     committed as it finishes, as with a synchronous engine.
 
     Example::
@@ -46,8 +52,17 @@ async def upgrade_async(
         The errors of :meth:`MigrationRunner.upgrade`.
     """
 
-    def run(sync_conn: Any) -> list[Migration]:
-        return MigrationRunner(sync_conn, migrations, **runner_options).upgrade(target)
+    def run(sync_conn: Connection) -> list[Migration]:
+        runner = MigrationRunner(
+            sync_conn,
+            migrations,
+            table=table,
+            schema=schema,
+            lock_timeout=lock_timeout,
+            allow_out_of_order=allow_out_of_order,
+            on_step=on_step,
+        )
+        return runner.upgrade(target)
 
     async with engine.connect() as conn:
         return await conn.run_sync(run)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import URL
 from sqlalchemy.engine import Connection
@@ -80,6 +80,32 @@ class MigrationRunner:
     duration) or when it fails (``"failed"``, before the error is raised): a
     progress display for long steps. What it raises is not caught.
     """
+
+    @overload
+    def __init__(
+        self,
+        db: DatabaseArgument,
+        migrations: MigrationsSource,
+        *,
+        table: str = ...,
+        schema: str | None = ...,
+        lock_timeout: float = ...,
+        allow_out_of_order: bool = ...,
+        on_step: StepCallback | None = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        *,
+        db_path: str | Path,
+        migrations_dir: str | Path,
+        table: str = ...,
+        schema: str | None = ...,
+        lock_timeout: float = ...,
+        allow_out_of_order: bool = ...,
+        on_step: StepCallback | None = ...,
+    ) -> None: ...
 
     def __init__(
         self,
