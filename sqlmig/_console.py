@@ -1,16 +1,31 @@
-"""What the ``sqlmig`` command shows while it works: step lines, durations, a reader gone.
+"""What the ``sqlmig`` command shows while it works: step lines, durations, log
+records, errors, every URL masked, a reader gone.
 
 Only the command line uses this module; the library itself never prints.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
+from ._database import holds_secret, mask, mask_in, scrub
+from ._errors import SqlmigError
 from ._migration import Migration, StepPhase
 
-__all__ = ["Console", "StepLines", "human_duration"]
+__all__ = ["Console", "Output", "Progress", "StepLines", "human_duration", "logging_to"]
+
+log = logging.getLogger("sqlmig")
+
+URL_TEXT = re.compile(r"[A-Za-z][\w+.-]*://\S+")
+#: Punctuation that ends a sentence after a URL, not the URL itself.
+TRAILING = ":;,.)]}'\""
+PROGRESS_ABOVE = 3  # show "[n/total]" on a terminal when more steps than this are pending
 
 
 def human_duration(seconds: float) -> str:
@@ -134,3 +149,119 @@ class StepLines:
             self.console.complete(f"{self._counter}{self.done} {label} in {took}")
         elif self.console.terminal:
             self.console.complete(f"{self._counter}{self.running} {label} ... failed after {took}")
+
+
+def _masked_urls(text: str) -> str:
+    """Every URL-like word of ``text`` that holds a secret, masked on its parsed form."""
+
+    def masked(match: re.Match[str]) -> str:
+        url = match[0].rstrip(TRAILING)  # "... to URL: reason": the colon is not the URL's
+        shown = mask(url) if holds_secret(url) else url
+        return shown + match[0][len(url) :]
+
+    return URL_TEXT.sub(masked, text)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+
+
+class Output:
+    """Where the command writes; every URL it shows has its secrets masked.
+
+    Lines sqlmig wrote hold masked URLs already; the URLs this command knows
+    (``--url``, ``SQLMIG_URL``, the configured one) are masked wherever they
+    are spelled out in full. A message sqlmig did not write (an unexpected
+    error, each message in a ``-v`` traceback) is withheld whole if it still
+    holds a password: never a substring replaced.
+    """
+
+    def __init__(self, verbose: bool, stdout: TextIO, stderr: TextIO) -> None:
+        self.verbose = verbose
+        self.stdout = stdout
+        self.stderr = stderr
+        self.urls: list[str] = []
+        self.console = Console(stdout)
+
+    def hide(self, url: object) -> None:
+        """Remember ``url`` (a string), to mask it in everything printed."""
+        if isinstance(url, str) and url:
+            self.urls.append(url)
+
+    def clean(self, text: str) -> str:
+        """``text`` with every known URL, and any URL holding a secret, masked."""
+        for url in self.urls:
+            text = mask_in(text, url)
+        return _masked_urls(text)
+
+    def foreign(self, text: str) -> str:
+        """A message sqlmig did not write, safe to show (withheld if it holds a password)."""
+        for url in self.urls:
+            text = scrub(text, url)
+        return self.clean(text)
+
+    def line(self, text: str = "") -> None:
+        self.console.line(self.clean(text))
+
+    def error(self, exc: BaseException) -> None:
+        self.console.end_open_line()
+        if self.verbose:
+            trace = "".join(traceback.format_exception(exc))
+            for link in _chain(exc):
+                shown = str(link)
+                if shown and not isinstance(link, SqlmigError):
+                    trace = trace.replace(shown, self.foreign(shown))
+            print(self.clean(trace), end="", file=self.stderr)
+        if isinstance(exc, SqlmigError):
+            message = str(exc)
+        else:
+            message = f"unexpected {type(exc).__name__}: {self.foreign(str(exc))}"
+            if not self.verbose:
+                message += " (run with -v for the traceback)"
+        print(self.clean(f"sqlmig: error: {' '.join(message.split())}"), file=self.stderr)
+
+
+class Progress(logging.Handler):
+    """Prints the ``sqlmig`` log: warnings, the steps' own records, the rest under ``-v``."""
+
+    def __init__(self, out: Output) -> None:
+        super().__init__(logging.DEBUG)
+        self.out = out
+
+    def steps(self, running: str, done: str, total: int) -> StepLines:
+        """The ``on_step`` callback printing the step lines, with a counter above a few steps."""
+        shown = total if total > PROGRESS_ABOVE and self.out.console.terminal else 0
+        return StepLines(self.out.console, running, done, shown)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record must not stop a migration
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            self.out.console.end_open_line()
+            print(self.out.clean(f"warning: {message}"), file=self.out.stderr, flush=True)
+        elif record.name != log.name and record.levelno >= logging.INFO:
+            self.out.line(message)  # a step's own progress (logger sqlmig.migrations, ...)
+        elif self.out.verbose and not hasattr(record, "migration"):
+            self.out.line(message)  # not a step's record: the step lines (on_step) show those
+
+
+@contextmanager
+def logging_to(out: Output) -> Iterator[Progress]:
+    """The ``sqlmig`` log printed to ``out`` for the block (``-v``: every record)."""
+    handler = Progress(out)
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if out.verbose else logging.INFO)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
