@@ -1,4 +1,7 @@
-"""PostgreSQL's profile (sqlmig._dialects.postgresql): the advisory lock, the session settings."""
+"""PostgreSQL's profile (sqlmig._dialects.postgresql): the advisory lock, the session settings.
+
+The lock is a session lock so that CREATE INDEX CONCURRENTLY can run while it is held.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from backends import Backend
+from conftest import MakeMigrations
+from sqlmig import MigrationRunner
 from sqlmig._dialects.postgresql import POSTGRESQL, AdvisoryLock
 from sqlmig._locking import lock_key
 
@@ -71,3 +77,97 @@ def test_the_session_settings_are_applied_and_given_back(conn: Connection) -> No
     with conn.begin():
         POSTGRESQL.untune_session(conn, previous)
     assert interval() == before
+
+
+def scalar(backend: Backend, sql: str) -> object:
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+# -- CREATE INDEX CONCURRENTLY ------------------------------------------------------------
+
+TABLE_WITH_ROWS = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t SELECT generate_series(1, 1000)"))
+    """
+
+CONCURRENT_INDEX = """\
+    '''Build an index without blocking writers.'''
+    from sqlalchemy import text
+
+    transactional = False
+
+    def up(conn):
+        conn.execute(text("SET lock_timeout = '20s'"))  # bounds the test if it ever waits
+        conn.execute(text("CREATE INDEX CONCURRENTLY t_x ON t (x)"))
+
+    def down(conn):
+        conn.execute(text("DROP INDEX CONCURRENTLY t_x"))
+    """
+
+
+def snapshot_holding_transactions(backend: Backend) -> None:
+    """Every transaction in the database keeps one snapshot (REPEATABLE READ).
+
+    Then a transaction that is merely open, such as one holding a
+    transaction-scoped advisory lock, is one CREATE INDEX CONCURRENTLY waits for.
+    """
+    engine = backend.engine(isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(
+            text(
+                f"ALTER DATABASE {backend.url.database} "
+                "SET default_transaction_isolation = 'repeatable read'"
+            )
+        )
+    engine.dispose()
+
+
+def test_create_index_concurrently_completes_while_the_runner_holds_the_lock(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    snapshot_holding_transactions(backend)
+    folder = make_migrations({"001_t.py": TABLE_WITH_ROWS, "002_index.py": CONCURRENT_INDEX})
+
+    applied = MigrationRunner(backend.url, folder, lock_timeout=5).upgrade()
+
+    assert [m.version for m in applied] == ["001", "002"]
+    assert scalar(backend, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_x'::regclass")
+
+
+@pytest.mark.parametrize("scope", ["transaction", "session"])
+def test_a_transaction_scoped_lock_would_deadlock_create_index_concurrently(
+    backend: Backend, make_migrations: MakeMigrations, scope: str
+) -> None:
+    """Why the lock is a session lock, never held in an open transaction."""
+    snapshot_holding_transactions(backend)
+    MigrationRunner(backend.url, make_migrations({"001_t.py": TABLE_WITH_ROWS})).upgrade()
+    engine = backend.engine()
+    key = AdvisoryLock(lock_key(backend.url.database, "public", "migrations")).id
+    try:
+        with engine.connect() as holder, engine.connect() as migrating:
+            if scope == "transaction":  # a runner holding its lock in an open transaction
+                holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            else:  # what sqlmig does
+                holder = holder.execution_options(isolation_level="AUTOCOMMIT")
+                holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            migrating = migrating.execution_options(isolation_level="AUTOCOMMIT")
+            migrating.execute(text("SET lock_timeout = '1s'"))
+            build = text("CREATE INDEX CONCURRENTLY t_x ON t (x)")
+            if scope == "transaction":
+                # The index build waits for the holder's transaction, which waits for
+                # the migration to end: a deadlock, cut here by lock_timeout.
+                with pytest.raises(OperationalError, match="lock timeout"):
+                    migrating.execute(build)
+            else:
+                migrating.execute(build)
+                assert scalar(backend, "SELECT count(*) FROM pg_indexes WHERE indexname = 't_x'")
+    finally:
+        engine.dispose()
