@@ -9,11 +9,15 @@ transaction-control SQL text sent through any of them (``COMMIT``, ``ROLLBACK``,
 anything reaches the database. What still slips past (a private attribute, a
 driver call sqlmig does not know) is caught afterwards by
 :func:`driver_in_transaction` and the step's savepoint (see ``StepExecutor``).
+
+The module is long because each level a step can reach (the ``Connection``, its
+transaction objects, the driver connection, a cursor) needs a wrapper of its own,
+and all of them share one :class:`GuardState`; reading SQL text for
+transaction control lives in ``_statements``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -21,13 +25,14 @@ from typing import Any, NoReturn
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
+from ._statements import only_reads, transaction_control
+
 __all__ = [
     "ForbiddenCall",
     "Guard",
     "GuardState",
     "StepMark",
     "driver_in_transaction",
-    "transaction_control",
 ]
 
 
@@ -66,107 +71,13 @@ class GuardState:
         if not isinstance(sql, str):
             self.changes += 1
             return
-        plain = _PLAIN_HEAD.match(sql)  # the usual statement: no comment before its first word
-        first = plain.group(1).lower() if plain else next(_statement_heads(sql), [""])[0]
-        if first not in _READS:
+        if not only_reads(sql):
             self.changes += 1
 
 
 def _forbid(what: str, tripped: GuardState) -> NoReturn:
     tripped.tripped.append(what)
     raise ForbiddenCall(what, autocommit=tripped.autocommit)
-
-
-# -- SQL text ------------------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"""
-    (?P<space>\s+)
-  | (?P<line>--[^\n]*)
-  | (?P<block>/\*.*?(?:\*/|\Z))
-  | (?P<quoted>'(?:[^'\\]|\\.|'')*(?:'|\Z) | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z))
-  | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*)?\$)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<end>;)
-  | (?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
-#: First words of a statement that end, or begin, a transaction.
-_ALWAYS = {"commit", "end", "abort", "xa"}
-_BEFORE = {"begin": None, "start": "transaction", "prepare": "transaction"}
-#: Every word that can begin a transaction-control statement, anywhere in the text.
-_CONTROL_WORD = re.compile(
-    r"commit|end|abort|xa|rollback|begin|start|prepare|autocommit", re.IGNORECASE
-)
-#: A statement whose first token is a word (nothing to skip before it).
-_PLAIN_HEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?=[^A-Za-z0-9_]|\Z)")
-#: First words of statements that only read.
-_READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
-
-
-def _statement_heads(sql: str) -> Iterator[list[str]]:
-    """The first words (lower case) of each top-level statement in ``sql``.
-
-    Comments, string literals, quoted names and PostgreSQL dollar quotes are
-    skipped. Scanning stops inside a statement that opens a block (a trigger,
-    function or procedure body: ``... BEGIN ... END``), whose inner ``;`` and
-    ``END`` are not statements of their own.
-    """
-    words: list[str] = []
-    pos, size = 0, len(sql)
-    while pos < size:
-        match = _TOKEN.match(sql, pos)
-        assert match is not None  # "other" matches any character
-        pos = match.end()
-        kind = match.lastgroup
-        if kind == "dollar":
-            closing = sql.find(match.group("dollar"), pos)
-            pos = size if closing < 0 else closing + len(match.group("dollar"))
-        elif kind == "word":
-            word = match.group("word").lower()
-            if word == "atomic" or (word == "begin" and words):
-                yield [*words, word]  # a block body follows: its statements are not ours to split
-                return
-            if len(words) < 4 or words[0] == "set":  # SET a=1, b=2, c=3, autocommit=1
-                words.append(word)
-        elif kind == "end":
-            if words:
-                yield words
-            words = []
-        elif kind == "other" and not words and match.group() == "#":  # MySQL comment
-            newline = sql.find("\n", pos)
-            pos = size if newline < 0 else newline + 1
-    if words:
-        yield words
-
-
-def transaction_control(sql: str) -> str | None:
-    """The transaction-control statement in ``sql`` (``"COMMIT"``, ...), else None.
-
-    Savepoints (``SAVEPOINT``, ``RELEASE``, ``ROLLBACK TO``) are fine: they stay
-    inside the step's transaction. So is MariaDB's ``BEGIN NOT ATOMIC`` block.
-    Text holding none of the words that could begin such a statement is not
-    scanned at all (most statements of a step).
-    """
-    if _CONTROL_WORD.search(sql) is None:
-        return None
-    for words in _statement_heads(sql):
-        first, rest = words[0], [w for w in words[1:] if w not in ("work", "transaction")]
-        if first in _ALWAYS:
-            return " ".join(words[:2]).upper() if first == "xa" else first.upper()
-        if first in ("rollback",) and not rest[:1] == ["to"]:
-            return "ROLLBACK"
-        if first in _BEFORE:
-            needed = _BEFORE[first]
-            if first == "begin" and words[1:3] == ["not", "atomic"]:
-                continue
-            if needed is None or words[1:2] == [needed]:
-                return " ".join(words[: 1 if needed is None else 2]).upper()
-        if first == "set" and "autocommit" in words:  # MySQL: SET autocommit = 1 commits
-            return "SET AUTOCOMMIT"
-    return None
 
 
 def _check_text(sql: Any, tripped: GuardState) -> None:

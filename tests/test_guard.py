@@ -7,7 +7,6 @@ import pytest
 from backends import Backend
 from conftest import MakeMigrations, count, tables
 from sqlmig import DirtyDatabase, MigrationFailed, MigrationRunner
-from sqlmig._guard import transaction_control
 
 #: Every way a step could end the transaction sqlmig began, refused before it
 #: reaches the database.
@@ -151,42 +150,6 @@ def test_savepoints_inside_a_step_are_fine(
     runner = MigrationRunner(backend.url, make_migrations({"001_kept.py": source}))
     assert [m.version for m in runner.upgrade()] == ["001"]
     assert count(backend, "SELECT count(*) FROM kept") == 1
-
-
-@pytest.mark.parametrize(
-    "sql, found",
-    [
-        ("COMMIT", "COMMIT"),
-        ("  commit work", "COMMIT"),
-        ("-- note\n/* more */ Rollback", "ROLLBACK"),
-        ("# mysql comment\nCOMMIT", "COMMIT"),
-        ("ROLLBACK TO SAVEPOINT x", None),
-        ("ROLLBACK TRANSACTION TO SAVEPOINT x", None),
-        ("END TRANSACTION", "END"),
-        ("BEGIN IMMEDIATE", "BEGIN"),
-        ("START TRANSACTION", "START TRANSACTION"),
-        ("START SLAVE", None),
-        ("PREPARE TRANSACTION 'x'", "PREPARE TRANSACTION"),
-        ("PREPARE stmt FROM 'SELECT 1'", None),
-        ("ABORT", "ABORT"),
-        ("SET autocommit = 1", "SET AUTOCOMMIT"),
-        ("SET @a = 1, @b = 2, @c = 3, autocommit = 1", "SET AUTOCOMMIT"),
-        ("SET @@session.autocommit = 1", "SET AUTOCOMMIT"),
-        ("XA COMMIT 'x'", "XA COMMIT"),
-        ("CREATE TABLE t (id INT); COMMIT", "COMMIT"),
-        ("INSERT INTO t VALUES ('x; COMMIT')", None),
-        ('SELECT "commit" FROM t', None),
-        ("SELECT CASE WHEN a THEN 1 END FROM t", None),
-        ("DO $$ BEGIN COMMIT; END $$", None),
-        ("DO $body$ x; COMMIT $body$; COMMIT", "COMMIT"),
-        ("CREATE TRIGGER t AFTER INSERT ON x BEGIN UPDATE y SET a = 1; END", None),
-        ("BEGIN NOT ATOMIC SELECT 1; END", None),
-        ("SAVEPOINT a", None),
-        ("RELEASE SAVEPOINT a", None),
-    ],
-)
-def test_transaction_control_text_is_recognised(sql: str, found: str | None) -> None:
-    assert transaction_control(sql) == found
 
 
 def test_the_guard_leaves_no_listener_on_the_connection(

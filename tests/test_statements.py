@@ -1,0 +1,62 @@
+"""Reading SQL text: which statements end a transaction, which only read."""
+
+from __future__ import annotations
+
+import pytest
+
+from sqlmig._statements import only_reads, transaction_control
+
+
+@pytest.mark.parametrize(
+    "sql, found",
+    [
+        ("COMMIT", "COMMIT"),
+        ("  commit work", "COMMIT"),
+        ("-- note\n/* more */ Rollback", "ROLLBACK"),
+        ("# mysql comment\nCOMMIT", "COMMIT"),
+        ("ROLLBACK TO SAVEPOINT x", None),
+        ("ROLLBACK TRANSACTION TO SAVEPOINT x", None),
+        ("END TRANSACTION", "END"),
+        ("BEGIN IMMEDIATE", "BEGIN"),
+        ("START TRANSACTION", "START TRANSACTION"),
+        ("START SLAVE", None),
+        ("PREPARE TRANSACTION 'x'", "PREPARE TRANSACTION"),
+        ("PREPARE stmt FROM 'SELECT 1'", None),
+        ("ABORT", "ABORT"),
+        ("SET autocommit = 1", "SET AUTOCOMMIT"),
+        ("SET @a = 1, @b = 2, @c = 3, autocommit = 1", "SET AUTOCOMMIT"),
+        ("SET @@session.autocommit = 1", "SET AUTOCOMMIT"),
+        ("XA COMMIT 'x'", "XA COMMIT"),
+        ("CREATE TABLE t (id INT); COMMIT", "COMMIT"),
+        ("INSERT INTO t VALUES ('x; COMMIT')", None),
+        ('SELECT "commit" FROM t', None),
+        ("SELECT CASE WHEN a THEN 1 END FROM t", None),
+        ("DO $$ BEGIN COMMIT; END $$", None),
+        ("DO $body$ x; COMMIT $body$; COMMIT", "COMMIT"),
+        ("CREATE TRIGGER t AFTER INSERT ON x BEGIN UPDATE y SET a = 1; END", None),
+        ("BEGIN NOT ATOMIC SELECT 1; END", None),
+        ("SAVEPOINT a", None),
+        ("RELEASE SAVEPOINT a", None),
+    ],
+)
+def test_transaction_control_text_is_recognised(sql: str, found: str | None) -> None:
+    assert transaction_control(sql) == found
+
+
+@pytest.mark.parametrize(
+    ("sql", "reads"),
+    [
+        ("SELECT 1", True),
+        ("  select * from t", True),
+        ("PRAGMA table_info(t)", True),
+        ("SHOW TABLES", True),
+        ("-- a comment first\nSELECT 1", True),
+        ("/* hint */ SELECT 1", True),
+        ("INSERT INTO t VALUES (1)", False),
+        ("-- SELECT in a comment\nDELETE FROM t", False),
+        ("CREATE TABLE t (id INT)", False),
+        ("WITH x AS (SELECT 1) DELETE FROM t", False),
+    ],
+)
+def test_only_reads_looks_at_the_first_word_past_comments(sql: str, reads: bool) -> None:
+    assert only_reads(sql) is reads
