@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from ._database import holds_secret, mask, mask_in, scrub
 from ._errors import SqlmigError
 from ._migration import Migration, StepPhase
+from ._urls import holds_secret, mask, mask_in, scrub
 
 __all__ = ["Console", "Output", "Progress", "StepLines", "human_duration", "logging_to"]
 

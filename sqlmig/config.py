@@ -37,10 +37,10 @@ from typing import Any
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from ._database import mask, to_url
 from ._errors import ConfigError
 from ._locking import checked_lock_timeout
 from ._sources import from_setting
+from ._urls import mask, to_url
 
 __all__ = [
     "CONFIG_VAR",

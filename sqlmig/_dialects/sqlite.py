@@ -24,9 +24,9 @@ from typing import ClassVar
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from .._database import sqlite_file
 from .._errors import LockTimeout
 from .._locking import pause
+from .._urls import sqlite_file
 from .base import DialectProfile
 
 __all__ = ["SQLITE", "RunningMark", "SQLiteProfile"]
