@@ -1,4 +1,10 @@
-"""Running one step: its transaction, its history row, and the check that it kept both."""
+"""Running one step: its transaction, its history row, and the check that it kept both.
+
+The module is long because a step's run is one sequence that must stay whole
+to be read: its transaction, the guard around the call, the history row in the
+same transaction, the check afterwards, the failed-row protocol where DDL
+commits itself, and the planning again between steps when another runner wrote.
+"""
 
 from __future__ import annotations
 

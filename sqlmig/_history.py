@@ -1,4 +1,10 @@
-"""The history table: its definition, reading it, adopting older tables, writing rows."""
+"""The history table: its definition, reading it, adopting older tables, writing rows.
+
+The module is long because the table is one thing to read and write: its
+columns and their types (UTC timestamps from the server's clock), reading it
+in full with checks on what is found there, adopting the tables older
+runners left, and the few statements that write rows.
+"""
 
 from __future__ import annotations
 

@@ -22,6 +22,9 @@ reads the table's own SQL and ``sqlite_master`` first and:
 
 Everything happens on the step's connection, inside its transaction: a
 failure later in the step rolls the rebuild back with the rest.
+
+The module is long because each of those is a small reader of SQLite's own SQL,
+and they share one tokenizer.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ ruff look for their sections: a ``pyproject.toml`` without one is passed
 over). With none, sqlmig runs on ``SQLMIG_URL`` (or the URL given) and the
 migrations given (``--dir`` / ``migrations=``; a package name for a service
 installed as a wheel).
+
+The module is long because it is the whole public configuration: reading the
+file, checking every key with a message naming it, environments, and ``${VAR}``
+expansion that never shows a secret.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ Example::
 
     def down(conn):
         sqlmig.ops(conn).drop_column("users", "verified")
+
+The module is long because it is the public API of the portable operations:
+each method's docstring is its reference, and the few things each database
+needs are asked of its profile, not branched on here.
 """
 
 from __future__ import annotations
