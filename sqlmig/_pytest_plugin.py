@@ -160,12 +160,10 @@ def sqlmig_connection(sqlmig_migrated: Engine) -> Iterator[Connection]:
     ``conn.begin_nested()``; a ``MigrationRunner(conn, ...)`` runs its steps in
     savepoints.
     """
-    from sqlmig._dialects import profile_for
+    from sqlmig.testing import begin
 
     with sqlmig_migrated.connect() as conn:
-        transaction = conn.begin()
-        # Python's sqlite3 emits no BEGIN before DDL: begin for real, so DDL rolls back too.
-        profile_for(conn).begin_step(conn, immediate=False, timeout=60.0)
+        transaction = begin(conn)  # on the server at once: DDL rolls back too (SQLite)
         try:
             yield conn
         finally:
@@ -190,17 +188,14 @@ def _stairway(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> None:
     back, so the test database is empty again afterwards whatever the outcome.
     """
     __tracebackhide__ = True
-    from sqlmig._dialects import profile_for
-    from sqlmig.testing import check_stairway
+    from sqlmig.testing import begin, check_stairway, undoes_ddl
 
     with sqlmig_engine.connect() as conn:
-        profile = profile_for(conn)
-        if not profile.caller_transaction_ok:  # MySQL/MariaDB: DDL commits itself
+        if not undoes_ddl(conn):  # MySQL/MariaDB: DDL commits itself
             _readable(check_stairway, sqlmig_runner)
             return
-        transaction = conn.begin()
+        transaction = begin(conn, timeout=sqlmig_runner.lock_timeout)
         try:
-            profile.begin_step(conn, immediate=False, timeout=sqlmig_runner.lock_timeout)
             _readable(check_stairway, sqlmig_runner.with_database(conn))
         finally:
             transaction.rollback()

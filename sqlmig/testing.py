@@ -9,7 +9,8 @@ Example::
         check_stairway(MigrationRunner(f"sqlite:///{tmp_path}/t.db", "migrations"))
 
 Both raise ``AssertionError`` with a message that names what is wrong, so a
-failing check reads as a test failure, not as a crash.
+failing check reads as a test failure, not as a crash. :func:`begin` and
+:func:`undoes_ddl` are for tests that roll back what they did.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from sqlalchemy.engine import Connection, RootTransaction
+
+from ._dialects import profile_for
 from ._discovery import find_all
 from ._errors import IrreversibleMigration, MigrationFailed, UsageError
 from ._migration import AppliedMigration, Migration
@@ -24,7 +28,7 @@ from ._planning import BASE, compare
 from ._runner import MigrationRunner
 from ._schema_snapshot import Snapshot, differences, snapshot
 
-__all__ = ["check_history", "check_stairway"]
+__all__ = ["begin", "check_history", "check_stairway", "undoes_ddl"]
 
 
 def _take(runner: MigrationRunner) -> Snapshot:
@@ -157,3 +161,31 @@ def check_history(runner: MigrationRunner) -> None:
     ]
     if problems:
         raise AssertionError(f"migration history of {runner.url}: " + "; ".join(problems))
+
+
+def begin(conn: Connection, *, timeout: float = 60.0) -> RootTransaction:
+    """``conn.begin()``, begun on the server at once: DDL that follows is inside it.
+
+    Python's sqlite3 driver sends ``BEGIN`` only before the first change of
+    data, so a ``CREATE TABLE`` before it would not be in the transaction;
+    this sends it at once (waiting up to ``timeout`` seconds for another
+    writer). Elsewhere it is ``conn.begin()``. Rolling the transaction back
+    undoes everything done since, DDL included where :func:`undoes_ddl`.
+
+    Raises:
+        LockTimeout: SQLite stayed locked by another writer for ``timeout`` seconds.
+    """
+    transaction = conn.begin()
+    profile_for(conn).begin_step(conn, immediate=False, timeout=timeout)
+    return transaction
+
+
+def undoes_ddl(conn: Connection) -> bool:
+    """Whether a rolled-back transaction on ``conn``'s database undoes DDL too.
+
+    True on SQLite and PostgreSQL: a :class:`~sqlmig.MigrationRunner` given a
+    Connection inside your transaction runs its steps in savepoints, and your
+    rollback undoes them. False on MySQL and MariaDB, which commit DDL
+    implicitly (the runner refuses a transaction there; only data rolls back).
+    """
+    return profile_for(conn).caller_transaction_ok

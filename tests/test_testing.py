@@ -474,3 +474,23 @@ def test_the_worked_examples_pass_the_stairway_and_history_checks(backend: Backe
     assert check_stairway(runner) == runner.migrations()
     assert runner.status().total_pending == 0
     check_history(runner)
+
+
+# -- begin and undoes_ddl: a transaction that rolls back what the test did -----
+
+
+def test_begin_puts_ddl_inside_the_transaction_where_the_database_can_undo_it(
+    backend: Backend,
+) -> None:
+    from sqlmig.testing import begin, undoes_ddl
+
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            transaction = begin(conn)
+            conn.execute(text("CREATE TABLE scratch (id INTEGER)"))
+            transaction.rollback()
+            assert undoes_ddl(conn) is backend.profile.transactional_ddl
+    finally:
+        engine.dispose()
+    assert ("scratch" in tables(backend)) is not backend.profile.transactional_ddl
