@@ -78,7 +78,9 @@ class MigrationRunner:
     that ``upgrade``, ``downgrade`` or ``rollback_last`` runs starts
     (``"start"``, 0.0), after it is done and recorded (``"done"``, its
     duration) or when it fails (``"failed"``, before the error is raised): a
-    progress display for long steps. What it raises is not caught.
+    progress display for long steps (a :class:`StepCallback`). What it raises
+    is not caught. Those three methods also take an ``on_step`` for one call,
+    told after the runner's own.
     """
 
     @overload
