@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
+from ._dialects import profile_named
 from ._errors import ConfigError, DatabaseUnavailable, UsageError
 from ._urls import in_memory, mask, scrub, sqlite_file, to_url
 
@@ -109,8 +110,6 @@ class Database:
         try:
             return create_engine(self.url, connect_args=connect_args)
         except (NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
-            from ._dialects import profile_named  # which imports this module
-
             extra = profile_named(self.url.get_backend_name()).driver_extra
             hint = (
                 f"pip install 'sqlmig[{extra}]'"

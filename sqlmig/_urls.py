@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from ._dialects import profile_named
 from ._errors import ConfigError
 
 __all__ = ["holds_secret", "in_memory", "mask", "mask_in", "scrub", "sqlite_file", "to_url"]
@@ -167,20 +168,10 @@ def to_url(value: str | URL) -> URL:
 
 
 def in_memory(url: URL) -> bool:
-    """Whether ``url`` names an in-memory SQLite database."""
-    if url.get_backend_name() != "sqlite":
-        return False
-    database = url.database or ""
-    if url.query.get("uri") in ("true", "1"):
-        database = database.removeprefix("file:")
-    return database in ("", ":memory:") or url.query.get("mode") == "memory"
+    """Whether ``url`` names a database each connection gets afresh in memory (SQLite's)."""
+    return profile_named(url.get_backend_name()).in_memory(url)
 
 
 def sqlite_file(url: URL) -> Path | None:
-    """The file of a SQLite URL (None when not SQLite or in memory)."""
-    if url.get_backend_name() != "sqlite" or in_memory(url):
-        return None
-    database = url.database or ""
-    if url.query.get("uri") in ("true", "1"):
-        database = database.removeprefix("file:").partition("?")[0]
-    return Path(database)
+    """The file of a SQLite URL (None for a server's database, or one in memory)."""
+    return profile_named(url.get_backend_name()).database_file(url)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
@@ -15,6 +15,7 @@ from sqlalchemy.pool import StaticPool
 from backends import Backend
 from conftest import MakeMigrations
 from sqlmig import LockTimeout, MigrationRunner
+from sqlmig._dialects import profile_named
 from sqlmig._dialects.sqlite import SQLITE, RunningMark
 
 
@@ -149,3 +150,22 @@ def test_a_step_outside_a_transaction_on_a_memory_uri_leaves_no_mark_file(
     finally:
         engine.dispose()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["migrations"]
+
+
+@pytest.mark.parametrize(
+    ("url", "file"),
+    [
+        ("sqlite:///app.db", "app.db"),
+        ("sqlite:////srv/app.db", "/srv/app.db"),
+        ("sqlite:///file:app.db?mode=ro&uri=true", "app.db"),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("sqlite:///file:mem?mode=memory&uri=true", None),
+    ],
+)
+def test_which_urls_name_a_file(url: str, file: str | None) -> None:
+    parsed = make_url(url)
+
+    assert SQLITE.in_memory(parsed) == (file is None)
+    assert SQLITE.database_file(parsed) == (Path(file) if file else None)
+    assert profile_named("postgresql").database_file(parsed) is None  # files are SQLite's

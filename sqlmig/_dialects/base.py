@@ -12,8 +12,9 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import DateTime, text
+from sqlalchemy import URL, DateTime, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
@@ -93,6 +94,14 @@ class DialectProfile:
     def history_timestamp_type(self) -> TypeEngine[datetime]:
         """The column type of ``applied_at``, to the microsecond where the database can."""
         return DateTime(timezone=True)
+
+    def in_memory(self, url: URL) -> bool:
+        """Whether ``url`` names a database each connection gets afresh in its memory."""
+        return False
+
+    def database_file(self, url: URL) -> Path | None:
+        """The file ``url``'s database lives in, for a database in a file of its own."""
+        return None
 
     def busy(self, exc: BaseException) -> bool:
         """Whether ``exc`` (a driver error, or SQLAlchemy's wrapper of one) means "locked".

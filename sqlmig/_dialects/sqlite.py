@@ -6,7 +6,8 @@ that lock is the connection's ``busy_timeout``, tied to ``lock_timeout``. A
 runner alone on the file skips its per-step history re-check while
 ``PRAGMA data_version`` (other connections' commits) stands still. A step
 that no transaction protects shows itself with a :class:`RunningMark` next to
-the database file, as no session lock can.
+the database file, as no session lock can. Which URLs name a file, and which
+a database in memory, is said here too.
 
 Errors are recognised by SQLite's own result codes (``sqlite_errorcode``).
 Only those that SQLite reports under its generic ``SQLITE_ERROR`` are told
@@ -19,14 +20,15 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import ClassVar
 
+from sqlalchemy import URL
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from .._errors import LockTimeout
 from .._locking import pause
-from .._urls import sqlite_file
 from .base import DialectProfile
 
 __all__ = ["SQLITE", "RunningMark", "SQLiteProfile"]
@@ -74,10 +76,24 @@ class SQLiteProfile(DialectProfile):
     def changes_seen(self, conn: Connection) -> int | None:
         return int(conn.exec_driver_sql(f"PRAGMA {self.change_counter}").scalar() or 0)
 
+    def in_memory(self, url: URL) -> bool:
+        database = url.database or ""
+        if url.query.get("uri") in ("true", "1"):
+            database = database.removeprefix("file:")
+        return database in ("", ":memory:") or url.query.get("mode") == "memory"
+
+    def database_file(self, url: URL) -> Path | None:
+        if self.in_memory(url):
+            return None
+        database = url.database or ""
+        if url.query.get("uri") in ("true", "1"):
+            database = database.removeprefix("file:").partition("?")[0]
+        return Path(database)
+
     def running_mark(self, conn: Connection, table: str) -> RunningMark | None:
         """The mark next to the database file; None for a database without a file
         (in memory: no other process can see it)."""
-        path = sqlite_file(conn.engine.url)
+        path = self.database_file(conn.engine.url)
         if path is None:
             return None
         return RunningMark(os.path.realpath(f"{path}-sqlmig-{table}"))
