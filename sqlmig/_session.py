@@ -10,6 +10,7 @@ migration lock around the steps, and prepares the history table for writing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -224,14 +225,26 @@ class Session:
 
         Where the steps can trust the database's change counter (SQLite), it
         is read inside a write transaction, so that they can rely on it while
-        no one else writes.
+        no one else writes. A failed row whose step another runner is still
+        running (SQLite's running mark) is waited for, up to ``lock_timeout``,
+        as :func:`sqlmig._edits.prepared` does: it is in progress, not dirty.
+
+        Raises:
+            LockTimeout: another runner's step still runs after ``lock_timeout``.
         """
         if not executor.uses_change_counter:
             return self.read()
-        with executor.transaction():
-            history = self.store.read(self.conn)
-            executor.history_read()
-        return history
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            if executor.wait_while_running(deadline):
+                self.waited = True
+            with executor.transaction():
+                history = self.store.read(self.conn)
+                if history.failed and executor.running_elsewhere():
+                    self.waited = True
+                    continue  # another runner's step in progress: wait for it, read again
+                executor.history_read()
+            return history
 
     # -- SQLite's busy timeout ----------------------------------------------
 

@@ -686,6 +686,21 @@ def test_sqlite_a_running_non_transactional_step_is_in_progress_not_dirty(
     assert other.upgrade() == [] and other.status().failed == []
 
 
+@pytest.mark.parametrize("command", ["downgrade", "rollback_last"])
+def test_sqlite_an_undo_waits_for_a_running_non_transactional_step_not_dirty(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, command: str
+) -> None:
+    process, results, go, other = _start_waiting_step(sqlite_backend, make_migrations, tmp_path)
+    try:
+        with pytest.raises(LockTimeout, match="still in progress"):
+            other.downgrade("base") if command == "downgrade" else other.rollback_last()
+    finally:
+        go.touch()
+        outcome: Outcome = results.get(timeout=BOUND)
+        process.join(BOUND)
+    assert outcome.ok and outcome.value == ["001"], outcome
+
+
 def test_sqlite_a_step_whose_row_vanished_while_it_ran_fails_loudly(
     sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
 ) -> None:
