@@ -1,15 +1,19 @@
 """Running a migration file's module: compiled and executed under a private name.
 
 A file in a real folder is compiled by importlib's own ``SourceFileLoader``, so
-its code is cached in ``__pycache__`` exactly as an imported module's is (and
-not at all under ``PYTHONDONTWRITEBYTECODE``). A file of a package that is no
-folder (a zip) is compiled from its bytes. The module runs under a private,
+its code is cached in ``__pycache__`` as an imported module's is (and not at
+all under ``PYTHONDONTWRITEBYTECODE``), but as a hash-checked ``.pyc`` (PEP
+552): used only for the very bytes it was compiled from, so an edit within the
+same second, of the same size, never runs stale code. A cache Python's own
+import validates by time and size is not trusted. A file of a package that is
+no folder (a zip) is compiled from its bytes. The module runs under a private,
 unique name, with no change to ``sys.path``, and is not left in ``sys.modules``.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.util
 import os
 import sys
 import types
@@ -20,6 +24,43 @@ from pathlib import Path
 from ._errors import MigrationSourceError
 
 __all__ = ["ModuleLoader", "line_in"]
+
+#: The start of a ``.pyc`` of this Python checked against its source's hash (PEP 552).
+_CHECKED_HASH_PYC = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little")
+
+
+def _hash_checked(path: str) -> bool:
+    """Whether the cached code of source file ``path`` is validated by the source's hash."""
+    try:
+        with open(importlib.util.cache_from_source(path), "rb") as cache:
+            return cache.read(len(_CHECKED_HASH_PYC)) == _CHECKED_HASH_PYC
+    except (NotImplementedError, OSError):  # no cache kept by this Python, or none yet
+        return False
+
+
+def _code(path: str) -> types.CodeType:
+    """The code of source file ``path``, from a hash-checked cache where one can be kept.
+
+    Raises:
+        SyntaxError, ValueError: the file does not compile.
+    """
+    loader = importlib.machinery.SourceFileLoader(os.path.basename(path), path)
+    if not _hash_checked(path) and not sys.dont_write_bytecode:
+        import py_compile  # only to write a cache
+
+        mode = py_compile.PycInvalidationMode.CHECKED_HASH
+        try:
+            py_compile.compile(path, invalidation_mode=mode, quiet=2)  # nothing on an error
+        except OSError:  # a folder that cannot be written: compiled below each time
+            pass
+    if not _hash_checked(path):  # a cache checked by time and size may be stale: not used
+        return loader.source_to_code(loader.get_data(path), path)
+    try:
+        code = loader.get_code(loader.name)  # checks the hash; compiles again after an edit
+    except (EOFError, ValueError, TypeError):  # a damaged .pyc, or a null byte
+        code = loader.source_to_code(loader.get_data(path), path)
+    assert code is not None  # a source file always has code
+    return code
 
 
 class ModuleLoader:
@@ -45,13 +86,7 @@ class ModuleLoader:
         try:
             if not isinstance(self.root, Path):
                 return compile(self.read(path), path, "exec", dont_inherit=True)
-            loader = importlib.machinery.SourceFileLoader(os.path.basename(path), path)
-            try:
-                code = loader.get_code(loader.name)
-            except (EOFError, ValueError, TypeError):  # a damaged .pyc, or a null byte
-                code = loader.source_to_code(loader.get_data(path), path)
-            assert code is not None  # a source file always has code
-            return code
+            return _code(path)
         except (SyntaxError, ValueError) as exc:
             line = getattr(exc, "lineno", None)
             raise MigrationSourceError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import py_compile
 import shutil
 import sys
 from pathlib import Path
@@ -139,3 +141,29 @@ def test_module_errors_name_the_file_and_line(make_migrations: MakeMigrations) -
         imports.load()
     with pytest.raises(MigrationSourceError, match=r"003_no_up\.py: defines no up\(conn\)"):
         no_up.load()
+
+
+def test_an_edit_in_the_same_second_of_the_same_size_runs_its_new_code(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({"001_step.py": STEP.format(value="a")})
+    step = folder / "001_step.py"
+    before = step.stat()
+    assert run_step(folder) == "a"  # its code cached
+
+    step.write_text(STEP.format(value="b"))  # as fast as a script edits it: time and size alike
+    os.utime(step, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert run_step(folder) == "b"
+
+
+def test_a_cache_checked_by_time_and_size_is_not_trusted(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({"001_step.py": STEP.format(value="a")})
+    step = folder / "001_step.py"
+    before = step.stat()
+    py_compile.compile(str(step), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    step.write_text(STEP.format(value="b"))  # what Python's own import would take for unchanged
+    os.utime(step, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert run_step(folder) == "b"
+    assert run_step(folder) == "b"  # and from the cache written in its place
