@@ -255,7 +255,7 @@ def test_upgrade_downgrade_rollback_walk_the_history(project: Project) -> None:
     result = project.run("upgrade", "005")
     assert result.returncode == 0, result.stderr
     assert "applied 005_create_invoices" in result.stdout
-    assert "006" not in result.stdout
+    assert "006_" not in result.stdout  # the database's random name may hold "006"
     assert project.states() == {v: "applied" for v in ("001", "002", "003", "004", "005")} | {
         "006": "pending"
     }
