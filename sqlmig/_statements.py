@@ -36,6 +36,8 @@ _CONTROL_WORD = re.compile(
 )
 #: A statement whose first token is a word (nothing to skip before it).
 _PLAIN_HEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?=[^A-Za-z0-9_]|\Z)")
+#: What a ``CREATE`` or ``ALTER`` defines when a ``BEGIN`` in it opens a body.
+_ROUTINES = frozenset({"trigger", "function", "procedure", "event"})
 #: First words of statements that only read.
 _READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
 
@@ -45,10 +47,13 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
 
     Comments, string literals, quoted names and PostgreSQL dollar quotes are
     skipped. Scanning stops inside a statement that opens a block (a trigger,
-    function or procedure body: ``... BEGIN ... END``), whose inner ``;`` and
-    ``END`` are not statements of their own.
+    function, procedure or event body: ``CREATE ... BEGIN ... END``; MariaDB's
+    ``BEGIN NOT ATOMIC``), whose inner ``;`` and ``END`` are not statements of
+    their own. Elsewhere ``begin`` and ``atomic`` are names (a column), and
+    scanning goes on.
     """
     words: list[str] = []
+    routine = False  # the statement defines a trigger, function, procedure or event
     pos, size = 0, len(sql)
     while pos < size:
         match = _TOKEN.match(sql, pos)
@@ -60,7 +65,11 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
             pos = size if closing < 0 else closing + len(match.group("dollar"))
         elif kind == "word":
             word = match.group("word").lower()
-            if word == "atomic" or (word == "begin" and words):
+            if words and words[0] in ("create", "alter") and word in _ROUTINES:
+                routine = True
+            if (routine and word in ("begin", "atomic")) or (
+                words[:2] == ["begin", "not"] and word == "atomic"
+            ):
                 yield [*words, word]  # a block body follows: its statements are not ours to split
                 return
             if len(words) < 4 or words[0] == "set":  # SET a=1, b=2, c=3, autocommit=1
@@ -68,7 +77,7 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
         elif kind == "end":
             if words:
                 yield words
-            words = []
+            words, routine = [], False
         elif kind == "other" and not words and match.group() == "#":  # MySQL comment
             newline = sql.find("\n", pos)
             pos = size if newline < 0 else newline + 1
