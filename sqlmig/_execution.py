@@ -347,10 +347,14 @@ class StepExecutor:
                 if not self._still_next(migration):
                     return False
                 self.store.record(self.conn, migration, execution_ms=None, success=False)
-            ms = self._run_unprotected(migration, migration.up, "up")
-            with self.transaction():
-                if not self.store.mark_done(self.conn, migration.version, ms):
-                    raise self._vanished(migration, "applied", "stamp")
+            ms, recorded = self._run_unprotected(
+                migration,
+                migration.up,
+                "up",
+                lambda took: self.store.mark_done(self.conn, migration.version, took),
+            )
+            if not recorded:
+                raise self._vanished(migration, "applied", "stamp")
         self._log("applied", migration, ms)
         return True
 
@@ -385,14 +389,15 @@ class StepExecutor:
                     return False
                 self.store.mark_failed(self.conn, row.version)
             try:
-                ms = self._run_unprotected(migration, down, "down")
+                ms, deleted = self._run_unprotected(
+                    migration, down, "down", lambda _took: self.store.delete(self.conn, row.version)
+                )
             except MigrationFailed:
                 with self.transaction():
                     self.store.mark_applied(self.conn, row.version)
                 raise
-            with self.transaction():
-                if not self.store.delete(self.conn, row.version):
-                    raise self._vanished(migration, "undone", "unstamp")
+            if not deleted:
+                raise self._vanished(migration, "undone", "unstamp")
         self._log("undid", migration, ms)
         return True
 
@@ -473,12 +478,24 @@ class StepExecutor:
         mark = self._mark
         return mark is not None and mark.held_elsewhere()
 
-    def _run_unprotected(self, migration: Migration, fn: StepFunction, action: str) -> int:
+    def _run_unprotected(
+        self, migration: Migration, fn: StepFunction, action: str, write: Callable[[int], bool]
+    ) -> tuple[int, bool]:
+        """Run ``fn``, then its history change ``write(ms)``; the step's time and what
+        ``write`` returned.
+
+        A ``transactional`` step's change is written in the step's own transaction,
+        so its DML and its row commit together; one outside any transaction is
+        followed by a transaction of its own.
+        """
         if migration.transactional:
             with self.transaction():
-                return self.call(migration, fn, action)
+                ms = self.call(migration, fn, action)
+                return ms, write(ms)
         with self.autocommit():
-            return self.call(migration, fn, action)
+            ms = self.call(migration, fn, action)
+        with self.transaction():
+            return ms, write(ms)
 
     def _log(self, verb: str, migration: Migration, ms: int) -> None:
         log.info("%s %s in %d ms", verb, migration.label, ms, extra={"migration": migration})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from workers import BOUND, SPAWN, downgrade_dying, upgrade_once
 
 from backends import Backend
 from conftest import MakeMigrations, count, tables
@@ -418,3 +419,70 @@ def test_steps_and_undos_run_at_the_isolation_level_of_the_engine_given(
     finally:
         engine.dispose()
     assert tables(backend) == {"migrations"}
+
+
+DIES_AS_ITS_ROW_IS_WRITTEN = """\
+    '''Step 002: inserts a row, then its process dies as sqlmig records the step.'''
+    import os
+
+    from sqlalchemy import event, text
+
+    def up(conn):
+        conn.execute(text("INSERT INTO good (id) VALUES (1)"))
+
+        def die(_conn, _cursor, statement, *_args):
+            if "migrations" in statement:
+                os._exit(9)
+
+        event.listen(conn, "before_cursor_execute", die)
+    """
+
+
+def test_a_steps_dml_and_its_history_row_commit_together(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_good.py": GOOD, "002_dies.py": DIES_AS_ITS_ROW_IS_WRITTEN})
+    MigrationRunner(backend.url, folder).upgrade("001")
+    results = SPAWN.Queue()
+    victim = SPAWN.Process(
+        target=upgrade_once, args=(backend.url_string, str(folder), {}, results), daemon=True
+    )
+    victim.start()
+    victim.join(BOUND)
+    assert victim.exitcode == 9
+
+    assert count(backend, "SELECT count(*) FROM good") == 0  # never committed without its row
+
+
+UNDOES_THEN_DIES = """\
+    '''Step 002: its down() deletes a row, then its process dies as sqlmig forgets the step.'''
+    import os
+
+    from sqlalchemy import event, text
+
+    def up(conn):
+        conn.execute(text("INSERT INTO good (id) VALUES (1)"))
+
+    def down(conn):
+        conn.execute(text("DELETE FROM good"))
+
+        def die(_conn, _cursor, statement, *_args):
+            if "migrations" in statement:
+                os._exit(9)
+
+        event.listen(conn, "before_cursor_execute", die)
+    """
+
+
+def test_a_down_s_dml_and_the_removal_of_its_row_commit_together(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_good.py": GOOD, "002_undoes.py": UNDOES_THEN_DIES})
+    MigrationRunner(backend.url, folder).upgrade()
+    results = SPAWN.Queue()
+    victim = SPAWN.Process(target=downgrade_dying, args=(backend.url_string, str(folder), results))
+    victim.start()
+    victim.join(BOUND)
+    assert victim.exitcode == 9
+
+    assert count(backend, "SELECT count(*) FROM good") == 1  # never deleted with its row kept
