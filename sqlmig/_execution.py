@@ -42,9 +42,11 @@ LOST = (
 class TransactionLost(Exception):
     """A step ended the transaction sqlmig began; carries the ``MigrationFailed`` to raise."""
 
-    def __init__(self, failure: MigrationFailed) -> None:
+    def __init__(self, failure: MigrationFailed, started: float) -> None:
         super().__init__(str(failure))
         self.failure = failure
+        #: when the step started (``time.perf_counter()``), for ``on_step``
+        self.started = started
 
 
 class StepExecutor:
@@ -183,11 +185,12 @@ class StepExecutor:
         if state.tripped and not isinstance(error, ForbiddenCall):
             error = ForbiddenCall(state.tripped[0], autocommit=autocommit)
         if watch and not self._intact(trans, error is None):
-            self._failed(migration, started)
+            # on_step hears of it once the failed row is kept: whatever it raises, the
+            # next run finds the row (see _run_protected)
             cause = error or ForbiddenCall("ended its transaction in a way sqlmig cannot refuse")
             failure = self.failure(migration, fn, action, cause, outcome=LOST)
             failure.__cause__ = cause
-            raise TransactionLost(failure)
+            raise TransactionLost(failure, started)
         if error is not None:
             self._failed(migration, started)
             raise self.failure(migration, fn, action, error, state=state) from error
@@ -422,6 +425,7 @@ class StepExecutor:
                 write(ms)
         except TransactionLost as lost:
             self._keep_failed(migration)
+            self._failed(migration, lost.started)
             raise lost.failure from lost.failure.__cause__
         return ms
 

@@ -486,3 +486,31 @@ def test_a_down_s_dml_and_the_removal_of_its_row_commit_together(
     assert victim.exitcode == 9
 
     assert count(backend, "SELECT count(*) FROM good") == 1  # never deleted with its row kept
+
+
+COMMITS_BEHIND_THE_GUARD = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE sneaky (id INTEGER)"))
+        conn._dbapi_connection.commit()  # a path the guard cannot refuse
+    """
+
+
+def test_an_on_step_that_raises_on_failed_still_leaves_a_committing_step_s_failed_row(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    if not backend.profile.transactional_ddl:
+        pytest.skip("its steps run under the failed-row protocol, not a watched transaction")
+
+    def on_step(migration: Migration, phase: str, seconds: float) -> None:
+        if phase == "failed":
+            raise OSError(5, "the terminal is gone")
+
+    folder = make_migrations({"001_sneaky.py": COMMITS_BEHIND_THE_GUARD})
+    with pytest.raises(OSError, match="terminal is gone"):
+        MigrationRunner(backend.url, folder, on_step=on_step).upgrade()
+
+    assert "sneaky" in tables(backend)  # its work was committed
+    with pytest.raises(DirtyDatabase, match="001"):  # never run again as if pending
+        MigrationRunner(backend.url, folder).upgrade()
