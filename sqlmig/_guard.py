@@ -112,6 +112,8 @@ _RAW_FORBIDDEN = frozenset(
 )
 _WRAPS_CONNECTION = frozenset({"dbapi_connection", "driver_connection", "connection"})
 _EXECUTES = frozenset({"execute", "executemany"})
+#: Driver-connection methods that send SQL text themselves (PyMySQL, mysqlclient).
+_QUERIES = frozenset({"query"})
 
 
 class _RawGuard:
@@ -136,6 +138,16 @@ class _RawGuard:
             return _RawGuard(value, tripped)
         if name == "cursor":
             return lambda *a, **k: _CursorGuard(value(*a, **k), tripped)
+        if name in _QUERIES and callable(value):
+
+            def query(sql: Any, *args: Any, **kwargs: Any) -> Any:
+                text = sql.decode(errors="replace") if isinstance(sql, bytes) else sql
+                _check_text(text, tripped)
+                result = value(sql, *args, **kwargs)
+                tripped.count(text)
+                return result
+
+            return query
         if name in _EXECUTES:  # sqlite3 and psycopg connections execute too
 
             def execute(sql: Any, *args: Any, **kwargs: Any) -> Any:

@@ -74,6 +74,23 @@ def test_every_way_to_end_the_transaction_is_refused_and_nothing_is_kept(
         assert runner.status().total_pending == 1 and runner.status().failed == []
 
 
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+@pytest.mark.parametrize("sql", ['"COMMIT"', '"SET autocommit = 1"', 'b"ROLLBACK"'])
+def test_transaction_control_sent_through_the_drivers_query_is_refused(
+    backend: Backend, make_migrations: MakeMigrations, sql: str
+) -> None:
+    source = SNEAKY.format(call=f"conn.connection.dbapi_connection.query({sql})", end="")
+    engine = backend.engine(pool_size=1, max_overflow=0)
+    try:
+        with pytest.raises(MigrationFailed, match="sqlmig owns the step's transaction"):
+            MigrationRunner(engine, make_migrations({"001_sneaky.py": source})).upgrade()
+        with engine.connect() as conn:  # the pool's connection is as it was
+            assert conn.exec_driver_sql("SELECT @@autocommit").scalar() == 0
+    finally:
+        engine.dispose()
+    assert sneaky_rows(backend) == 0
+
+
 @pytest.mark.parametrize("call", REFUSED)
 def test_a_dry_run_never_commits(
     backend: Backend, make_migrations: MakeMigrations, call: str
