@@ -25,6 +25,7 @@ from ._history import History, HistoryStore
 from ._loader import line_in
 from ._locking import ProgressMark
 from ._migration import AppliedMigration, Migration, StepCallback, StepFunction
+from ._urls import scrub
 
 #: One step of a run: the history row it undoes (None for an upgrade), and its file.
 PlanItem = tuple[AppliedMigration | None, Migration]
@@ -231,6 +232,7 @@ class StepExecutor:
         if outcome is None:
             outcome = self._outcome(migration, action, state)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = scrub(reason, self.conn.engine.url)  # the step's text may hold the password
         return MigrationFailed(
             f"migration {migration.version} ({action}) failed at {where}: "
             f"{type(error).__name__}: {reason}; {outcome}",

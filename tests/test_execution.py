@@ -514,3 +514,27 @@ def test_an_on_step_that_raises_on_failed_still_leaves_a_committing_step_s_faile
     assert "sneaky" in tables(backend)  # its work was committed
     with pytest.raises(DirtyDatabase, match="001"):  # never run again as if pending
         MigrationRunner(backend.url, folder).upgrade()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # trusts any password
+@pytest.mark.parametrize(
+    "raised", ['f"cannot log in with {PASSWORD}"', 'f"dsn: password={PASSWORD} host=h"']
+)
+def test_a_steps_error_holding_the_database_password_never_shows_it(
+    backend: Backend, make_migrations: MakeMigrations, raised: str
+) -> None:
+    password = "Sekr3tPw"
+    source = f"""\
+        PASSWORD = {password!r}
+
+        def up(conn):
+            raise RuntimeError({raised})
+        """
+    url = backend.url.set(password=password)
+    runner = MigrationRunner(url, make_migrations({"001_leaky.py": source}))
+
+    with pytest.raises(MigrationFailed) as info:
+        runner.upgrade()
+
+    assert password not in str(info.value)
+    assert "migration 001 (up) failed at" in str(info.value)
