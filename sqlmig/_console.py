@@ -214,11 +214,15 @@ class Output:
             trace = "".join(traceback.format_exception(exc))
             for link in _chain(exc):
                 shown = str(link)
-                if shown and not isinstance(link, SqlmigError):
+                if shown:  # sqlmig's own messages may quote a module's error text too
                     trace = trace.replace(shown, self.foreign(shown))
             print(self.clean(trace), end="", file=self.stderr)
         if isinstance(exc, SqlmigError):
-            message = str(exc)
+            # its URLs are masked, but it may quote text it did not write (a module's error)
+            message = self.foreign(str(exc))
+            if message != self.clean(str(exc)) and message.startswith("(message withheld"):
+                where = getattr(exc, "path", None)
+                message = f"{type(exc).__name__}{f' in {where}' if where else ''}: {message}"
         else:
             message = f"unexpected {type(exc).__name__}: {self.foreign(str(exc))}"
             if not self.verbose:

@@ -288,3 +288,23 @@ def test_an_on_step_given_to_a_call_is_told_after_the_runners_own(
         ("runner", "002", "done"),
         ("rollback", "002", "done"),
     ]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # trusts any password
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_an_error_quoting_a_modules_text_never_shows_the_password(
+    backend: Backend,
+    make_migrations: MakeMigrations,
+    in_tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+    verbose: list[str],
+) -> None:
+    password = "Sekr3tPw"
+    folder = make_migrations({"001_leaky.py": f"raise RuntimeError('auth {password} refused')\n"})
+    url = backend.url.set(password=password).render_as_string(hide_password=False)
+
+    assert main([*verbose, "--url", url, "--dir", str(folder), "upgrade"]) == 2
+
+    out, err = capsys.readouterr()
+    assert password not in out + err
+    assert err.splitlines()[-1].startswith("sqlmig: error: MigrationSourceError in ")
