@@ -117,6 +117,24 @@ def test_the_running_mark_lies_next_to_the_file_and_is_seen_by_others(
     assert not mark.held_elsewhere()
 
 
+def test_runners_reaching_the_file_through_a_link_share_its_running_mark(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "app.db"
+    real.parent.mkdir()
+    sqlite3.connect(real).close()
+    link = tmp_path / "app.db"
+    link.symlink_to(real)
+    marks = []
+    for path in (real, link):
+        engine = create_engine(f"sqlite:///{path}")
+        try:
+            with engine.connect() as conn:
+                marks.append(SQLITE.running_mark(conn, "migrations"))
+        finally:
+            engine.dispose()
+    assert marks[0] is not None and marks[1] is not None
+    assert marks[0].path == marks[1].path == f"{real.resolve()}-sqlmig-migrations"
+
+
 @pytest.mark.parametrize(
     "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:mem?mode=memory&uri=true"]
 )

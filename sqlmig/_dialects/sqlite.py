@@ -96,7 +96,8 @@ class SQLiteProfile(DialectProfile):
         path = self.database_file(conn.engine.url)
         if path is None:
             return None
-        return RunningMark(os.path.realpath(f"{path}-sqlmig-{table}"))
+        # next to the file itself, however it is reached (a symbolic link to it, say)
+        return RunningMark(f"{os.path.realpath(path)}-sqlmig-{table}")
 
 
 class RunningMark:
