@@ -18,6 +18,11 @@ Fixtures (override any of them in your ``conftest.py``):
   inside a transaction rolled back after the test, DDL included on SQLite and
   PostgreSQL (MySQL/MariaDB commit DDL implicitly: only data is rolled back).
 
+Under pytest-xdist each worker gets a migrated database of its own
+(:mod:`sqlmig._pytest_workers`), dropped at the end. ``--sqlmig-reset`` (ini
+``sqlmig_reset``) empties a reused test database before the session
+(:mod:`sqlmig._pytest_reset`).
+
 Ini flags: ``sqlmig_stairway = true`` adds the test ``sqlmig_stairway``
 (:func:`sqlmig.testing.check_stairway`; it runs first, on the still empty test
 database), ``sqlmig_history = true`` adds ``sqlmig_history``
@@ -51,6 +56,8 @@ __all__ = [
 URL_ENV = "SQLMIG_TEST_URL"
 STAIRWAY = "sqlmig_stairway"
 HISTORY = "sqlmig_history"
+#: The engine the plugin's own ``sqlmig_engine`` made (not a project's override).
+OWN_ENGINE: pytest.StashKey[Engine] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,6 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"database URL for sqlmig's test fixtures (else ${URL_ENV}, else a temporary "
         "SQLite file); never the configured application URL",
     )
+    from sqlmig._pytest_reset import add_options
+
+    add_options(parser, group)
     parser.addini(
         "sqlmig_migrations",
         "migrations folder (relative to the ini file) or package for sqlmig's fixtures",
@@ -117,19 +127,34 @@ def migrations_source(config: pytest.Config) -> MigrationsSource:
 def sqlmig_engine(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    """The test database: ``--sqlmig-url`` / ``$SQLMIG_TEST_URL``, else a temporary SQLite file."""
-    from sqlalchemy import URL, create_engine
+    """The test database: ``--sqlmig-url`` / ``$SQLMIG_TEST_URL``, else a temporary SQLite file.
+
+    Under pytest-xdist, a database of the worker's own (dropped at the end).
+    """
+    from sqlmig._pytest_workers import worker_engine
 
     url = database_url(pytestconfig)
+    with worker_engine(pytestconfig, url) as own:
+        engine = own if own is not None else _engine(pytestconfig, url, tmp_path_factory)
+        pytestconfig.stash[OWN_ENGINE] = engine
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def _engine(config: pytest.Config, url: str | None, tmp: pytest.TempPathFactory) -> Engine:
+    """Without workers: an Engine on the URL (emptied first if asked), else a new SQLite file."""
+    from sqlalchemy import URL, create_engine
+
     if url is None:
-        path = tmp_path_factory.mktemp("sqlmig") / "test.db"
-        engine = create_engine(URL.create("sqlite", database=str(path)))
-    else:
-        engine = create_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+        path = tmp.mktemp("sqlmig") / "test.db"
+        return create_engine(URL.create("sqlite", database=str(path)))
+    from sqlmig._pytest_reset import reset_if_asked
+
+    engine = create_engine(url)
+    reset_if_asked(config, engine, _tool_sqlmig(config).settings.get("schema"))
+    return engine
 
 
 @pytest.fixture(scope="session")
@@ -138,17 +163,29 @@ def sqlmig_runner(pytestconfig: pytest.Config, sqlmig_engine: Engine) -> Migrati
 
     ``table`` and ``schema`` follow ``[tool.sqlmig]`` when it sets them.
     """
+    __tracebackhide__ = True  # a refused reset reads as its message
     from sqlmig import MigrationRunner
+    from sqlmig._pytest_reset import refuse_foreign_reset
 
+    refuse_foreign_reset(pytestconfig, sqlmig_engine, pytestconfig.stash.get(OWN_ENGINE, None))
     settings = _tool_sqlmig(pytestconfig).settings
     options = {k: settings[k] for k in ("table", "schema") if k in settings}
     return MigrationRunner(sqlmig_engine, migrations_source(pytestconfig), **options)
 
 
 @pytest.fixture(scope="session")
-def sqlmig_migrated(sqlmig_engine: Engine, sqlmig_runner: MigrationRunner) -> Engine:
-    """The test database's engine, with every migration applied (once per session)."""
-    sqlmig_runner.upgrade()
+def sqlmig_migrated(
+    pytestconfig: pytest.Config, sqlmig_engine: Engine, sqlmig_runner: MigrationRunner
+) -> Engine:
+    """The test database's engine, with every migration applied (once per session).
+
+    Under pytest-xdist, PostgreSQL and SQLite workers get a copy of a database
+    migrated once per run.
+    """
+    from sqlmig._pytest_workers import migrate
+
+    if not migrate(pytestconfig, sqlmig_engine, sqlmig_runner):  # a worker's own, copied
+        sqlmig_runner.upgrade()
     return sqlmig_engine
 
 
@@ -231,3 +268,29 @@ def pytest_collection_modifyitems(
         items.insert(0, pytest.Function.from_parent(session, name=STAIRWAY, callobj=_stairway))
     if config.getini(HISTORY):
         items.append(pytest.Function.from_parent(session, name=HISTORY, callobj=_history))
+
+
+# -- pytest-xdist's controlling process ------------------------------------------
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """Tell each worker the run its databases are named after."""
+    from sqlmig._pytest_workers import name_the_run
+
+    name_the_run(node)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """Note whether a worker made databases on the server (or died: it may have)."""
+    from sqlmig._pytest_workers import note_node_down
+
+    note_node_down(node, error)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In pytest-xdist's controlling process: drop what is left of the run's databases."""
+    from sqlmig._pytest_workers import finish_run
+
+    finish_run(session.config, database_url(session.config))

@@ -18,7 +18,16 @@ PACKAGE = ROOT / "sqlmig"
 MODULES = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py"))
 LONG = 300
 #: Modules built on the public API alone.
-ON_THE_PUBLIC_API = ["testing.py", "_pytest_plugin.py", "_legacy.py", "_commands.py", "_aio.py"]
+ON_THE_PUBLIC_API = [
+    "testing.py",
+    "_pytest_plugin.py",
+    "_pytest_workers.py",
+    "_pytest_runs.py",
+    "_pytest_reset.py",
+    "_legacy.py",
+    "_commands.py",
+    "_aio.py",
+]
 
 
 def docstring(module: str) -> str:
