@@ -3,7 +3,9 @@
 The guard (``_guard``) refuses such text before a step's connection sends it.
 Statements are split at top-level ``;`` without a parser: comments, string
 literals, quoted names, PostgreSQL dollar quotes and MySQL ``#`` comments are
-skipped, and the body of a trigger, function or procedure is not split.
+skipped, and the body of a trigger, function or procedure is not split. What
+MySQL/MariaDB run inside a comment (``/*! COMMIT */``, ``/*M!100000 ... */``)
+is read as the code it is.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
   | (?P<line>--[^\n]*)
+  | (?P<code>/\*M?!\d*)
   | (?P<block>/\*.*?(?:\*/|\Z))
   | (?P<quoted>'(?:[^'\\]|\\.|'')*(?:'|\Z) | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z))
   | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*)?\$)

@@ -42,6 +42,11 @@ from sqlmig._statements import only_reads, transaction_control
         ("CREATE PROCEDURE p() BEGIN COMMIT; END", None),
         ("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO BEGIN DELETE FROM t; END", None),
         ("SAVEPOINT a", None),
+        ("/*!COMMIT*/", "COMMIT"),
+        ("INSERT INTO t VALUES (1); /*!50000 SET autocommit = 1 */", "SET AUTOCOMMIT"),
+        ("/*M!100000 COMMIT */", "COMMIT"),
+        ("/*!40101 SET NAMES utf8 */", None),
+        ("/* COMMIT */ SELECT 1", None),
         ("RELEASE SAVEPOINT a", None),
     ],
 )
