@@ -23,7 +23,7 @@ messages for errors it gives no code of their own) its profile says.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -58,16 +58,26 @@ _UNLOCK_FUNCTIONS = ("ADVISORY_UNLOCK", "RELEASE_LOCK")
 
 @contextmanager
 def translated(
-    *, url: str, table: str, schema: str | None, backend: str, lock_timeout: float
+    *,
+    url: str,
+    table: str,
+    schema: str | None,
+    backend: str,
+    lock_timeout: float,
+    passes: Sequence[BaseException] = (),
 ) -> Iterator[None]:
     """Inside, a driver error escaping the block becomes the matching :class:`SqlmigError`.
 
     ``url`` is the masked URL, ``table`` and ``schema`` the history table's,
     ``backend`` the dialect's name (``postgresql``, ``mysql``, ``sqlite``).
+    The errors in ``passes`` (the caller's own statements', raised inside the
+    block) escape as they are.
     """
     try:
         yield
     except DBAPIError as exc:
+        if any(exc is own for own in passes):
+            raise
         raise translate(
             exc,
             url=url,

@@ -388,12 +388,14 @@ class MigrationRunner:
         One of the runner's Engine (built from the URL for the block), or the
         Connection it was given, as it is; a transaction the block began on a
         given Connection is rolled back at its end. A SQLite file that does not
-        exist is not created: the block sees an empty database.
+        exist is not created: the block sees an empty database. An error of the
+        block's own statements is raised as it is (it is not sqlmig's).
         """
         with self._session(write=False) as s:
             outside = not s.conn.in_transaction()
             try:
-                yield s.conn
+                with s.callers_code():  # the block's errors are its own, not sqlmig's
+                    yield s.conn
             finally:
                 if outside and s.conn.in_transaction():
                     s.conn.rollback()

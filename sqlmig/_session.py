@@ -66,12 +66,14 @@ def opened(
             "the Connection you passed is closed: pass an open Connection, "
             "or the Engine (sqlmig then opens and closes its own)"
         )
+    callers: list[BaseException] = []  # raised by the caller's own code (Session.callers_code)
     errors = translated(
         url=db.display_url,
         table=store.name,
         schema=store.schema,
         backend=db.url.get_backend_name(),
         lock_timeout=lock_timeout,
+        passes=callers,
     )
     with errors, db.engine(connect_args(db, lock_timeout), write=write) as engine:
         conn = given if given is not None else db.connect(engine)
@@ -95,12 +97,14 @@ def opened(
             if nested:  # make sure the caller's transaction really began (SQLite)
                 profile.begin_step(conn, immediate=False, timeout=lock_timeout)
             session = Session(engine, conn, profile, nested, store, lock_timeout, db.builds_engine)
+            session.callers = callers
             try:
                 yield session
             finally:
                 session.restore_busy_timeout()
         except DBAPIError as exc:
-            if profile.busy(exc):  # a wait for SQLite's lock that ran out, anywhere
+            caller_s = any(exc is own for own in callers)
+            if profile.busy(exc) and not caller_s:  # a wait for SQLite's lock that ran out
                 raise profile.locked_out(lock_timeout) from exc
             raise
         finally:
@@ -116,6 +120,7 @@ class Session:
     __slots__ = (
         "builds_engine",
         "busy_before",
+        "callers",
         "conn",
         "engine",
         "left_autocommit",
@@ -151,6 +156,21 @@ class Session:
         self.busy_before: int | None = None
         #: this call waited for another runner (its lock, or its running step)
         self.waited = False
+        #: errors raised by the caller's own code inside the session: never translated
+        self.callers: list[BaseException] = []
+
+    @contextmanager
+    def callers_code(self) -> Iterator[None]:
+        """Around the caller's own code (``runner.connect()``'s block): its errors stay its own.
+
+        A driver error raised inside is not one of sqlmig's statements, so it
+        escapes the session as it is, never as a :class:`~sqlmig.SqlmigError`.
+        """
+        try:
+            yield
+        except BaseException as exc:
+            self.callers.append(exc)
+            raise
 
     def transactional(self) -> None:
         """Make sure the connection's transactions are real before anything is written.

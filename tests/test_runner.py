@@ -603,3 +603,19 @@ def test_reusing_engine_shares_one_engine_across_the_calls_of_the_block(
             assert walker is given
     finally:
         engine.dispose()
+
+
+def test_connect_raises_the_blocks_own_errors_as_they_are(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    runner = MigrationRunner(backend.url, make_migrations({"001_a.py": "def up(conn): pass\n"}))
+    runner.upgrade()
+
+    with pytest.raises(DBAPIError), runner.connect() as conn:  # the caller's, not sqlmig's
+        conn.execute(text("SELECT * FROM no_such_table"))
+    with pytest.raises(KeyError), runner.connect():
+        raise KeyError("mine")
+    with runner.connect() as conn:  # and the connection is fine for the next block
+        assert conn.execute(text("SELECT count(*) FROM migrations")).scalar() == 1
