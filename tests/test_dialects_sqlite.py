@@ -187,3 +187,14 @@ def test_which_urls_name_a_file(url: str, file: str | None) -> None:
     assert SQLITE.in_memory(parsed) == (file is None)
     assert SQLITE.database_file(parsed) == (Path(file) if file else None)
     assert profile_named("postgresql").database_file(parsed) is None  # files are SQLite's
+
+
+def test_a_table_name_with_a_path_separator_keeps_its_mark_next_to_the_file(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_t.py": "transactional = False\n\ndef up(conn): pass\n"})
+    runner = MigrationRunner(sqlite_backend.url, folder, table="app/history")
+
+    assert [m.version for m in runner.upgrade()] == ["001"]
+    database = Path(str(sqlite_backend.url.database)).resolve()
+    assert Path(f"{database}-sqlmig-app_history").exists()

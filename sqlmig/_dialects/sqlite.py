@@ -96,8 +96,10 @@ class SQLiteProfile(DialectProfile):
         path = self.database_file(conn.engine.url)
         if path is None:
             return None
-        # next to the file itself, however it is reached (a symbolic link to it, say)
-        return RunningMark(f"{os.path.realpath(path)}-sqlmig-{table}")
+        # next to the file itself, however it is reached (a symbolic link to it, say); a
+        # table name's path separators would point elsewhere, so they become "_"
+        name = "".join("_" if c in ("/", "\\", "\0") else c for c in table)
+        return RunningMark(f"{os.path.realpath(path)}-sqlmig-{name}")
 
 
 class RunningMark:
