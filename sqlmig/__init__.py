@@ -23,6 +23,7 @@ from ._errors import (
     MissingMigration,
     OutOfOrderMigration,
     PermissionDenied,
+    SchemaDrift,
     SqlmigError,
     UsageError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "OutOfOrderMigration",
     "PermissionDenied",
     "PlannedStep",
+    "SchemaDrift",
     "SqlmigError",
     "Status",
     "StepCallback",

@@ -39,6 +39,7 @@ from ._errors import (
     MissingMigration,
     OutOfOrderMigration,
     PermissionDenied,
+    SchemaDrift,
     SqlmigError,
     UsageError,
 )
@@ -56,6 +57,7 @@ EXIT_CODES: tuple[tuple[type[SqlmigError], int], ...] = (
     (HistoryMismatch, 3),
     (OutOfOrderMigration, 3),
     (DirtyDatabase, 3),
+    (SchemaDrift, 3),
     (LockTimeout, 4),
     (DatabaseUnavailable, 5),
     (PermissionDenied, 5),
@@ -105,6 +107,14 @@ def _globals(parser: argparse.ArgumentParser, default: Any) -> None:
         default=default,
         metavar="DIR",
         help="migrations folder or package (beats the config file)",
+    )
+    parser.add_argument(
+        "--metadata",
+        default=default,
+        action="append",
+        metavar="MODULE:ATTR",
+        help="the models' MetaData for check, e.g. myapp.db:metadata; repeat for several "
+        "(beats the config file)",
     )
     parser.add_argument(
         "--lock-timeout",
@@ -160,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("unstamp", "remove VERSION's history row without running down()").add_argument(
         "version", metavar="VERSION"
     )
+    command("check", "fail (exit 3) if steps are pending or the database differs from the models")
     command("new", "write the next migration file from a template").add_argument(
         "name", metavar="NAME"
     )

@@ -3,7 +3,7 @@
 ``new`` calls :func:`sqlmig._scaffold.new_migration`. Each command takes the
 parsed arguments, the :class:`~sqlmig._console.Output` and the log handler
 (whose ``steps()`` is the ``on_step`` callback of the call), and returns the
-exit code.
+exit code. The module is long because it holds every command; each is short.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import make_url
 
 from ._console import Output, Progress
 from ._dryrun import changes_something
-from ._errors import ConfigError
+from ._errors import ConfigError, SchemaDrift
 from ._migration import PlannedStep, Status
 from ._runner import MigrationRunner
 from ._scaffold import new_migration
@@ -45,6 +45,7 @@ def _runner(args: argparse.Namespace, out: Output) -> MigrationRunner:
         url=args.url,
         migrations=args.dir,
         lock_timeout=args.lock_timeout,
+        metadata=args.metadata,
     )
     out.hide(settings["db"])  # the configured URL, ${VAR} filled in
     return MigrationRunner(**settings)
@@ -268,6 +269,26 @@ def cmd_unstamp(args: argparse.Namespace, out: Output, progress: Progress) -> in
     return 0
 
 
+def cmd_check(args: argparse.Namespace, out: Output, progress: Progress) -> int:
+    runner = _runner(args, out)
+    if runner.metadata is None:
+        raise ConfigError(
+            "check needs the models to compare with: pass --metadata MODULE:ATTR "
+            "(e.g. myapp.db:metadata) or set metadata in [tool.sqlmig]",
+            key="metadata",
+        )
+    differences = runner.check()
+    if differences:
+        raise SchemaDrift(
+            f"{runner.url} does not match the models ({len(differences)} difference(s)): "
+            "apply pending steps with 'sqlmig upgrade', write a migration for the rest\n"
+            + "\n".join(f"  {line}" for line in differences),
+            differences=differences,
+        )
+    out.line(f"OK: {runner.url} has nothing pending and matches the models")
+    return 0
+
+
 def cmd_new(args: argparse.Namespace, out: Output, progress: Progress) -> int:
     folder = migrations_setting(env=args.env, path=_config_path(args), migrations=args.dir)
     path = new_migration(folder, args.name)
@@ -290,5 +311,6 @@ COMMANDS: dict[str, Command] = {
     "baseline": cmd_baseline,
     "stamp": cmd_stamp,
     "unstamp": cmd_unstamp,
+    "check": cmd_check,
     "new": cmd_new,
 }

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from ._errors import SqlmigError
+from ._errors import SchemaDrift, SqlmigError
 from ._migration import Migration, StepPhase
 from ._urls import holds_secret, mask, mask_in, scrub
 
@@ -227,7 +227,10 @@ class Output:
             message = f"unexpected {type(exc).__name__}: {self.foreign(str(exc))}"
             if not self.verbose:
                 message += " (run with -v for the traceback)"
-        print(self.clean(f"sqlmig: error: {' '.join(message.split())}"), file=self.stderr)
+        first, *listed = message.split("\n") if isinstance(exc, SchemaDrift) else [message]
+        print(self.clean(f"sqlmig: error: {' '.join(first.split())}"), file=self.stderr)
+        for line in listed:  # one line per difference
+            print(self.clean(line.rstrip()), file=self.stderr)
 
 
 class Progress(logging.Handler):

@@ -17,6 +17,7 @@
     │   └── MissingMigration      an applied file is gone
     ├── OutOfOrderMigration       a late version refused (allow_out_of_order=False)
     ├── DirtyDatabase             a failed or unreadable row needs a manual check, then repair()
+    ├── SchemaDrift               check: the database differs from the models, or has pending steps
     └── LockTimeout               another runner held the lock longer than lock_timeout
 
 Each message is one line that says what to do. Data travels as attributes.
@@ -41,6 +42,7 @@ __all__ = [
     "MissingMigration",
     "OutOfOrderMigration",
     "PermissionDenied",
+    "SchemaDrift",
     "SqlmigError",
     "UsageError",
 ]
@@ -170,6 +172,18 @@ class DirtyDatabase(SqlmigError):
     def __init__(self, message: str, *, versions: Sequence[str]) -> None:
         super().__init__(message)
         self.versions = list(versions)
+
+
+class SchemaDrift(SqlmigError):
+    """``check``: the database has pending steps or differs from the models.
+
+    ``differences`` holds one line per difference; the message lists them all,
+    one per line, after a first line saying what to do.
+    """
+
+    def __init__(self, message: str, *, differences: Sequence[str]) -> None:
+        super().__init__(message)
+        self.differences = list(differences)
 
 
 class LockTimeout(SqlmigError):

@@ -27,7 +27,14 @@ Ini flags: ``sqlmig_stairway = true`` adds the test ``sqlmig_stairway``
 (:func:`sqlmig.testing.check_stairway`; it runs first, on the still empty test
 database), ``sqlmig_history = true`` adds ``sqlmig_history``
 (:func:`sqlmig.testing.check_history`: the files, and the test database's history;
-it runs last).
+it runs last). ``sqlmig_metadata = myapp.db:metadata`` (several separated by
+spaces) adds ``sqlmig_models`` (:func:`sqlmig.testing.check_models`: the test
+database, upgraded to head, matches the models; it runs after the project's
+tests, before ``sqlmig_history``).
+
+The module is long because it is everything pytest sees of sqlmig: options,
+fixtures, the ready-made checks and pytest-xdist's hooks; the mechanics
+behind them live in :mod:`sqlmig._pytest_workers` and :mod:`sqlmig._pytest_reset`.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ __all__ = [
 URL_ENV = "SQLMIG_TEST_URL"
 STAIRWAY = "sqlmig_stairway"
 HISTORY = "sqlmig_history"
+METADATA = "sqlmig_metadata"
+MODELS = "sqlmig_models"
 #: The engine the plugin's own ``sqlmig_engine`` made (not a project's override).
 OWN_ENGINE: pytest.StashKey[Engine] = pytest.StashKey()
 
@@ -82,6 +91,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "add the sqlmig_stairway test: every down() undoes its up()",
         type="bool",
         default=False,
+    )
+    parser.addini(
+        METADATA,
+        "add the sqlmig_models test: the migrated test database matches these models "
+        "(module:attribute, several separated by spaces)",
+        type="args",
+        default=[],
     )
     parser.addini(
         HISTORY,
@@ -246,6 +262,15 @@ def _history(sqlmig_runner: MigrationRunner) -> None:
     _readable(check_history, sqlmig_runner)
 
 
+def _models(pytestconfig: pytest.Config, sqlmig_runner: MigrationRunner) -> None:
+    """The test database, upgraded to head, matches the models of ``sqlmig_metadata``."""
+    __tracebackhide__ = True
+    from sqlmig.testing import check_models
+
+    metadata = list(pytestconfig.getini(METADATA))
+    _readable(lambda runner: check_models(runner, metadata), sqlmig_runner)
+
+
 def _readable(check: Callable[[MigrationRunner], object], runner: MigrationRunner) -> None:
     """Run a check; a sqlmig error (a bad file, say) fails the test with its one line."""
     __tracebackhide__ = True
@@ -263,9 +288,11 @@ def _readable(check: Callable[[MigrationRunner], object], runner: MigrationRunne
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """Add the checks the ini flags turn on: the stairway first, the history last."""
+    """Add the checks the ini flags turn on: the stairway first, the models, the history last."""
     if config.getini(STAIRWAY):
         items.insert(0, pytest.Function.from_parent(session, name=STAIRWAY, callobj=_stairway))
+    if config.getini(METADATA):
+        items.append(pytest.Function.from_parent(session, name=MODELS, callobj=_models))
     if config.getini(HISTORY):
         items.append(pytest.Function.from_parent(session, name=HISTORY, callobj=_history))
 

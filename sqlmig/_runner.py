@@ -15,12 +15,13 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, overload
 
-from sqlalchemy import URL
+from sqlalchemy import URL, MetaData
 from sqlalchemy.engine import Connection
 
 from . import _edits, _legacy
 from ._database import Database, DatabaseArgument
 from ._discovery import Listing, discover
+from ._drift import schema_differences
 from ._dryrun import try_plan
 from ._errors import UsageError
 from ._held_lock import locked
@@ -34,6 +35,7 @@ from ._migration import (
     StepCallback,
     StepPhase,
 )
+from ._models import MetadataArgument, Models
 from ._planning import (
     Comparison,
     check_history,
@@ -73,6 +75,9 @@ class MigrationRunner:
     (a string must be a URL: a SQLite file is ``sqlite:///path``; the
     ``db_path=`` keyword takes a plain file path). ``migrations`` is a folder, an
     importable package name, or a list of :class:`Migration` objects.
+    ``metadata``, when given, is the models :meth:`check` compares the
+    database with: a ``MetaData``, ``"module:attribute"`` (imported only when
+    needed) or a list of them.
 
     ``on_step(migration, phase, seconds)``, when given, is called as each step
     that ``upgrade``, ``downgrade`` or ``rollback_last`` runs starts
@@ -94,6 +99,7 @@ class MigrationRunner:
         lock_timeout: float = ...,
         allow_out_of_order: bool = ...,
         on_step: StepCallback | None = ...,
+        metadata: MetadataArgument | None = ...,
     ) -> None: ...
 
     @overload
@@ -107,6 +113,7 @@ class MigrationRunner:
         lock_timeout: float = ...,
         allow_out_of_order: bool = ...,
         on_step: StepCallback | None = ...,
+        metadata: MetadataArgument | None = ...,
     ) -> None: ...
 
     def __init__(
@@ -121,6 +128,7 @@ class MigrationRunner:
         db_path: str | Path | None = None,
         migrations_dir: str | Path | None = None,
         on_step: StepCallback | None = None,
+        metadata: MetadataArgument | None = None,
     ) -> None:
         if db is None and db_path is not None:  # the bot runner's keyword: a plain file path
             text = str(db_path)
@@ -145,6 +153,7 @@ class MigrationRunner:
         self._db = Database(db)
         self._store = HistoryStore(table, schema)
         self.on_step = on_step
+        self._models = None if metadata is None else Models(metadata)
 
     @classmethod
     def from_config(
@@ -164,6 +173,12 @@ class MigrationRunner:
 
         on_step = overrides.pop("on_step", None)
         return cls(**runner_settings(env=env, path=path, **overrides), on_step=on_step)
+
+    @property
+    def metadata(self) -> list[MetaData | str] | None:
+        """The models ``check`` compares with: each a MetaData or a ``"module:attribute"``
+        reference not yet imported; None when none was given."""
+        return None if self._models is None else list(self._models.items)
 
     @property
     def url(self) -> str:
@@ -292,6 +307,34 @@ class MigrationRunner:
         for migration in comparison.pending:
             migration.compile()
 
+    def check(self, metadata: MetadataArgument | None = None) -> list[str]:
+        """How the database differs from the models; ``[]`` when it matches them.
+
+        One readable line per difference: each pending step first
+        (``002_add_orders: pending``), then each difference Alembic's comparison
+        finds between the tables and ``metadata`` (``column orders.note: missing
+        in the database``). ``metadata`` is a MetaData, a ``"module:attribute"``
+        reference or a list of them; by default the runner's ``metadata=``. The
+        history table is left out. Writes nothing. Needs the ``sqlmig[ops]`` extra.
+
+        Raises:
+            UsageError: no metadata given here nor to the runner, or Alembic
+                is not installed.
+            ConfigError: a reference names no module, no attribute or no MetaData.
+        """
+        models = self._models if metadata is None else Models(metadata)
+        if models is None:
+            raise UsageError(
+                "check needs the models to compare with: pass metadata= (a MetaData or "
+                "'module:attribute'), or set metadata in [tool.sqlmig]"
+            )
+        tables = models.resolve()
+        migrations = self.migrations()
+        with self._session(write=False) as s:
+            pending = compare(migrations, s.read().rows).pending
+            lines = [f"{m.label}: pending" for m in pending]
+            return lines + schema_differences(s.conn, tables, self.table)
+
     def baseline(self, version: str | int) -> list[Migration]:
         """Record every step up to ``version`` as applied without running it.
 
@@ -410,6 +453,7 @@ class MigrationRunner:
             lock_timeout=self.lock_timeout,
             allow_out_of_order=self.allow_out_of_order,
             on_step=self.on_step,
+            metadata=self.metadata,
         )
 
     @contextmanager

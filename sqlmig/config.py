@@ -9,8 +9,9 @@ The database URL is resolved in this order, first found wins:
 4. ``url`` in ``[tool.sqlmig]``;
 5. otherwise :class:`~sqlmig.ConfigError`.
 
-``migrations``, ``table``, ``schema``, ``lock_timeout`` and
-``allow_out_of_order`` come from the keyword overrides, else the chosen
+``migrations``, ``table``, ``schema``, ``lock_timeout``,
+``allow_out_of_order`` and ``metadata`` (the models ``check`` compares with:
+``"module:attribute"`` or a list of them) come from the keyword overrides, else the chosen
 environment, else ``[tool.sqlmig]``. ``${VAR}`` inside a configured URL is read
 from the process environment, so secrets stay out of the file. Reading the
 configuration never connects to a database.
@@ -43,6 +44,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ._errors import ConfigError
 from ._locking import checked_lock_timeout
+from ._models import checked_setting
 from ._sources import from_setting
 from ._urls import mask, to_url
 
@@ -71,6 +73,7 @@ KEYS: dict[str, tuple[type, ...]] = {
     "schema": (str,),
     "lock_timeout": (int, float),
     "allow_out_of_order": (bool,),
+    "metadata": (str, list),
 }
 OVERRIDES = frozenset(KEYS) | {"db"}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -172,6 +175,11 @@ def _checked(path: Path, table: str, keys: dict[str, Any]) -> dict[str, Any]:
             except ConfigError as exc:
                 problem = exc.message.removeprefix("lock_timeout ")
                 raise _bad(path, f"{table}.{key}", problem) from None
+        if key == "metadata":
+            try:
+                checked_setting(value, where=f"{path}: {table}.{key}")
+            except ConfigError as exc:
+                raise ConfigError(exc.message, path=str(path), key=f"{table}.{key}") from None
     return dict(keys)
 
 
@@ -231,8 +239,8 @@ def runner_settings(
 
     ``overrides`` are the constructor's keywords plus ``url`` (the explicit URL);
     ``None`` values are ignored. Returns ``db`` (the URL, or the ``db`` given)
-    and ``migrations``, plus ``table``, ``schema``, ``lock_timeout`` and
-    ``allow_out_of_order`` when configured. ``path`` is the config file (else
+    and ``migrations``, plus ``table``, ``schema``, ``lock_timeout``,
+    ``allow_out_of_order`` and ``metadata`` when configured. ``path`` is the config file (else
     :func:`find_config` finds it). Reads the file and the process environment;
     connects to nothing.
 
@@ -294,7 +302,7 @@ def merged(
     so with no config file ``migrations`` in the current directory will do.
     """
     settings: dict[str, Any] = {}
-    for key in ("table", "schema", "lock_timeout", "allow_out_of_order"):
+    for key in ("table", "schema", "lock_timeout", "allow_out_of_order", "metadata"):
         for _table, values in layers:
             if key in values:
                 settings[key] = values[key]

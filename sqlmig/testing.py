@@ -8,16 +8,19 @@ Example::
     def test_every_down_undoes_its_up(tmp_path):
         check_stairway(MigrationRunner(f"sqlite:///{tmp_path}/t.db", "migrations"))
 
-Both raise ``AssertionError`` with a message that names what is wrong, so a
-failing check reads as a test failure, not as a crash. :func:`begin` and
+They (and :func:`check_models`) raise ``AssertionError`` with a message that
+names what is wrong, so a failing check reads as a test failure, not as a
+crash. :func:`begin` and
 :func:`undoes_ddl` are for tests that roll back what they did.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, RootTransaction
 
 from ._dialects import profile_for
@@ -28,7 +31,7 @@ from ._planning import BASE, compare
 from ._runner import MigrationRunner
 from ._schema_snapshot import Snapshot, differences, snapshot
 
-__all__ = ["begin", "check_history", "check_stairway", "undoes_ddl"]
+__all__ = ["begin", "check_history", "check_models", "check_stairway", "undoes_ddl"]
 
 
 def _take(runner: MigrationRunner) -> Snapshot:
@@ -161,6 +164,32 @@ def check_history(runner: MigrationRunner) -> None:
     ]
     if problems:
         raise AssertionError(f"migration history of {runner.url}: " + "; ".join(problems))
+
+
+def check_models(
+    runner: MigrationRunner, metadata: MetaData | str | Sequence[MetaData | str]
+) -> None:
+    """Check that the migrations build the models: upgrade to head, then compare.
+
+    The runner's database (an empty one: a new SQLite file, an empty test
+    database) is upgraded to the newest step, then compared with ``metadata``
+    (a MetaData, ``"module:attribute"``, or a list of them) as
+    :meth:`~sqlmig.MigrationRunner.check` compares. Needs the ``sqlmig[ops]`` extra.
+
+    Raises:
+        AssertionError: listing every difference, one per line.
+        MigrationFailed: a step failed on the way to the head.
+        UsageError: Alembic is not installed.
+        ConfigError: ``metadata`` names no module, attribute or MetaData.
+    """
+    __tracebackhide__ = True
+    runner.upgrade()
+    found = runner.check(metadata)
+    if found:
+        raise AssertionError(
+            f"the migrations do not build the models on {runner.url} "
+            f"({len(found)} difference(s)):\n" + "\n".join(f"  {line}" for line in found)
+        )
 
 
 def begin(conn: Connection, *, timeout: float = 60.0) -> RootTransaction:

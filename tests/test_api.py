@@ -25,6 +25,7 @@ EXPECTED = [
     "OutOfOrderMigration",
     "PermissionDenied",
     "PlannedStep",
+    "SchemaDrift",
     "SqlmigError",
     "Status",
     "StepCallback",

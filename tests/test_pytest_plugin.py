@@ -386,3 +386,64 @@ def test_the_ini_option_may_name_an_importable_package(pytester: pytest.Pytester
     (where.parent / "__init__.py").write_text("")
 
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+MODELS = """\
+    import sqlalchemy as sa
+
+    metadata = sa.MetaData()
+    users = sa.Table(
+        "users", metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("email", sa.String(100), nullable=False),
+        sa.Index("ix_users_email", "email"),
+    )
+    """
+
+METADATA_INI = """\
+    [tool.pytest.ini_options]
+    pythonpath = ["."]
+    sqlmig_stairway = true
+    sqlmig_metadata = "appmodels:metadata"
+    sqlmig_history = true
+    """
+
+
+def test_the_models_test_passes_when_the_migrations_build_the_models(
+    pytester: pytest.Pytester, backend: Backend
+) -> None:
+    project(pytester, ini=METADATA_INI)
+    pytester.makepyfile(appmodels=textwrap.dedent(MODELS))
+
+    result = run(pytester, backend)
+
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*sqlmig_stairway PASSED*",
+            "*test_app.py::test_users_table_is_there PASSED*",
+            "*sqlmig_models PASSED*",
+            "*sqlmig_history PASSED*",
+        ]
+    )
+
+
+def test_the_models_test_lists_every_difference(
+    pytester: pytest.Pytester, backend: Backend
+) -> None:
+    project(pytester, ini=METADATA_INI)
+    models = textwrap.dedent(MODELS).replace("sa.String(100)", "sa.String(200)")
+    models += 'audit = sa.Table("audit", metadata, sa.Column("id", sa.Integer, primary_key=True))\n'
+    (pytester.path / "appmodels.py").write_text(models)
+
+    result = run(pytester, backend)
+
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*sqlmig_models FAILED*",
+            "E   AssertionError: the migrations do not build the models on * (2 difference(s)):",
+            "E     table audit: missing in the database",
+            "E     column users.email: type VARCHAR(100) in the database, String(200) in the*",
+        ]
+    )

@@ -91,6 +91,13 @@ class DialectProfile:
     #: key is dropped (MySQL): dropping the key drops that index too.
     foreign_key_leaves_index: bool = False
 
+    # -- comparing with models (``check``) ------------------------------------
+
+    #: Alembic's comparison of server defaults is exact here (PostgreSQL asks the
+    #: server to evaluate both sides); elsewhere it compares reflected text
+    #: and reports differences that are none, so ``check`` leaves defaults out.
+    compares_server_defaults: bool = False
+
     def history_timestamp_type(self) -> TypeEngine[datetime]:
         """The column type of ``applied_at``, to the microsecond where the database can."""
         return DateTime(timezone=True)

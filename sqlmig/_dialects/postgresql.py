@@ -53,6 +53,7 @@ POSTGRESQL = DialectProfile(
     driver_extra="postgresql",
     identity="SELECT current_database(), current_schema()",
     history_timestamp_tz=True,
+    compares_server_defaults=True,
     # now() is the transaction's start, the same for every step of a caller's transaction
     history_now_sql="clock_timestamp()",
     session_settings=(("client_connection_check_interval", "1s"),),

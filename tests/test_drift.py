@@ -1,0 +1,325 @@
+"""``runner.check()`` and ``sqlmig check``: the database against its models, one line each.
+
+Every kind of difference is made on SQLite, PostgreSQL and MariaDB: the
+database's tables are created from one MetaData, the models are another, and
+the line ``check`` gives is compared word for word.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from backends import Backend
+from conftest import MakeMigrations
+from sqlmig import MigrationRunner, SchemaDrift, UsageError
+from sqlmig._cli import exit_code, main
+
+Change = Callable[[MetaData], None]
+
+
+def schema(*changes: Change) -> MetaData:
+    """users and orders, with ``changes`` made to them."""
+    meta = MetaData()
+    Table(
+        "users",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(50)),
+        Column("email", String(100), nullable=True),
+    )
+    Table("orders", meta, Column("id", Integer, primary_key=True), Column("user_id", Integer))
+    for change in changes:
+        change(meta)
+    return meta
+
+
+def audit_table(meta: MetaData) -> None:
+    # its index and key are told by the table's line alone
+    Table(
+        "audit",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("user_id", ForeignKey("users.id"), index=True),
+    )
+
+
+def note_column(meta: MetaData) -> None:
+    meta.tables["orders"].append_column(Column("note", Text))
+
+
+def longer_name(meta: MetaData) -> None:
+    meta.tables["users"].c.name.type = String(100)
+
+
+def required_email(meta: MetaData) -> None:
+    meta.tables["users"].c.email.nullable = False
+
+
+def name_index(meta: MetaData) -> None:
+    Index("ix_users_name", meta.tables["users"].c.name)
+
+
+def unique_email(meta: MetaData) -> None:
+    meta.tables["users"].append_constraint(UniqueConstraint("email", name="uq_users_email"))
+
+
+def user_key(meta: MetaData) -> None:
+    meta.tables["orders"].append_constraint(
+        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_orders_user")
+    )
+
+
+IN_DB = "in the database, not in the models"
+MISSING = "missing in the database"
+
+#: (what the database has more, what the models have more, the line expected)
+CASES = {
+    "missing table": ((), (audit_table,), f"table audit: {MISSING}"),
+    "extra table": ((audit_table,), (), f"table audit: {IN_DB}"),
+    "missing column": ((), (note_column,), f"column orders.note: {MISSING}"),
+    "extra column": ((note_column,), (), f"column orders.note: {IN_DB}"),
+    "type": (
+        (),
+        (longer_name,),
+        "column users.name: type VARCHAR(50) in the database, String(100) in the models",
+    ),
+    "nullability": (
+        (),
+        (required_email,),
+        "column users.email: nullable in the database, NOT NULL in the models",
+    ),
+    "index": ((), (name_index,), f"index ix_users_name on users(name): {MISSING}"),
+    "extra index": ((name_index,), (), f"index ix_users_name on users(name): {IN_DB}"),
+    "foreign key": (
+        (),
+        (user_key,),
+        f"foreign key fk_orders_user on orders(user_id) -> users(id): {MISSING}",
+    ),
+}
+
+
+def empty_runner(
+    backend: Backend, make_migrations: MakeMigrations, **kw: object
+) -> MigrationRunner:
+    return MigrationRunner(backend.url, make_migrations({}), **kw)  # type: ignore[arg-type]
+
+
+def create(backend: Backend, meta: MetaData) -> None:
+    engine = backend.engine()
+    try:
+        with engine.begin() as conn:
+            meta.create_all(conn)
+    finally:
+        engine.dispose()
+
+
+def test_a_database_made_from_the_models_matches_them(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    models = schema(name_index, unique_email, user_key, note_column)
+    create(backend, models)
+    runner = empty_runner(backend, make_migrations, metadata=models)
+    assert runner.check() == []
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_kind_of_difference_is_one_readable_line(
+    backend: Backend, make_migrations: MakeMigrations, case: str
+) -> None:
+    in_db, in_models, line = CASES[case]
+    create(backend, schema(*in_db))
+    runner = empty_runner(backend, make_migrations)
+    assert runner.check(schema(*in_models)) == [line]
+
+
+def test_a_unique_constraint_the_database_lacks(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    create(backend, schema())
+    found = empty_runner(backend, make_migrations).check(schema(unique_email))
+    # MySQL/MariaDB keep a unique constraint as a unique index: Alembic tells it so
+    assert found in (
+        [f"unique constraint uq_users_email on users(email): {MISSING}"],
+        [f"unique index uq_users_email on users(email): {MISSING}"],
+    )
+
+
+def test_pending_steps_come_first_and_the_history_table_is_left_out(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    models = schema()
+    folder = make_migrations(
+        {
+            "001_users_and_orders.py": """\
+                from sqlalchemy import Column, Integer, MetaData, String, Table
+
+                meta = MetaData()
+                Table("users", meta, Column("id", Integer, primary_key=True),
+                      Column("name", String(50)), Column("email", String(100)))
+                Table("orders", meta, Column("id", Integer, primary_key=True),
+                      Column("user_id", Integer))
+
+                def up(conn):
+                    meta.create_all(conn)
+                """,
+            "002_add_audit.py": "def up(conn):\n    pass\n",
+            "003_more.py": "def up(conn):\n    pass\n",
+        }
+    )
+    runner = MigrationRunner(backend.url, folder, metadata=models)
+    found = runner.check()
+    assert found[:3] == [
+        "001_users_and_orders: pending",
+        "002_add_audit: pending",
+        "003_more: pending",
+    ]
+    assert sorted(found[3:]) == [f"table orders: {MISSING}", f"table users: {MISSING}"]
+    runner.upgrade("001")
+    assert runner.check() == ["002_add_audit: pending", "003_more: pending"]
+    runner.upgrade()
+    assert runner.check() == []
+
+
+def test_several_metadata_are_compared_as_one(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    def logs_table(meta: MetaData) -> None:
+        Table("logs", meta, Column("id", Integer, primary_key=True))
+
+    create(backend, schema(logs_table))
+    other = MetaData()
+    logs_table(other)
+    runner = empty_runner(backend, make_migrations, metadata=[schema(), other])
+    assert runner.check() == []
+
+
+def test_check_without_models_says_how_to_give_them(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    with pytest.raises(UsageError, match=r"pass metadata="):
+        empty_runner(sqlite_backend, make_migrations).check()
+
+
+def test_without_alembic_the_error_names_the_extra(tmp_path: Path) -> None:
+    probe = textwrap.dedent(
+        f"""\
+        import sys
+        sys.modules["alembic"] = None
+        from sqlalchemy import MetaData
+        from sqlmig import MigrationRunner, UsageError
+        (__import__("pathlib").Path({str(tmp_path / "m")!r})).mkdir()
+        runner = MigrationRunner("sqlite:///{tmp_path / "t.db"}", {str(tmp_path / "m")!r})
+        try:
+            runner.check(MetaData())
+        except UsageError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert "pip install 'sqlmig[ops]'" in out
+
+
+# -- sqlmig check ---------------------------------------------------------------
+
+
+def run(root: Path, *args: str) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for name in [k for k in os.environ if k.startswith("SQLMIG_")]:
+            patch.delenv(name)
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            code = main(list(args))
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+MODELS = """\
+from sqlalchemy import Column, Integer, MetaData, String, Table
+
+metadata = MetaData()
+Table("users", metadata, Column("id", Integer, primary_key=True), Column("name", String(50)))
+"""
+
+
+def test_the_command_exits_0_then_3_listing_every_difference(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "models_for_check.py").write_text(MODELS)
+    folder = make_migrations(
+        {
+            "001_users.py": """\
+                from sqlalchemy import Column, Integer, MetaData, String, Table
+
+                meta = MetaData()
+                Table("users", meta, Column("id", Integer, primary_key=True),
+                      Column("name", String(50)))
+
+                def up(conn):
+                    meta.create_all(conn)
+                """,
+            "002_nothing.py": "def up(conn):\n    pass\n",
+        }
+    )
+    url = backend.url_string
+    (root / "pyproject.toml").write_text(
+        f'[tool.sqlmig]\nurl = "{url}"\nmigrations = "{folder}"\n'
+        'metadata = "models_for_check:metadata"\n'
+    )
+    code, out, err = run(root, "check")
+    assert code == 3, err
+    lines = err.splitlines()
+    assert lines[0].startswith("sqlmig: error: ") and "3 difference(s)" in lines[0]
+    assert [line.strip() for line in lines[1:]] == [
+        "001_users: pending",
+        "002_nothing: pending",
+        "table users: missing in the database",
+    ]
+    assert run(root, "upgrade")[0] == 0
+    code, out, err = run(root, "check")
+    assert (code, err) == (0, "")
+    assert "matches the models" in out
+    # --metadata beats the file: models with one more table
+    (root / "more_models.py").write_text(
+        MODELS + 'Table("audit", metadata, Column("id", Integer))\n'
+    )
+    code, out, err = run(root, "check", "--metadata", "more_models:metadata")
+    assert code == 3
+    assert err.splitlines()[1:] == ["  table audit: missing in the database"]
+
+
+def test_the_command_without_models_says_how_to_give_them(tmp_path: Path) -> None:
+    (tmp_path / "migrations").mkdir()
+    code, _out, err = run(tmp_path, "--url", f"sqlite:///{tmp_path}/t.db", "check")
+    assert code == 2
+    assert "--metadata MODULE:ATTR" in err
+
+
+def test_schema_drift_exits_3_and_keeps_its_lines() -> None:
+    drift = SchemaDrift("db differs\n  a\n  b", differences=["a", "b"])
+    assert exit_code(drift) == 3
+    assert drift.differences == ["a", "b"]
