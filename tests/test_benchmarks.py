@@ -196,3 +196,24 @@ def test_flat_in_file_size_is_judged_against_the_floor_of_the_same_phase() -> No
         "  PASS start-up check on sqlite with padded files: 1.00x the plain files', "
         "each against the floor (goal: flat in file size, <= 1.2x)"
     ]
+
+
+@pytest.mark.bench
+def test_drift_script_times_both_checks_and_prints_the_ratio() -> None:
+    pytest.importorskip("alembic")
+    script = ROOT / "benchmarks" / "drift.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--tables", "5", "--rounds", "1", "--backends", "sqlite"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "## check of 5 tables that match (median of 1 round(s))"
+    assert lines[2] == "| backend | sqlmig check | alembic check | ratio |"
+    assert lines[4].startswith("| sqlite | ") and lines[4].endswith("x |")
+    assert lines[-1].startswith(("PASS sqlmig check <= 1.1x", "FAIL sqlmig check <= 1.1x"))

@@ -44,3 +44,29 @@ def test_reading_and_no_op_upgrades_import_nothing(
     assert runner.status().total_applied == 1
     runner.verify()
     assert imports(marker) == 1
+
+
+def test_models_are_imported_only_by_a_comparison(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    """A runner given models runs every other call without importing them, or Alembic."""
+    import subprocess
+    import sys
+
+    (tmp_path / "lazymodels.py").write_text("import sqlalchemy\nmetadata = sqlalchemy.MetaData()\n")
+    folder = make_migrations({"001_nothing.py": "def up(conn):\n    pass\n"})
+    probe = (
+        "import sys; from sqlmig import MigrationRunner; "
+        f"r = MigrationRunner({backend.url_string!r}, {str(folder)!r}, "
+        "metadata='lazymodels:metadata'); r.upgrade(); r.status(); r.verify(); "
+        "print(sorted(m for m in ('alembic', 'lazymodels') if m in sys.modules)); "
+        "r.check(); print(sorted(m for m in ('alembic', 'lazymodels') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.split("\n")
+    assert out[:2] == ["[]", "['alembic', 'lazymodels']"]
