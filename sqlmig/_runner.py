@@ -310,8 +310,9 @@ class MigrationRunner:
     def check(self, metadata: MetadataArgument | None = None) -> list[str]:
         """How the database differs from the models; ``[]`` when it matches them.
 
-        One readable line per difference: each pending step first
-        (``002_add_orders: pending``), then each difference Alembic's comparison
+        One readable line per difference: the history's first (a step failed
+        part-way, an applied file edited or gone, then each pending step:
+        ``002_add_orders: pending``), then each difference Alembic's comparison
         finds between the tables and ``metadata`` (``column orders.note: missing
         in the database``). ``metadata`` is a MetaData, a ``"module:attribute"``
         reference or a list of them; by default the runner's ``metadata=``. The
@@ -331,8 +332,11 @@ class MigrationRunner:
         tables = models.resolve()
         migrations = self.migrations()
         with self._session(write=False) as s:
-            pending = compare(migrations, s.read().rows).pending
-            lines = [f"{m.label}: pending" for m in pending]
+            history = compare(migrations, s.read().rows)
+            lines = [f"{r.version}_{r.name}: failed part-way" for r in history.failed]
+            lines += [f"{r.version}_{r.name}: edited after it ran" for r in history.changed]
+            lines += [f"{r.version}_{r.name}: applied, its file is gone" for r in history.missing]
+            lines += [f"{m.label}: pending" for m in history.pending]
             return lines + schema_differences(s.conn, tables, self.table)
 
     def baseline(self, version: str | int) -> list[Migration]:

@@ -201,6 +201,22 @@ def test_pending_steps_come_first_and_the_history_table_is_left_out(
     assert runner.check() == []
 
 
+def test_an_edited_or_lost_applied_file_is_a_difference_too(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(
+        {
+            "001_one.py": "def up(conn):\n    pass\n",
+            "002_two.py": "def up(conn):\n    pass\n",
+        }
+    )
+    runner = MigrationRunner(backend.url, folder, metadata=MetaData())
+    runner.upgrade()
+    (folder / "001_one.py").write_text("def up(conn):\n    pass  # edited\n")
+    (folder / "002_two.py").unlink()
+    assert runner.check() == ["001_one: edited after it ran", "002_two: applied, its file is gone"]
+
+
 def test_several_metadata_are_compared_as_one(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
