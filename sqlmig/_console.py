@@ -251,13 +251,16 @@ class Progress(logging.Handler):
         except Exception:  # a malformed record must not stop a migration
             self.handleError(record)
             return
+        # a record may quote text sqlmig did not write (a step's own, a driver's error)
         if record.levelno >= logging.WARNING:
             self.out.console.end_open_line()
-            print(self.out.clean(f"warning: {message}"), file=self.out.stderr, flush=True)
+            print(f"warning: {self.out.foreign(message)}", file=self.out.stderr, flush=True)
         elif record.name != log.name and record.levelno >= logging.INFO:
-            self.out.line(message)  # a step's own progress (logger sqlmig.migrations, ...)
+            # a step's own progress (logger sqlmig.migrations, ...)
+            self.out.console.line(self.out.foreign(message))
         elif self.out.verbose and not hasattr(record, "migration"):
-            self.out.line(message)  # not a step's record: the step lines (on_step) show those
+            # not a step's record: the step lines (on_step) show those
+            self.out.console.line(self.out.foreign(message))
 
 
 @contextmanager

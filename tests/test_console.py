@@ -308,3 +308,31 @@ def test_an_error_quoting_a_modules_text_never_shows_the_password(
     out, err = capsys.readouterr()
     assert password not in out + err
     assert err.splitlines()[-1].startswith("sqlmig: error: MigrationSourceError in ")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # trusts any password
+def test_a_steps_log_record_holding_the_password_is_withheld(
+    backend: Backend,
+    make_migrations: MakeMigrations,
+    in_tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    password = "Sekr3tPw"
+    step = f"""\
+        import logging
+
+        log = logging.getLogger("sqlmig.migrations")
+
+        def up(conn):
+            log.info("copying with host=replica password={password} user=app")
+            log.warning("retrying: auth {password} refused")
+            log.info("copied 3 rows")
+        """
+    url = backend.url.set(password=password).render_as_string(hide_password=False)
+
+    folder = make_migrations({"001_copy.py": step})
+    assert main(["--url", url, "--dir", str(folder), "upgrade"]) == 0
+
+    out, err = capsys.readouterr()
+    assert password not in out + err
+    assert "copied 3 rows" in out and "password=***" in out
