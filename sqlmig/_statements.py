@@ -40,7 +40,7 @@ _CONTROL_WORD = re.compile(
 #: A statement whose first token is a word (nothing to skip before it).
 _PLAIN_HEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?=[^A-Za-z0-9_]|\Z)")
 #: What a ``CREATE`` or ``ALTER`` defines when a ``BEGIN`` in it opens a body.
-_ROUTINES = frozenset({"trigger", "function", "procedure", "event"})
+_ROUTINES = frozenset({"trigger", "function", "procedure", "event", "package"})
 #: First words of statements that only read.
 _READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
 

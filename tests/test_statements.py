@@ -41,6 +41,7 @@ from sqlmig._statements import only_reads, transaction_control
         ("CREATE OR REPLACE FUNCTION f() RETURNS INT LANGUAGE SQL BEGIN ATOMIC; END", None),
         ("CREATE PROCEDURE p() BEGIN COMMIT; END", None),
         ("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO BEGIN DELETE FROM t; END", None),
+        ("CREATE PACKAGE BODY p AS PROCEDURE q AS BEGIN NULL; END; END", None),
         ("SAVEPOINT a", None),
         ("/*!COMMIT*/", "COMMIT"),
         ("INSERT INTO t VALUES (1); /*!50000 SET autocommit = 1 */", "SET AUTOCOMMIT"),
