@@ -214,6 +214,6 @@ def test_drift_script_times_both_checks_and_prints_the_ratio() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "## check of 5 tables that match (median of 1 round(s))"
-    assert lines[2] == "| backend | sqlmig check | alembic check | ratio |"
+    assert lines[2] == "| backend | sqlmig check | alembic check | ratio (paired) |"
     assert lines[4].startswith("| sqlite | ") and lines[4].endswith("x |")
     assert lines[-1].startswith(("PASS sqlmig check <= 1.1x", "FAIL sqlmig check <= 1.1x"))
