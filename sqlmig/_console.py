@@ -211,18 +211,11 @@ class Output:
     def error(self, exc: BaseException) -> None:
         self.console.end_open_line()
         if self.verbose:
-            trace = "".join(traceback.format_exception(exc))
-            for link in _chain(exc):
-                shown = str(link)
-                if shown:  # sqlmig's own messages may quote a module's error text too
-                    trace = trace.replace(shown, self.foreign(shown))
+            trace = self._foreign_parts("".join(traceback.format_exception(exc)), exc)
             print(self.clean(trace), end="", file=self.stderr)
         if isinstance(exc, SqlmigError):
             # its URLs are masked, but it may quote text it did not write (a module's error)
-            message = self.foreign(str(exc))
-            if message != self.clean(str(exc)) and message.startswith("(message withheld"):
-                where = getattr(exc, "path", None)
-                message = f"{type(exc).__name__}{f' in {where}' if where else ''}: {message}"
+            message = self._foreign_parts(str(exc), exc)
         else:
             message = f"unexpected {type(exc).__name__}: {self.foreign(str(exc))}"
             if not self.verbose:
@@ -231,6 +224,18 @@ class Output:
         print(self.clean(f"sqlmig: error: {' '.join(first.split())}"), file=self.stderr)
         for line in listed:  # one line per difference
             print(self.clean(line.rstrip()), file=self.stderr)
+
+    def _foreign_parts(self, text: str, exc: BaseException) -> str:
+        """``text`` with each message of ``exc``'s chain that sqlmig did not write made safe,
+        whole or by its first line (as a step's failure quotes it), wherever it appears."""
+        for link in _chain(exc):
+            shown = str(link).strip()
+            if not shown or isinstance(link, SqlmigError):
+                continue
+            for part in dict.fromkeys((shown, shown.splitlines()[0])):
+                if part in text:
+                    text = text.replace(part, self.foreign(part))
+        return text
 
 
 class Progress(logging.Handler):
@@ -251,16 +256,16 @@ class Progress(logging.Handler):
         except Exception:  # a malformed record must not stop a migration
             self.handleError(record)
             return
-        # a record may quote text sqlmig did not write (a step's own, a driver's error)
+        # a step's own record (logger sqlmig.migrations, ...) is text sqlmig did not write
+        own = record.name == log.name
+        shown = self.out.clean(message) if own else self.out.foreign(message)
         if record.levelno >= logging.WARNING:
             self.out.console.end_open_line()
-            print(f"warning: {self.out.foreign(message)}", file=self.out.stderr, flush=True)
-        elif record.name != log.name and record.levelno >= logging.INFO:
-            # a step's own progress (logger sqlmig.migrations, ...)
-            self.out.console.line(self.out.foreign(message))
+            print(f"warning: {shown}", file=self.out.stderr, flush=True)
+        elif not own and record.levelno >= logging.INFO:
+            self.out.console.line(shown)  # a step's own progress
         elif self.out.verbose and not hasattr(record, "migration"):
-            # not a step's record: the step lines (on_step) show those
-            self.out.console.line(self.out.foreign(message))
+            self.out.console.line(shown)  # not a step's record: the step lines (on_step) show those
 
 
 @contextmanager

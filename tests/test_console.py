@@ -307,7 +307,36 @@ def test_an_error_quoting_a_modules_text_never_shows_the_password(
 
     out, err = capsys.readouterr()
     assert password not in out + err
-    assert err.splitlines()[-1].startswith("sqlmig: error: MigrationSourceError in ")
+    assert err.splitlines()[-1].startswith("sqlmig: error: ")
+    assert "001_leaky.py:1: importing the migration raised RuntimeError: (message withheld" in err
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # trusts any password
+def test_a_password_that_is_a_common_word_withholds_no_message_of_sqlmig_s_own(
+    backend: Backend,
+    make_migrations: MakeMigrations,
+    in_tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    steps = {
+        "001_ok.py": "import logging\n\ndef up(conn):\n"
+        "    logging.getLogger('sqlmig.migrations').info('copied 3 rows')\n",
+        "002_fails.py": "def up(conn):\n    raise RuntimeError('boom')\n",
+    }
+    url = backend.url.set(username="postgres", password="postgres")  # as many a dev set-up has
+    shown = url.render_as_string(hide_password=False)
+
+    assert main(["-v", "--url", shown, "--dir", str(make_migrations(steps)), "upgrade"]) == 1
+
+    out, err = capsys.readouterr()
+    assert "copied 3 rows" in out
+    assert err.splitlines()[-1].startswith("sqlmig: error: migration 002 (up) failed at ")
+    assert "withheld" not in err.splitlines()[-1]
+
+    nowhere = url.set(database="sqlmig_no_such_database").render_as_string(hide_password=False)
+    assert main(["--url", nowhere, "--dir", str(make_migrations(steps)), "status"]) == 5
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("sqlmig: error: cannot connect to postgresql+psycopg://postgres:***@")
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # trusts any password
