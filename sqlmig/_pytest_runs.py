@@ -5,8 +5,8 @@ Every database and file the plugin makes for workers is named
 the pytest process that runs the workers, the run's id, and ``template``,
 ``lock`` or the worker's id. SQLite's files and the run's lock live in the
 system's temporary folder under the same names. :func:`sweep` drops a run's
-databases and files: the controlling process its own at the end, the first
-worker of a later run those of runs whose process is gone (killed, say).
+databases and files: the controlling process, at the end, its own and those of
+runs whose process is gone (killed, say).
 
 Each server's statements are data (:data:`SERVERS`). Built on SQLAlchemy and
 sqlmig's public API alone, like the plugin.
@@ -101,11 +101,15 @@ class Server:
     grant: str
     databases: str
     create: str
-    #: ``CREATE DATABASE`` from a template, where the server copies databases.
+    #: ``CREATE DATABASE`` from a template, where the server copies databases; ``{how}``
+    #: takes :attr:`clone_how` from the server version :attr:`clone_how_since` on.
     clone: str | None
     drop: str
     #: The SQLSTATE or server error numbers that mean "may not create databases".
     denied: frozenset[str | int]
+    #: PostgreSQL 15 copies through the WAL by default: slower for many copies at once.
+    clone_how: str = ""
+    clone_how_since: tuple[int, ...] = ()
 
 
 SERVERS: dict[str, Server] = {
@@ -114,9 +118,11 @@ SERVERS: dict[str, Server] = {
         grant="ALTER ROLE {user} CREATEDB",
         databases="SELECT datname FROM pg_database",
         create="CREATE DATABASE {name}",
-        clone="CREATE DATABASE {name} TEMPLATE {template}",
+        clone="CREATE DATABASE {name} TEMPLATE {template}{how}",
         drop="DROP DATABASE IF EXISTS {name} WITH (FORCE)",
         denied=frozenset({"42501"}),
+        clone_how=" STRATEGY FILE_COPY",
+        clone_how_since=(15,),
     ),
     "mysql": Server(
         privilege="CREATE",
@@ -221,5 +227,7 @@ def alive(run: Run) -> bool:
 
 
 def finish(url: str | None, run: Run, used_server: bool) -> list[str]:
-    """At the end of a run: drop whatever of it is left (a worker that crashed, the template)."""
-    return sweep(url if used_server else None, lambda other: other != run)
+    """At the end of a run: drop what is left of it (the template, a crashed worker's
+    database), and what runs whose process is gone (killed, say) left behind.
+    """
+    return sweep(url if used_server else None, lambda other: other != run and alive(other))

@@ -27,17 +27,14 @@ from sqlmig._pytest_runs import (
     SERVERS,
     Run,
     admin,
-    alive,
     folder,
     locked,
     run_statement,
     server_of,
-    sweep,
 )
 from sqlmig._pytest_runs import finish as finish_sweep
 
 if TYPE_CHECKING:
-    from sqlalchemy import URL
     from sqlalchemy.engine import Engine
 
     from sqlmig import MigrationRunner
@@ -81,15 +78,19 @@ class WorkerDatabase:
             else URL.create("sqlite", database=str(folder() / f"{self.name}.db"))
         )
         self.engine: Engine | None = None
+        self.made = False
 
     def create(self) -> Engine:
-        """Make the worker's empty database (first sweeping dead runs' leftovers, once per run)."""
-        from sqlalchemy import create_engine
+        """The worker's Engine.
 
-        self._once("swept", lambda: sweep(self._url_text(self.admin_url), alive))
-        if self.server is not None and self.admin_url is not None:
-            self._create(self.server.create.format(name=self.name))
+        On a server the database itself is made when the Engine first connects,
+        or copied whole by :meth:`migrate`: never made empty only to be dropped.
+        """
+        from sqlalchemy import create_engine, event
+
         self.engine = create_engine(self.url)
+        if self.server is not None:
+            event.listen(self.engine, "do_connect", self._make_on_connect)
         return self.engine
 
     def migrate(self, runner: MigrationRunner) -> None:
@@ -103,9 +104,11 @@ class WorkerDatabase:
         self.engine.dispose()  # a template copied over: no connection may stay open
         if self.server is not None and self.admin_url is not None:
             assert self.server.clone is not None
-            with admin(self.admin_url) as conn:
-                run_statement(conn, self.server.drop.format(name=self.name))
-                run_statement(conn, self.server.clone.format(name=self.name, template=template))
+            if self.made:  # the stairway, say, used it before
+                with admin(self.admin_url) as conn:
+                    run_statement(conn, self.server.drop.format(name=self.name))
+            self._create(self.server.clone.format(name=self.name, template=template, how="{how}"))
+            self.made = True
         else:
             source = sqlite3.connect(folder() / f"{template}.db")
             target = sqlite3.connect(str(self.url.database))
@@ -115,13 +118,20 @@ class WorkerDatabase:
                 source.close()
                 target.close()
 
+    def _make_on_connect(self, *_: object) -> None:
+        """Before the Engine's first connection: make the (empty) database it connects to."""
+        if not self.made and self.server is not None:
+            self._create(self.server.create.format(name=self.name))
+            self.made = True
+
     def drop(self) -> None:
         """Drop the worker's database (or delete its file)."""
         if self.engine is not None:
             self.engine.dispose()
         if self.server is not None and self.admin_url is not None:
-            with admin(self.admin_url) as conn:
-                run_statement(conn, self.server.drop.format(name=self.name))
+            if self.made:
+                with admin(self.admin_url) as conn:
+                    run_statement(conn, self.server.drop.format(name=self.name))
         else:
             Path(str(self.url.database)).unlink(missing_ok=True)
 
@@ -145,12 +155,20 @@ class WorkerDatabase:
             engine.dispose()
 
     def _create(self, statement: str) -> None:
+        """Run a ``CREATE DATABASE`` (its ``{how}`` as the server's version takes it).
+
+        Raises:
+            MayNotCreate: the user lacks the privilege; the message names it.
+        """
         from sqlalchemy.exc import DBAPIError
 
         assert self.server is not None and self.admin_url is not None
         try:
             with admin(self.admin_url) as conn:
-                run_statement(conn, statement)
+                version = conn.dialect.server_version_info or ()
+                since = self.server.clone_how_since
+                how = self.server.clone_how if since and version >= since else ""
+                run_statement(conn, statement.replace("{how}", how))
         except DBAPIError as exc:
             if not _driver_codes(exc) & self.server.denied:
                 raise
@@ -172,10 +190,6 @@ class WorkerDatabase:
                 return
             make()
             marker.touch()
-
-    @staticmethod
-    def _url_text(url: URL | None) -> str | None:
-        return url.render_as_string(hide_password=False) if url is not None else None
 
 
 #: In the controlling process: the run its workers name their databases after.
@@ -209,13 +223,7 @@ def worker_engine(config: pytest.Config, url: str | None) -> Iterator[Engine | N
     output = getattr(config, "workeroutput", None)
     if database.server is not None and isinstance(output, dict):
         output["sqlmig_used_server"] = True
-    refused = None
-    try:
-        engine = database.create()
-    except MayNotCreate as exc:
-        refused = str(exc)
-    if refused is not None:  # outside the except: the message alone, no driver traceback
-        pytest.fail(refused, pytrace=False)
+    engine = database.create()
     config.stash[DATABASE] = database
     try:
         yield engine
@@ -228,7 +236,13 @@ def migrate(config: pytest.Config, engine: Engine, runner: MigrationRunner) -> b
     database = config.stash.get(DATABASE, None)
     if database is None or database.engine is not engine:
         return False
-    database.migrate(runner)
+    refused = None
+    try:
+        database.migrate(runner)
+    except MayNotCreate as exc:
+        refused = str(exc)
+    if refused is not None:  # outside the except: the message alone, no driver traceback
+        pytest.fail(refused, pytrace=False)
     return True
 
 

@@ -217,3 +217,34 @@ def test_drift_script_times_both_checks_and_prints_the_ratio() -> None:
     assert lines[2] == "| backend | sqlmig check | alembic check | ratio (paired) |"
     assert lines[4].startswith("| sqlite | ") and lines[4].endswith("x |")
     assert lines[-1].startswith(("PASS sqlmig check <= 1.1x", "FAIL sqlmig check <= 1.1x"))
+
+
+@pytest.mark.bench
+def test_xdist_setup_script_times_both_ways_and_prints_the_ratio() -> None:
+    pg = _postgres_url()
+    if pg is None:
+        pytest.skip("the workers' databases are PostgreSQL's: no server configured")
+    script = ROOT / "benchmarks" / "xdist_setup.py"
+    args = ["--workers", "2", "--steps", "5", "--rounds", "1", "--pg-url", pg]
+
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.startswith("## 2 workers, 5 steps, PostgreSQL (median of 1 round(s))")
+    rows = {
+        cells[0]: cells[1:]
+        for line in out.splitlines()
+        if line.startswith("| ")
+        for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]
+    }
+    for way in ("clone", "migrate each"):
+        assert rows[way][0].endswith(" s") and len(rows[way][1].split(", ")) == 1, rows
+    assert "ratio: clone / migrate each = " in out and "(goal: <= 0.25x) " in out
