@@ -135,6 +135,27 @@ def _seconds(text: str) -> float:
         ) from None
 
 
+def _script_options(parser: argparse.ArgumentParser) -> None:
+    """``--sql`` and its options: the script of the steps, written without connecting."""
+    parser.add_argument(
+        "--sql",
+        action="store_true",
+        help="print the steps' SQL as a script to review and apply; connect to nothing",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_version",
+        metavar="VERSION",
+        help="with --sql: the version taken as applied (default: none)",
+    )
+    parser.add_argument(
+        "--dialect",
+        metavar="NAME",
+        help="with --sql and no URL: the database to write for (sqlite, postgresql, mysql, "
+        "mariadb)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sqlmig`` command."""
     parser = _Parser(prog="sqlmig", description="Database migrations on SQLAlchemy Core.")
@@ -152,9 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument(
         "--dry-run", action="store_true", help="show each pending step and its SQL; change nothing"
     )
-    command("downgrade", "undo every migration above TARGET ('base': all)").add_argument(
-        "target", metavar="TARGET"
-    )
+    _script_options(upgrade)
+    downgrade = command("downgrade", "undo every migration above TARGET ('base': all)")
+    downgrade.add_argument("target", metavar="TARGET")
+    _script_options(downgrade)
     command("rollback", "undo the most recently applied migration")
     command("status", "show applied, pending, changed, missing, failed").add_argument(
         "--json", action="store_true", help="print JSON instead of a table"

@@ -3,7 +3,9 @@
 ``new`` calls :func:`sqlmig._scaffold.new_migration`. Each command takes the
 parsed arguments, the :class:`~sqlmig._console.Output` and the log handler
 (whose ``steps()`` is the ``on_step`` callback of the call), and returns the
-exit code. The module is long because it holds every command; each is short.
+exit code. ``--sql`` (the script of ``upgrade`` or ``downgrade``) asks the
+runner, or, with no URL configured, writes for ``--dialect``. The module is
+long because it holds every command; each is short.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 from sqlalchemy import make_url
 
 from ._console import Output, Progress
+from ._discovery import discover
 from ._dryrun import changes_something
-from ._errors import ConfigError, SchemaDrift
+from ._errors import ConfigError, SchemaDrift, UsageError
 from ._migration import PlannedStep, Status
 from ._runner import MigrationRunner
 from ._scaffold import new_migration
+from ._sql_script import DIALECTS, dialect_choice, render_script
 from .config import URL_VAR, migrations_setting, runner_settings
 
 __all__ = ["COMMANDS", "Command", "status_json", "status_rows"]
@@ -66,7 +70,68 @@ def _number(target: str | None) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
+def _script(args: argparse.Namespace, out: Output, *, downgrade: bool) -> int:
+    """``--sql``: the steps' script, from the runner's URL or, without one, ``--dialect``."""
+    if args.dialect is not None:
+        dialect_choice(args.dialect)
+    try:
+        runner = _runner(args, out)
+    except ConfigError as exc:
+        if exc.key not in ("url", "tool.sqlmig.url"):
+            raise
+        if args.dialect is None:
+            raise ConfigError(
+                f"{exc.message}; or, to write the script without a URL, give --dialect NAME "
+                f"({', '.join(DIALECTS)})",
+                key=exc.key,
+            ) from None
+        # no URL: the other settings (migrations, table, schema) still count
+        settings = runner_settings(
+            env=args.env,
+            path=_config_path(args),
+            url=f"{args.dialect}://",
+            migrations=args.dir,
+        )
+        script = render_script(
+            discover(settings["migrations"]),
+            args.dialect,
+            args.target,
+            downgrade=downgrade,
+            from_version=args.from_version,
+            table=settings.get("table", "migrations"),
+            schema=settings.get("schema"),
+        )
+    else:
+        backend = make_url(runner.url).get_backend_name()
+        family = {backend, args.dialect} <= {"mysql", "mariadb"}
+        if args.dialect not in (None, backend) and not family:
+            raise UsageError(
+                f"--dialect {args.dialect} disagrees with the database URL ({backend}): "
+                "leave out --dialect, or --url"
+            ) from None
+        script = runner.sql_script(
+            args.target,
+            downgrade=downgrade,
+            from_version=args.from_version,
+            dialect=args.dialect,
+        )
+    out.line(script.rstrip("\n"))
+    return 0
+
+
+def _no_script_options(args: argparse.Namespace) -> None:
+    given = [o for o, v in (("--from", args.from_version), ("--dialect", args.dialect)) if v]
+    if given:
+        verb = "go" if len(given) > 1 else "goes"
+        raise UsageError(f"{' and '.join(given)} {verb} with --sql: add --sql, or leave it out")
+
+
 def cmd_upgrade(args: argparse.Namespace, out: Output, progress: Progress) -> int:
+    if args.sql:
+        if args.dry_run:
+            raise UsageError("--sql and --dry-run are two ways to show the SQL: choose one")
+        return _script(args, out, downgrade=False)
+    _no_script_options(args)
     runner = _runner(args, out)
     if args.dry_run:
         _print_plan(out, runner, runner.dry_run(args.target))
@@ -128,6 +193,9 @@ def _print_statements(out: Output, statements: list[str]) -> None:
 
 
 def cmd_downgrade(args: argparse.Namespace, out: Output, progress: Progress) -> int:
+    if args.sql:
+        return _script(args, out, downgrade=True)
+    _no_script_options(args)
     runner = _runner(args, out)
     total = 0
     if out.console.terminal:

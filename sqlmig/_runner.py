@@ -474,6 +474,46 @@ class MigrationRunner:
         with self._db.engine(connect_args(self._db, self.lock_timeout)) as engine:
             yield self.with_database(engine)
 
+    def sql_script(
+        self,
+        target: str | int | None = None,
+        *,
+        downgrade: bool = False,
+        from_version: str | int | None = None,
+        dialect: str | None = None,
+    ) -> str:
+        """The SQL that ``upgrade(target)`` (or ``downgrade(target)``) would run, as a script.
+
+        Nothing connects to the database: each step's ``up()`` (``down()``)
+        runs against a stand-in connection that writes its statements for the
+        dialect, with their values as literals. The script has one
+        transaction per step, with the step's history row (an ``INSERT``, or
+        for a downgrade a ``DELETE``) before its ``COMMIT``. ``from_version``
+        is the version taken as applied (every step up to it); None takes
+        none as applied, and the script creates the history table first.
+        ``dialect`` (``sqlite``, ``postgresql``, ``mysql``, ``mariadb``)
+        writes for that database instead of the runner's URL's.
+
+        Raises:
+            UsageError: an unknown dialect, target or ``from_version``, a
+                downgrade with nothing applied, or a step that needs data from
+                the database (it reads rows or reflects the schema): the error
+                names it and its line; use :meth:`dry_run` on a database instead.
+            IrreversibleMigration: a step to undo has no ``down()``.
+            MigrationFailed: a step raised while its SQL was written.
+        """
+        from ._sql_script import render_script  # only this call needs it
+
+        return render_script(
+            self.migrations(),
+            dialect or self._db.url.get_backend_name(),
+            target,
+            downgrade=downgrade,
+            from_version=from_version,
+            table=self.table,
+            schema=self.schema,
+        )
+
     def dry_run(self, target: str | int | None = None) -> list[PlannedStep]:
         """What ``upgrade(target)`` would apply, with the SQL each step sends.
 

@@ -129,10 +129,19 @@ def ops(conn: Connection) -> SchemaOps:
         # inside a step's transaction, DDL is rolled back with it where the
         # database can do that.
         transactional = profile_for(conn).transactional_ddl and conn.in_transaction()
-        context = MigrationContext.configure(
-            connection=conn,
-            opts={"transactional_ddl": transactional, "transaction_per_migration": False},
-        )
+        opts: dict[str, Any] = {
+            "transactional_ddl": transactional,
+            "transaction_per_migration": False,
+        }
+        # A step rendered as a SQL script (upgrade --sql) has a stand-in
+        # connection with somewhere to write: Alembic then writes each
+        # statement there (its offline mode) instead of executing it.
+        output = getattr(conn, "sql_output", None)
+        if output is not None:
+            opts.update(as_sql=True, output_buffer=output, literal_binds=True)
+            context = MigrationContext.configure(dialect=conn.dialect, opts=opts)
+        else:
+            context = MigrationContext.configure(connection=conn, opts=opts)
     return SchemaOps(conn, Operations(context))
 
 

@@ -61,6 +61,9 @@ class DialectProfile:
     #: server has it, returning its previous value; no row if it has not.
     set_setting: str | None = None
 
+    #: How a SQL script (``upgrade --sql``) begins each step's transaction.
+    script_begin: str = "BEGIN"
+
     # -- the history table --------------------------------------------------
 
     #: Timestamps keep their time zone (PostgreSQL ``timestamptz``): sqlmig binds

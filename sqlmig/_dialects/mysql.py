@@ -58,6 +58,7 @@ MYSQL = MySQLProfile(
     driver_extra="mysql",
     identity="SELECT DATABASE(), DATABASE()",
     schema_is_database=True,
+    script_begin="START TRANSACTION",
     history_now_sql="UTC_TIMESTAMP(6)",  # DATETIME(6) keeps UTC
     missing_schema_hint=(
         "database {schema!r} (the schema setting) does not exist: create it "

@@ -1,0 +1,286 @@
+"""A stand-in connection that writes a step's statements as SQL text, connecting to nothing.
+
+While a step is rendered for a script (:mod:`sqlmig._sql_script`), its
+``up(conn)`` or ``down(conn)`` gets a :class:`ScriptConnection`: it compiles
+every statement it is given for the target dialect, bound values written in as
+literals, and keeps the text. ``sqlmig.ops`` writes through Alembic's offline
+("as_sql") mode into the same list. What only a database can answer (a
+result's rows or row count, reflection, the driver's connection) raises
+:class:`NeedsData`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import URL, create_mock_engine, literal
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import CompileError
+from sqlalchemy.schema import ExecutableDDLElement
+from sqlalchemy.sql import ClauseElement, visitors
+from sqlalchemy.sql.dml import ValuesBase
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.sqltypes import NullType
+
+__all__ = ["NeedsData", "Refused", "ScriptConnection", "tidy"]
+
+#: A driver's placeholders in ``exec_driver_sql`` text: ``?``, ``%s``, ``%(name)s``, ``:name``.
+_PLACEHOLDER = re.compile(r"\?|%s|%\((\w+)\)s|(?<![:\w]):(\w+)")
+
+
+class NeedsData(Exception):
+    """A step asked for what only a database can answer; ``what`` says what it was."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+class Refused(Exception):
+    """A step tried to end the script's transaction (commit, roll back, close); says how."""
+
+
+class _NoRows:
+    """The result of a rendered statement: there is no database, so nothing to read."""
+
+    def __init__(self, conn: ScriptConnection, statement: str) -> None:
+        self._conn = conn
+        self._statement = _short(statement)
+
+    def _needs(self, what: str) -> NeedsData:
+        return self._conn.needs(f"reads the {what} of {self._statement!r}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        what = "row count" if name == "rowcount" else "rows"
+        raise self._needs(what)
+
+    def __iter__(self) -> Iterator[Any]:
+        raise self._needs("rows")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _Output:
+    """Where Alembic's offline mode writes: each ``write()`` is one statement and its ``;``."""
+
+    def __init__(self, statements: list[str]) -> None:
+        self._statements = statements
+
+    def write(self, text: str) -> None:
+        statement = tidy(text.strip().removesuffix(";"))
+        if statement:
+            self._statements.append(statement)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+class ScriptConnection:
+    """What a step's ``conn`` is while its SQL is rendered: statements in, text out.
+
+    Statements (Core constructs, ``text()``, DDL, ``metadata.create_all(conn)``,
+    ``exec_driver_sql``) are compiled for ``dialect`` with their bound values
+    as literals and kept in :attr:`statements`. Whatever must be read from a
+    database (a result's rows or row count, reflection, the driver's
+    connection) raises :class:`NeedsData`, and :attr:`needed` keeps it even if
+    the step catches the error.
+    """
+
+    def __init__(self, dialect_name: str) -> None:
+        engine = create_mock_engine(URL.create(dialect_name), self._mock_execute)
+        self.engine = engine
+        self.dialect: Dialect = engine.dialect
+        self.statements: list[str] = []
+        #: What the step needed from a database, first first (empty: it rendered).
+        self.needed: list[str] = []
+        #: Where ``sqlmig.ops`` tells Alembic to write in its offline mode.
+        self.sql_output = _Output(self.statements)
+        self.info: dict[str, Any] = {}
+        self._savepoints = 0
+
+    def needs(self, what: str) -> NeedsData:
+        self.needed.append(what)
+        return NeedsData(what)
+
+    # -- what a Connection does ------------------------------------------------
+
+    def execute(
+        self, statement: Any, parameters: Any = None, execution_options: Any = None
+    ) -> _NoRows:
+        for sql in self._render(statement, parameters):
+            self.statements.append(sql)
+        return _NoRows(self, self.statements[-1] if self.statements else "")
+
+    def exec_driver_sql(
+        self, statement: str, parameters: Any = None, execution_options: Any = None
+    ) -> _NoRows:
+        sets = parameters if _many(parameters) else [parameters]
+        for one in sets:
+            self.statements.append(self._substituted(statement, one))
+        return _NoRows(self, statement)
+
+    def scalar(self, statement: Any, parameters: Any = None, **kw: Any) -> Any:
+        raise self.needs(f"reads the result of {self._rendered_one(statement, parameters)!r}")
+
+    def scalars(self, statement: Any, parameters: Any = None, **kw: Any) -> Any:
+        raise self.needs(f"reads the rows of {self._rendered_one(statement, parameters)!r}")
+
+    def _rendered_one(self, statement: Any, parameters: Any) -> str:
+        rendered = self._render(statement, parameters)
+        return _short(rendered[0]) if rendered else ""
+
+    @property
+    def connection(self) -> Any:
+        raise self.needs("uses the driver's connection")
+
+    def get_isolation_level(self) -> Any:
+        raise self.needs("reads the isolation level")
+
+    def in_transaction(self) -> bool:
+        return True
+
+    def in_nested_transaction(self) -> bool:
+        return self._savepoints > 0
+
+    def execution_options(self, **kw: Any) -> ScriptConnection:
+        return self
+
+    def schema_for_object(self, obj: Any) -> str | None:
+        return getattr(obj, "schema", None)
+
+    @contextmanager
+    def begin_nested(self) -> Iterator[None]:
+        """A savepoint around the block, written into the script."""
+        self._savepoints += 1
+        name = f"sqlmig_sp_{self._savepoints}"
+        prepare = self.dialect.identifier_preparer
+        self.statements.append(f"SAVEPOINT {prepare.quote(name)}")
+        try:
+            yield
+        finally:
+            self._savepoints -= 1
+        self.statements.append(f"RELEASE SAVEPOINT {prepare.quote(name)}")
+
+    def begin(self) -> Any:
+        raise Refused("begins a transaction of its own")
+
+    def commit(self) -> None:
+        raise Refused("commits")
+
+    def rollback(self) -> None:
+        raise Refused("rolls back")
+
+    def close(self) -> None:
+        raise Refused("closes its connection")
+
+    def _run_ddl_visitor(self, visitorcallable: Any, element: Any, **kwargs: Any) -> None:
+        """``metadata.create_all(conn)``, ``table.drop(conn)``: every statement, none checked."""
+        kwargs["checkfirst"] = False
+        visitorcallable(dialect=self.dialect, connection=self, **kwargs).traverse_single(element)
+
+    def _mock_execute(self, statement: Any, *multiparams: Any, **params: Any) -> None:
+        self.execute(statement, multiparams[0] if multiparams else None)
+
+    # -- rendering -------------------------------------------------------------
+
+    def _render(self, statement: Any, parameters: Any) -> list[str]:
+        if isinstance(statement, str):
+            raise TypeError(
+                "a plain string is not executable: wrap it in text(), or use exec_driver_sql()"
+            )
+        if isinstance(statement, ExecutableDDLElement):
+            return [tidy(str(statement.compile(dialect=self.dialect)))]
+        sets = parameters if _many(parameters) else [parameters]
+        return [self.literal_sql(_bound(statement, one)) for one in sets]
+
+    def literal_sql(self, statement: ClauseElement) -> str:
+        """``statement`` compiled for the dialect, its bound values written in."""
+        try:
+            compiled = statement.compile(
+                dialect=self.dialect, compile_kwargs={"literal_binds": True}
+            )
+        except CompileError as exc:
+            raise self.needs(f"sends a value that cannot be written as SQL ({exc})") from exc
+        return tidy(str(compiled))
+
+    def _substituted(self, sql: str, parameters: Any) -> str:
+        """Driver SQL with its placeholders replaced by literals."""
+        if not parameters:
+            return sql.strip()
+        positional = iter(parameters) if isinstance(parameters, (list, tuple)) else None
+
+        def value(match: re.Match[str]) -> str:
+            key = match.group(1) or match.group(2)
+            if key is not None and isinstance(parameters, dict):
+                given = parameters[key]
+            elif key is None and positional is not None:
+                given = next(positional)
+            else:
+                return match.group(0)
+            return self.literal_sql(literal(given))
+
+        return _PLACEHOLDER.sub(value, sql).strip()
+
+
+def _short(statement: str) -> str:
+    """A statement on one line, cut short: enough to recognise it in a message."""
+    line = " ".join(statement.split())
+    return line if len(line) <= 80 else line[:77] + "..."
+
+
+def tidy(statement: str) -> str:
+    """A compiled statement as a script shows it: no tabs, no trailing spaces."""
+    lines = statement.replace("\t", "    ").strip().splitlines()
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _many(parameters: Any) -> bool:
+    """Whether ``parameters`` is several sets (an ``executemany``)."""
+    return (
+        isinstance(parameters, (list, tuple))
+        and bool(parameters)
+        and (isinstance(parameters[0], dict))
+    )
+
+
+def _bound(statement: Any, parameters: dict[str, Any] | None) -> Any:
+    """``statement`` with ``parameters`` in it: columns' values, else bound parameters."""
+    given = dict(parameters or {})
+    if given and isinstance(statement, ValuesBase) and hasattr(statement.table, "c"):
+        columns = statement.table.c
+        values = {k: v for k, v in given.items() if k in columns}
+        given = {k: v for k, v in given.items() if k not in columns}
+        if values:
+            statement = statement.values(
+                {k: _typed_value(v, columns[k].type) for k, v in values.items()}
+            )
+    return _with_values(statement, given)
+
+
+def _typed_value(value: Any, type_: Any) -> Any:
+    """A value for a column, typed by the value when the column's type is unknown."""
+    if isinstance(value, ClauseElement):
+        return value
+    return literal(value) if isinstance(type_, NullType) else literal(value, type_)
+
+
+def _with_values(statement: Any, given: dict[str, Any]) -> Any:
+    """``statement`` with its bound parameters set from ``given``, and each of
+    unknown type (``text()``, ``column()``) typed by its value, so that it can
+    be written as a literal."""
+
+    def bind(parameter: BindParameter[Any]) -> None:
+        if parameter.key in given:
+            parameter.value = given[parameter.key]
+            parameter.callable = None
+            parameter.required = False
+        if isinstance(parameter.type, NullType) and parameter.value is not None:
+            parameter.type = literal(parameter.value).type
+
+    return visitors.cloned_traverse(statement, {}, {"bindparam": bind})

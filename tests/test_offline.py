@@ -1,0 +1,408 @@
+"""``upgrade --sql`` / ``MigrationRunner.sql_script()``: a reviewable script, no connection."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from backends import Backend, fresh_database
+from conftest import MakeMigrations
+from sqlmig import IrreversibleMigration, MigrationFailed, MigrationRunner, UsageError
+from sqlmig._cli import main
+from sqlmig._sql_script import DIALECTS
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "migrations"
+
+#: A URL whose server is not there: any attempt to connect fails at once.
+CLOSED = {
+    "sqlite": "sqlite:////nonexistent-folder/app.db",
+    "postgresql": "postgresql+psycopg://app:secret@127.0.0.1:1/app",
+    "mysql": "mysql+pymysql://app:secret@127.0.0.1:1/app",
+    "mariadb": "mariadb+pymysql://app:secret@127.0.0.1:1/app",
+}
+
+SAMPLES = {
+    "001_create_items.py": '''\
+        """Create the items table and its index."""
+        from sqlalchemy import Column, Integer, String
+
+        from sqlmig.ops import ops
+
+
+        def up(conn):
+            o = ops(conn)
+            o.create_table(
+                "items",
+                Column("id", Integer, primary_key=True, autoincrement=False),
+                Column("name", String(50), nullable=False),
+            )
+            o.create_index("ix_items_name", "items", ["name"])
+
+
+        def down(conn):
+            o = ops(conn)
+            o.drop_index("ix_items_name", "items")
+            o.drop_table("items")
+        ''',
+    "002_seed_items.py": '''\
+        """Seed items, with text() and a Core insert."""
+        from sqlalchemy import Column, Integer, MetaData, String, Table, text
+
+        items = Table(
+            "items", MetaData(), Column("id", Integer, primary_key=True), Column("name", String(50))
+        )
+
+
+        def up(conn):
+            conn.execute(
+                text("INSERT INTO items (id, name) VALUES (:id, :name)"),
+                [{"id": 1, "name": "pen"}, {"id": 2, "name": "it's"}],
+            )
+            conn.execute(items.insert(), {"id": 3, "name": "ink"})
+
+
+        def down(conn):
+            conn.execute(items.delete().where(items.c.id.in_([1, 2, 3])))
+        ''',
+    "003_add_price.py": '''\
+        """Add items.price."""
+        from sqlalchemy import Column, Integer, text
+
+        from sqlmig.ops import ops
+
+
+        def up(conn):
+            ops(conn).add_column("items", Column("price", Integer, server_default="0"))
+            update = text("UPDATE items SET price = :p WHERE name = :n")
+            conn.execute(update.bindparams(p=5, n="pen"))
+
+
+        def down(conn):
+            conn.execute(text("ALTER TABLE items DROP COLUMN price"))
+        ''',
+}
+
+
+def statements(script: str) -> list[str]:
+    """The script's statements, as a client sends them: comments left out, split at ``;``."""
+    found: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        if not current and (not line.strip() or line.startswith("--")):
+            continue
+        current.append(line)
+        if line.endswith(";"):
+            found.append("\n".join(current).removesuffix(";"))
+            current = []
+    assert not current, f"an unterminated statement: {current}"
+    return found
+
+
+def apply(backend: Backend, script: str) -> None:
+    """Run the script's statements one by one through the driver, as a client would."""
+    engine = create_engine(backend.url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements(script):
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def schema(backend: Backend) -> dict[str, Any]:
+    """Each table's columns (name, type, nullability) and indexes, by reflection."""
+    engine = backend.engine()
+    try:
+        insp = inspect(engine)
+        return {
+            table: (
+                [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(table)],
+                sorted((i["name"], tuple(i["column_names"])) for i in insp.get_indexes(table)),
+            )
+            for table in sorted(insp.get_table_names())
+        }
+    finally:
+        engine.dispose()
+
+
+def contents(backend: Backend, runner: MigrationRunner) -> tuple[Any, ...]:
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            items = conn.exec_driver_sql("SELECT id, name, price FROM items ORDER BY id").all()
+    finally:
+        engine.dispose()
+    rows = [(r.version, r.name, r.checksum, r.success) for r in runner.history()]
+    return [tuple(i) for i in items], rows
+
+
+# -- the script --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_sample_steps_render_as_one_transaction_each(
+    make_migrations: MakeMigrations, dialect: str
+) -> None:
+    folder = make_migrations(SAMPLES)
+    script = MigrationRunner(CLOSED[dialect], folder).sql_script()
+    begin = "START TRANSACTION;" if dialect in ("mysql", "mariadb") else "BEGIN;"
+    assert script.count(begin) == 4 and script.count("COMMIT;") == 4  # history table + 3 steps
+    assert "CREATE TABLE IF NOT EXISTS migrations" in script
+    assert "CREATE INDEX ix_items_name ON items (name);" in script
+    # text() parameters and a Core insert's values, written as literals
+    assert "INSERT INTO items (id, name) VALUES (1, 'pen');" in script
+    assert "INSERT INTO items (id, name) VALUES (2, 'it''s');" in script
+    assert "INSERT INTO items (id, name) VALUES (3, 'ink');" in script
+    assert "UPDATE items SET price = 5 WHERE name = 'pen';" in script
+    assert re.search(r"ALTER TABLE items ADD (COLUMN )?price INTEGER DEFAULT '0';", script)
+    for version in ("001", "002", "003"):
+        assert re.search(rf"INSERT INTO migrations \(.*\) VALUES \('{version}', ", script)
+    # each step's history row comes before its COMMIT
+    step = script.split("-- 002_seed_items (up)")[1].split("COMMIT;")[0]
+    assert "VALUES ('002', 'seed_items'" in step
+    assert ("commits each DDL statement itself" in script) == (dialect in ("mysql", "mariadb"))
+    assert "\t" not in script
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_bundled_examples_render_up_to_the_backfill_that_reads_rows(dialect: str) -> None:
+    runner = MigrationRunner(CLOSED[dialect], EXAMPLES)
+    script = runner.sql_script("003")
+    for made in ("CREATE TABLE users", "CREATE TABLE settings", "CREATE TABLE user_preferences"):
+        assert made in script
+    assert "VALUES ('app_name', 'My Bot');" in script
+    assert script.count("COMMIT;") == 4
+    with pytest.raises(UsageError) as caught:
+        runner.sql_script()
+    source = (EXAMPLES / "004_add_users_verified.py").read_text().splitlines()
+    line = next(n for n, text in enumerate(source, 1) if ".scalars()" in text)
+    message = caught.value.message
+    assert f"004_add_users_verified.py:{line}" in message
+    assert "004_add_users_verified (up) needs data from the database" in message
+    assert "it reads the rows of 'SELECT users.id FROM users" in message
+    assert "use sqlmig upgrade --dry-run against a database instead" in message
+    assert "the steps before it render with sqlmig upgrade 003 --sql" in message
+
+
+def test_the_script_applied_by_a_client_gives_what_upgrade_gives(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = make_migrations(SAMPLES)
+    scripted = MigrationRunner(backend.url_string, folder)
+    apply(backend, scripted.sql_script())
+    other = tmp_path / "other"
+    other.mkdir()
+    with fresh_database(backend.name, other) as upgraded:
+        runner = MigrationRunner(upgraded.url_string, folder)
+        assert len(runner.upgrade()) == 3
+        assert schema(backend) == schema(upgraded)
+        assert contents(backend, scripted) == contents(upgraded, runner)
+    # sqlmig reads the script's history as its own: nothing pending, nothing changed
+    status = scripted.status()
+    assert [r.version for r in status.applied] == ["001", "002", "003"]
+    assert status.pending == [] and status.changed == [] and status.failed == []
+    scripted.verify()
+    assert scripted.upgrade() == []
+
+
+def test_the_examples_script_applied_matches_upgrade(backend: Backend, tmp_path: Path) -> None:
+    """The bundled examples up to 003, then 004 by upgrade(): the rows agree."""
+    scripted = MigrationRunner(backend.url_string, EXAMPLES)
+    apply(backend, scripted.sql_script("003"))
+    assert [m.version for m in scripted.upgrade()] == ["004"]
+    assert [r.version for r in scripted.history()] == ["001", "002", "003", "004"]
+    scripted.verify()
+
+
+def test_a_downgrade_script_undoes_and_deletes_the_rows(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(SAMPLES)
+    runner = MigrationRunner(backend.url_string, folder)
+    runner.upgrade()
+    script = runner.sql_script("001", downgrade=True, from_version="003")
+    assert script.index("-- 003_add_price (down)") < script.index("-- 002_seed_items (down)")
+    assert "001_create_items" not in script
+    assert "CREATE TABLE IF NOT EXISTS" not in script
+    assert "DELETE FROM migrations WHERE migrations.version = '003';" in script
+    apply(backend, script)
+    assert [r.version for r in runner.history()] == ["001"]
+    assert runner.status().pending == [m for m in runner.migrations() if m.version != "001"]
+    assert runner.upgrade() != []  # and they apply again
+
+
+# -- --from and targets --------------------------------------------------------------
+
+
+def test_from_takes_steps_as_applied(make_migrations: MakeMigrations) -> None:
+    runner = MigrationRunner(CLOSED["postgresql"], make_migrations(SAMPLES))
+    script = runner.sql_script(from_version="001")
+    assert "-- taken as applied: 001" in script
+    assert "CREATE TABLE IF NOT EXISTS migrations" not in script
+    assert "001_create_items" not in script
+    assert "-- 002_seed_items (up)" in script and "-- 003_add_price (up)" in script
+    only = runner.sql_script("002", from_version="001")
+    assert "003_add_price" not in only
+    assert "-- nothing to apply" in runner.sql_script(from_version="003")
+
+
+def test_bad_versions_dialects_and_downgrades_are_usage_errors(
+    make_migrations: MakeMigrations,
+) -> None:
+    runner = MigrationRunner(CLOSED["sqlite"], make_migrations(SAMPLES))
+    with pytest.raises(UsageError, match="sqlite, postgresql, mysql, mariadb"):
+        runner.sql_script(dialect="oracle")
+    with pytest.raises(UsageError, match="cannot take '9' as applied"):
+        runner.sql_script(from_version="9")
+    with pytest.raises(UsageError, match="unknown target '7'"):
+        runner.sql_script("7")
+    with pytest.raises(UsageError, match="--from VERSION"):
+        runner.sql_script("001", downgrade=True)
+    with pytest.raises(UsageError, match="needs a target"):
+        runner.sql_script(downgrade=True, from_version="003")
+
+
+def test_a_step_without_down_cannot_be_scripted_down(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({"001_a.py": "def up(conn):\n    pass\n"})
+    with pytest.raises(IrreversibleMigration):
+        MigrationRunner(CLOSED["sqlite"], folder).sql_script("base", downgrade=True, from_version=1)
+
+
+def test_dialect_chooses_what_the_script_is_written_for(make_migrations: MakeMigrations) -> None:
+    runner = MigrationRunner(CLOSED["sqlite"], make_migrations(SAMPLES))
+    assert "START TRANSACTION;" in runner.sql_script(dialect="mariadb")
+    assert "START TRANSACTION;" not in runner.sql_script()
+
+
+# -- what cannot be rendered ------------------------------------------------------
+
+
+READERS = {
+    "a scalar": "conn.execute(text('SELECT count(*) FROM items')).scalar()",
+    "rows": "list(conn.execute(text('SELECT id FROM items')))",
+    "a row count": "conn.execute(text('DELETE FROM items')).rowcount",
+    "reflection": "inspect(conn).get_columns('items')",
+    "the dialect's reflection": "conn.dialect.has_table(conn, 'items')",
+    "conn.scalar": "conn.scalar(text('SELECT 1'))",
+}
+
+
+@pytest.mark.parametrize("reads", READERS)
+def test_a_step_that_reads_stops_the_script_naming_its_line(
+    make_migrations: MakeMigrations, reads: str
+) -> None:
+    folder = make_migrations(
+        {
+            "001_first.py": "def up(conn):\n    pass\n",
+            "002_reads.py": (
+                "from sqlalchemy import inspect, text\n\n\ndef up(conn):\n"
+                f"    conn.execute(text('DELETE FROM items WHERE id = 0'))\n    {READERS[reads]}\n"
+            ),
+        }
+    )
+    with pytest.raises(UsageError) as caught:
+        MigrationRunner(CLOSED["postgresql"], folder).sql_script()
+    message = caught.value.message
+    assert f"{folder / '002_reads.py'}:6" in message
+    assert "002_reads (up) needs data from the database" in message
+    assert "sqlmig upgrade --dry-run" in message
+    assert "sqlmig upgrade 001 --sql" in message
+
+
+def test_a_step_that_swallows_the_error_still_stops(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(
+        {
+            "001_reads.py": """\
+                from sqlalchemy import text
+
+                def up(conn):
+                    try:
+                        n = conn.execute(text("SELECT count(*) FROM t")).scalar()
+                    except Exception:
+                        n = 0
+                """
+        }
+    )
+    with pytest.raises(UsageError, match="needs data from the database"):
+        MigrationRunner(CLOSED["sqlite"], folder).sql_script()
+
+
+def test_a_step_that_commits_fails_like_online(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({"001_commits.py": "def up(conn):\n    conn.commit()\n"})
+    with pytest.raises(MigrationFailed, match=r"001_commits.py:2: it commits inside the step"):
+        MigrationRunner(CLOSED["sqlite"], folder).sql_script()
+
+
+# -- no connection ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql", "mariadb"])
+def test_nothing_connects(
+    make_migrations: MakeMigrations, dialect: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL whose port is closed: writing the script never tries it."""
+    import sqlalchemy.engine.create as create_module
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("sql_script() built an engine")
+
+    monkeypatch.setattr(create_module, "create_engine", refuse)
+    script = MigrationRunner(CLOSED[dialect], make_migrations(SAMPLES)).sql_script()
+    assert "COMMIT;" in script
+
+
+# -- the command line ---------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("SQLMIG_URL", "SQLMIG_ENV", "SQLMIG_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(EXAMPLES, tmp_path / "migrations")
+    return tmp_path
+
+
+def test_the_command_prints_the_script(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["upgrade", "003", "--sql", "--dialect", "postgresql"]) == 0
+    out = capsys.readouterr().out
+    runner = MigrationRunner(CLOSED["postgresql"], "migrations")
+    assert out == runner.sql_script("003")
+    assert main(["--url", CLOSED["mysql"], "downgrade", "001", "--sql", "--from", "003"]) == 0
+    out = capsys.readouterr().out
+    assert "START TRANSACTION;" in out and "DROP TABLE user_preferences;" in out
+
+
+def test_the_command_stops_at_the_step_that_reads(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--url", CLOSED["postgresql"], "upgrade", "--sql"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "004_add_users_verified (up) needs data from the database" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["upgrade", "--sql", "--dialect", "oracle"], "sqlite, postgresql, mysql, mariadb"),
+        (["upgrade", "--sql"], "give --dialect NAME"),
+        (["upgrade", "--from", "001"], "--from goes with --sql"),
+        (["upgrade", "--sql", "--dry-run", "--dialect", "sqlite"], "choose one"),
+        (
+            ["--url", CLOSED["postgresql"], "upgrade", "--sql", "--dialect", "sqlite"],
+            "disagrees with the database URL",
+        ),
+    ],
+)
+def test_the_command_refuses_what_it_cannot_do(
+    project: Path, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    assert main(argv) == 2
+    assert says in capsys.readouterr().err
