@@ -6,7 +6,8 @@ transaction or savepoint it never begins, commits or rolls back (only in a
 ``transactional = False`` step, outside any transaction, does each change run
 in a short transaction of its own). It never creates its ``alembic_version``
 table and never configures logging. What it sends shows in
-``MigrationRunner.dry_run()`` like any other statement.
+``MigrationRunner.dry_run()`` like any other statement; in a SQL script
+(``MigrationRunner.sql_script()``) Alembic writes it in its offline mode.
 
 Where a database cannot change a table in place (SQLite: a column's type,
 nullability or constraints), the table is rebuilt inside the step's

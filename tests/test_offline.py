@@ -406,3 +406,41 @@ def test_the_command_refuses_what_it_cannot_do(
 ) -> None:
     assert main(argv) == 2
     assert says in capsys.readouterr().err
+
+
+def test_a_non_transactional_step_has_no_transaction(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(
+        {
+            "001_index.py": """\
+                from sqlalchemy import text
+
+                transactional = False
+
+                def up(conn):
+                    conn.execute(text("CREATE INDEX CONCURRENTLY ix_t ON t (a)"))
+                """
+        }
+    )
+    script = MigrationRunner(CLOSED["postgresql"], folder).sql_script(from_version="base")
+    step = script.split("-- 001_index (up)")[1]
+    assert "transactional = False: it runs outside a transaction" in step
+    assert "BEGIN;" not in step and "COMMIT;" not in step
+    assert "CREATE INDEX CONCURRENTLY ix_t ON t (a);\nINSERT INTO migrations" in step
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters"),
+    [
+        ("INSERT INTO t (a, b) VALUES (?, ?)", (1, "o'k")),
+        ("INSERT INTO t (a, b) VALUES (%s, %s)", (1, "o'k")),
+        ("INSERT INTO t (a, b) VALUES (%(a)s, %(b)s)", {"a": 1, "b": "o'k"}),
+    ],
+)
+def test_driver_sql_parameters_are_written_in(
+    make_migrations: MakeMigrations, sql: str, parameters: Any
+) -> None:
+    folder = make_migrations(
+        {"001_raw.py": f"def up(conn):\n    conn.exec_driver_sql({sql!r}, {parameters!r})\n"}
+    )
+    script = MigrationRunner(CLOSED["sqlite"], folder).sql_script()
+    assert "INSERT INTO t (a, b) VALUES (1, 'o''k');" in script
