@@ -5,6 +5,9 @@ own, or the caller's as it is), taken out of ``AUTOCOMMIT`` before anything is
 written and given its settings back at the end, with driver errors from
 sqlmig's own statements translated. The session reads the history, holds the
 migration lock around the steps, and prepares the history table for writing.
+The module is long because a call's context is one object: its connection's
+state, the translation of its driver errors (the caller's own code apart), its
+reads of the history and SQLite's waits all belong to the same session.
 """
 
 from __future__ import annotations
