@@ -192,7 +192,9 @@ def _run(
     try:
         fn(conn)  # type: ignore[arg-type]
     except NoInspectionAvailable as exc:
-        conn.needed.append("reflects the schema (inspect(conn))")
+        conn.needed.append(
+            "reflects the schema (inspect(conn), or a sqlmig.ops change that reads the table first)"
+        )
         error = exc
     except Exception as exc:
         if "live database connection" in str(exc) or "--sql mode" in str(exc):

@@ -346,15 +346,53 @@ def test_a_step_that_commits_fails_like_online(make_migrations: MakeMigrations) 
 def test_nothing_connects(
     make_migrations: MakeMigrations, dialect: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A URL whose port is closed: writing the script never tries it."""
-    import sqlalchemy.engine.create as create_module
+    """A URL whose port is closed, and no Engine may be built: the script needs neither."""
+    import sqlmig._database
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("sql_script() built an engine")
 
-    monkeypatch.setattr(create_module, "create_engine", refuse)
+    monkeypatch.setattr(sqlmig._database, "create_engine", refuse)
     script = MigrationRunner(CLOSED[dialect], make_migrations(SAMPLES)).sql_script()
     assert "COMMIT;" in script
+
+
+def test_a_given_engine_is_not_connected(make_migrations: MakeMigrations) -> None:
+    engine = create_engine(CLOSED["postgresql"])
+    try:
+        script = MigrationRunner(engine, make_migrations(SAMPLES)).sql_script()
+        assert "clock_timestamp()" in script
+        assert engine.pool.checkedout() == 0 and engine.pool.checkedin() == 0
+    finally:
+        engine.dispose()
+
+
+def test_savepoints_are_written_in(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(
+        {
+            "001_nested.py": """\
+                from sqlalchemy import text
+
+                def up(conn):
+                    with conn.begin_nested():
+                        conn.execute(text("DELETE FROM t"))
+                """
+        }
+    )
+    script = MigrationRunner(CLOSED["postgresql"], folder).sql_script()
+    assert "SAVEPOINT sqlmig_sp_1;\nDELETE FROM t;\nRELEASE SAVEPOINT sqlmig_sp_1;" in script
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_examples_backfill_cannot_be_undone_by_script(dialect: str) -> None:
+    """004's down() drops its column with sqlmig.ops, which reads the table's indexes first."""
+    runner = MigrationRunner(CLOSED[dialect], EXAMPLES)
+    with pytest.raises(UsageError) as caught:
+        runner.sql_script("003", downgrade=True, from_version="004")
+    message = caught.value.message
+    assert "004_add_users_verified (down) needs data from the database" in message
+    assert "004_add_users_verified.py:41: it reflects the schema" in message
+    assert "run the downgrade against a database instead" in message
 
 
 # -- the command line ---------------------------------------------------------------
