@@ -59,9 +59,9 @@ class Console:
 
     Whole lines; on a terminal, one line may be left open (a running step) and
     later completed in place. When the reader goes away (``sqlmig status |
-    head``), the rest of the output is dropped quietly and the command goes on
-    to its end: a migration is never cut short because nobody reads its
-    progress, and the exit code still tells how it went.
+    head``, a terminal hung up), the rest of the output is dropped quietly and
+    the command goes on to its end: a migration is never cut short because
+    nobody reads its progress, and the exit code still tells how it went.
     """
 
     def __init__(self, stream: TextIO) -> None:
@@ -102,7 +102,7 @@ class Console:
         try:
             self.stream.write(text)
             self.stream.flush()
-        except BrokenPipeError:
+        except OSError:  # a pipe closed, a terminal gone (EIO), a full disk: the reader is gone
             self.closed = True
             _to_devnull(self.stream)
             return False

@@ -232,21 +232,31 @@ def test_status_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
 class _ClosingPipe(io.StringIO):
     """Standard output whose reader goes away after the first line."""
 
+    def __init__(self, gone: OSError | None = None) -> None:
+        super().__init__()
+        self.gone = gone or BrokenPipeError(32, "Broken pipe")
+
     def write(self, text: str) -> int:
         if self.getvalue().count("\n") >= 1:
-            raise BrokenPipeError(32, "Broken pipe")
+            raise self.gone
         return super().write(text)
 
 
+@pytest.mark.parametrize(
+    "gone",
+    [BrokenPipeError(32, "Broken pipe"), OSError(5, "Input/output error")],  # a pipe, a terminal
+    ids=["pipe", "terminal"],
+)
 def test_a_reader_gone_mid_upgrade_does_not_cut_the_upgrade_short(
     sqlite_backend: Backend,
     make_migrations: MakeMigrations,
     in_tmp: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    gone: OSError,
 ) -> None:
     folder = make_migrations(STEPS)
-    monkeypatch.setattr(sys, "stdout", _ClosingPipe())
+    monkeypatch.setattr(sys, "stdout", _ClosingPipe(gone))
 
     assert cli(sqlite_backend, folder, "upgrade") == 0
 
