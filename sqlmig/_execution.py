@@ -150,9 +150,18 @@ class StepExecutor:
         return migration.transactional and self.profile.transactional_ddl
 
     def call(
-        self, migration: Migration, fn: StepFunction, action: str, *, watch: bool = False
+        self,
+        migration: Migration,
+        fn: StepFunction,
+        action: str,
+        *,
+        watch: bool = False,
+        announce: bool = True,
     ) -> int:
         """Run ``fn(conn)`` under the guard; return its time in milliseconds.
+
+        ``announce``: tell ``on_step`` the step starts (unless the caller did,
+        before its failed row was written).
 
         ``watch``: the step runs inside a transaction that must still be the one
         sqlmig began when it returns (checked by SQLAlchemy's state, the driver's
@@ -163,9 +172,9 @@ class StepExecutor:
             MigrationFailed: it raised, or tried to commit, roll back or close.
             TransactionLost: its transaction was ended anyway (work may be committed).
         """
+        if announce:
+            self.announce(migration, action)
         started = time.perf_counter()
-        if self.on_step is not None:
-            self.on_step(migration, "start", 0.0)
         error: BaseException | None = None
         trans = self.conn.get_nested_transaction() if self.nested else self.conn.get_transaction()
         if watch:
@@ -196,6 +205,24 @@ class StepExecutor:
             self._failed(migration, started)
             raise self.failure(migration, fn, action, error, state=state) from error
         return round((time.perf_counter() - started) * 1000)
+
+    def announce(self, migration: Migration, action: str) -> None:
+        """Tell ``on_step`` that ``migration`` starts, before anything of it is written.
+
+        Called inside the transaction that would write its failed row (or run
+        it), so that what the callback raises rolls that back: the step did
+        not run, and the error says so in a note.
+        """
+        if self.on_step is None:
+            return
+        try:
+            self.on_step(migration, "start", 0.0)
+        except BaseException as exc:
+            exc.add_note(
+                f"migration {migration.version} ({action}) did not run: on_step raised when "
+                "told it starts, and nothing of it was written"
+            )
+            raise
 
     def _failed(self, migration: Migration, started: float) -> None:
         if self.on_step is not None:
@@ -351,6 +378,7 @@ class StepExecutor:
             with self.transaction():
                 if not self._still_next(migration):
                     return False
+                self.announce(migration, "up")
                 self.store.record(self.conn, migration, execution_ms=None, success=False)
             ms, recorded = self._run_unprotected(
                 migration,
@@ -392,6 +420,7 @@ class StepExecutor:
             with self.transaction():
                 if not self._still_next(migration):
                     return False
+                self.announce(migration, "down")
                 self.store.mark_failed(self.conn, row.version)
             try:
                 ms, deleted = self._run_unprotected(
@@ -496,10 +525,10 @@ class StepExecutor:
         """
         if migration.transactional:
             with self.transaction():
-                ms = self.call(migration, fn, action)
+                ms = self.call(migration, fn, action, announce=False)
                 return ms, write(ms)
         with self.autocommit():
-            ms = self.call(migration, fn, action)
+            ms = self.call(migration, fn, action, announce=False)
         with self.transaction():
             return ms, write(ms)
 

@@ -41,7 +41,8 @@ class StepCallback(Protocol):
     runs starts (``phase`` ``"start"``, ``seconds`` 0.0), once it is done and
     recorded (``"done"``, its duration in seconds) and when it fails
     (``"failed"``, the seconds it ran, before the error is raised). Any
-    function of three positional arguments fits. What it raises is not caught.
+    function of three positional arguments fits. What it raises is not caught;
+    raised on ``"start"``, it stops the step before anything of it is written.
     """
 
     def __call__(self, migration: Migration, phase: StepPhase, seconds: float, /) -> None: ...

@@ -538,3 +538,53 @@ def test_a_steps_error_holding_the_database_password_never_shows_it(
 
     assert password not in str(info.value)
     assert "migration 001 (up) failed at" in str(info.value)
+
+
+NOT_TRANSACTIONAL = """\
+    from sqlalchemy import text
+
+    transactional = False
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE alone (id INTEGER PRIMARY KEY)"))
+
+    def down(conn):
+        conn.execute(text("DROP TABLE alone"))
+    """
+
+
+@pytest.mark.parametrize("source", [GOOD, NOT_TRANSACTIONAL], ids=["transactional", "not"])
+def test_an_on_step_that_raises_on_start_leaves_the_database_as_it_was(
+    backend: Backend, make_migrations: MakeMigrations, source: str
+) -> None:
+    def on_step(migration: Migration, phase: str, seconds: float) -> None:
+        if phase == "start":
+            raise OSError(5, "the terminal is gone")
+
+    folder = make_migrations({"001_step.py": source})
+    with pytest.raises(OSError, match="terminal is gone") as info:
+        MigrationRunner(backend.url, folder, on_step=on_step).upgrade()
+
+    assert any("001 (up) did not run" in note for note in info.value.__notes__)
+    # no failed row: the next run is not stopped
+    assert count(backend, "SELECT count(*) FROM migrations") == 0
+    assert MigrationRunner(backend.url, folder).upgrade()[0].version == "001"
+
+
+@pytest.mark.parametrize("source", [GOOD, NOT_TRANSACTIONAL], ids=["transactional", "not"])
+def test_an_on_step_that_raises_on_start_of_an_undo_leaves_the_step_applied(
+    backend: Backend, make_migrations: MakeMigrations, source: str
+) -> None:
+    folder = make_migrations({"001_step.py": source})
+    MigrationRunner(backend.url, folder).upgrade()
+
+    def on_step(migration: Migration, phase: str, seconds: float) -> None:
+        if phase == "start":
+            raise OSError(5, "the terminal is gone")
+
+    with pytest.raises(OSError, match="terminal is gone") as info:
+        MigrationRunner(backend.url, folder, on_step=on_step).downgrade("base")
+
+    assert any("001 (down) did not run" in note for note in info.value.__notes__)
+    status = MigrationRunner(backend.url, folder).status()
+    assert status.current == "001" and not status.failed
