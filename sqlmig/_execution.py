@@ -194,7 +194,11 @@ class StepExecutor:
                 error = exc
         if state.tripped and not isinstance(error, ForbiddenCall):
             error = ForbiddenCall(state.tripped[0], autocommit=autocommit)
-        if watch and not self._intact(trans, error is None):
+        if watch:
+            lost = not self._intact(trans, error is None)
+        else:  # under the failed-row protocol: its row stays failed (see apply, undo)
+            lost = not autocommit and not self.profile.kept_transaction(self.conn)
+        if lost:
             # on_step hears of it once the failed row is kept: whatever it raises, the
             # next run finds the row (see _run_protected)
             cause = error or ForbiddenCall("ended its transaction in a way sqlmig cannot refuse")
@@ -239,6 +243,8 @@ class StepExecutor:
         if trans is None or not trans.is_active or not conn.in_transaction():
             return False
         if driver_in_transaction(conn.connection.dbapi_connection) is False:
+            return False
+        if not self.profile.kept_transaction(conn):
             return False
         return self.mark.release(conn, succeeded)
 
@@ -380,12 +386,16 @@ class StepExecutor:
                     return False
                 self.announce(migration, "up")
                 self.store.record(self.conn, migration, execution_ms=None, success=False)
-            ms, recorded = self._run_unprotected(
-                migration,
-                migration.up,
-                "up",
-                lambda took: self.store.mark_done(self.conn, migration.version, took),
-            )
+            try:
+                ms, recorded = self._run_unprotected(
+                    migration,
+                    migration.up,
+                    "up",
+                    lambda took: self.store.mark_done(self.conn, migration.version, took),
+                )
+            except TransactionLost as lost:  # its row stays failed
+                self._failed(migration, lost.started)
+                raise lost.failure from lost.failure.__cause__
             if not recorded:
                 raise self._vanished(migration, "applied", "stamp")
         self._log("applied", migration, ms)
@@ -426,6 +436,9 @@ class StepExecutor:
                 ms, deleted = self._run_unprotected(
                     migration, down, "down", lambda _took: self.store.delete(self.conn, row.version)
                 )
+            except TransactionLost as lost:  # its row stays failed: work may be committed
+                self._failed(migration, lost.started)
+                raise lost.failure from lost.failure.__cause__
             except MigrationFailed:
                 with self.transaction():
                     self.store.mark_applied(self.conn, row.version)

@@ -96,3 +96,13 @@ def test_ops_keep_auto_increment_and_drop_a_foreign_key_s_index(
         assert [row[2] for row in indexes] == ["PRIMARY"]
     finally:
         engine.dispose()
+
+
+def test_a_step_that_turned_autocommit_on_is_seen_and_undone(conn: Connection) -> None:
+    with conn.begin():
+        conn.execute(text("SELECT 1"))
+        assert MYSQL.kept_transaction(conn)
+        conn.connection.dbapi_connection.autocommit(True)  # type: ignore[union-attr]
+
+        assert not MYSQL.kept_transaction(conn)
+        assert conn.execute(text("SELECT @@autocommit")).scalar() == 0

@@ -588,3 +588,32 @@ def test_an_on_step_that_raises_on_start_of_an_undo_leaves_the_step_applied(
     assert any("001 (down) did not run" in note for note in info.value.__notes__)
     status = MigrationRunner(backend.url, folder).status()
     assert status.current == "001" and not status.failed
+
+
+#: Per backend, a way to end the step's transaction that the guard cannot refuse.
+BEHIND_THE_GUARD = {
+    "sqlite": "conn._dbapi_connection.commit()",
+    "postgresql": "conn._dbapi_connection.commit()",
+    "mysql": "conn._dbapi_connection.autocommit(True)  # each statement commits itself",
+}
+
+
+def test_a_step_that_ends_its_transaction_behind_the_guard_fails_and_stays_failed(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    source = f"""\
+        from sqlalchemy import text
+
+        def up(conn):
+            {BEHIND_THE_GUARD[backend.profile.name]}
+            conn.execute(text("CREATE TABLE sneaky (id INTEGER)"))
+            conn.execute(text("INSERT INTO sneaky (id) VALUES (1)"))
+        """
+    folder = make_migrations({"001_sneaky.py": source, "002_later.py": LATER})
+    with pytest.raises(MigrationFailed, match="transaction was ended inside the step") as info:
+        MigrationRunner(backend.url, folder).upgrade()
+
+    assert info.value.version == "001" and info.value.applied == []
+    assert "later" not in tables(backend)
+    with pytest.raises(DirtyDatabase, match="001"):  # its work may be committed: not pending
+        MigrationRunner(backend.url, folder).upgrade()

@@ -195,6 +195,15 @@ class DialectProfile:
             LockTimeout: the database stayed locked by another writer past ``timeout``.
         """
 
+    def kept_transaction(self, conn: Connection) -> bool:
+        """After a step in a transaction: the driver still runs its statements in one.
+
+        For drivers that keep no transaction state sqlmig reads elsewhere
+        (:func:`sqlmig._guard.driver_in_transaction`). A connection found
+        otherwise is put back as sqlmig needs it for the statements that follow.
+        """
+        return True
+
     def get_busy_timeout(self, conn: Connection) -> int | None:
         """The connection's wait for the database's write lock, in ms; None if it has none."""
         return None

@@ -4,7 +4,10 @@ The named lock is held by the runner's server session, so the server frees a
 killed runner's lock. A schema is a database here, so the lock's key names
 the history table's own schema. DDL commits implicitly: a step cannot be
 rolled back, and a caller's open transaction would not survive one, so
-failed steps follow the failed-row protocol. Changing a column restates all
+failed steps follow the failed-row protocol, and no savepoint can prove a
+step kept its transaction: after each step the driver's own copy of the
+server's status flags (no round trip) tells whether it turned autocommit on
+behind sqlmig's back. Changing a column restates all
 of it, and a foreign key leaves an index of its name behind: ``sqlmig.ops``
 reads the one and drops the other.
 """
@@ -12,6 +15,7 @@ reads the one and drops the other.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -21,6 +25,10 @@ from .._locking import MigrationLock
 from .base import DialectProfile
 
 __all__ = ["MYSQL", "MySQLProfile", "NamedLock"]
+
+#: The server's status flag "each statement commits itself" (the protocol's
+#: ``SERVER_STATUS_AUTOCOMMIT``), which every OK packet carries.
+SERVER_STATUS_AUTOCOMMIT = 2
 
 
 class NamedLock(MigrationLock):
@@ -42,7 +50,29 @@ class NamedLock(MigrationLock):
 
 
 class MySQLProfile(DialectProfile):
-    """MySQL's ``DATETIME`` keeps no fractions of a second unless told."""
+    """MySQL's ``DATETIME`` keeps no fractions of a second unless told; autocommit is watched."""
+
+    def kept_transaction(self, conn: Connection) -> bool:
+        """False when a step turned autocommit on (through the driver's private parts).
+
+        PyMySQL keeps the server status flags of the last reply in
+        ``server_status`` (mysqlclient answers ``get_autocommit()`` from its
+        own copy): reading them costs no round trip. The connection is set
+        back to autocommit off, so later statements are not each committed.
+        DDL's implicit commit also ends the transaction here, so only the
+        autocommit flag can tell a step that lost it.
+        """
+        dbapi: Any = conn.connection.dbapi_connection
+        status = getattr(dbapi, "server_status", None)
+        if isinstance(status, int):
+            on = bool(status & SERVER_STATUS_AUTOCOMMIT)
+        elif callable(getattr(dbapi, "get_autocommit", None)):
+            on = bool(dbapi.get_autocommit())
+        else:
+            return True
+        if on:
+            dbapi.autocommit(False)
+        return not on
 
     def history_timestamp_type(self) -> TypeEngine[datetime]:
         from sqlalchemy.dialects.mysql import DATETIME  # only where MySQL runs
