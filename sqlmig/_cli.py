@@ -113,8 +113,8 @@ def _globals(parser: argparse.ArgumentParser, default: Any) -> None:
         default=default,
         action="append",
         metavar="MODULE:ATTR",
-        help="the models' MetaData for check, e.g. myapp.db:metadata; repeat for several "
-        "(beats the config file)",
+        help="the models' MetaData for check and new --autogenerate, e.g. myapp.db:metadata; "
+        "repeat for several (beats the config file)",
     )
     parser.add_argument(
         "--lock-timeout",
@@ -193,8 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         "version", metavar="VERSION"
     )
     command("check", "fail (exit 3) if steps are pending or the database differs from the models")
-    command("new", "write the next migration file from a template").add_argument(
-        "name", metavar="NAME"
+    new = command("new", "write the next migration file from a template")
+    new.add_argument("name", metavar="NAME")
+    new.add_argument(
+        "--autogenerate",
+        action="store_true",
+        help="fill up() and down() with the changes that make the database match the models",
     )
     return parser
 

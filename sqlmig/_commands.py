@@ -358,14 +358,35 @@ def cmd_check(args: argparse.Namespace, out: Output, progress: Progress) -> int:
 
 
 def cmd_new(args: argparse.Namespace, out: Output, progress: Progress) -> int:
+    if args.autogenerate:
+        return _autogenerate(args, out)
     folder = migrations_setting(env=args.env, path=_config_path(args), migrations=args.dir)
     path = new_migration(folder, args.name)
-    try:
-        shown = path.relative_to(Path.cwd())
-    except ValueError:
-        shown = path
-    out.line(f"Created {shown}")
+    out.line(f"Created {_shown(path)}")
     return 0
+
+
+def _autogenerate(args: argparse.Namespace, out: Output) -> int:
+    runner = _runner(args, out)
+    if runner.metadata is None:
+        raise ConfigError(
+            "new --autogenerate needs the models to compare with: pass --metadata MODULE:ATTR "
+            "(e.g. myapp.db:metadata) or set metadata in [tool.sqlmig]",
+            key="metadata",
+        )
+    path = runner.autogenerate(args.name)
+    if path is None:
+        out.line(f"No changes: {runner.url} matches the models; nothing written")
+        return 0
+    out.line(f"Created {_shown(path)}: review it, then run sqlmig upgrade")
+    return 0
+
+
+def _shown(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 Command = Callable[[argparse.Namespace, Output, Progress], int]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
@@ -43,7 +43,10 @@ from sqlalchemy.types import TypeEngine
 from ._dialects import profile_for
 from ._errors import UsageError
 
-__all__ = ["EXTRA", "schema_differences"]
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
+
+__all__ = ["EXTRA", "comparison_context", "schema_differences"]
 
 #: The extra that installs Alembic.
 EXTRA = "ops"
@@ -63,26 +66,9 @@ def schema_differences(
     Raises:
         UsageError: Alembic is not installed (the message names the extra).
     """
-    try:
-        from alembic.autogenerate import compare_metadata
-        from alembic.runtime.migration import MigrationContext
-    except ImportError as exc:
-        raise UsageError(
-            f"comparing the database with models needs Alembic: install the extra with "
-            f"pip install 'sqlmig[{EXTRA}]'"
-        ) from exc
+    context = comparison_context(conn, history_table)
+    from alembic.autogenerate import compare_metadata
 
-    def include(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
-        return not (kind == "table" and name == history_table)
-
-    context = MigrationContext.configure(
-        connection=conn,
-        opts={
-            "compare_type": True,
-            "compare_server_default": profile_for(conn).compares_server_defaults,
-            "include_object": include,
-        },
-    )
     with warnings.catch_warnings():
         # "Skipped unsupported reflection of expression-based index": documented above
         warnings.filterwarnings("ignore", message=".*expression-based index", category=Warning)
@@ -95,6 +81,35 @@ def schema_differences(
         if not _of_a_whole_table(diff, whole):
             lines.extend(_lines(_without_key_nullability(diff, keys), conn))
     return lines
+
+
+def comparison_context(conn: Connection, history_table: str) -> MigrationContext:
+    """Alembic's context for comparing the database on ``conn`` with models (settings above).
+
+    Shared by ``check`` and ``new --autogenerate``, so both see the same differences.
+
+    Raises:
+        UsageError: Alembic is not installed (the message names the extra).
+    """
+    try:
+        from alembic.runtime.migration import MigrationContext
+    except ImportError as exc:
+        raise UsageError(
+            f"comparing the database with models needs Alembic: install the extra with "
+            f"pip install 'sqlmig[{EXTRA}]'"
+        ) from exc
+
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+        return not (kind == "table" and name == history_table)
+
+    return MigrationContext.configure(
+        connection=conn,
+        opts={
+            "compare_type": True,
+            "compare_server_default": profile_for(conn).compares_server_defaults,
+            "include_object": include,
+        },
+    )
 
 
 def _of_a_whole_table(diff: Any, tables: set[str]) -> bool:

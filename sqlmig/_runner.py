@@ -43,6 +43,7 @@ from ._planning import (
     plan_upgrade,
 )
 from ._runs import run_downgrade, run_upgrade
+from ._scaffold import new_migration
 from ._session import Session, connect_args, opened
 from ._sources import MigrationsSource
 
@@ -338,6 +339,52 @@ class MigrationRunner:
             lines += [f"{r.version}_{r.name}: applied, its file is gone" for r in history.missing]
             lines += [f"{m.label}: pending" for m in history.pending]
             return lines + schema_differences(s.conn, tables, self.table)
+
+    def autogenerate(self, name: str, metadata: MetadataArgument | None = None) -> Path | None:
+        """Write the next migration file making the database match the models; its path.
+
+        Alembic's comparison (the one :meth:`check` makes) is written as a step
+        of ``sqlmig.ops(conn)`` calls in ``up()`` and ``down()``, named and
+        numbered as ``sqlmig new`` does. Returns None, writing nothing, when
+        the database already matches. Review the file before applying it.
+        Needs the ``sqlmig[ops]`` extra.
+
+        Raises:
+            UsageError: steps are pending (upgrade first), no metadata given,
+                Alembic is not installed, a column's type cannot be written,
+                or a bad ``name``.
+            DirtyDatabase, ChecksumMismatch, MissingMigration: the history needs care first.
+            ConfigError: a reference names no module, no attribute or no MetaData.
+        """
+        from ._autogenerate import render_changes
+
+        models = self._models if metadata is None else Models(metadata)
+        if models is None:
+            raise UsageError(
+                "autogenerate needs the models to compare with: pass metadata= (a MetaData or "
+                "'module:attribute'), or set metadata in [tool.sqlmig]"
+            )
+        tables = models.resolve()
+        migrations = self.migrations()
+        with self._session(write=False) as s:
+            history = compare(migrations, s.read().rows)
+            check_history(history)
+            if history.pending:
+                labels = ", ".join(m.label for m in history.pending)
+                raise UsageError(
+                    f"cannot autogenerate while steps are pending ({labels}): the comparison "
+                    "would count them as missing; upgrade first (sqlmig upgrade)"
+                )
+            template = render_changes(s.conn, tables, self.table)
+        if template is None:
+            return None
+        source = self.migrations_source
+        if not isinstance(source, (str, Path)):
+            raise UsageError(
+                "autogenerate writes into a folder or package: this runner's migrations are "
+                "a list built in code; pass migrations= a folder"
+            )
+        return new_migration(source, name, template)
 
     def baseline(self, version: str | int) -> list[Migration]:
         """Record every step up to ``version`` as applied without running it.

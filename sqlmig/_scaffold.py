@@ -90,10 +90,11 @@ def next_file_name(existing: list[str], name: str) -> str:
     return f"{prefix}{int(newest['version']) + 1:0{width}d}_{slug}.py"
 
 
-def new_migration(migrations: str | Path, name: str) -> Path:
+def new_migration(migrations: str | Path, name: str, template: str = TEMPLATE) -> Path:
     """Write the next migration file into ``migrations`` and return its path.
 
-    Creates the folder if needed. The file has a docstring, ``up`` and ``down``.
+    Creates the folder if needed. The file has a docstring, ``up`` and ``down``:
+    ``template`` with ``{description}`` and ``{label}`` filled in.
 
     Raises:
         UsageError: a bad ``name`` (no letter or digit, one outside ASCII, too
@@ -119,7 +120,7 @@ def new_migration(migrations: str | Path, name: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with target.open("x", encoding="utf-8") as handle:
-            handle.write(TEMPLATE.format(description=description, label=label))
+            handle.write(template.format(description=description, label=label))
     except FileExistsError as exc:
         raise UsageError(f"{target} already exists: pick another name") from exc
     except OSError as exc:
