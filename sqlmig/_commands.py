@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import make_url
 
-from ._console import Output, Progress
+from ._console import Console, Output, Progress
 from ._discovery import discover
 from ._dryrun import changes_something
 from ._errors import ConfigError, SchemaDrift, UsageError
@@ -71,7 +71,19 @@ def _number(target: str | None) -> int | None:
 
 
 def _script(args: argparse.Namespace, out: Output, *, downgrade: bool) -> int:
-    """``--sql``: the steps' script, from the runner's URL or, without one, ``--dialect``."""
+    """``--sql``: the script alone on stdout; what the steps log goes to stderr meanwhile."""
+    console = out.console
+    out.console = Console(out.stderr)
+    try:
+        script = _written_script(args, out, downgrade=downgrade)
+    finally:
+        out.console = console
+    out.line(script.rstrip("\n"))
+    return 0
+
+
+def _written_script(args: argparse.Namespace, out: Output, *, downgrade: bool) -> str:
+    """The steps' script, for the runner's URL or, without one, ``--dialect``."""
     if args.dialect is not None:
         dialect_choice(args.dialect)
     try:
@@ -115,8 +127,7 @@ def _script(args: argparse.Namespace, out: Output, *, downgrade: bool) -> int:
             from_version=args.from_version,
             dialect=args.dialect,
         )
-    out.line(script.rstrip("\n"))
-    return 0
+    return script
 
 
 def _no_script_options(args: argparse.Namespace) -> None:

@@ -210,22 +210,24 @@ class ScriptConnection:
         return tidy(str(compiled))
 
     def _substituted(self, sql: str, parameters: Any) -> str:
-        """Driver SQL with its placeholders replaced by literals."""
+        """Driver SQL with its placeholders replaced by literals (unknown ones left as they are)."""
         if not parameters:
-            return sql.strip()
+            return tidy(sql)
         positional = iter(parameters) if isinstance(parameters, (list, tuple)) else None
+        missing = object()
 
         def value(match: re.Match[str]) -> str:
             key = match.group(1) or match.group(2)
+            given: Any = missing
             if key is not None and isinstance(parameters, dict):
-                given = parameters[key]
+                given = parameters.get(key, missing)
             elif key is None and positional is not None:
-                given = next(positional)
-            else:
+                given = next(positional, missing)
+            if given is missing:
                 return match.group(0)
             return self.literal_sql(literal(given))
 
-        return _PLACEHOLDER.sub(value, sql).strip()
+        return tidy(_PLACEHOLDER.sub(value, sql))
 
 
 def _short(statement: str) -> str:
@@ -243,10 +245,10 @@ def tidy(statement: str) -> str:
 def _many(parameters: Any) -> bool:
     """Whether ``parameters`` is several sets (an ``executemany``)."""
     return (
-        isinstance(parameters, (list, tuple))
+        isinstance(parameters, list)
         and bool(parameters)
-        and (isinstance(parameters[0], dict))
-    )
+        and isinstance(parameters[0], (dict, tuple, list))
+    ) or (isinstance(parameters, tuple) and bool(parameters) and isinstance(parameters[0], dict))
 
 
 def _bound(statement: Any, parameters: dict[str, Any] | None) -> Any:

@@ -472,6 +472,8 @@ def test_a_non_transactional_step_has_no_transaction(make_migrations: MakeMigrat
         ("INSERT INTO t (a, b) VALUES (?, ?)", (1, "o'k")),
         ("INSERT INTO t (a, b) VALUES (%s, %s)", (1, "o'k")),
         ("INSERT INTO t (a, b) VALUES (%(a)s, %(b)s)", {"a": 1, "b": "o'k"}),
+        ("INSERT INTO t (a, b) VALUES (:a, :b)", {"a": 1, "b": "o'k"}),
+        ("INSERT INTO t (a, b) VALUES (?, ?)", [(1, "o'k"), (2, "x")]),
     ],
 )
 def test_driver_sql_parameters_are_written_in(
@@ -482,3 +484,30 @@ def test_driver_sql_parameters_are_written_in(
     )
     script = MigrationRunner(CLOSED["sqlite"], folder).sql_script()
     assert "INSERT INTO t (a, b) VALUES (1, 'o''k');" in script
+
+
+def test_driver_sql_keeps_what_is_no_parameter(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(
+        {
+            "001_raw.py": (
+                "def up(conn):\n    conn.exec_driver_sql("
+                "\"UPDATE t SET at = '12:30', v = x::text WHERE a = :a\", {'a': 1})\n"
+            )
+        }
+    )
+    script = MigrationRunner(CLOSED["postgresql"], folder).sql_script()
+    assert "UPDATE t SET at = '12:30', v = x::text WHERE a = 1;" in script
+
+
+def test_what_steps_log_stays_out_of_the_script(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "migrations" / "005_logs.py").write_text(
+        "import logging\n\ndef up(conn):\n"
+        "    logging.getLogger('sqlmig.migrations').info('making t')\n"
+        "    conn.exec_driver_sql('CREATE TABLE t (a INTEGER)')\n"
+    )
+    assert main(["upgrade", "005", "--sql", "--dialect", "sqlite", "--from", "004"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("-- sqlmig upgrade script for sqlite\n")
+    assert "making t" not in captured.out and "making t" in captured.err
