@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from ._dialects import DialectProfile
 from ._errors import MigrationFailed
@@ -62,7 +63,11 @@ class StepExecutor:
         nested: bool,
         lock_timeout: float,
         on_step: StepCallback | None = None,
+        scope: str | None = None,
     ) -> None:
+        #: the session's scope at the start of the run (PostgreSQL ``search_path``,
+        #: MySQL's current database), given back after each step
+        self.scope = scope
         #: told when each applied or undone step starts, is done, or fails
         self.on_step = on_step
         self.conn = conn
@@ -198,6 +203,8 @@ class StepExecutor:
             lost = not self._intact(trans, error is None)
         else:  # under the failed-row protocol: its row stays failed (see apply, undo)
             lost = not autocommit and not self.profile.kept_transaction(self.conn)
+        if not (lost and watch):  # a lost watched transaction: see _keep_failed
+            self._rescope(failed=error is not None or lost)
         if lost:
             # on_step hears of it once the failed row is kept: whatever it raises, the
             # next run finds the row (see _run_protected)
@@ -209,6 +216,20 @@ class StepExecutor:
             self._failed(migration, started)
             raise self.failure(migration, fn, action, error, state=state) from error
         return round((time.perf_counter() - started) * 1000)
+
+    def _rescope(self, *, failed: bool) -> None:
+        """Give the session the run's scope back after a step (see ``keep_scope``).
+
+        After a failure, a reset that the failed transaction refuses is left
+        to the rollback that follows, which takes the step's change back too
+        where the database rolls settings back (PostgreSQL); elsewhere the
+        writes that follow a failure and the end of the run reset it again.
+        """
+        try:
+            self.profile.keep_scope(self.conn, self.scope)
+        except SQLAlchemyError:
+            if not failed:
+                raise
 
     def announce(self, migration: Migration, action: str) -> None:
         """Tell ``on_step`` that ``migration`` starts, before anything of it is written.
@@ -441,6 +462,7 @@ class StepExecutor:
                 raise lost.failure from lost.failure.__cause__
             except MigrationFailed:
                 with self.transaction():
+                    self._rescope(failed=False)
                     self.store.mark_applied(self.conn, row.version)
                 raise
             if not deleted:
@@ -478,6 +500,7 @@ class StepExecutor:
         if self.nested:  # the caller's transaction is what the step ended
             return
         with self.transaction():
+            self._rescope(failed=False)  # the step may have committed its SET search_path
             self.store.delete(self.conn, migration.version)
             self.store.record(self.conn, migration, execution_ms=None, success=False)
 

@@ -33,7 +33,7 @@ def locked(s: Session) -> Iterator[None]:
         LockTimeout: another runner held it longer than ``lock_timeout``.
     """
     conn, profile = s.conn, s.profile
-    lock = profile.lock_for(conn, s.store.name, s.store.schema)
+    lock, s.scope = profile.lock_and_scope(conn, s.store.name, s.store.schema)
     if lock is None:  # each step's write transaction is the lock: wait for it fully
         s.wait_fully()
         yield
@@ -56,9 +56,31 @@ def locked(s: Session) -> Iterator[None]:
         raise
     try:
         yield
+    except BaseException:
+        _rescope(s)
+        raise
     finally:
         _unlock(lock, conn)
         _untune(s, tuned)
+
+
+def _rescope(s: Session) -> None:
+    """After a failed run: the connection's scope as the run found it (a step may have moved it).
+
+    Each step that completes gets it back at once (``StepExecutor``); a failed
+    one may have left it moved where a rollback does not take it back (MySQL's
+    ``USE``), and the connection may go back to a pool.
+    """
+    if s.scope is None or s.conn.invalidated:
+        return
+    try:
+        if s.conn.in_transaction():
+            s.conn.rollback()
+        with s.conn.begin():
+            s.profile.keep_scope(s.conn, s.scope)
+    except Exception as exc:
+        s.conn.invalidate()  # a new session starts where the URL says
+        log.warning("could not restore the connection's schema (%s); closed it", exc)
 
 
 def _untune(s: Session, tuned: list[tuple[str, str]]) -> None:

@@ -130,6 +130,7 @@ class Session:
         "lock_timeout",
         "nested",
         "profile",
+        "scope",
         "store",
         "waited",
     )
@@ -161,6 +162,9 @@ class Session:
         self.waited = False
         #: errors raised by the caller's own code inside the session: never translated
         self.callers: list[BaseException] = []
+        #: the session's scope read with the lock (``DialectProfile.lock_and_scope``),
+        #: which each step gets back
+        self.scope: str | None = None
 
     @contextmanager
     def callers_code(self) -> Iterator[None]:
@@ -199,6 +203,7 @@ class Session:
             nested=self.nested,
             lock_timeout=self.lock_timeout,
             on_step=on_step,
+            scope=self.scope,
         )
 
     # -- reading the history ------------------------------------------------

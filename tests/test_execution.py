@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from workers import BOUND, SPAWN, downgrade_dying, upgrade_once
 
-from backends import Backend
+from backends import Backend, fresh_database
 from conftest import MakeMigrations, count, tables
 from sqlmig import (
     DirtyDatabase,
@@ -617,3 +620,82 @@ def test_a_step_that_ends_its_transaction_behind_the_guard_fails_and_stays_faile
     assert "later" not in tables(backend)
     with pytest.raises(DirtyDatabase, match="001"):  # its work may be committed: not pending
         MigrationRunner(backend.url, folder).upgrade()
+
+
+def _switch(backend: Backend, stack: ExitStack, tmp_path: Path) -> str:
+    """A statement moving the session to another schema (nothing to move on SQLite)."""
+    if backend.name == "postgresql":
+        engine = backend.engine()
+        with engine.begin() as conn:
+            conn.execute(text("CREATE SCHEMA app"))
+        engine.dispose()
+        return "SET search_path TO app"
+    if backend.name == "mysql":
+        other = stack.enter_context(fresh_database("mysql", tmp_path / "other"))
+        return f"USE {other.url.database}"
+    return "SELECT 1"
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["transactional", "not"])
+def test_a_step_that_changes_the_session_s_schema_and_fails_leaves_the_pool_s_as_it_was(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, transactional: bool
+) -> None:
+    with ExitStack() as stack:
+        switch = _switch(backend, stack, tmp_path)
+        source = f"""\
+            from sqlalchemy import text
+
+            transactional = {transactional}
+
+            def up(conn):
+                conn.execute(text({switch!r}))
+                raise RuntimeError("boom")
+            """
+        engine = backend.engine(pool_size=1, max_overflow=0)
+        stack.callback(engine.dispose)
+        with engine.connect() as conn:
+            before = conn.execute(text(CURRENT_SCHEMA[backend.name])).scalar()
+        with pytest.raises(MigrationFailed, match="boom"):
+            MigrationRunner(engine, make_migrations({"001_switch.py": source})).upgrade()
+
+        with engine.connect() as conn:  # the pool's one connection, the run's
+            assert conn.execute(text(CURRENT_SCHEMA[backend.name])).scalar() == before
+
+
+#: The session's current schema, per backend.
+CURRENT_SCHEMA = {
+    "sqlite": "SELECT 'main'",
+    "postgresql": "SELECT current_setting('search_path')",
+    "mysql": "SELECT DATABASE()",
+}
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["transactional", "not"])
+def test_a_step_that_changes_the_session_s_schema_keeps_the_run_s_history_table(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, transactional: bool
+) -> None:
+    with ExitStack() as stack:
+        switch = _switch(backend, stack, tmp_path)
+        source = f"""\
+            from sqlalchemy import text
+
+            transactional = {transactional}
+
+            def up(conn):
+                conn.execute(text({switch!r}))
+                conn.execute(text("CREATE TABLE moved (id INTEGER)"))
+
+            def down(conn):
+                conn.execute(text({switch!r}))
+                conn.execute(text("DROP TABLE moved"))
+            """
+        folder = make_migrations({"001_switch.py": source, "002_later.py": GOOD})
+        runner = MigrationRunner(backend.url, folder)
+
+        assert [m.version for m in runner.upgrade()] == ["001", "002"]
+        assert {"migrations", "good"} <= tables(backend)  # the next step ran where the run began
+        status = runner.status()
+        assert [row.version for row in status.applied] == ["001", "002"] and not status.failed
+
+        assert [m.version for m in runner.downgrade("base")] == ["002", "001"]
+        assert count(backend, "SELECT count(*) FROM migrations") == 0

@@ -50,8 +50,13 @@ class DialectProfile:
     title: str = ""
     #: The sqlmig extra that installs its driver (``pip install 'sqlmig[...]'``).
     driver_extra: str = ""
-    #: Query returning the current database and its default schema (the lock's key).
+    #: Query returning the current database, its default schema (the lock's key)
+    #: and what a step may change of them (:attr:`restore_scope` puts it back).
     identity: str | None = None
+    #: Statement giving the session back the third column of :attr:`identity`
+    #: (``:value``) after a step that changed it (PostgreSQL ``search_path``,
+    #: MySQL's current database: ``{value}`` is then the quoted name).
+    restore_scope: str | None = None
     #: Schemas are databases (MySQL): the lock's key names the table's own schema.
     schema_is_database: bool = False
     #: Settings for the runner's connection while it holds the lock, each applied
@@ -137,22 +142,47 @@ class DialectProfile:
         names come from the server, never from how the URL is spelled
         (``/app``, ``?dbname=app`` and ``PGDATABASE=app`` take one lock).
         """
+        return self.lock_and_scope(conn, table, schema)[0]
+
+    def lock_and_scope(
+        self, conn: Connection, table: str, schema: str | None
+    ) -> tuple[MigrationLock | None, str | None]:
+        """:meth:`lock_for`, and the session's scope the steps are to keep, in one query.
+
+        The scope is what :attr:`restore_scope` gives back after each step
+        (None where there is nothing to give back).
+        """
         if self.lock is None:
-            return None
-        database, default_schema = self._identity(conn)
+            return None, None
+        database, default_schema, scope = self._identity(conn)
         schema = schema or default_schema
         if self.schema_is_database:  # MySQL: the table's schema is its database
             database = schema
-        return self.lock(lock_key(database, schema, table))
+        return self.lock(lock_key(database, schema, table)), scope
 
-    def _identity(self, conn: Connection) -> tuple[str | None, str | None]:
-        """The current database and default schema, as the server names them."""
+    def _identity(self, conn: Connection) -> tuple[str | None, str | None, str | None]:
+        """The current database, default schema and scope, as the server names them."""
         if self.identity is None:
-            return conn.engine.url.database, conn.dialect.default_schema_name
-        scope = nullcontext() if conn.in_transaction() else conn.begin()
-        with scope:
-            database, schema = conn.exec_driver_sql(self.identity).one()
-        return database, schema
+            return conn.engine.url.database, conn.dialect.default_schema_name, None
+        begun = nullcontext() if conn.in_transaction() else conn.begin()
+        with begun:
+            database, schema, scope = conn.exec_driver_sql(self.identity).one()
+        return database, schema, scope
+
+    def keep_scope(self, conn: Connection, scope: str | None) -> None:
+        """After a step: give the session back the scope read at the start of the run.
+
+        A step's ``SET search_path`` (PostgreSQL) or ``USE`` (MySQL) ends with
+        the step, like a ``SET LOCAL``: the history row and the next step see
+        the session as the run found it. One statement, where the backend has one.
+        """
+        if self.restore_scope is None or scope is None:
+            return
+        if "{value}" in self.restore_scope:
+            name = conn.dialect.identifier_preparer.quote_identifier(scope)
+            conn.exec_driver_sql(self.restore_scope.format(value=name))
+        else:
+            conn.execute(text(self.restore_scope), {"value": scope})
 
     def running_mark(self, conn: Connection, table: str) -> ProgressMark | None:
         """The mark of a step of history ``table`` running outside a transaction, if any.

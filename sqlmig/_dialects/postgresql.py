@@ -51,7 +51,8 @@ POSTGRESQL = DialectProfile(
     lock=AdvisoryLock,
     caller_transaction_ok=True,
     driver_extra="postgresql",
-    identity="SELECT current_database(), current_schema()",
+    identity="SELECT current_database(), current_schema(), current_setting('search_path')",
+    restore_scope="SELECT set_config('search_path', :value, false)",
     history_timestamp_tz=True,
     compares_server_defaults=True,
     # now() is the transaction's start, the same for every step of a caller's transaction
