@@ -14,6 +14,10 @@ portable operations spell differently:
 - ``existing_*`` keywords are left out of ``alter_column``: ``ops`` reads them
   from the database, whichever it is;
 - nullability changes of primary-key columns are left out, as ``check`` does;
+- a server default of ``true()``, ``false()`` or ``func.now()`` is written as
+  that expression, not as one database's SQL for it;
+- the changes to one table are ordered so that foreign keys and indexes are
+  dropped before the columns they use change, and added after;
 - a column type is written as ``module.Class(...)`` with its import; a type
   whose class cannot be imported back (defined in ``__main__`` or inside a
   function) is refused, naming the table and column;
@@ -31,11 +35,13 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Enum, MetaData
 from sqlalchemy.engine import Connection
-from sqlalchemy.schema import Column, ForeignKeyConstraint, UniqueConstraint
+from sqlalchemy.schema import Column, DefaultClause, ForeignKeyConstraint, UniqueConstraint
+from sqlalchemy.sql.elements import False_, True_
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeEngine
 
 from ._drift import comparison_context
@@ -132,7 +138,7 @@ def _adjusted(container: Any, keys: set[tuple[str, str]]) -> list[Any]:
     flat: list[Any] = []
     for op in container.ops:
         if isinstance(op, alembic_ops.ModifyTableOps):
-            flat.extend(_adjusted(op, keys))
+            flat.extend(sorted(_adjusted(op, keys), key=_phase))
             continue
         if isinstance(op, alembic_ops.CreateUniqueConstraintOp):
             op.kw.clear()  # dialect options as reflected (e.g. postgresql_nulls_not_distinct)
@@ -158,6 +164,23 @@ def _adjusted(container: Any, keys: set[tuple[str, str]]) -> list[Any]:
         for op in flat
         if not (isinstance(op, alembic_ops.DropIndexOp) and op.table_name in dropped)
     ]
+
+
+def _phase(op: Any) -> int:
+    """Where a change to one table goes among the others: what refers to columns is dropped
+    before columns change (foreign keys before the indexes they use) and added after (MySQL
+    refuses to drop a column or an index a foreign key uses)."""
+    from alembic.operations import ops as alembic_ops
+
+    if isinstance(op, alembic_ops.DropConstraintOp):
+        return 0
+    if isinstance(op, alembic_ops.DropIndexOp):
+        return 1
+    if isinstance(op, alembic_ops.CreateIndexOp):
+        return 3
+    if isinstance(op, alembic_ops.AddConstraintOp):
+        return 4
+    return 2
 
 
 def _name_added_constraints(container: Any) -> None:
@@ -215,6 +238,7 @@ def _render(op: Any, context: Any, enums: dict[str, list[str]]) -> str:
             alembic_ops.UpgradeOps(ops=[op]),
             alembic_module_prefix="ops.",
             migration_context=context,
+            render_item=_portable_default,
         )
     code = _CONVENTION_NAME.sub(r"\1", code)
     lines = [
@@ -226,6 +250,21 @@ def _render(op: Any, context: Any, enums: dict[str, list[str]]) -> str:
         drops = enums.get(op.table_name, [])
         lines += [f"    sa.Enum(name={e!r}).drop(conn, checkfirst=True)" for e in drops]
     return "\n".join(lines)
+
+
+def _portable_default(kind: str, item: Any, autogen_context: Any) -> str | Literal[False]:
+    """A server default of ``true()``, ``false()`` or a function without arguments
+    (``func.now()``) written as that expression, which each database compiles its own way;
+    Alembic writes what the database at hand compiles (``sa.text('0')`` on SQLite), which
+    PostgreSQL refuses for a boolean."""
+    if kind != "server_default" or not isinstance(item, DefaultClause):
+        return False
+    arg = item.arg
+    if isinstance(arg, (True_, False_)):
+        return "sa.true()" if isinstance(arg, True_) else "sa.false()"
+    if isinstance(arg, FunctionElement) and not list(arg.clauses) and _PLAIN.fullmatch(arg.name):
+        return f"sa.func.{arg.name}()"
+    return False
 
 
 def _enum_types(operations: list[Any], metadata: Sequence[MetaData]) -> dict[str, list[str]]:

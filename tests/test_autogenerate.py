@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Enum,
+    ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -109,6 +110,12 @@ def unnamed_user_key(meta: MetaData) -> None:
     meta.tables["orders"].append_constraint(ForeignKeyConstraint(["user_id"], ["users.id"]))
 
 
+def buyer_column(meta: MetaData) -> None:
+    meta.tables["orders"].append_column(
+        Column("buyer_id", Integer, ForeignKey("users.id", name="fk_orders_buyer"), index=True)
+    )
+
+
 #: (the models of the first step, of the second)
 CASES: dict[str, tuple[tuple[Change, ...], tuple[Change, ...]]] = {
     "add table": ((), (audit_table,)),
@@ -125,6 +132,8 @@ CASES: dict[str, tuple[tuple[Change, ...], tuple[Change, ...]]] = {
     "add unnamed foreign key": ((), (unnamed_user_key,)),
     "drop foreign key": ((user_key,), ()),
     "drop unnamed foreign key": ((unnamed_user_key,), ()),
+    "add column with a foreign key": ((), (buyer_column,)),
+    "drop column with a foreign key": ((buyer_column,), ()),
 }
 
 
@@ -157,6 +166,25 @@ def test_each_change_makes_the_round_trip(
     code = second_step.read_text()
     assert "ops = sqlmig.ops(conn)" in code and "op." not in code.replace("ops.", "")
     compile(code, str(second_step), "exec")
+
+
+def test_steps_written_on_sqlite_run_unchanged_elsewhere(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = make_migrations({})
+    writer = MigrationRunner(f"sqlite:///{tmp_path / 'models.db'}", folder)
+    steps = [
+        schema(audit_table, note_column, user_key, name_index),
+        schema(paid_column, longer_name, required_email, unique_email, buyer_column),
+    ]
+    for i, meta in enumerate(steps):
+        assert writer.autogenerate(f"step {i + 1}", meta) is not None
+        writer.upgrade()
+    runner = runner_for(backend, folder)
+    runner.upgrade()
+    assert runner.check(steps[-1]) == []
+    runner.downgrade("base")
+    check_stairway(runner)
 
 
 def test_the_file_reads_like_one_sqlmig_new_writes(
