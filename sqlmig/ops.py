@@ -159,6 +159,8 @@ class SchemaOps:
         self.conn = conn
         self.alembic = operations
         self._profile = profile_for(conn)
+        #: writing a SQL script (``upgrade --sql``): nothing can be read
+        self._script = getattr(conn, "sql_output", None) is not None
 
     @property
     def dialect_name(self) -> str:
@@ -362,8 +364,12 @@ class SchemaOps:
         """What the database says about a column, as Alembic's ``existing_*`` keywords.
 
         MySQL's ``MODIFY``/``CHANGE COLUMN`` restate the whole column, so a
-        change that does not name a part would otherwise drop it.
+        change that does not name a part would otherwise drop it. Elsewhere
+        they only inform Alembic, so a SQL script (which cannot read the
+        database) goes without them.
         """
+        if self._script and not self._profile.alter_column_restates_column:
+            return {}
         for info in inspect(self.conn).get_columns(table, schema=schema):
             if info["name"].lower() == column.lower():
                 default = info.get("default")

@@ -511,3 +511,64 @@ def test_what_steps_log_stays_out_of_the_script(
     captured = capsys.readouterr()
     assert captured.out.startswith("-- sqlmig upgrade script for sqlite\n")
     assert "making t" not in captured.out and "making t" in captured.err
+
+
+RENAME = {
+    **SAMPLES,
+    "004_rename.py": """\
+        from sqlmig.ops import ops
+
+
+        def up(conn):
+            ops(conn).rename_column("items", "name", "title")
+
+
+        def down(conn):
+            ops(conn).rename_column("items", "title", "name")
+        """,
+}
+
+
+def test_a_column_renamed_with_ops_is_written_where_nothing_must_be_read(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = make_migrations(RENAME)
+    scripted = MigrationRunner(backend.url_string, folder)
+    if backend.profile.alter_column_restates_column:  # CHANGE COLUMN restates the column
+        with pytest.raises(UsageError, match=r"004_rename\.py:5: it reflects the schema"):
+            scripted.sql_script()
+        return
+    apply(backend, scripted.sql_script())
+    other = tmp_path / "other"
+    other.mkdir()
+    with fresh_database(backend.name, other) as upgraded:
+        runner = MigrationRunner(upgraded.url_string, folder)
+        runner.upgrade()
+        assert schema(backend) == schema(upgraded)
+        assert [c[0] for c in schema(backend)["items"][0]] == ["id", "title", "price"]
+    scripted.verify()
+    assert scripted.status().pending == []
+
+
+def test_a_column_altered_with_ops_is_written_for_postgresql(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(
+        {
+            **SAMPLES,
+            "004_widen.py": """\
+                from sqlalchemy import String
+
+                from sqlmig.ops import ops
+
+
+                def up(conn):
+                    ops(conn).alter_column("items", "name", type_=String(80), nullable=True)
+                """,
+        }
+    )
+    script = MigrationRunner(CLOSED["postgresql"], folder).sql_script(from_version="003")
+    assert "ALTER TABLE items ALTER COLUMN name TYPE VARCHAR(80);" in script
+    assert "ALTER TABLE items ALTER COLUMN name DROP NOT NULL;" in script
+    with pytest.raises(UsageError, match=r"004_widen\.py:7: it "):
+        MigrationRunner(CLOSED["mysql"], folder).sql_script(from_version="003")
