@@ -19,12 +19,13 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from sqlmig._pytest_runs import (
     SERVERS,
+    TEMPLATE_SETUP,
     Run,
     admin,
     folder,
@@ -59,6 +60,16 @@ def _driver_codes(exc: BaseException) -> set[object]:
     orig = getattr(exc, "orig", None)
     args = getattr(orig, "args", ())
     return {getattr(orig, "sqlstate", None), args[0] if args else None} - {None}
+
+
+def _run_on(dbapi_connection: Any, statement: str) -> None:
+    """Run one statement on a driver's new connection, committed (none left open)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+    dbapi_connection.commit()
 
 
 class WorkerDatabase:
@@ -136,7 +147,7 @@ class WorkerDatabase:
             Path(str(self.url.database)).unlink(missing_ok=True)
 
     def _make_template(self, template: str, runner: MigrationRunner) -> None:
-        from sqlalchemy import URL, create_engine
+        from sqlalchemy import URL, create_engine, event
         from sqlalchemy.pool import NullPool
 
         if self.server is not None and self.admin_url is not None:
@@ -149,6 +160,9 @@ class WorkerDatabase:
             path.unlink(missing_ok=True)
             url = URL.create("sqlite", database=str(path))
         engine = create_engine(url, poolclass=NullPool)  # nothing left connected to copy from
+        setup = TEMPLATE_SETUP.get(url.get_backend_name())
+        if setup is not None:
+            event.listen(engine, "connect", lambda dbapi, _: _run_on(dbapi, setup))
         try:
             runner.with_database(engine).upgrade()
         finally:
