@@ -10,6 +10,7 @@ it is the whole public class: its docstrings are the API reference.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -365,7 +366,14 @@ class MigrationRunner:
                 "'module:attribute'), or set metadata in [tool.sqlmig]"
             )
         tables = models.resolve()
-        migrations = self.migrations()
+        source = self.migrations_source
+        if isinstance(source, Path) or (
+            isinstance(source, str) and ("/" in source or os.sep in source)
+        ):
+            # a folder not made yet: the first step creates it, as sqlmig new does
+            migrations = self.migrations() if Path(source).exists() else []
+        else:
+            migrations = self.migrations()
         with self._session(write=False) as s:
             history = compare(migrations, s.read().rows)
             check_history(history)
@@ -378,7 +386,6 @@ class MigrationRunner:
             template = render_changes(s.conn, tables, self.table)
         if template is None:
             return None
-        source = self.migrations_source
         if not isinstance(source, (str, Path)):
             raise UsageError(
                 "autogenerate writes into a folder or package: this runner's migrations are "

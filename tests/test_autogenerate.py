@@ -222,6 +222,12 @@ def test_no_changes_writes_nothing(backend: Backend, make_migrations: MakeMigrat
     assert list(folder.iterdir()) == []
 
 
+def test_the_first_step_makes_its_folder(sqlite_backend: Backend, tmp_path: Path) -> None:
+    runner = runner_for(sqlite_backend, tmp_path / "new" / "migrations")
+    path = runner.autogenerate("users", schema())
+    assert path is not None and path == tmp_path / "new" / "migrations" / "001_users.py"
+
+
 def test_without_models_the_error_says_how_to_give_them(
     sqlite_backend: Backend, make_migrations: MakeMigrations
 ) -> None:
