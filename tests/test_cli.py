@@ -15,6 +15,7 @@ import logging
 import os
 import pty
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -689,6 +690,35 @@ def test_ctrl_c_exits_130(sqlite_project: Project) -> None:
     assert "applied 001_create_customers" in out
     assert sqlite_project.states()["002"] == "pending"
     assert sqlite_project.tables() == {"customers"}
+
+
+def test_ctrl_c_while_waiting_for_sqlite_s_lock_exits_at_once(sqlite_project: Project) -> None:
+    assert sqlite_project.backend is not None
+    holder = sqlite3.connect(sqlite_project.backend.url.database or "", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's lock
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sqlmig", "--lock-timeout", "20", "upgrade"],
+            cwd=sqlite_project.root,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(3)  # started, and waiting for the lock
+            assert process.poll() is None
+            process.send_signal(signal.SIGINT)
+            sent = time.monotonic()
+            _, err = process.communicate(timeout=TIMEOUT)
+            took = time.monotonic() - sent
+        finally:
+            process.kill()
+    finally:
+        holder.close()
+    assert process.returncode == 130, err
+    assert took < 5  # not at the end of the 20 s wait
+    assert "interrupted" in err
 
 
 # -- environments and passwords -----------------------------------------------

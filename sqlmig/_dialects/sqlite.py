@@ -33,6 +33,10 @@ from .base import DialectProfile
 
 __all__ = ["SQLITE", "RunningMark", "SQLiteProfile"]
 
+#: The longest wait inside SQLite's busy handler, which Ctrl-C cannot stop,
+#: while a step waits for another writer's lock (ms).
+WAIT_SLICE_MS = 100
+
 #: SQLite's primary result codes meaning "another connection holds the lock".
 SQLITE_BUSY = 5
 SQLITE_LOCKED = 6
@@ -51,15 +55,57 @@ class SQLiteProfile(DialectProfile):
     def begin_step(self, conn: Connection, *, immediate: bool, timeout: float) -> None:
         """Emit the ``BEGIN`` sqlite3 leaves out (``BEGIN IMMEDIATE`` for sqlmig's own steps).
 
-        A transaction the driver already began is left as it is.
+        A transaction the driver already began is left as it is. The wait for
+        another writer's lock lasts the connection's busy timeout, as before,
+        but is made of :data:`WAIT_SLICE_MS` slices in a loop of sqlmig's own:
+        SQLite's busy handler ignores Ctrl-C, so a ``KeyboardInterrupt`` lands
+        between two slices instead of at the end of the whole wait.
 
         Raises:
             LockTimeout: SQLite stayed locked by another writer past ``timeout``.
         """
+        if not immediate:
+            self._begin(conn, "BEGIN", timeout)
+            return
+        dbapi = conn.connection.dbapi_connection  # sqlmig's own PRAGMAs: no events
+        assert dbapi is not None
+        raw = dbapi.cursor()  # sync for sqlite3 and SQLAlchemy's aiosqlite adapter alike
+        raw.execute(f"PRAGMA {self.busy_timeout_pragma}")
+        row = raw.fetchone()
+        waits = int(row[0] or 0) if row else 0
+        if waits <= WAIT_SLICE_MS:
+            raw.close()
+            self._begin(conn, "BEGIN IMMEDIATE", timeout)
+            return
+        deadline = time.monotonic() + waits / 1000
+        raw.execute(f"PRAGMA {self.busy_timeout_pragma} = {WAIT_SLICE_MS}")
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            while True:
+                try:
+                    self._begin(conn, "BEGIN IMMEDIATE", timeout, patient=True)
+                    return
+                except OperationalError as exc:
+                    if not self.busy(exc):
+                        raise
+                    if time.monotonic() >= deadline:  # locked for the last slice
+                        raise self.locked_out(timeout) from exc
+        finally:
+            raw.execute(f"PRAGMA {self.busy_timeout_pragma} = {waits}")
+            raw.close()
+
+    def _begin(self, conn: Connection, sql: str, timeout: float, *, patient: bool = False) -> None:
+        """Send ``sql``; when ``patient``, SQLite's "locked" is raised as it is.
+
+        Raises:
+            OperationalError: ``patient``, and SQLite stayed locked for one busy timeout.
+            LockTimeout: not ``patient``, and SQLite stayed locked past ``timeout``.
+        """
+        try:
+            conn.exec_driver_sql(sql)
         except OperationalError as exc:
             if self.busy(exc):
+                if patient:
+                    raise
                 raise self.locked_out(timeout) from exc
             # SQLite reports this one with its generic SQLITE_ERROR code: only
             # the message tells it from any other error
