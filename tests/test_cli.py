@@ -657,6 +657,15 @@ def test_a_traceback_only_with_v(sqlite_project: Project) -> None:
     assert loud.stderr.splitlines()[-1].startswith("sqlmig: error: migration 002 (up) failed")
 
 
+def ctrl_c_as_on_a_terminal() -> None:
+    """In the child: Ctrl-C stops it, even when the suite runs as a background job.
+
+    A shell starts a background job with SIGINT ignored, and a child inherits
+    that; Python then installs no KeyboardInterrupt handler of its own.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130(sqlite_project: Project) -> None:
     marker = sqlite_project.root / "started"
     sqlite_project.write(
@@ -676,6 +685,7 @@ def test_ctrl_c_exits_130(sqlite_project: Project) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_on_a_terminal,
     )
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -704,6 +714,7 @@ def test_ctrl_c_while_waiting_for_sqlite_s_lock_exits_at_once(sqlite_project: Pr
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=ctrl_c_as_on_a_terminal,
         )
         try:
             time.sleep(3)  # started, and waiting for the lock

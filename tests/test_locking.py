@@ -233,11 +233,14 @@ def interrupt_when_waiting() -> Iterator[threading.Event]:
         if handler.event.wait(30) and not done.is_set():
             os.kill(os.getpid(), signal.SIGINT)
 
+    # a suite run as a background job starts with SIGINT ignored: take Ctrl-C as a terminal does
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=interrupt, daemon=True)
     thread.start()
     try:
         yield handler.event
     finally:
+        signal.signal(signal.SIGINT, previous)
         done.set()
         handler.event.set()
         thread.join(30)
