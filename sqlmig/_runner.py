@@ -325,13 +325,7 @@ class MigrationRunner:
                 is not installed.
             ConfigError: a reference names no module, no attribute or no MetaData.
         """
-        models = self._models if metadata is None else Models(metadata)
-        if models is None:
-            raise UsageError(
-                "check needs the models to compare with: pass metadata= (a MetaData or "
-                "'module:attribute'), or set metadata in [tool.sqlmig]"
-            )
-        tables = models.resolve()
+        tables = self._tables("check", metadata)
         migrations = self.migrations()
         with self._session(write=False) as s:
             history = compare(migrations, s.read().rows)
@@ -340,6 +334,20 @@ class MigrationRunner:
             lines += [f"{r.version}_{r.name}: applied, its file is gone" for r in history.missing]
             lines += [f"{m.label}: pending" for m in history.pending]
             return lines + schema_differences(s.conn, tables, self.table)
+
+    def _tables(self, command: str, metadata: MetadataArgument | None) -> list[MetaData]:
+        """The models ``command`` compares with: ``metadata``, else the runner's.
+
+        Raises:
+            UsageError: neither is given.
+        """
+        models = self._models if metadata is None else Models(metadata)
+        if models is None:
+            raise UsageError(
+                f"{command} needs the models to compare with: pass metadata= (a MetaData or "
+                "'module:attribute'), or set metadata in [tool.sqlmig]"
+            )
+        return models.resolve()
 
     def autogenerate(self, name: str, metadata: MetadataArgument | None = None) -> Path | None:
         """Write the next migration file making the database match the models; its path.
@@ -359,13 +367,7 @@ class MigrationRunner:
         """
         from ._autogenerate import render_changes
 
-        models = self._models if metadata is None else Models(metadata)
-        if models is None:
-            raise UsageError(
-                "autogenerate needs the models to compare with: pass metadata= (a MetaData or "
-                "'module:attribute'), or set metadata in [tool.sqlmig]"
-            )
-        tables = models.resolve()
+        tables = self._tables("autogenerate", metadata)
         source = self.migrations_source
         if isinstance(source, Path) or (
             isinstance(source, str) and ("/" in source or os.sep in source)

@@ -8,13 +8,20 @@ second from the models after it; once applied, ``check`` is clean, and
 
 from __future__ import annotations
 
-import io
-import os
-from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from schemas import (
+    Change,
+    longer_name,
+    name_index,
+    note_column,
+    required_email,
+    run,
+    schema,
+    unique_email,
+    user_key,
+)
 from sqlalchemy import (
     Boolean,
     Column,
@@ -37,26 +44,7 @@ from sqlalchemy.types import TypeDecorator, UserDefinedType
 from backends import Backend
 from conftest import MakeMigrations
 from sqlmig import MigrationRunner, SqlmigError, UsageError
-from sqlmig._cli import main
 from sqlmig.testing import check_stairway
-
-Change = Callable[[MetaData], None]
-
-
-def schema(*changes: Change) -> MetaData:
-    """users and orders, with ``changes`` made to them."""
-    meta = MetaData()
-    Table(
-        "users",
-        meta,
-        Column("id", Integer, primary_key=True),
-        Column("name", String(50)),
-        Column("email", String(100), nullable=True),
-    )
-    Table("orders", meta, Column("id", Integer, primary_key=True), Column("user_id", Integer))
-    for change in changes:
-        change(meta)
-    return meta
 
 
 def audit_table(meta: MetaData) -> None:
@@ -70,40 +58,14 @@ def audit_table(meta: MetaData) -> None:
     )
 
 
-def note_column(meta: MetaData) -> None:
-    meta.tables["orders"].append_column(Column("note", Text))
-
-
 def paid_column(meta: MetaData) -> None:
     meta.tables["orders"].append_column(
         Column("paid", Boolean, nullable=False, server_default=false())
     )
 
 
-def longer_name(meta: MetaData) -> None:
-    meta.tables["users"].c.name.type = String(100)
-
-
-def required_email(meta: MetaData) -> None:
-    meta.tables["users"].c.email.nullable = False
-
-
-def name_index(meta: MetaData) -> None:
-    Index("ix_users_name", meta.tables["users"].c.name)
-
-
-def unique_email(meta: MetaData) -> None:
-    meta.tables["users"].append_constraint(UniqueConstraint("email", name="uq_users_email"))
-
-
 def unnamed_unique_name(meta: MetaData) -> None:
     meta.tables["users"].append_constraint(UniqueConstraint("name"))
-
-
-def user_key(meta: MetaData) -> None:
-    meta.tables["orders"].append_constraint(
-        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_orders_user")
-    )
 
 
 def unnamed_user_key(meta: MetaData) -> None:
@@ -320,17 +282,6 @@ def test_an_index_on_an_expression_is_left_to_the_author(
 
 
 # -- sqlmig new --autogenerate --------------------------------------------------
-
-
-def run(root: Path, *args: str) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        for name in [k for k in os.environ if k.startswith("SQLMIG_")]:
-            patch.delenv(name)
-        with redirect_stdout(stdout), redirect_stderr(stderr):
-            code = main(list(args))
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 MODELS = """\

@@ -7,31 +7,33 @@ the line ``check`` gives is compared word for word.
 
 from __future__ import annotations
 
-import io
-import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from schemas import (
+    longer_name,
+    name_index,
+    note_column,
+    required_email,
+    run,
+    schema,
+    unique_email,
+    user_key,
+)
 from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
     DefaultClause,
     ForeignKey,
-    ForeignKeyConstraint,
-    Index,
     Integer,
     MetaData,
     Numeric,
     String,
     Table,
-    Text,
-    UniqueConstraint,
     func,
     true,
 )
@@ -39,25 +41,7 @@ from sqlalchemy import (
 from backends import Backend
 from conftest import MakeMigrations
 from sqlmig import MigrationRunner, SchemaDrift, UsageError
-from sqlmig._cli import exit_code, main
-
-Change = Callable[[MetaData], None]
-
-
-def schema(*changes: Change) -> MetaData:
-    """users and orders, with ``changes`` made to them."""
-    meta = MetaData()
-    Table(
-        "users",
-        meta,
-        Column("id", Integer, primary_key=True),
-        Column("name", String(50)),
-        Column("email", String(100), nullable=True),
-    )
-    Table("orders", meta, Column("id", Integer, primary_key=True), Column("user_id", Integer))
-    for change in changes:
-        change(meta)
-    return meta
+from sqlmig._cli import exit_code
 
 
 def common_types(meta: MetaData) -> None:
@@ -80,32 +64,6 @@ def audit_table(meta: MetaData) -> None:
         meta,
         Column("id", Integer, primary_key=True),
         Column("user_id", ForeignKey("users.id"), index=True),
-    )
-
-
-def note_column(meta: MetaData) -> None:
-    meta.tables["orders"].append_column(Column("note", Text))
-
-
-def longer_name(meta: MetaData) -> None:
-    meta.tables["users"].c.name.type = String(100)
-
-
-def required_email(meta: MetaData) -> None:
-    meta.tables["users"].c.email.nullable = False
-
-
-def name_index(meta: MetaData) -> None:
-    Index("ix_users_name", meta.tables["users"].c.name)
-
-
-def unique_email(meta: MetaData) -> None:
-    meta.tables["users"].append_constraint(UniqueConstraint("email", name="uq_users_email"))
-
-
-def user_key(meta: MetaData) -> None:
-    meta.tables["orders"].append_constraint(
-        ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_orders_user")
     )
 
 
@@ -278,17 +236,6 @@ def test_without_alembic_the_error_names_the_extra(tmp_path: Path) -> None:
 
 
 # -- sqlmig check ---------------------------------------------------------------
-
-
-def run(root: Path, *args: str) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        for name in [k for k in os.environ if k.startswith("SQLMIG_")]:
-            patch.delenv(name)
-        with redirect_stdout(stdout), redirect_stderr(stderr):
-            code = main(list(args))
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 MODELS = """\
