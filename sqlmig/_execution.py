@@ -23,7 +23,6 @@ from ._dialects import DialectProfile
 from ._errors import MigrationFailed
 from ._guard import ForbiddenCall, Guard, GuardState, StepMark, driver_in_transaction
 from ._history import History, HistoryStore
-from ._loader import line_in
 from ._locking import ProgressMark
 from ._migration import AppliedMigration, Migration, StepCallback, StepFunction
 from ._urls import scrub
@@ -279,9 +278,7 @@ class StepExecutor:
         outcome: str | None = None,
         state: GuardState | None = None,
     ) -> MigrationFailed:
-        code = getattr(fn, "__code__", None)
-        path = migration.path or (code.co_filename if code else None)
-        line = line_in(error, code.co_filename if code else None)
+        path, line = migration.where(error, fn)
         where = f"{path}:{line}" if line else f"{path}"
         if outcome is None:
             outcome = self._outcome(migration, action, state)

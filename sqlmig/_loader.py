@@ -22,8 +22,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from ._errors import MigrationSourceError
+from ._migration import StepCode, docstring_first_line, first_line, function_problem, line_in
 
-__all__ = ["ModuleLoader", "line_in"]
+__all__ = ["ModuleLoader"]
 
 #: The start of a ``.pyc`` of this Python checked against its source's hash (PEP 552).
 _CHECKED_HASH_PYC = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little")
@@ -64,7 +65,11 @@ def _code(path: str) -> types.CodeType:
 
 
 class ModuleLoader:
-    """Compiles and runs the modules of one folder or package of migration files."""
+    """Compiles and runs the modules of one folder or package of migration files.
+
+    The :class:`~sqlmig._migration.StepLoader` of ``.py`` files: a module's
+    ``up(conn)``, ``down(conn)``, ``transactional`` and docstring make its step.
+    """
 
     def __init__(self, root: Traversable, package: str | None) -> None:
         self.root = root
@@ -76,6 +81,45 @@ class ModuleLoader:
         if isinstance(self.root, Path):
             return Path(path).read_bytes()
         return (self.root / os.path.basename(path)).read_bytes()
+
+    def describe(self, path: str) -> str:
+        """The first line of the module's docstring, read without running it."""
+        return docstring_first_line(self.read(path))
+
+    def check(self, path: str, version: str, dialect: str | None = None) -> None:
+        """Compile the module without running it (the same for every ``dialect``).
+
+        Raises:
+            MigrationSourceError: the file has a syntax error (file and line given).
+        """
+        self.compile(path, version)
+
+    def step(self, path: str, version: str, name: str) -> StepCode:
+        """Run the module of file ``path`` and return its ``up``, ``down`` and settings.
+
+        Raises:
+            MigrationSourceError: syntax or import error, no ``up(conn)``, or an
+                ``up``/``down`` that calling would not run.
+        """
+        module = self.load(path, version, name)
+        up = getattr(module, "up", None)
+        if not callable(up):
+            raise MigrationSourceError(
+                f"{path}: defines no up(conn) function: add one", path=path, version=version
+            )
+        down = getattr(module, "down", None)
+        for role, fn in (("up", up), ("down", down)):
+            problem = function_problem(fn) if callable(fn) else None
+            if problem is not None:
+                raise MigrationSourceError(
+                    f"{path}: {role}(conn) {problem}", path=path, version=version
+                )
+        return StepCode(
+            up=up,
+            down=down if callable(down) else None,
+            transactional=bool(getattr(module, "transactional", True)),
+            description=first_line(module.__doc__),
+        )
 
     def compile(self, path: str, version: str) -> types.CodeType:
         """The code of file ``path``, without running it.
@@ -122,14 +166,3 @@ class ModuleLoader:
         finally:
             sys.modules.pop(fullname, None)
         return module
-
-
-def line_in(exc: BaseException, path: str | None) -> int | None:
-    """The last line of file ``path`` that ``exc``'s traceback passed through, if any."""
-    line = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == path:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line

@@ -1,4 +1,10 @@
-"""The objects sqlmig hands back: a migration step, a history row, a status, a plan."""
+"""The objects sqlmig hands back: a migration step, a history row, a status, a plan.
+
+A step's code may come from anywhere: a file kind is a :class:`StepLoader`
+(``.py`` modules: :class:`~sqlmig._loader.ModuleLoader`) that turns a file into
+its :class:`StepCode` when the step must run. The module is long because a
+step, the code it loads and the loaders' protocol are read together.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,6 @@ from ._errors import IrreversibleMigration, MigrationSourceError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from ._loader import ModuleLoader
-
 __all__ = [
     "MAX_VERSION_LENGTH",
     "AppliedMigration",
@@ -23,7 +27,9 @@ __all__ = [
     "PlannedStep",
     "Status",
     "StepCallback",
+    "StepCode",
     "StepFunction",
+    "StepLoader",
     "StepPhase",
     "check_reversible",
 ]
@@ -46,6 +52,61 @@ class StepCallback(Protocol):
     """
 
     def __call__(self, migration: Migration, phase: StepPhase, seconds: float, /) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepCode:
+    """What a migration file runs, once loaded: its functions and how they run.
+
+    ``locate(error)`` gives the line of the step's file where ``error``, raised
+    by ``up`` or ``down``, happened, when the traceback cannot tell (a ``.sql``
+    file's statement); ``None`` there, or no ``locate``, and the line is the
+    last one of the file that the traceback passed through.
+
+    ``prepare(dialect)`` readies the code for a database, named by its
+    SQLAlchemy dialect name, before anything of the run is written (a ``.sql``
+    file is split by its database's rules); it raises ``MigrationSourceError``
+    for what that database cannot run.
+    """
+
+    up: StepFunction
+    down: StepFunction | None = None
+    transactional: bool = True
+    description: str = ""
+    locate: Callable[[BaseException], int | None] | None = None
+    prepare: Callable[[str], None] | None = None
+
+
+class StepLoader(Protocol):
+    """How files of one kind (Python modules, ``.sql`` files, ...) become steps.
+
+    A :class:`Migration` built with ``loader=`` and ``path=`` asks its loader
+    for its code only when ``up``, ``down`` or ``transactional`` is first read;
+    status and checksums need :meth:`read` and :meth:`describe` alone.
+    """
+
+    def read(self, path: str) -> bytes:
+        """The bytes of file ``path`` (what its checksum is taken of)."""
+        ...
+
+    def describe(self, path: str) -> str:
+        """The step's description, read from the file without running anything."""
+        ...
+
+    def check(self, path: str, version: str, dialect: str | None) -> None:
+        """Raise ``MigrationSourceError`` (file and line) if the file cannot load; run nothing.
+
+        ``dialect``: the SQLAlchemy dialect name of the database it will run on, if known.
+        """
+        ...
+
+    def step(self, path: str, version: str, name: str) -> StepCode:
+        """The file's code, loaded (``name``: a label unique in the source).
+
+        Raises:
+            MigrationSourceError: the file does not load, or has no ``up``.
+        """
+        ...
 
 
 #: The longest version the history table holds (its ``version`` column is ``String(32)``).
@@ -85,9 +146,9 @@ class Migration:
     """One migration step: a version, a name, ``up`` and optionally ``down``.
 
     Built in code (``Migration("002", "add_prefs", up=fn, down=fn)``) or found in
-    a file by :mod:`sqlmig._discovery`. A file-based step runs its module (through
-    its :class:`~sqlmig._loader.ModuleLoader`) only when ``up``, ``down`` or
-    ``transactional`` is first read.
+    a file by :mod:`sqlmig._discovery`. A file-based step loads its code (through
+    its :class:`StepLoader`, such as :class:`~sqlmig._loader.ModuleLoader`) only
+    when ``up``, ``down`` or ``transactional`` is first read.
     """
 
     def __init__(
@@ -101,7 +162,7 @@ class Migration:
         checksum: str | None = None,
         *,
         path: str | None = None,
-        loader: ModuleLoader | None = None,
+        loader: StepLoader | None = None,
     ) -> None:
         version = str(version)
         problem = version_problem(version)
@@ -132,6 +193,8 @@ class Migration:
         self._description = description
         self._transactional = transactional
         self._loader = loader
+        self._locate: Callable[[BaseException], int | None] | None = None
+        self._prepare: Callable[[str], None] | None = None
 
     @property
     def label(self) -> str:
@@ -143,41 +206,54 @@ class Migration:
         """True when ``up`` is available without importing anything."""
         return self._loader is None
 
-    def load(self) -> None:
-        """Import the module behind a file-based step (once).
+    def load(self, dialect: str | None = None) -> None:
+        """Load the code behind a file-based step (once), and ready it for ``dialect``
+        (a SQLAlchemy dialect name) when given.
 
         Raises:
-            MigrationSourceError: syntax or import error, or no ``up()``.
+            MigrationSourceError: the file does not load (syntax or import error),
+                has no ``up``, or holds what ``dialect`` cannot run.
         """
-        if self._loader is None:
-            return
-        assert self.path is not None  # a file-based step has its file
-        module = self._loader.load(self.path, self.version, f"m{self.version}_{self.name}")
-        up = getattr(module, "up", None)
-        if not callable(up):
-            raise MigrationSourceError(
-                f"{self.path}: defines no up(conn) function: add one",
-                path=self.path,
-                version=self.version,
-            )
-        down = getattr(module, "down", None)
-        for role, fn in (("up", up), ("down", down)):
-            problem = function_problem(fn) if callable(fn) else None
-            if problem is not None:
-                raise MigrationSourceError(
-                    f"{self.path}: {role}(conn) {problem}", path=self.path, version=self.version
-                )
-        self._up = up
-        self._down = down if callable(down) else None
-        self._transactional = bool(getattr(module, "transactional", True))
-        self._description = _first_line(module.__doc__)
-        self._loader = None
+        if self._loader is not None:
+            assert self.path is not None  # a file-based step has its file
+            code = self._loader.step(self.path, self.version, f"m{self.version}_{self.name}")
+            self._up = code.up
+            self._down = code.down
+            self._transactional = code.transactional
+            self._description = code.description
+            self._locate = code.locate
+            self._prepare = code.prepare
+            self._loader = None
+        if dialect is not None and self._prepare is not None:
+            self._prepare(dialect)
 
-    def compile(self) -> None:
-        """Compile a file-based step without running it (raises on a syntax error)."""
+    def compile(self, dialect: str | None = None) -> None:
+        """Check that a file-based step loads, without running it (raises on a syntax error).
+
+        ``dialect``: the SQLAlchemy dialect name of the database it will run on, if known.
+        """
         if self._loader is not None:
             assert self.path is not None
-            self._loader.compile(self.path, self.version)
+            self._loader.check(self.path, self.version, dialect)
+
+    def where(self, error: BaseException | None, fn: StepFunction) -> tuple[str | None, int | None]:
+        """The file and line where ``error``, raised by this step's ``fn``, happened
+        (no line when there is no error).
+
+        The loaded code's ``locate`` answers first (a ``.sql`` statement's line);
+        else the last line of the step's file (or of ``fn``'s, for a step built
+        in code) that the traceback passed through.
+        """
+        code = getattr(fn, "__code__", None)
+        filename = code.co_filename if code is not None else None
+        path = self.path or filename
+        if error is None:
+            return path, None
+        if self._locate is not None:
+            line = self._locate(error)
+            if line is not None:
+                return path, line
+        return path, line_in(error, self.path or filename) or line_in(error, filename)
 
     @property
     def up(self) -> StepFunction:
@@ -200,7 +276,7 @@ class Migration:
         """First non-empty docstring line; read from the source without importing it."""
         if self._loader is not None:
             assert self.path is not None
-            return docstring_first_line(self._loader.read(self.path))
+            return self._loader.describe(self.path)
         return self._description
 
     def __repr__(self) -> str:
@@ -231,7 +307,18 @@ def check_reversible(migrations: Iterable[Migration]) -> None:
         )
 
 
-def _first_line(doc: str | None) -> str:
+def line_in(exc: BaseException, path: str | None) -> int | None:
+    """The last line of file ``path`` that ``exc``'s traceback passed through, if any."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def first_line(doc: str | None) -> str:
     for line in (doc or "").splitlines():
         if line.strip():
             return line.strip()
@@ -244,7 +331,7 @@ def docstring_first_line(source: bytes) -> str:
         tree = ast.parse(source)
     except SyntaxError:
         return ""
-    return _first_line(ast.get_docstring(tree))
+    return first_line(ast.get_docstring(tree))
 
 
 @dataclass(frozen=True)

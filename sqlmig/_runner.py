@@ -304,10 +304,13 @@ class MigrationRunner:
         Raises:
             DirtyDatabase, ChecksumMismatch, MissingMigration, MigrationSourceError.
         """
-        comparison = self._compare()
+        migrations = self.migrations()
+        with self._session(write=False) as s:
+            comparison = compare(migrations, s.read().rows)
+            dialect = s.conn.dialect.name
         check_history(comparison)
         for migration in comparison.pending:
-            migration.compile()
+            migration.compile(dialect)
 
     def check(self, metadata: MetadataArgument | None = None) -> list[str]:
         """How the database differs from the models; ``[]`` when it matches them.
@@ -583,7 +586,7 @@ class MigrationRunner:
             steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)
             plan = [PlannedStep(m) for m in steps]
             for step in plan:
-                step.migration.load()
+                step.migration.load(s.conn.dialect.name)
             if not s.profile.transactional_ddl:
                 log.info(
                     "dry run on %s shows the plan only: its DDL commits itself, so steps "

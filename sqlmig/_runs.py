@@ -38,7 +38,7 @@ def run_upgrade(
         if not (steps or history.needs_adopting or first.unfilled):
             return []
     for migration in steps:
-        migration.load()  # every source error surfaces before the first write
+        migration.load(s.conn.dialect.name)  # every source error surfaces before the first write
     with locked(s):
         executor = s.executor(on_step)
         with prepared(s, executor, migrations) as history:
@@ -65,6 +65,8 @@ def run_downgrade(
     executor = s.executor(on_step)
     comparison = compare(migrations, s.read_for_steps(executor).rows)
     queue: list[PlanItem] = list(plan_downgrade(comparison, target))
+    for _, migration in queue:
+        migration.load(s.conn.dialect.name)  # every source error surfaces before the first write
     check_reversible(m for _, m in queue)
 
     def replan(history: History) -> list[PlanItem]:
@@ -83,13 +85,14 @@ def apply_steps(executor: StepExecutor, steps: list[Migration]) -> list[Migratio
     Raises:
         MigrationFailed: a step failed; its ``applied`` lists the steps applied before it.
     """
+    dialect = executor.conn.dialect.name
     for migration in steps:
-        migration.load()
+        migration.load(dialect)
     applied: list[Migration] = []
     queue = list(steps)
     while queue:
         migration = queue.pop(0)
-        migration.load()
+        migration.load(dialect)
         try:
             done = executor.apply(migration)
         except MigrationFailed as exc:

@@ -22,7 +22,6 @@ from sqlalchemy.sql import ClauseElement
 from ._dialects import DialectProfile, profile_named
 from ._errors import MigrationFailed, UsageError
 from ._history import HistoryStore, ServerNow
-from ._loader import line_in
 from ._migration import AppliedMigration, Migration, StepFunction, check_reversible
 from ._offline import Refused, ScriptConnection, tidy
 from ._planning import compare, plan_downgrade, plan_upgrade, resolve_target
@@ -151,7 +150,7 @@ def _step(
     previous: Migration | None,
 ) -> str:
     """One step's part of the script: its transaction, statements and history row."""
-    migration.load()
+    migration.load(dialect)
     fn = migration.up if action == "up" else migration.down
     assert fn is not None  # check_reversible() saw to it
     conn = ScriptConnection(dialect)
@@ -185,9 +184,6 @@ def _run(
     previous: Migration | None,
 ) -> None:
     """Call ``fn(conn)``; turn what cannot be rendered into errors naming the step."""
-    code = getattr(fn, "__code__", None)
-    filename = code.co_filename if code is not None else None
-    path = migration.path or filename
     error: BaseException | None = None
     try:
         fn(conn)  # type: ignore[arg-type]
@@ -203,7 +199,7 @@ def _run(
             conn.needed.append("reflects the schema through conn.dialect")
         error = exc
         if not conn.needed:
-            line = line_in(exc, filename)
+            path, line = migration.where(exc, fn)
             where = f"{path}:{line}" if line else f"{path}"
             said = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             what = (
@@ -221,7 +217,7 @@ def _run(
             ) from exc
     if not conn.needed:
         return
-    line = line_in(error, filename) if error is not None else None
+    path, line = migration.where(error, fn)
     where = f"{path}:{line}" if line else f"{path}"
     hint = (
         "use sqlmig upgrade --dry-run against a database instead"
