@@ -18,7 +18,7 @@ from ._checksums import checksum, folder_checksums
 from ._errors import MigrationSourceError
 from ._loader import ModuleLoader
 from ._migration import Migration, version_problem
-from ._sources import FileSource, MigrationsSource, resolve
+from ._sources import FileSource, MigrationsSource, is_folder, resolve
 
 __all__ = ["FILE_NAME", "Listing", "discover", "find_all", "fingerprint"]
 
@@ -93,7 +93,7 @@ class Listing:
 
 def fingerprint(source: MigrationsSource) -> dict[int, str] | None:
     """:meth:`Listing.fingerprint` of a folder or package; ``None`` for a list built in code."""
-    return Listing(source).fingerprint() if isinstance(source, (str, Path)) else None
+    return Listing(source).fingerprint() if is_folder(source) else None
 
 
 def _candidate(name: str) -> bool:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ._alembic_adoption import to_adopt
 from ._errors import DirtyDatabase, UsageError
 from ._execution import StepExecutor
 from ._history import History
@@ -61,8 +62,14 @@ def prepared(
             if history.failed and executor.running_elsewhere():
                 s.waited = True
                 continue  # another runner's step in progress: wait for it, read again
+            first_contact = not history.exists  # a history emptied by sqlmig is not
+            adopted = to_adopt(s.conn, migrations, store.schema) if first_contact else []
             if not history.exists or history.needs_adopting:
                 store.create_or_adopt(s.conn, history)
+                history = store.read(s.conn, strict=strict)
+            for migration in adopted:  # Alembic's alembic_version, taken over in this transaction
+                store.record(s.conn, migration, execution_ms=None)
+            if adopted:
                 history = store.read(s.conn, strict=strict)
             for row, migration in compare(migrations, history.rows).unfilled:
                 store.set_checksum(s.conn, row.version, migration.checksum)

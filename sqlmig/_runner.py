@@ -46,7 +46,7 @@ from ._planning import (
 from ._runs import run_downgrade, run_upgrade
 from ._scaffold import new_migration
 from ._session import Session, connect_args, opened
-from ._sources import MigrationsSource
+from ._sources import MigrationsSource, is_folder
 
 __all__ = ["MigrationRunner"]
 
@@ -218,7 +218,7 @@ class MigrationRunner:
             MigrationFailed: a step failed; earlier steps stay applied.
         """
         source = self.migrations_source
-        listing = Listing(source) if isinstance(source, (str, Path)) else None
+        listing = Listing(source) if is_folder(source) else None
         quick = listing.fingerprint() if listing is not None and target is None else None
         migrations = discover(listing or source) if quick is None else []
         with self._session(write=True) as s:

@@ -4,9 +4,13 @@ Every part of sqlmig that is handed a source (the runner through discovery, the
 configuration, ``sqlmig new``, the pytest plugin) asks this module, so the
 rules live here once:
 
-- a sequence that is not a string is a list of :class:`~sqlmig.Migration` objects;
+- a sequence that is not a string is a list of :class:`~sqlmig.Migration` objects
+  and of sources, whose steps are taken together (an Alembic chain, then a
+  folder of the steps that follow it);
 - a dotted name (``myapp.migrations``) is that package when one is importable,
   else a folder of that name;
+- ``"alembic:PATH"`` is an Alembic project's revision chain
+  (:mod:`sqlmig._alembic_source`);
 - anything else is a folder; a bare name (``migrations``) with no such folder
   is tried as a top-level package.
 
@@ -24,17 +28,33 @@ import re
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TypeGuard
 
 from ._errors import MigrationSourceError
 from ._migration import Migration
 
-__all__ = ["FileSource", "MigrationsSource", "from_setting", "migrations_folder", "resolve"]
+__all__ = [
+    "ALEMBIC",
+    "FileSource",
+    "MigrationsSource",
+    "from_setting",
+    "is_folder",
+    "migrations_folder",
+    "resolve",
+]
 
-MigrationsSource = str | Path | Sequence[Migration]
+MigrationsSource = str | Path | Sequence[Migration | str | Path]
 
 #: A dotted name such as ``myapp.migrations``: a package, not a folder.
 PACKAGE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 BARE_NAME = re.compile(r"[A-Za-z_]\w*")
+#: What starts a source that names an Alembic project (``"alembic:alembic.ini"``).
+ALEMBIC = "alembic:"
+
+
+def is_folder(source: object) -> TypeGuard[str | Path]:
+    """Whether ``source`` names a folder or package of sqlmig files (listed by discovery)."""
+    return isinstance(source, Path) or (isinstance(source, str) and not source.startswith(ALEMBIC))
 
 
 class FileSource:
@@ -58,14 +78,25 @@ def resolve(source: MigrationsSource) -> FileSource | list[Migration]:
             where a folder or package belongs, importing a parent package
             raised, or a list holds something else than migrations.
     """
+    if isinstance(source, str) and source.startswith(ALEMBIC):
+        from ._alembic_source import revisions  # Alembic is an extra: loaded when named
+
+        return revisions(source[len(ALEMBIC) :])
     if isinstance(source, (str, Path)):
         return _files(source)
-    migrations = list(source)
-    for item in migrations:
-        if not isinstance(item, Migration):
+    migrations: list[Migration] = []
+    for item in source:
+        if isinstance(item, (str, Path)):  # a source of its own: an Alembic chain, then a folder
+            from ._discovery import find_all
+
+            migrations.extend(find_all(item))
+        elif isinstance(item, Migration):
+            migrations.append(item)
+        else:
             raise MigrationSourceError(
-                f"migrations list holds {item!r}, not a sqlmig.Migration: "
-                "build each step with Migration(version, name, up=...)"
+                f"migrations list holds {item!r}, not a sqlmig.Migration nor a source: "
+                "build each step with Migration(version, name, up=...), or list sources "
+                "such as ['alembic:alembic.ini', 'migrations']"
             )
     return migrations
 
@@ -124,6 +155,9 @@ def from_setting(value: str, base: Path) -> str:
         MigrationSourceError: a dotted name of a module, or of a package whose
             parent raised on import.
     """
+    if value.startswith(ALEMBIC):
+        project = Path(value[len(ALEMBIC) :]).expanduser()
+        return ALEMBIC + str(project if project.is_absolute() else base / project)
     path = Path(value)
     resolved = path if path.is_absolute() else base / path
     if PACKAGE_NAME.fullmatch(value) and (not resolved.is_dir() or _package(value) is not None):
@@ -142,6 +176,12 @@ def migrations_folder(source: str | Path) -> Path:
             folder, a module, or a package without a folder of its own (a zip).
     """
     text = str(source)
+    if isinstance(source, str) and source.startswith(ALEMBIC):
+        raise MigrationSourceError(
+            f"{text} is an Alembic project, and sqlmig writes no Alembic revision: list a "
+            f'folder after it for new steps (migrations = ["{text}", "migrations"])',
+            path=text,
+        )
     if not (isinstance(source, str) and PACKAGE_NAME.fullmatch(text)):
         return Path(source)
     spec = _package(text)

@@ -45,7 +45,7 @@ from sqlalchemy.exc import ArgumentError
 from ._errors import ConfigError
 from ._locking import checked_lock_timeout
 from ._models import checked_setting
-from ._sources import from_setting
+from ._sources import from_setting, is_folder
 from ._urls import mask, to_url
 
 __all__ = [
@@ -68,7 +68,7 @@ CONFIG_VAR = "SQLMIG_CONFIG"
 #: Keys ``[tool.sqlmig]`` and each environment may hold, with their types.
 KEYS: dict[str, tuple[type, ...]] = {
     "url": (str,),
-    "migrations": (str,),
+    "migrations": (str, list),
     "table": (str,),
     "schema": (str,),
     "lock_timeout": (int, float),
@@ -169,6 +169,13 @@ def _checked(path: Path, table: str, keys: dict[str, Any]) -> dict[str, Any]:
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             kind = " or ".join(t.__name__ for t in types)
             raise _bad(path, f"{table}.{key}", f"must be a {kind}, not {type(value).__name__}")
+        if key == "migrations" and isinstance(value, list):
+            if not value or not all(isinstance(item, str) for item in value):
+                raise _bad(
+                    path,
+                    f"{table}.{key}",
+                    'as a list holds sources, such as ["alembic:alembic.ini", "migrations"]',
+                )
         if key == "lock_timeout":
             try:
                 checked_lock_timeout(value)
@@ -286,7 +293,17 @@ def migrations_setting(
     if chosen is not None:
         layers.append((f"tool.sqlmig.env.{chosen}", config.environment(chosen)))
     given = {} if migrations is None else {"migrations": migrations}
-    return str(merged(config, layers, given, may_be_new=True)["migrations"])
+    found = merged(config, layers, given, may_be_new=True)["migrations"]
+    if isinstance(found, list):  # new files go in the folder listed last
+        folders = [item for item in found if is_folder(item)]
+        if not folders:
+            raise ConfigError(
+                "migrations lists no folder for new files: add one after the Alembic "
+                'chain, such as ["alembic:alembic.ini", "migrations"]',
+                key="migrations",
+            )
+        return str(folders[-1])
+    return str(found)
 
 
 def merged(
@@ -313,6 +330,9 @@ def merged(
     else:
         configured = [values["migrations"] for _t, values in layers if "migrations" in values]
         value = configured[-1] if configured else "migrations"
+        if isinstance(value, list):  # an Alembic chain, then a folder of what follows
+            settings["migrations"] = [from_setting(item, config.folder) for item in value]
+            return settings
         settings["migrations"] = from_setting(value, config.folder)
         if config.searched and not may_be_new and not Path(settings["migrations"]).is_dir():
             raise ConfigError(

@@ -32,8 +32,17 @@ def test_a_list_is_its_migrations_and_holds_nothing_else() -> None:
 
     assert resolve(steps) == steps
     assert resolve(tuple(steps)) == steps
-    with pytest.raises(MigrationSourceError, match=r"holds .x., not a sqlmig\.Migration"):
-        resolve([*steps, "x"])  # type: ignore[list-item]
+    with pytest.raises(MigrationSourceError, match=r"holds 42, not a sqlmig\.Migration nor"):
+        resolve([*steps, 42])  # type: ignore[list-item]
+
+
+def test_a_list_may_hold_sources_whose_steps_it_joins(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({"003_c.py": UP})
+    steps = [Migration("2", "b", up=up)]
+
+    assert [m.label for m in resolve([*steps, str(folder)])] == ["2_b", "003_c"]
+    with pytest.raises(MigrationSourceError, match="does not exist"):
+        resolve([*steps, str(folder / "nowhere")])
 
 
 def test_a_missing_folder_is_an_error(tmp_path: Path) -> None:

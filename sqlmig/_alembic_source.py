@@ -1,0 +1,420 @@
+"""An Alembic project as a migrations source: its revision chain as sqlmig steps.
+
+``"alembic:path"`` names an ``alembic.ini`` (or a ``pyproject.toml`` with
+``[tool.alembic]``), a folder holding one, an Alembic script folder (with
+``versions/``), or a versions folder itself. The revision files are read, not
+run: ``revision`` and ``down_revision`` are literals at the top of every file
+Alembic writes, so the chain is known without importing a revision or running
+``env.py``, as sqlmig knows a folder without importing its steps. The chain
+must be linear; its positions (1, 2, ...) are the versions.
+
+A revision runs when its step runs: its module is loaded by sqlmig's loader
+(private name, file and line on an error), and its ``upgrade()`` or
+``downgrade()`` is called with Alembic's ``op`` and ``context`` bound to an
+:class:`~alembic.runtime.migration.MigrationContext` on the step's own
+connection, inside sqlmig's transaction and guard. Alembic's proxies are one
+per process, so revisions of two runners in two threads run one at a time.
+
+The module is long because reading an Alembic project is one job with many
+rules: where the configuration puts the revisions, what a file declares, and
+why a chain is not linear.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._checksums import checksum
+from ._errors import MigrationSourceError
+from ._loader import ModuleLoader
+from ._migration import Migration
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.engine import Connection
+
+__all__ = ["PREFIX", "Revision", "RevisionStep", "is_alembic", "revisions"]
+
+#: What starts a source string that names an Alembic project.
+PREFIX = "alembic:"
+
+#: Alembic's ``op`` and ``context`` are module-level proxies: one revision at a time.
+_PROXIES = threading.RLock()
+
+_DECLARED = ("revision", "down_revision", "branch_labels", "depends_on")
+
+
+def is_alembic(source: object) -> bool:
+    """Whether ``source`` is a string naming an Alembic project (``"alembic:..."``)."""
+    return isinstance(source, str) and source.startswith(PREFIX)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What one revision file declares, read without running it."""
+
+    path: str
+    revision: str
+    down_revision: tuple[str, ...]
+    depends_on: tuple[str, ...]
+
+
+class RevisionStep(Migration):
+    """A sqlmig step that runs one Alembic revision; ``revision`` is its Alembic id."""
+
+    def __init__(self, position: int, revision: Revision, loader: RevisionLoader) -> None:
+        stem = Path(revision.path).stem
+        name = stem if stem.startswith(revision.revision) else f"{revision.revision}_{stem}"
+        with open(revision.path, "rb") as file:
+            data = file.read()
+        super().__init__(
+            str(position), name, checksum=checksum(data), path=revision.path, loader=loader
+        )
+        self.revision = revision.revision
+
+
+class _Project:
+    """The Alembic configuration a revision sees as ``context.config``, and its folders."""
+
+    def __init__(self, config: Config, script_location: str, sys_paths: list[str]) -> None:
+        self.config = config
+        self.script_location = script_location
+        self.sys_paths = sys_paths
+
+    @contextmanager
+    def importable(self) -> Iterator[None]:
+        """``prepend_sys_path`` in force while a revision loads or runs, then taken back."""
+        if not self.sys_paths:
+            yield
+            return
+        before = list(sys.path)
+        sys.path[:0] = self.sys_paths
+        try:
+            yield
+        finally:
+            sys.path[:] = before
+
+
+class RevisionLoader(ModuleLoader):
+    """Loads revision files, and gives each an ``up``/``down`` that runs it the Alembic way."""
+
+    def __init__(self, folder: Path, project: _Project) -> None:
+        super().__init__(folder, None)
+        self.project = project
+
+    def load(self, path: str, version: str, name: str) -> types.ModuleType:
+        """The revision's module, with ``up(conn)`` and ``down(conn)`` added.
+
+        Raises:
+            MigrationSourceError: syntax or import error (file and line), or no ``upgrade()``.
+        """
+        with _PROXIES, self.project.importable():
+            module = super().load(path, version, name)
+        upgrade = getattr(module, "upgrade", None)
+        if not callable(upgrade):
+            raise MigrationSourceError(
+                f"{path}: Alembic revision defines no upgrade() function: add one",
+                path=path,
+                version=version,
+            )
+        downgrade = getattr(module, "downgrade", None)
+        # what sqlmig's Migration calls
+        module.__dict__.update(up=self._runner(upgrade), down=None)
+        if callable(downgrade):
+            module.__dict__["down"] = self._runner(downgrade)
+        return module
+
+    def _runner(self, fn: Callable[[], object]) -> Callable[[Connection], None]:
+        project = self.project
+
+        def run(conn: Connection) -> None:
+            with _PROXIES, project.importable(), operations(conn, project):
+                fn()
+
+        run.__name__ = getattr(fn, "__name__", "run")
+        return run
+
+
+@contextmanager
+def operations(conn: Connection, project: _Project) -> Iterator[None]:
+    """Alembic's ``context`` and ``op`` bound to ``conn`` (the step's connection)."""
+    from alembic.operations import Operations
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(project.script_location)
+    with EnvironmentContext(project.config, script) as env:
+        env.configure(connection=conn)
+        op = Operations(env.get_context())
+        op._install_proxy()
+        try:
+            yield
+        finally:
+            op._remove_proxy()
+
+
+def revisions(location: str) -> list[Migration]:
+    """The steps of the Alembic project at ``location``: its chain, positions 1, 2, ...
+
+    Reads the configuration and the revision files; imports no revision and
+    runs no ``env.py``.
+
+    Raises:
+        MigrationSourceError: Alembic missing, no such project, a revision
+            file that does not declare its revision as literals, a syntax
+            error, or a chain that is not linear (a branch, a merge, a
+            ``down_revision`` naming nothing).
+    """
+    project, folders = _project(location)
+    found = [_read(path) for path in _files(folders)]
+    chain = linear_chain(found, location)
+    loader = RevisionLoader(Path(project.script_location), project)
+    return [RevisionStep(i, rev, loader) for i, rev in enumerate(chain, start=1)]
+
+
+def _alembic_config(file: Path | None) -> Config:
+    try:
+        from alembic.config import Config
+    except ImportError as exc:
+        raise MigrationSourceError(
+            "an Alembic project as a migrations source needs Alembic: pip install 'sqlmig[alembic]'"
+        ) from exc
+    if file is None:
+        return Config()
+    if file.suffix == ".toml":
+        return Config(toml_file=str(file))
+    return Config(str(file))
+
+
+def _project(location: str) -> tuple[_Project, list[Path]]:
+    """The configuration and the folders of revision files that ``location`` names."""
+    path = Path(location).expanduser()
+    if path.is_dir() and (path / "alembic.ini").is_file():
+        path = path / "alembic.ini"
+    if path.is_file():
+        return _from_config(path)
+    if not path.is_dir():
+        raise MigrationSourceError(
+            f"Alembic project {location!r} does not exist: give the path of alembic.ini, "
+            "of the script folder, or of the versions folder, after 'alembic:'",
+            path=location,
+        )
+    if (path / "versions").is_dir():  # a script folder, env.py or not
+        script, folders = path, [path / "versions"]
+    else:
+        script, folders = path, [path]
+    return _Project(_alembic_config(None), str(script.resolve()), []), folders
+
+
+def _from_config(file: Path) -> tuple[_Project, list[Path]]:
+    config = _alembic_config(file)
+    base = file.resolve().parent
+    try:
+        location = config.get_alembic_option("script_location")
+        versions = config.get_version_locations_list() or []
+        sys_paths = config.get_prepend_sys_paths_list() or []
+        recursive = config.get_alembic_boolean_option("recursive_version_locations")
+    except Exception as exc:  # configparser's interpolation and parsing errors
+        raise MigrationSourceError(
+            f"{file}: cannot read the Alembic configuration: {exc}; fix the file",
+            path=str(file),
+        ) from exc
+    if not location:
+        raise MigrationSourceError(
+            f"{file}: no script_location in its [alembic] section: add the folder "
+            "of env.py and versions/",
+            path=str(file),
+        )
+    script = _folder(location, base)
+    folders = [_folder(v, base) for v in versions] or [script / "versions"]
+    for folder in folders:
+        if not folder.is_dir():
+            raise MigrationSourceError(
+                f"{file}: the versions folder {folder} does not exist: check script_location "
+                "and version_locations (relative paths are read from the file's folder)",
+                path=str(file),
+            )
+    if recursive:
+        folders = [Path(root) for f in folders for root, _dirs, _files in os.walk(f)]
+    paths = [str(_folder(p, base)) for p in sys_paths]
+    return _Project(config, str(script), paths), folders
+
+
+def _folder(value: str, base: Path) -> Path:
+    """A folder named in the configuration: ``package:path``, or a path from ``base``."""
+    if ":" in value and not Path(value).is_absolute() and not Path(value).drive:
+        from alembic.util import coerce_resource_to_filename
+
+        try:
+            return Path(coerce_resource_to_filename(value))
+        except Exception as exc:
+            raise MigrationSourceError(
+                f"Alembic script location {value!r} names no package folder: {exc}",
+                path=value,
+            ) from exc
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _files(folders: list[Path]) -> list[str]:
+    """The revision files of ``folders``: ``.py`` files, as Alembic takes them."""
+    paths: list[str] = []
+    for folder in folders:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            name = entry.name
+            if name.endswith(".py") and name != "__init__.py" and not name.startswith(".#"):
+                if entry.is_file():
+                    paths.append(entry.path)
+    return paths
+
+
+def _read(path: str) -> Revision:
+    """What revision file ``path`` declares at its top level, without running it.
+
+    Raises:
+        MigrationSourceError: a syntax error, or ``revision``/``down_revision``
+            missing or not a literal.
+    """
+    with open(path, "rb") as file:
+        source = file.read()
+    try:
+        tree = ast.parse(source, filename=path)
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise MigrationSourceError(
+            f"{path}:{line}: syntax error: {getattr(exc, 'msg', exc)}; fix the revision file",
+            path=path,
+            line=line,
+        ) from exc
+    declared: dict[str, Any] = {}
+    for node in tree.body:
+        target, value = _assignment(node)
+        if target in _DECLARED and value is not None:
+            try:
+                declared[target] = ast.literal_eval(value)
+            except ValueError as exc:
+                raise MigrationSourceError(
+                    f"{path}:{node.lineno}: {target} is not a literal: sqlmig reads it without "
+                    "running the file; write it as a string, as Alembic does",
+                    path=path,
+                    line=node.lineno,
+                ) from exc
+    revision = declared.get("revision")
+    if not isinstance(revision, str) or not revision:
+        raise MigrationSourceError(
+            f"{path}: declares no revision = '...': it is not an Alembic revision file; "
+            "move it out of the versions folder",
+            path=path,
+        )
+    if "down_revision" not in declared:
+        raise MigrationSourceError(
+            f"{path}: revision {revision} declares no down_revision: add "
+            "down_revision = None for the first revision, else its parent's id",
+            path=path,
+        )
+    return Revision(
+        path, revision, _ids(declared["down_revision"]), _ids(declared.get("depends_on"))
+    )
+
+
+def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target = node.targets[0]
+        return (target.id if isinstance(target, ast.Name) else None), node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return node.target.id, node.value
+    return None, None
+
+
+def _ids(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return (str(value),)
+
+
+def linear_chain(found: list[Revision], location: str) -> list[Revision]:
+    """``found`` in chain order, first revision first.
+
+    Raises:
+        MigrationSourceError: two files with one revision id, a
+            ``down_revision`` or ``depends_on`` naming nothing, a merge
+            revision, a branch (two revisions on one parent, two bases), or
+            revisions in a cycle.
+    """
+    by_id: dict[str, Revision] = {}
+    for rev in found:
+        other = by_id.get(rev.revision)
+        if other is not None:
+            raise _chain_error(
+                f"{other.path} and {rev.path} both declare revision {rev.revision}: "
+                "give one of them a new id",
+                location,
+            )
+        by_id[rev.revision] = rev
+    children: dict[str | None, list[Revision]] = {}
+    for rev in found:
+        if len(rev.down_revision) > 1:
+            raise _chain_error(
+                f"revision {rev.revision} ({rev.path}) merges {', '.join(rev.down_revision)}: "
+                "sqlmig runs a linear chain only; make the branches one line first",
+                location,
+            )
+        for named in rev.down_revision + rev.depends_on:
+            if named not in by_id:
+                raise _chain_error(
+                    f"revision {rev.revision} ({rev.path}) names {named} as its "
+                    "down_revision or depends_on, and no file declares it: restore that "
+                    "revision or fix the id",
+                    location,
+                )
+        children.setdefault(rev.down_revision[0] if rev.down_revision else None, []).append(rev)
+    chain: list[Revision] = []
+    parent: str | None = None
+    while True:
+        nexts = children.get(parent, [])
+        if len(nexts) > 1:
+            where = "the base" if parent is None else f"revision {parent}"
+            names = ", ".join(f"{r.revision} ({r.path})" for r in nexts)
+            raise _chain_error(
+                f"the chain branches after {where}: {names} all follow it (two heads): "
+                "sqlmig runs a linear chain only; merge them into one line first",
+                location,
+            )
+        if not nexts:
+            break
+        chain.append(nexts[0])
+        parent = nexts[0].revision
+    if len(chain) != len(found):
+        stray = sorted(set(by_id) - {r.revision for r in chain})
+        raise _chain_error(
+            f"revisions {', '.join(stray)} are not on the chain from the base "
+            "(a cycle of down_revision): fix their down_revision",
+            location,
+        )
+    positions = {rev.revision: i for i, rev in enumerate(chain)}
+    for i, rev in enumerate(chain):
+        later = [d for d in rev.depends_on if positions[d] > i]
+        if later:
+            raise _chain_error(
+                f"revision {rev.revision} depends_on {', '.join(later)}, which comes after "
+                "it in the chain: fix depends_on",
+                location,
+            )
+    return chain
+
+
+def _chain_error(message: str, location: str) -> MigrationSourceError:
+    return MigrationSourceError(f"Alembic project {location}: {message}", path=location)
