@@ -41,7 +41,7 @@ from sqlalchemy import Engine, create_engine, inspect, make_url, text
 
 from sqlmig import MigrationFailed, MigrationRunner
 
-IGNORED = {"alembic_version", "migrations"}
+IGNORED = {"alembic_version", "migrations"}  # each tool's own bookkeeping
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,12 @@ class History:
     #: and its dependencies, installed into the cache (put on sys.path by the
     #: project's prepend_sys_path while revisions run, as Alembic does)
     imports: tuple[str, ...] = ()
+    #: install ``imports`` with their own dependencies (those that bring no
+    #: second SQLAlchemy or Alembic), else exactly the ones listed
+    with_dependencies: bool = False
+    #: "module:attribute" of a declarative base whose tables the project
+    #: creates before its first revision runs (as the project itself does)
+    initial: str | None = None
 
 
 #: Pinned: the figures are for these releases.
@@ -64,6 +70,14 @@ HISTORIES = [
         "5.1.0",
         "optuna/storages/_rdb/alembic/versions",
         ("optuna==5.1.0", "numpy", "colorlog", "tqdm", "PyYAML"),
+    ),
+    History(
+        "mlflow-skinny",
+        "3.18.0",
+        "mlflow/store/db_migrations/versions",
+        ("mlflow-skinny==3.18.0",),  # its revisions import its models
+        with_dependencies=True,
+        initial="mlflow.store.tracking.dbmodels.initial_models:Base",
     ),
 ]
 
@@ -100,7 +114,8 @@ def fetch(history: History, cache: Path) -> tuple[Path, Path | None]:
     versions = target / history.folder
     site = target / "site" if history.imports else None
     if site is not None and not (site / ".complete").exists():
-        proc = _pip("install", "--no-deps", "--target", str(site), *history.imports)
+        deps = () if history.with_dependencies else ("--no-deps",)
+        proc = _pip("install", *deps, "--target", str(site), *history.imports)
         if proc.returncode != 0:
             raise Unreachable(f"pip install {history.imports} failed: {proc.stderr[-300:]}")
         (site / ".complete").touch()
@@ -179,6 +194,23 @@ def difference(a: dict[str, Any], b: dict[str, Any]) -> str:
     return ""
 
 
+def _initial_tables(history: History, site: Path | None, url: str) -> None:
+    """The tables the project creates itself before its first revision, if any."""
+    if history.initial is None:
+        return
+    import importlib
+
+    if site is not None and str(site) not in sys.path:
+        sys.path.insert(0, str(site))
+    module, _, attribute = history.initial.partition(":")
+    base = getattr(importlib.import_module(module), attribute)
+    engine = create_engine(url)
+    try:
+        base.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def database(backend: str, folder: Path, admin: Engine | None) -> Iterator[str]:
     """A new empty database's URL, dropped afterwards."""
@@ -201,7 +233,8 @@ class Row:
     history: str
     backend: str
     revisions: int
-    matched: int = 0
+    matched: int = 0  # of the revisions after which the schemas were compared
+    compared: int = 0
     alembic_s: float = 0.0
     sqlmig_s: float = 0.0
     downgraded: str = ""
@@ -216,6 +249,7 @@ def measure(
     backend: str,
     admin: Engine | None,
     repeat: int,
+    every: int = 1,
 ) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -223,8 +257,15 @@ def measure(
         steps = MigrationRunner("sqlite:///unused.db", f"alembic:{ini}").migrations()
         revisions = [getattr(m, "revision") for m in steps]  # noqa: B009
         row = Row(f"{history.package} {history.version}", backend, len(steps))
+
+        @contextmanager
+        def fresh() -> Iterator[str]:
+            with database(backend, folder, admin) as url:
+                _initial_tables(history, fetched[1], url)
+                yield url
+
         # revision by revision, as far as Alembic itself gets
-        with database(backend, folder, admin) as a, database(backend, folder, admin) as b:
+        with fresh() as a, fresh() as b:
             runner = MigrationRunner(b, f"alembic:{ini}")
             for position, rev in enumerate(revisions, start=1):
                 try:
@@ -240,6 +281,9 @@ def measure(
                     revisions = revisions[: position - 1]
                     break
                 runner.upgrade(str(position))
+                if position % every and position != len(revisions):
+                    continue  # Alembic's upgrade loads every revision each time: checkpoints
+                row.compared += 1
                 problem = difference(schema(a), schema(b))
                 if problem:
                     row.problems.append(f"after {position} ({rev}): {problem}")
@@ -257,6 +301,8 @@ def measure(
                     break
                 runner.downgrade(str(reached - 1) if reached > 1 else "base")
                 reached -= 1
+                if reached % every and reached:
+                    continue
                 problem = difference(schema(a), schema(b))
                 if problem:
                     row.problems.append(f"downgraded to {reached}: {problem}")
@@ -265,7 +311,7 @@ def measure(
         # the whole chain from empty, each tool on its own database
         alembic_times, sqlmig_times = [], []
         for _ in range(repeat):
-            with database(backend, folder, admin) as a, database(backend, folder, admin) as b:
+            with fresh() as a, fresh() as b:
                 started = time.perf_counter()
                 alembic_command(ini, a, "upgrade", revisions[-1])
                 alembic_times.append(time.perf_counter() - started)
@@ -275,7 +321,7 @@ def measure(
         row.alembic_s, row.sqlmig_s = min(alembic_times), min(sqlmig_times)
         # adoption: Alembic half way, sqlmig finishes
         half = len(revisions) // 2
-        with database(backend, folder, admin) as c:
+        with fresh() as c:
             alembic_command(ini, c, "upgrade", revisions[half - 1])
             applied = MigrationRunner(c, f"alembic:{ini}").upgrade(str(len(revisions)))
             problem = difference(head, schema(c))
@@ -294,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=os.environ.get("SQLMIG_HISTORY_CACHE"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", help="one package name")
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="compare the schemas after every Nth revision (and the last); 1: after each",
+    )
     args = parser.parse_args(argv)
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "sqlmig-alembic-histories")
     admin = None
@@ -312,12 +364,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"registry unreachable, nothing measured: {exc}", file=sys.stderr)
                 return 2
             for backend in backends:
-                rows.append(measure(history, fetched, backend, admin, args.repeat))
+                rows.append(measure(history, fetched, backend, admin, args.repeat, args.every))
     finally:
         if admin is not None:
             admin.dispose()
     header = (
-        f"{'history':<18} {'backend':<10} {'revs':>4} {'match':>5} {'alembic s':>9} "
+        f"{'history':<18} {'backend':<10} {'revs':>4} {'match':>7} {'alembic s':>9} "
         f"{'sqlmig s':>9} {'ratio':>6}  {'downgraded':<22} adoption"
     )
     print(header)
@@ -325,13 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         ratio = r.sqlmig_s / r.alembic_s if r.alembic_s else 0.0
         print(
-            f"{r.history:<18} {r.backend:<10} {r.revisions:>4} {r.matched:>5} "
+            f"{r.history:<18} {r.backend:<10} {r.revisions:>4} {f'{r.matched}/{r.compared}':>7} "
             f"{r.alembic_s:>9.3f} {r.sqlmig_s:>9.3f} {ratio:>6.2f}  {r.downgraded:<22} {r.adopted}"
         )
     problems = [f"{r.history} {r.backend}: {p}" for r in rows for p in r.problems]
     for r in rows:
-        if r.stopped:
-            print(f"{r.history} {r.backend}: Alembic's own upgrade stops at {r.stopped}; sqlmig too")
+        if r.stopped:  # sqlmig stopped there too, or a problem says otherwise
+            print(
+                f"{r.history} {r.backend}: Alembic's own upgrade stops at {r.stopped}; sqlmig too"
+            )
     for line in problems:
         print(line)
     return 1 if problems else 0

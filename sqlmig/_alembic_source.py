@@ -23,6 +23,7 @@ why a chain is not linear.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import sys
 import threading
@@ -136,11 +137,11 @@ class RevisionLoader(ModuleLoader):
     def _runner(self, fn: Callable[[], object]) -> Callable[[Connection], None]:
         project = self.project
 
+        @functools.wraps(fn)  # a failure names the revision's line, not this one
         def run(conn: Connection) -> None:
             with _PROXIES, project.importable(), operations(conn, project):
                 fn()
 
-        run.__name__ = getattr(fn, "__name__", "run")
         return run
 
 

@@ -132,6 +132,8 @@ def migrations_source(config: pytest.Config) -> MigrationsSource:
     file = _tool_sqlmig(config)
     if value:
         found = from_setting(str(value), config.inipath.parent if config.inipath else file.folder)
+    elif isinstance(file.settings.get("migrations"), list):  # an Alembic chain, then a folder
+        return [from_setting(str(item), file.folder) for item in file.settings["migrations"]]
     elif file.settings.get("migrations"):
         found = from_setting(str(file.settings["migrations"]), file.folder)
     else:

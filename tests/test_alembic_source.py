@@ -352,3 +352,14 @@ def test_sqlmig_new_writes_no_alembic_revision(tmp_path: Path) -> None:
 
     with pytest.raises(MigrationSourceError, match="list a folder after it"):
         new_migration(f"alembic:{ini}", "add_x")
+
+
+def test_a_failing_revision_names_its_own_file_and_line(backend: Backend, tmp_path: Path) -> None:
+    failing = revision("b2", "a1", 'op.execute("INSERT INTO nowhere VALUES (1)")')
+    ini = write_project(tmp_path, {"a1.py": CHAIN["a1_account.py"], "b2_fail.py": failing})
+    line = failing.splitlines().index('    op.execute("INSERT INTO nowhere VALUES (1)")') + 1
+
+    with pytest.raises(MigrationFailed, match=rf"b2_fail\.py:{line}: ") as failed:
+        MigrationRunner(backend.url, f"alembic:{ini}").upgrade()
+
+    assert failed.value.version == "2"
