@@ -27,7 +27,6 @@ import functools
 import os
 import sys
 import threading
-import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ._checksums import checksum
 from ._errors import MigrationSourceError
 from ._loader import ModuleLoader
-from ._migration import Migration
+from ._migration import Migration, StepCode, first_line
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -112,14 +111,14 @@ class RevisionLoader(ModuleLoader):
         super().__init__(folder, None)
         self.project = project
 
-    def load(self, path: str, version: str, name: str) -> types.ModuleType:
-        """The revision's module, with ``up(conn)`` and ``down(conn)`` added.
+    def step(self, path: str, version: str, name: str) -> StepCode:
+        """The revision's ``upgrade()``/``downgrade()`` as the step's ``up``/``down``.
 
         Raises:
             MigrationSourceError: syntax or import error (file and line), or no ``upgrade()``.
         """
         with _PROXIES, self.project.importable():
-            module = super().load(path, version, name)
+            module = self.load(path, version, name)
         upgrade = getattr(module, "upgrade", None)
         if not callable(upgrade):
             raise MigrationSourceError(
@@ -128,16 +127,16 @@ class RevisionLoader(ModuleLoader):
                 version=version,
             )
         downgrade = getattr(module, "downgrade", None)
-        # what sqlmig's Migration calls
-        module.__dict__.update(up=self._runner(upgrade), down=None)
-        if callable(downgrade):
-            module.__dict__["down"] = self._runner(downgrade)
-        return module
+        return StepCode(
+            up=self._runner(upgrade),
+            down=self._runner(downgrade) if callable(downgrade) else None,
+            description=first_line(module.__doc__),
+        )
 
     def _runner(self, fn: Callable[[], object]) -> Callable[[Connection], None]:
         project = self.project
 
-        @functools.wraps(fn)  # a failure names the revision's line, not this one
+        @functools.wraps(fn)
         def run(conn: Connection) -> None:
             with _PROXIES, project.importable(), operations(conn, project):
                 fn()
