@@ -33,6 +33,8 @@ from ._runner import MigrationRunner
 
 if TYPE_CHECKING:
     from ._aio import upgrade_async
+    from ._fleet import TargetResult, TargetsInterrupted, downgrade_all, status_all, upgrade_all
+    from ._targets import Target
     from .ops import ops
 
 __version__ = "0.1.0"
@@ -60,15 +62,32 @@ __all__ = [
     "Status",
     "StepCallback",
     "StepPhase",
+    "Target",
+    "TargetResult",
+    "TargetsInterrupted",
     "UsageError",
+    "downgrade_all",
     "history_table",
     "ops",
+    "status_all",
+    "upgrade_all",
     "upgrade_async",
 ]
 
+#: Names imported on first use, and their modules: most runs need none of them.
+_LAZY = {
+    "Target": "._targets",
+    "TargetResult": "._fleet",
+    "TargetsInterrupted": "._fleet",
+    "downgrade_all": "._fleet",
+    "status_all": "._fleet",
+    "upgrade_all": "._fleet",
+    "upgrade_async": "._aio",
+}
+
 
 def __getattr__(name: str) -> Any:
-    """``ops`` and ``upgrade_async``, imported on first use: most runs need neither.
+    """``ops``, ``upgrade_async`` and the calls over many targets, imported on first use.
 
     ``sqlmig.ops`` is the module :mod:`sqlmig.ops`, which is callable as its
     function ``ops(conn)``: the package attribute is the module once anything
@@ -76,8 +95,6 @@ def __getattr__(name: str) -> Any:
     """
     if name == "ops":
         return importlib.import_module(".ops", __name__)
-    if name == "upgrade_async":
-        from ._aio import upgrade_async
-
-        return upgrade_async
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'sqlmig' has no attribute {name!r}")

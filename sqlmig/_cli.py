@@ -43,6 +43,7 @@ from ._errors import (
     SqlmigError,
     UsageError,
 )
+from ._fleet_commands import add_all_options
 from .config import CONFIG_VAR, URL_VAR, checked_lock_timeout
 
 __all__ = ["EXIT_CODES", "build_parser", "exit_code", "main"]
@@ -174,13 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show each pending step and its SQL; change nothing"
     )
     _script_options(upgrade)
+    add_all_options(upgrade)
     downgrade = command("downgrade", "undo every migration above TARGET ('base': all)")
     downgrade.add_argument("target", metavar="TARGET")
     _script_options(downgrade)
+    add_all_options(downgrade)
     command("rollback", "undo the most recently applied migration")
-    command("status", "show applied, pending, changed, missing, failed").add_argument(
-        "--json", action="store_true", help="print JSON instead of a table"
-    )
+    status = command("status", "show applied, pending, changed, missing, failed")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_all_options(status)
     command("verify", "fail (exit 3) if the history and the files disagree")
     command("repair", "accept edited files, forget failed rows and rows whose file is gone")
     command("baseline", "mark every migration up to VERSION applied, running none").add_argument(

@@ -23,6 +23,7 @@ from ._console import Console, Output, Progress
 from ._discovery import discover
 from ._dryrun import changes_something
 from ._errors import ConfigError, SchemaDrift, UsageError
+from ._fleet_commands import run_all, wants_all
 from ._migration import PlannedStep, Status
 from ._runner import MigrationRunner
 from ._scaffold import new_migration
@@ -138,6 +139,8 @@ def _no_script_options(args: argparse.Namespace) -> None:
 
 
 def cmd_upgrade(args: argparse.Namespace, out: Output, progress: Progress) -> int:
+    if wants_all(args):
+        return run_all("upgrade", args, out)
     if args.sql:
         if args.dry_run:
             raise UsageError("--sql and --dry-run are two ways to show the SQL: choose one")
@@ -204,6 +207,8 @@ def _print_statements(out: Output, statements: list[str]) -> None:
 
 
 def cmd_downgrade(args: argparse.Namespace, out: Output, progress: Progress) -> int:
+    if wants_all(args):
+        return run_all("downgrade", args, out)
     if args.sql:
         return _script(args, out, downgrade=True)
     _no_script_options(args)
@@ -273,6 +278,8 @@ def status_json(status: Status) -> str:
 
 
 def cmd_status(args: argparse.Namespace, out: Output, progress: Progress) -> int:
+    if wants_all(args):
+        return run_all("status", args, out)
     runner = _runner(args, out)
     status = runner.status()
     if args.json:

@@ -256,6 +256,8 @@ class Progress(logging.Handler):
         except Exception:  # a malformed record must not stop a migration
             self.handleError(record)
             return
+        if hasattr(record, "target") and not self.out.verbose:
+            return  # a target's end under --all: its own line says it
         # a step's own record (logger sqlmig.migrations, ...) is text sqlmig did not write
         own = record.name == log.name
         shown = self.out.clean(message) if own else self.out.foreign(message)

@@ -175,9 +175,13 @@ class HistoryStore:
     start-up only reads, with one ``SELECT *`` that needs neither.
     """
 
-    def __init__(self, table: str = "migrations", schema: str | None = None) -> None:
+    def __init__(
+        self, table: str = "migrations", schema: str | None = None, *, tenant: bool = False
+    ) -> None:
         self.name = table
         self.schema = schema
+        #: ``schema`` is a tenant's, made by its first upgrade: until then it reads as empty
+        self.tenant = tenant
 
     @cached_property
     def table(self) -> Table:
@@ -213,7 +217,7 @@ class HistoryStore:
                 such rows are left out and listed in ``History.unreadable``.
         """
         if not self.exists(conn):
-            if self.schema and not inspect(conn).has_schema(self.schema):
+            if self.schema and not self.tenant and not inspect(conn).has_schema(self.schema):
                 raise missing_schema(self.schema, conn.dialect.name)
             return History([], exists=False)
         return self.read_existing(conn, strict=strict)

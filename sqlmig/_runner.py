@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from . import _edits, _legacy
 from ._database import Database, DatabaseArgument
+from ._dialects import profile_named
 from ._discovery import Listing, discover
 from ._drift import schema_differences
 from ._dryrun import try_plan
@@ -47,6 +48,7 @@ from ._runs import run_downgrade, run_upgrade
 from ._scaffold import new_migration
 from ._session import Session, connect_args, opened
 from ._sources import MigrationsSource, is_folder
+from ._tenant_scope import refuse_without_schemas
 
 __all__ = ["MigrationRunner"]
 
@@ -88,6 +90,13 @@ class MigrationRunner:
     progress display for long steps (a :class:`StepCallback`). What it raises
     is not caught. Those three methods also take an ``on_step`` for one call,
     told after the runner's own.
+
+    ``schema`` is where the history table lives; the steps run wherever the
+    connection's default schema is. ``steps_in_schema=True`` (PostgreSQL; what
+    each ``Target(url, schema=...)`` of :func:`sqlmig.upgrade_all` uses) makes
+    ``schema`` a tenant's: the steps run with ``search_path`` set to it, an
+    upgrade creates it when it is missing, and the connection's own
+    ``search_path`` is given back at the end of each call.
     """
 
     @overload
@@ -102,6 +111,7 @@ class MigrationRunner:
         allow_out_of_order: bool = ...,
         on_step: StepCallback | None = ...,
         metadata: MetadataArgument | None = ...,
+        steps_in_schema: bool = ...,
     ) -> None: ...
 
     @overload
@@ -116,6 +126,7 @@ class MigrationRunner:
         allow_out_of_order: bool = ...,
         on_step: StepCallback | None = ...,
         metadata: MetadataArgument | None = ...,
+        steps_in_schema: bool = ...,
     ) -> None: ...
 
     def __init__(
@@ -131,6 +142,7 @@ class MigrationRunner:
         migrations_dir: str | Path | None = None,
         on_step: StepCallback | None = None,
         metadata: MetadataArgument | None = None,
+        steps_in_schema: bool = False,
     ) -> None:
         if db is None and db_path is not None:  # the bot runner's keyword: a plain file path
             text = str(db_path)
@@ -153,7 +165,15 @@ class MigrationRunner:
         self.lock_timeout = checked_lock_timeout(lock_timeout)
         self.allow_out_of_order = allow_out_of_order
         self._db = Database(db)
-        self._store = HistoryStore(table, schema)
+        #: the steps run in ``schema`` too (a tenant's schema, PostgreSQL)
+        self.steps_in_schema = bool(steps_in_schema)
+        if self.steps_in_schema:
+            if schema is None:
+                raise UsageError(
+                    "steps_in_schema=True needs schema=: the tenant's schema the steps run in"
+                )
+            refuse_without_schemas(profile_named(self._db.url.get_backend_name()), schema)
+        self._store = HistoryStore(table, schema, tenant=self.steps_in_schema)
         self.on_step = on_step
         self._models = None if metadata is None else Models(metadata)
 
@@ -195,9 +215,17 @@ class MigrationRunner:
         """
         return discover(self.migrations_source)
 
-    def _session(self, *, write: bool) -> AbstractContextManager[Session]:
-        """The run context of one call (see :func:`sqlmig._session.opened`)."""
-        return opened(self._db, self._store, self.lock_timeout, write=write)
+    def _session(self, *, write: bool, create: bool = False) -> AbstractContextManager[Session]:
+        """The run context of one call (see :func:`sqlmig._session.opened`); ``create``:
+        the call records steps, so a tenant's schema that is missing is created."""
+        return opened(
+            self._db,
+            self._store,
+            self.lock_timeout,
+            write=write,
+            tenant_schema=self.schema if self.steps_in_schema else None,
+            create_schema=create,
+        )
 
     # -- the public operations --------------------------------------------
 
@@ -221,7 +249,7 @@ class MigrationRunner:
         listing = Listing(source) if is_folder(source) else None
         quick = listing.fingerprint() if listing is not None and target is None else None
         migrations = discover(listing or source) if quick is None else []
-        with self._session(write=True) as s:
+        with self._session(write=True, create=True) as s:
             if quick is not None:
                 if s.up_to_date(quick):
                     return []
@@ -412,7 +440,7 @@ class MigrationRunner:
                 f"cannot baseline at {wanted!r}: no migration file has that version; "
                 "give the version of the newest step the database already has"
             )
-        with self._session(write=True) as s, locked(s):
+        with self._session(write=True, create=True) as s, locked(s):
             marked = _edits.baseline(s, migrations, number)
             log.info("baselined %d migration(s) up to %s", len(marked), wanted)
             return marked
@@ -450,7 +478,7 @@ class MigrationRunner:
                 f"cannot stamp {version!s}: no migration file has that version; "
                 "give the version of a file (sqlmig status lists them)"
             )
-        with self._session(write=True) as s, locked(s):
+        with self._session(write=True, create=True) as s, locked(s):
             change = _edits.stamp(s, migrations, migration)
         log.info("stamp: %s", change)
         return change
@@ -517,6 +545,7 @@ class MigrationRunner:
             allow_out_of_order=self.allow_out_of_order,
             on_step=self.on_step,
             metadata=self.metadata,
+            steps_in_schema=self.steps_in_schema,
         )
 
     @contextmanager

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
@@ -28,6 +28,7 @@ from ._errors import UsageError
 from ._execution import StepExecutor
 from ._history import History, HistoryStore
 from ._migration import StepCallback
+from ._tenant_scope import in_tenant_schema
 
 __all__ = ["Session", "connect_args", "opened"]
 
@@ -52,12 +53,20 @@ def connect_args(db: Database, lock_timeout: float) -> dict[str, Any]:
 
 @contextmanager
 def opened(
-    db: Database, store: HistoryStore, lock_timeout: float, *, write: bool
+    db: Database,
+    store: HistoryStore,
+    lock_timeout: float,
+    *,
+    write: bool,
+    tenant_schema: str | None = None,
+    create_schema: bool = False,
 ) -> Iterator[Session]:
     """The session of one call on ``db``: one connection, closed after (unless given).
 
     A read-only call (``write=False``) on a SQLite file that does not exist
-    works on an empty stand-in and creates no file.
+    works on an empty stand-in and creates no file. With ``tenant_schema`` the
+    session runs in that schema (:mod:`sqlmig._tenant_scope`), created first
+    when ``create_schema``.
 
     Raises:
         UsageError: a closed Connection, or one in a transaction the call cannot use.
@@ -102,7 +111,8 @@ def opened(
             session = Session(engine, conn, profile, nested, store, lock_timeout, db.builds_engine)
             session.callers = callers
             try:
-                yield session
+                with _scoped(session, tenant_schema, create_schema, own=given is None):
+                    yield session
             finally:
                 session.restore_busy_timeout()
         except DBAPIError as exc:
@@ -115,6 +125,15 @@ def opened(
                 conn.close()
             elif session and session.left_autocommit and not conn.invalidated:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _scoped(
+    s: Session, schema: str | None, create: bool, *, own: bool
+) -> AbstractContextManager[None]:
+    """The tenant's schema as the session's scope, when it has one."""
+    if schema is None:
+        return nullcontext()
+    return in_tenant_schema(s.conn, s.profile, schema, create=create, own=own)
 
 
 class Session:

@@ -46,6 +46,7 @@ from ._errors import ConfigError
 from ._locking import checked_lock_timeout
 from ._models import checked_setting
 from ._sources import from_setting, is_folder
+from ._targets import Target, from_callable, split_schema
 from ._urls import mask, to_url
 
 __all__ = [
@@ -74,8 +75,9 @@ KEYS: dict[str, tuple[type, ...]] = {
     "lock_timeout": (int, float),
     "allow_out_of_order": (bool,),
     "metadata": (str, list),
+    "targets": (str, list),
 }
-OVERRIDES = frozenset(KEYS) | {"db"}
+OVERRIDES = (frozenset(KEYS) - {"targets"}) | {"db"}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -182,6 +184,10 @@ def _checked(path: Path, table: str, keys: dict[str, Any]) -> dict[str, Any]:
             except ConfigError as exc:
                 problem = exc.message.removeprefix("lock_timeout ")
                 raise _bad(path, f"{table}.{key}", problem) from None
+        if key == "targets" and isinstance(value, list):
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise _bad(path, f"{table}.{key}[{i}]", "must be a URL string")
         if key == "metadata":
             try:
                 checked_setting(value, where=f"{path}: {table}.{key}")
@@ -304,6 +310,65 @@ def migrations_setting(
             )
         return str(folders[-1])
     return str(found)
+
+
+def shared_settings(
+    env: str | None = None, path: str | Path | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """:func:`runner_settings` without the URL: what every target of ``--all`` shares.
+
+    Raises:
+        ConfigError: an unknown environment, a malformed file or setting.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = _load(path)
+    chosen = env or os.environ.get(ENV_VAR) or None
+    layers = [("tool.sqlmig", config.settings)]
+    if chosen is not None:
+        layers.append((f"tool.sqlmig.env.{chosen}", config.environment(chosen)))
+    settings = merged(config, layers, given)
+    settings.pop("metadata", None)
+    return settings
+
+
+def configured_targets(env: str | None = None, path: str | Path | None = None) -> list[Target]:
+    """The targets ``[tool.sqlmig] targets`` (or the chosen environment's) names.
+
+    A list of URLs (each may be ``URL#schema`` and hold ``${VAR}``), or
+    ``"module:callable"`` returning them. Reads the file and the process
+    environment, imports and calls the callable; connects to nothing.
+
+    Raises:
+        ConfigError: no ``targets`` setting, an empty list, an unset ``${VAR}``,
+            an entry that is not a URL, a callable that is missing, raises or
+            returns something else than targets.
+    """
+    config = _load(path)
+    chosen = env or os.environ.get(ENV_VAR) or None
+    layers = [("tool.sqlmig", config.settings)]
+    if chosen is not None:
+        layers.append((f"tool.sqlmig.env.{chosen}", config.environment(chosen)))
+    found = [(table, values["targets"]) for table, values in layers if "targets" in values]
+    if not found:
+        where = str(config.path) if config.exists else "no config file was found, so it"
+        raise ConfigError(
+            f"--all needs targets: {where} has no targets in [tool.sqlmig]; set targets = "
+            "[URL, ...] or 'module:callable', or pass --targets FILE",
+            key="tool.sqlmig.targets",
+        )
+    table, value = found[-1]
+    targets = from_callable(value) if isinstance(value, str) else []
+    for i, entry in enumerate(value if isinstance(value, list) else []):
+        url, schema = split_schema(entry)
+        key = f"{table}.targets[{i}]"
+        targets.append(Target(_expand(config, key, url), schema or None))
+    if not targets:
+        raise ConfigError(
+            f"{config.path}: {table}.targets names no database: list at least one URL",
+            path=str(config.path),
+            key=f"{table}.targets",
+        )
+    return targets
 
 
 def merged(

@@ -30,9 +30,15 @@ EXPECTED = [
     "Status",
     "StepCallback",
     "StepPhase",
+    "Target",
+    "TargetResult",
+    "TargetsInterrupted",
     "UsageError",
+    "downgrade_all",
     "history_table",
     "ops",
+    "status_all",
+    "upgrade_all",
     "upgrade_async",
 ]
 

@@ -66,6 +66,17 @@ class DialectProfile:
     #: server has it, returning its previous value; no row if it has not.
     set_setting: str | None = None
 
+    #: Query making a tenant's schema the session's scope for a run
+    #: (:mod:`sqlmig._tenant_scope`): ``:value`` is its quoted name, ``:schema``
+    #: its name; returns the scope the session had and whether the schema
+    #: exists. None where a tenant is a database or a file, not a schema.
+    enter_tenant_schema: str | None = None
+    #: Statement giving the session back the scope :attr:`enter_tenant_schema`
+    #: returned (``:value``), at the end of the run.
+    leave_tenant_schema: str | None = None
+    #: Statement creating a tenant's schema that is missing (``{name}``: quoted).
+    create_tenant_schema: str | None = None
+
     #: How a SQL script (``upgrade --sql``) begins each step's transaction.
     script_begin: str = "BEGIN"
 

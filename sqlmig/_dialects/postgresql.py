@@ -57,6 +57,14 @@ POSTGRESQL = DialectProfile(
     compares_server_defaults=True,
     # now() is the transaction's start, the same for every step of a caller's transaction
     history_now_sql="clock_timestamp()",
+    # a tenant's schema first on search_path; pg_settings holds the value from before
+    enter_tenant_schema=(
+        "SELECT setting, set_config('search_path', :value, false), "
+        "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = :schema) "
+        "FROM pg_settings WHERE name = 'search_path'"
+    ),
+    leave_tenant_schema="SELECT set_config('search_path', :value, false)",
+    create_tenant_schema="CREATE SCHEMA IF NOT EXISTS {name}",
     session_settings=(("client_connection_check_interval", "1s"),),
     # pg_settings reads every value before set_config() runs: the row has the old one
     set_setting=(

@@ -1,0 +1,419 @@
+"""Many databases at once: ``upgrade_all``, ``status_all``, ``downgrade_all``.
+
+The targets are checked first (:mod:`sqlmig._targets`) and the migrations
+found once, shared by every target: a module is imported at most once per
+call, whatever the number of targets. Then at most ``jobs`` worker threads
+each take the next target and run one :class:`~sqlmig.MigrationRunner` call
+on it: its own engine (built and disposed of around the call, unless the
+target is an Engine) with its own connection and lock. So memory and
+connections are bounded by ``jobs``, not by the number of targets.
+
+One target's failure is its result's ``error``; the others go on (with
+``fail_fast``, no new target starts and those running finish). Ctrl-C (a
+``KeyboardInterrupt`` in the calling thread) stops new targets from
+starting; a running target ends after the step it is running (which
+finishes, or fails and rolls back), before its next; then
+:class:`TargetsInterrupted` is raised with every target's result: done,
+interrupted, or never started.
+
+The module is long because a run over many targets is one object: its
+workers, its stop signals, and the results that leave it in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ._discovery import Listing, discover
+from ._errors import SqlmigError, UsageError
+from ._loader import ModuleLoader
+from ._migration import Migration, Status, StepPhase
+from ._runner import MigrationRunner
+from ._sources import FileSource, MigrationsSource, resolve
+from ._targets import Target, TargetArgument, checked_targets
+
+__all__ = [
+    "TargetResult",
+    "TargetsInterrupted",
+    "downgrade_all",
+    "status_all",
+    "upgrade_all",
+]
+
+log = logging.getLogger("sqlmig")
+
+Kind = Literal["upgrade", "downgrade", "status"]
+ResultCallback = Callable[["TargetResult"], None]
+#: the keywords of ``MigrationRunner`` that a run over many targets passes on
+RUNNER_OPTIONS = frozenset({"table", "schema", "lock_timeout", "allow_out_of_order"})
+DONE = {"upgrade": ("upgraded", "up to date"), "downgrade": ("downgraded", "nothing to undo")}
+
+
+@dataclass
+class TargetResult:
+    """What one target's call did.
+
+    ``state`` is one of ``"upgraded"``, ``"up to date"``, ``"downgraded"``,
+    ``"nothing to undo"``, ``"pending"`` (``status_all``: steps to apply),
+    ``"failed"`` (``error`` says why), ``"interrupted"`` (Ctrl-C stopped it
+    between two steps) or ``"not started"``. ``applied`` is the steps
+    applied (``downgrade_all``: undone) on this target, also when it then
+    failed or was interrupted; ``status`` the target's :class:`Status`
+    (``status_all`` only); ``seconds`` the call's duration.
+    """
+
+    target: Target
+    state: str
+    applied: list[Migration] = field(default_factory=list)
+    error: SqlmigError | None = None
+    status: Status | None = None
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """The target's name: its ``name``, else its schema, else its masked URL."""
+        assert self.target.name is not None  # checked targets are all named
+        return self.target.name
+
+    @property
+    def ok(self) -> bool:
+        """True when the call on this target ran to its end without an error."""
+        return self.state not in ("failed", "interrupted", "not started")
+
+
+class TargetsInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run over many targets; ``results`` says where each one stands.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still does.
+    """
+
+    def __init__(self, results: list[TargetResult]) -> None:
+        done = sum(1 for r in results if r.state not in ("interrupted", "not started"))
+        super().__init__(
+            f"interrupted: {done} of {len(results)} target(s) done, "
+            f"{sum(r.state == 'interrupted' for r in results)} stopped between steps, "
+            f"{sum(r.state == 'not started' for r in results)} not started"
+        )
+        self.results = results
+
+
+class _Stopped(BaseException):
+    """Raised from ``on_step`` when a step is about to start after Ctrl-C: it never runs."""
+
+
+class SharedLoader(ModuleLoader):
+    """A module loader whose modules are run once, however many targets need them."""
+
+    def __init__(self, root: Any, package: str | None) -> None:
+        super().__init__(root, package)
+        self._lock = threading.Lock()
+        self._modules: dict[str, types.ModuleType] = {}
+
+    def load(self, path: str, version: str, name: str) -> types.ModuleType:
+        with self._lock:
+            module = self._modules.get(path)
+            if module is None:
+                module = self._modules[path] = super().load(path, version, name)
+            return module
+
+
+def shared_migrations(source: MigrationsSource) -> list[Migration]:
+    """The migrations of ``source``, found once, to be shared by every target.
+
+    Raises:
+        MigrationSourceError: a bad folder, file name or duplicate version.
+    """
+    if not isinstance(source, (str, Path)):
+        return discover(source)
+    files = resolve(source)
+    assert isinstance(files, FileSource)
+    listing = Listing(files)
+    listing.loader = SharedLoader(files.root, files.package)
+    return discover(listing)
+
+
+def _checked_jobs(jobs: object) -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UsageError(
+            f"jobs={jobs!r}: give how many targets may run at once, a whole number of 1 or "
+            "more (each running target holds one connection)"
+        )
+    return jobs
+
+
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - RUNNER_OPTIONS)
+    if unknown:
+        raise UsageError(
+            f"unknown option {', '.join(unknown)}: a run over many targets takes "
+            f"{', '.join(sorted(RUNNER_OPTIONS))}"
+        )
+    return options
+
+
+class _Run:
+    """One call over many targets: its workers, its stop signals, its results."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        targets: list[Target],
+        migrations: list[Migration],
+        version: str | int | None,
+        jobs: int,
+        fail_fast: bool,
+        on_result: ResultCallback | None,
+        options: dict[str, Any],
+    ) -> None:
+        self.kind = kind
+        self.targets = targets
+        self.migrations = migrations
+        self.version = version
+        self.jobs = jobs
+        self.fail_fast = fail_fast
+        self.on_result = on_result
+        self.options = options
+        self.results: list[TargetResult | None] = [None] * len(targets)
+        #: no target starts once set (fail_fast, Ctrl-C)
+        self.no_new = threading.Event()
+        #: running targets stop before their next step once set (Ctrl-C)
+        self.interrupt = threading.Event()
+        self._next = 0
+        self._take = threading.Lock()
+        self._finished: queue.SimpleQueue[TargetResult | None] = queue.SimpleQueue()
+
+    def run(self) -> list[TargetResult]:
+        workers = [
+            threading.Thread(target=self._work, name=f"sqlmig-{i}", daemon=True)
+            for i in range(min(self.jobs, len(self.targets)))
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            self._collect(len(workers))
+        except BaseException as exc:
+            self.no_new.set()
+            self.interrupt.set()
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            if interrupted:
+                log.warning("interrupted: no new target starts; running ones stop after their step")
+            try:
+                for worker in workers:  # a second Ctrl-C stops waiting
+                    while worker.is_alive():
+                        worker.join(0.1)
+            finally:
+                self._drain()
+            if interrupted:
+                raise TargetsInterrupted(self._all()) from None
+            raise
+        return self._all()
+
+    def _collect(self, workers: int) -> None:
+        """Tell ``on_result`` of each finished target in the calling thread, until all end."""
+        ended = 0
+        while ended < workers:
+            try:
+                result = self._finished.get(timeout=0.2)  # a wait Ctrl-C can end
+            except queue.Empty:
+                continue
+            if result is None:
+                ended += 1
+                continue
+            self._tell(result)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                result = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            if result is not None:
+                try:
+                    self._tell(result)
+                except Exception as exc:  # reporting must not hide the interruption
+                    log.warning("on_result raised %s", exc)
+
+    def _tell(self, result: TargetResult) -> None:
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _all(self) -> list[TargetResult]:
+        return [
+            r if r is not None else TargetResult(t, "not started")
+            for r, t in zip(self.results, self.targets, strict=True)
+        ]
+
+    def _work(self) -> None:
+        try:
+            while not self.no_new.is_set():
+                with self._take:
+                    index, self._next = self._next, self._next + 1
+                if index >= len(self.targets):
+                    return
+                result = self._one(self.targets[index])
+                self.results[index] = result
+                if result.state == "failed" and self.fail_fast:
+                    self.no_new.set()
+                self._finished.put(result)
+        finally:
+            self._finished.put(None)
+
+    def _one(self, target: Target) -> TargetResult:
+        """The call on one target; whatever it raises becomes its result."""
+        started = time.perf_counter()
+        steps: list[Migration] = []
+        result = TargetResult(target, "failed", steps)
+
+        def on_step(migration: Migration, phase: StepPhase, seconds: float) -> None:
+            if phase == "start" and self.interrupt.is_set():
+                raise _Stopped
+            if phase == "done":
+                steps.append(migration)
+
+        try:
+            options = dict(self.options)
+            if target.schema is not None:  # a tenant's schema: the history and the steps there
+                options.update(schema=target.schema, steps_in_schema=True)
+            runner = MigrationRunner(target.url, self.migrations, on_step=on_step, **options)
+            if self.kind == "status":
+                result.status = runner.status()
+                result.state = "pending" if result.status.pending else "up to date"
+            else:
+                if self.kind == "upgrade":
+                    runner.upgrade(self.version)
+                else:
+                    assert self.version is not None
+                    runner.downgrade(self.version)
+                result.state = DONE[self.kind][0 if steps else 1]
+        except _Stopped:
+            result.state = "interrupted"
+        except SqlmigError as exc:
+            result.error = exc
+        except Exception as exc:  # not sqlmig's: still this target's alone
+            result.error = SqlmigError(f"{type(exc).__name__}: {exc}")
+            result.error.__cause__ = exc
+        result.seconds = time.perf_counter() - started
+        _log(result)
+        return result
+
+
+def _log(result: TargetResult) -> None:
+    """One record per finished target; it carries ``record.target``, the target's name."""
+    extra = {"target": result.name}
+    if result.error is not None:
+        log.warning("%s: failed: %s", result.name, result.error, extra=extra)
+        return
+    log.info(
+        "%s: %s (%d step(s), %.0f ms)",
+        result.name,
+        result.state,
+        len(result.applied),
+        result.seconds * 1000,
+        extra=extra,
+    )
+
+
+def _run(
+    kind: Kind,
+    targets: Iterable[TargetArgument],
+    migrations: MigrationsSource,
+    version: str | int | None,
+    jobs: int,
+    fail_fast: bool,
+    on_result: ResultCallback | None,
+    options: dict[str, Any],
+) -> list[TargetResult]:
+    jobs = _checked_jobs(jobs)
+    options = _checked_options(options)
+    checked = checked_targets(targets)
+    shared = shared_migrations(migrations)
+    return _Run(kind, checked, shared, version, jobs, fail_fast, on_result, options).run()
+
+
+def upgrade_all(
+    targets: Iterable[TargetArgument],
+    migrations: MigrationsSource,
+    *,
+    to: str | int | None = None,
+    jobs: int = 4,
+    fail_fast: bool = False,
+    on_result: ResultCallback | None = None,
+    **runner_options: Any,
+) -> list[TargetResult]:
+    """Upgrade every target (up to ``to``; all pending steps when None); one result each.
+
+    Example::
+
+        results = upgrade_all(tenant_urls, "migrations", jobs=8)
+        failed = [r for r in results if r.error]
+
+    ``targets`` are URLs, ``sqlalchemy.URL``\\ s, Engines or :class:`Target`\\ s
+    (``Target(url, schema="tenant_a")`` for a schema per tenant on
+    PostgreSQL). At most ``jobs`` targets run at once, each on its own
+    connection with its own lock; the results come back in the order of
+    ``targets``. One target's failure is its result's ``error`` and stops no
+    other; with ``fail_fast`` no new target starts after a failure (those
+    running finish). ``on_result`` is called with each result as its target
+    finishes, in the calling thread. ``runner_options`` are
+    :class:`MigrationRunner`'s ``table``, ``schema`` (where the history table
+    lives on targets without a schema of their own), ``lock_timeout`` and
+    ``allow_out_of_order``. Each migration module is imported at most once.
+
+    Raises:
+        UsageError: no targets, one given twice, a bad ``jobs``, a schema on a
+            database other than PostgreSQL, an unknown option (before anything runs).
+        ConfigError: a string that is not a database URL (before anything runs).
+        MigrationSourceError: a bad migrations folder or file name (before anything runs).
+        TargetsInterrupted: Ctrl-C; its ``results`` say which targets were
+            done, interrupted between two steps, or never started.
+    """
+    return _run("upgrade", targets, migrations, to, jobs, fail_fast, on_result, runner_options)
+
+
+def downgrade_all(
+    targets: Iterable[TargetArgument],
+    migrations: MigrationsSource,
+    to: str | int,
+    *,
+    jobs: int = 4,
+    fail_fast: bool = False,
+    on_result: ResultCallback | None = None,
+    **runner_options: Any,
+) -> list[TargetResult]:
+    """Undo every step above ``to`` (``"base"``: all) on every target; one result each.
+
+    As :func:`upgrade_all` otherwise; a target on which ``to`` is unknown or a
+    step has no ``down()`` fails alone, with nothing undone on it.
+
+    Raises:
+        As :func:`upgrade_all`.
+    """
+    if to is None:
+        raise UsageError("downgrade_all needs to=: a version, or 'base' to undo all")
+    return _run("downgrade", targets, migrations, to, jobs, fail_fast, on_result, runner_options)
+
+
+def status_all(
+    targets: Iterable[TargetArgument],
+    migrations: MigrationsSource,
+    *,
+    jobs: int = 4,
+    on_result: ResultCallback | None = None,
+    **runner_options: Any,
+) -> list[TargetResult]:
+    """The :class:`Status` of every target (each result's ``status``). Writes nothing.
+
+    A tenant's schema that does not exist yet reads as everything pending.
+
+    Raises:
+        As :func:`upgrade_all`.
+    """
+    return _run("status", targets, migrations, None, jobs, False, on_result, runner_options)
