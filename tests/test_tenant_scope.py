@@ -1,0 +1,182 @@
+"""A schema per tenant on PostgreSQL: ``Target(url, schema=...)`` and ``steps_in_schema``.
+
+The same unqualified files migrate every tenant's schema; the history table
+lives there; the connection's own ``search_path`` comes back after the run;
+each schema has a lock of its own. Elsewhere a tenant's schema is refused
+before anything connects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from holding import held_lock
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.pool import QueuePool
+from tenants import COUNTED_STEPS, hits
+
+from backends import Backend, fresh_database
+from conftest import MakeMigrations
+from sqlmig import (
+    MigrationFailed,
+    MigrationRunner,
+    Target,
+    UsageError,
+    status_all,
+    upgrade_all,
+)
+
+SCHEMAS = ["tenant_a", "Tenant-A", 'we"ird.na me']
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[Backend]:
+    with fresh_database("postgresql", tmp_path) as db:
+        yield db
+
+
+def schemas(backend: Backend) -> set[str]:
+    engine = backend.engine()
+    try:
+        return set(inspect(engine).get_schema_names()) - {"information_schema", "public"}
+    finally:
+        engine.dispose()
+
+
+def test_each_tenant_s_schema_gets_the_same_unqualified_steps(
+    postgres: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(COUNTED_STEPS)
+    targets = [Target(postgres.url_string, schema=s) for s in SCHEMAS]
+
+    results = upgrade_all(targets, folder, jobs=3)
+
+    assert [(r.name, r.state) for r in results] == [(s, "upgraded") for s in SCHEMAS]
+    assert schemas(postgres) >= set(SCHEMAS)
+    assert [hits(postgres.url_string, s) for s in SCHEMAS] == [["001", "002", "003"]] * 3
+    engine = postgres.engine()
+    with engine.connect() as conn:
+        public = inspect(conn).get_table_names()
+        assert {t for s in SCHEMAS for t in inspect(conn).get_table_names(schema=s)} == {
+            "hits",
+            "migrations",
+        }
+    engine.dispose()
+    assert public == []  # nothing landed in the connection's default schema
+    again = status_all(targets, folder)
+    assert [(r.state, r.status and r.status.current) for r in again] == [("up to date", "003")] * 3
+
+
+def test_the_pooled_connection_gets_its_search_path_back(
+    postgres: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(
+        {
+            **COUNTED_STEPS,
+            "004_fails.py": "def up(conn):\n    raise RuntimeError('no')\n",
+        }
+    )
+    engine = create_engine(postgres.url, poolclass=QueuePool, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SET search_path TO public"))
+            conn.commit()
+        runner = MigrationRunner(engine, folder, schema="Tenant-A", steps_in_schema=True)
+        with pytest.raises(MigrationFailed):
+            runner.upgrade()
+        assert runner.status().current == "003"
+        with engine.connect() as conn:  # the one connection of the pool, after the runs
+            assert conn.execute(text("SHOW search_path")).scalar() == "public"
+    finally:
+        engine.dispose()
+
+
+def test_a_tenant_s_lock_is_its_own(postgres: Backend, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(COUNTED_STEPS)
+    upgrade_all([Target(postgres.url_string, schema=s) for s in ("a", "b")], folder, to="001")
+
+    with held_lock(postgres, schema="a"):
+        results = upgrade_all(
+            [Target(postgres.url_string, schema=s) for s in ("a", "b")], folder, lock_timeout=0.5
+        )
+
+    assert [r.state for r in results] == ["failed", "upgraded"]
+    assert "lock" in str(results[0].error)
+
+
+def test_reading_a_tenant_not_made_yet_creates_nothing(
+    postgres: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(COUNTED_STEPS)
+    runner = MigrationRunner(postgres.url, folder, schema="newcomer", steps_in_schema=True)
+
+    assert runner.status().total_pending == 3
+    assert runner.downgrade("base") == []
+    assert "newcomer" not in schemas(postgres)
+    assert [m.version for m in runner.upgrade()] == ["001", "002", "003"]
+    assert "newcomer" in schemas(postgres)
+
+
+def test_two_runs_creating_one_schema_at_once_both_succeed(
+    postgres: Backend, make_migrations: MakeMigrations
+) -> None:
+    """CREATE SCHEMA IF NOT EXISTS still races on the catalog; the loser finds it made."""
+    import threading
+
+    folder = make_migrations(COUNTED_STEPS)
+    gate = threading.Barrier(4)
+    outcomes: list[object] = []
+
+    def run() -> None:
+        gate.wait()
+        try:
+            outcomes.append(
+                len(
+                    MigrationRunner(
+                        postgres.url, folder, schema="raced", steps_in_schema=True
+                    ).upgrade()
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert sorted(outcomes) == [0, 0, 0, 3]  # type: ignore[type-var]
+    assert hits(postgres.url_string, "raced") == ["001", "002", "003"]
+
+
+def test_a_tenant_s_schema_needs_postgresql(backend: Backend, tmp_path: Path) -> None:
+    if backend.profile.enter_tenant_schema is not None:
+        pytest.skip("this database keeps tenants in schemas")
+    with pytest.raises(UsageError, match="needs PostgreSQL"):
+        MigrationRunner(backend.url, tmp_path, schema="t", steps_in_schema=True)
+    with pytest.raises(UsageError, match="needs PostgreSQL"):
+        upgrade_all([Target(backend.url_string, schema="t")], tmp_path)
+
+
+def test_steps_in_schema_needs_a_schema(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="needs schema="):
+        MigrationRunner("postgresql://u@h/db", tmp_path, steps_in_schema=True)
+
+
+def test_a_runner_s_schema_alone_still_means_the_history_table_s(
+    postgres: Backend, make_migrations: MakeMigrations
+) -> None:
+    """Existing users of schema= keep their steps in the connection's default schema."""
+    engine = postgres.engine()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA meta"))
+    engine.dispose()
+    folder = make_migrations(COUNTED_STEPS)
+
+    MigrationRunner(postgres.url, folder, schema="meta").upgrade()
+
+    assert hits(postgres.url_string) == ["001", "002", "003"]  # in public
+    assert hits(postgres.url_string, "meta") == []
