@@ -26,7 +26,7 @@ import pytest
 from tenants import COUNTED_STEPS, hits, tenant_databases
 from workers import BOUND, SPAWN
 
-from backends import Backend, fresh_database
+from backends import fresh_database
 from sqlmig import MigrationRunner
 from sqlmig._cli import main
 

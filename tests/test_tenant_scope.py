@@ -139,7 +139,7 @@ def test_two_runs_creating_one_schema_at_once_both_succeed(
                     ).upgrade()
                 )
             )
-        except Exception as exc:  # noqa: BLE001 - the test reports it
+        except Exception as exc:
             outcomes.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(4)]
