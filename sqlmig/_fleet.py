@@ -27,18 +27,26 @@ import queue
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy import URL, create_engine
+from sqlalchemy.engine import Engine
+
+from ._database import Database
 from ._discovery import Listing, discover
 from ._errors import SqlmigError, UsageError
 from ._loader import ModuleLoader
 from ._migration import Migration, Status, StepPhase
 from ._runner import MigrationRunner
+from ._session import connect_args
 from ._sources import FileSource, MigrationsSource, resolve
 from ._targets import Target, TargetArgument, checked_targets
+from ._urls import to_url
 
 __all__ = [
     "TargetResult",
@@ -188,6 +196,8 @@ class _Run:
         self.interrupt = threading.Event()
         self._next = 0
         self._take = threading.Lock()
+        #: schemas of one database share its engine (and its pooled connections)
+        self._engines = SharedEngines(targets, jobs, options.get("lock_timeout", 60.0))
         self._finished: queue.SimpleQueue[TargetResult | None] = queue.SimpleQueue()
 
     def run(self) -> list[TargetResult]:
@@ -199,6 +209,7 @@ class _Run:
             worker.start()
         try:
             self._collect(len(workers))
+            self._engines.close()
         except BaseException as exc:
             self.no_new.set()
             self.interrupt.set()
@@ -211,6 +222,7 @@ class _Run:
                         worker.join(0.1)
             finally:
                 self._drain()
+                self._engines.close()
             if interrupted:
                 raise TargetsInterrupted(self._all()) from None
             raise
@@ -282,17 +294,9 @@ class _Run:
             options = dict(self.options)
             if target.schema is not None:  # a tenant's schema: the history and the steps there
                 options.update(schema=target.schema, steps_in_schema=True)
-            runner = MigrationRunner(target.url, self.migrations, on_step=on_step, **options)
-            if self.kind == "status":
-                result.status = runner.status()
-                result.state = "pending" if result.status.pending else "up to date"
-            else:
-                if self.kind == "upgrade":
-                    runner.upgrade(self.version)
-                else:
-                    assert self.version is not None
-                    runner.downgrade(self.version)
-                result.state = DONE[self.kind][0 if steps else 1]
+            with self._engines.engine_for(target) as db:
+                runner = MigrationRunner(db, self.migrations, on_step=on_step, **options)
+                self._call(runner, result)
         except _Stopped:
             result.state = "interrupted"
         except SqlmigError as exc:
@@ -303,6 +307,85 @@ class _Run:
         result.seconds = time.perf_counter() - started
         _log(result)
         return result
+
+    def _call(self, runner: MigrationRunner, result: TargetResult) -> None:
+        """This run's runner call on one target; its outcome written into ``result``."""
+        if self.kind == "status":
+            result.status = runner.status()
+            result.state = "pending" if result.status.pending else "up to date"
+            return
+        if self.kind == "upgrade":
+            runner.upgrade(self.version)
+        else:
+            assert self.version is not None
+            runner.downgrade(self.version)
+        result.state = DONE[self.kind][0 if result.applied else 1]
+
+
+class SharedEngines:
+    """One engine for the schemas of one database, disposed of after its last schema.
+
+    A target given as a URL otherwise gets an engine of its own (the runner
+    builds it and disposes of it after the call). Schemas of one database
+    share an engine, so each schema costs no new connection, only the
+    ``search_path`` that the session sets and gives back; at most ``jobs`` of
+    its connections are in use at once, and it is disposed of once its last
+    schema is done, so idle connections never pile up.
+    """
+
+    def __init__(self, targets: list[Target], jobs: int, lock_timeout: float) -> None:
+        self.jobs = jobs
+        self.lock_timeout = lock_timeout
+        self._lock = threading.Lock()
+        self._left: Counter[str] = Counter(
+            k for k in (self._key(t) for t in targets) if k is not None
+        )
+        self._engines: dict[str, Engine] = {}
+
+    @staticmethod
+    def _key(target: Target) -> str | None:
+        if target.schema is None or isinstance(target.url, Engine):
+            return None
+        return to_url(target.url).render_as_string(hide_password=False)
+
+    @contextmanager
+    def engine_for(self, target: Target) -> Iterator[str | URL | Engine]:
+        """The target's engine (built on first use) while it runs; its URL when it has none."""
+        key = self._key(target)
+        if key is None or (self._left[key] < 2 and key not in self._engines):
+            if key is not None:
+                self._done(key)
+            yield target.url
+            return
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                db = Database(target.url)
+                engine = create_engine(
+                    db.url,
+                    connect_args=connect_args(db, self.lock_timeout),
+                    pool_size=self.jobs,
+                )
+                self._engines[key] = engine
+        try:
+            yield engine
+        finally:
+            self._done(key)
+
+    def close(self) -> None:
+        """Dispose of the engines left (those of targets that never started)."""
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            engine.dispose()
+
+    def _done(self, key: str) -> None:
+        with self._lock:
+            self._left[key] -= 1
+            if self._left[key] <= 0:
+                engine = self._engines.pop(key, None)
+                if engine is not None:
+                    engine.dispose()
 
 
 def _log(result: TargetResult) -> None:

@@ -119,9 +119,6 @@ def run_all(kind: Kind, args: argparse.Namespace, out: Output) -> int:
     settings = shared_settings(
         env=args.env, path=config, migrations=args.dir, lock_timeout=args.lock_timeout
     )
-    for target in targets:
-        if isinstance(target.url, str):
-            out.hide(target.url)
     report = _Report(kind, out, len(targets), json_output=kind == "status" and args.json)
     migrations = settings.pop("migrations")
     jobs = args.jobs or 4

@@ -310,3 +310,120 @@ def test_two_upgrade_all_runs_racing_apply_each_step_once_per_target(
         for line in urls:
             url, _, schema = line.partition("#")
             assert hits(url, schema or None) == ["001", "002", "003"], line
+
+
+def test_thousands_of_targets_from_a_file(project: Project, tmp_path: Path) -> None:
+    files = [f"sqlite:///{tmp_path / 'never' / f'{i}.db'}" for i in range(2000)]
+    (project.root / "targets.txt").write_text("\n".join(files) + "\n")
+    project.config("[tool.sqlmig]\n")
+
+    result = project.run("status", "--all", "--jobs", "8", "--targets", "targets.txt")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert len(lines) == 2001 and lines[-1] == "2000 pending"
+    assert not (tmp_path / "never").exists()  # status creates no file
+
+
+def upgrade_all_in(root: str, targets: str, *command: str) -> None:
+    """In a spawned process: ``sqlmig COMMAND --all --targets FILE``; exits with its code."""
+    os.chdir(root)
+    sys.exit(main([*command, "--all", "--jobs", "2", "--targets", targets]))
+
+
+def versions(line: str, folder: Path) -> tuple[list[str], list[str]]:
+    """The versions a target's history records, and those its ``hits`` table holds."""
+    url, _, schema = line.partition("#")
+    tenant = {"schema": schema, "steps_in_schema": True} if schema else {}
+    runner = MigrationRunner(url, folder, **tenant)  # type: ignore[arg-type]
+    return [r.version for r in runner.status().applied], hits(url, schema or None)
+
+
+@pytest.mark.parametrize("name", ["sqlite", "postgresql", "mysql"])
+def test_a_run_killed_in_the_middle_leaves_each_target_whole(
+    name: str, project: Project, tmp_path: Path
+) -> None:
+    slow = tmp_path / "slow"
+    slow.touch()
+    (project.root / "migrations" / "002_step2.py").write_text(
+        textwrap.dedent(
+            f"""\
+            import os, pathlib, time
+
+            def up(conn):
+                conn.exec_driver_sql("INSERT INTO hits (version) VALUES ('002')")
+                if pathlib.Path({str(slow)!r}).exists():
+                    pathlib.Path({str(tmp_path)!r}, f"running-{{os.getpid()}}-{{id(conn)}}").touch()
+                    time.sleep(60)
+
+            def down(conn):
+                conn.exec_driver_sql("DELETE FROM hits WHERE version = '002'")
+            """
+        )
+    )
+    with tenant_databases(name, tmp_path, 3) as found:
+        lines = [b.url_string for b in found]
+        if name == "postgresql":
+            lines[1:] = [f'{lines[0]}#we"ird.na me', f"{lines[0]}#Tenant-B"]
+        (project.root / "targets.txt").write_text("\n".join(lines) + "\n")
+        project.config("[tool.sqlmig]\n")
+        killed = SPAWN.Process(
+            target=upgrade_all_in, args=(str(project.root), "targets.txt", "upgrade")
+        )
+        killed.start()
+        try:
+            deadline = time.monotonic() + BOUND
+            while len(list(tmp_path.glob("running-*"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(list(tmp_path.glob("running-*"))) == 2  # two targets inside step 002
+            killed.kill()
+            killed.join(BOUND)
+        finally:
+            killed.kill()
+        slow.unlink()
+        time.sleep(2)  # PostgreSQL notices the killed sessions (and frees their locks)
+
+        again = project.run("upgrade", "--all", "--targets", "targets.txt")
+
+        folder = project.root / "migrations"
+        if found[0].profile.transactional_ddl:  # nothing of the killed steps remains
+            assert again.code == 0, again.err
+            for line in lines:
+                assert versions(line, folder) == (["001", "002", "003"],) * 2, line
+        else:  # the failed-row protocol: a killed step's row stays failed, its tenant dirty
+            assert again.code == 1
+            assert again.out.splitlines()[-1] == "1 upgraded, 2 failed"
+            assert again.err.count("failed: ") == 2 and "repair" in again.err
+
+
+@pytest.mark.parametrize("name", ["sqlite", "postgresql", "mysql"])
+def test_two_upgrade_all_runs_and_a_downgrade_all_racing_leave_histories_true(
+    name: str, project: Project, tmp_path: Path
+) -> None:
+    with tenant_databases(name, tmp_path, 3) as found:
+        lines = [b.url_string for b in found]
+        if name == "postgresql":
+            lines[1:] = [f"{lines[0]}#tenant_b", f"{lines[0]}#tenant_c"]
+        (project.root / "targets.txt").write_text("\n".join(lines) + "\n")
+        project.config("[tool.sqlmig]\n")
+        project.run("upgrade", "002", "--all", "--targets", "targets.txt")
+        commands = [("upgrade",), ("upgrade",), ("downgrade", "base")]
+        racers = [
+            SPAWN.Process(target=upgrade_all_in, args=(str(project.root), "targets.txt", *c))
+            for c in commands
+        ]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(BOUND)
+            racer.kill()
+
+        assert [r.exitcode for r in racers] == [0, 0, 0]
+        folder = project.root / "migrations"
+        for line in lines:  # whichever order they took: each step's work and row together
+            recorded, made = versions(line, folder)
+            assert recorded == made, line
+        final = project.run("upgrade", "--all", "--targets", "targets.txt")
+        assert final.code == 0
+        for line in lines:
+            assert versions(line, folder) == (["001", "002", "003"],) * 2, line

@@ -1,0 +1,299 @@
+"""Many tenants at once: ``upgrade_all`` against a plain loop, and what it holds.
+
+    python benchmarks/tenants.py                      # the figures of the goals
+    python benchmarks/tenants.py --schemas 10 --files 20 --steps 5 --noop 10 --rss 10,100
+
+Prints one table, each row a measurement with its ratio and the goal it answers:
+
+- PostgreSQL, a schema per tenant (``--schemas`` x ``--steps``): ``jobs=8`` and
+  ``jobs=1`` against the floor, a loop of plain SQLAlchemy over the same
+  schemas (one engine, one connection per tenant, ``search_path`` set, each
+  step and its history row in one transaction);
+- SQLite, a file per tenant (``--files`` x ``--steps``), likewise;
+- the no-op start-up: ``upgrade_all`` over ``--noop`` up-to-date tenants against
+  as many single ``MigrationRunner(url, folder).upgrade()`` calls in one process;
+- peak RSS and most open file descriptors (connections, on SQLite files and
+  their journals) of ``upgrade_all(jobs=4)`` over the two counts of ``--rss``
+  (each in a process of its own), as a ratio of the larger to the smaller.
+
+Each timed run gets fresh databases (PostgreSQL: a new ``sqlmig_bench_*``
+database, dropped after). The machine may be shared: run it twice and compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.engine import Engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from child import FLOOR_HISTORY, _floor_engine, _floor_files
+from workloads import statements, write_workload
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+INSERT = text("INSERT INTO floor_history (version, name, applied_at) VALUES (:v, :n, :t)")
+
+
+def floor_tenant(engine: Engine, folder: str, schema: str | None) -> int:
+    """The plain loop's work for one tenant: its steps, each with its history row."""
+    done = 0
+    with engine.connect() as conn:
+        if schema is not None:
+            quoted = conn.dialect.identifier_preparer.quote_identifier(schema)
+            with conn.begin():
+                conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+                conn.exec_driver_sql(f"SET search_path TO {quoted}")
+        with conn.begin():
+            conn.exec_driver_sql(FLOOR_HISTORY)
+            applied = {r[0] for r in conn.exec_driver_sql("SELECT version FROM floor_history")}
+        for number, version, name in _floor_files(folder):
+            if version in applied:
+                continue
+            with conn.begin():
+                for statement in statements(number):
+                    conn.exec_driver_sql(statement)
+                conn.execute(INSERT, {"v": version, "n": name, "t": datetime.now(UTC)})
+            done += 1
+        if schema is not None:
+            with conn.begin():
+                conn.exec_driver_sql("SET search_path TO DEFAULT")
+    return done
+
+
+@contextmanager
+def pg_database(admin: Engine) -> Iterator[str]:
+    name = f"sqlmig_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def upgrade_all_checked(targets: list[object], folder: str, jobs: int) -> None:
+    from sqlmig import upgrade_all
+
+    results = upgrade_all(targets, folder, jobs=jobs)  # type: ignore[arg-type]
+    bad = [r for r in results if r.state != "upgraded"]
+    if bad:
+        raise RuntimeError(f"{bad[0].name}: {bad[0].state}: {bad[0].error}")
+
+
+def schemas_rows(admin: Engine, folder: str, tenants: int) -> list[tuple[str, float]]:
+    """Wall seconds of the floor loop, jobs=1 and jobs=8 over ``tenants`` schemas."""
+    from sqlmig import Target
+
+    names = [f"tenant_{i:04d}" for i in range(tenants)]
+    times: dict[str, list[float]] = {"floor": [], "jobs=1": [], "jobs=8": []}
+    for round_ in range(2):  # each way twice, in turns; the faster run counts
+        order = list(times) if round_ == 0 else list(times)[::-1]
+        for way in order:
+            with pg_database(admin) as url:
+                if way == "floor":
+
+                    def work(url: str = url) -> None:
+                        engine = create_engine(url)
+                        for name in names:
+                            floor_tenant(engine, folder, name)
+                        engine.dispose()
+
+                else:
+                    jobs = int(way.split("=")[1])
+
+                    def work(url: str = url, jobs: int = jobs) -> None:
+                        upgrade_all_checked([Target(url, schema=n) for n in names], folder, jobs)
+
+                times[way].append(timed(work))
+    return [(way, min(values)) for way, values in times.items()]
+
+
+def files_rows(root: Path, folder: str, tenants: int) -> list[tuple[str, float]]:
+    """Wall seconds of the floor loop, jobs=1 and jobs=8 over ``tenants`` SQLite files."""
+    times: dict[str, list[float]] = {"floor": [], "jobs=1": [], "jobs=8": []}
+    for round_ in range(2):
+        order = list(times) if round_ == 0 else list(times)[::-1]
+        for way in order:
+            where = root / f"files-{way}-{round_}"
+            where.mkdir()
+            urls = [f"sqlite:///{where / f'{i}.db'}" for i in range(tenants)]
+            if way == "floor":
+
+                def work(urls: list[str] = urls) -> None:
+                    for url in urls:
+                        engine = _floor_engine(url)
+                        floor_tenant(engine, folder, None)
+                        engine.dispose()
+
+            else:
+                jobs = int(way.split("=")[1])
+
+                def work(urls: list[str] = urls, jobs: int = jobs) -> None:
+                    upgrade_all_checked(list(urls), folder, jobs)
+
+            times[way].append(timed(work))
+    return [(way, min(values)) for way, values in times.items()]
+
+
+def noop_rows(root: Path, folder: str, tenants: int) -> list[tuple[str, float]]:
+    """Wall seconds of a no-op start-up over up-to-date tenants: singles and upgrade_all."""
+    from sqlmig import MigrationRunner, upgrade_all
+
+    where = root / "noop"
+    where.mkdir()
+    urls = [f"sqlite:///{where / f'{i}.db'}" for i in range(tenants)]
+    upgrade_all_checked(list(urls), folder, 8)
+
+    def singles() -> None:
+        for url in urls:
+            assert MigrationRunner(url, folder).upgrade() == []
+
+    def together() -> None:
+        assert all(r.state == "up to date" for r in upgrade_all(urls, folder, jobs=1))
+
+    times: dict[str, list[float]] = {"single calls": [], "upgrade_all jobs=1": []}
+    for round_ in range(5):
+        for way, work in [("single calls", singles), ("upgrade_all jobs=1", together)][
+            :: 1 if round_ % 2 == 0 else -1
+        ]:
+            times[way].append(timed(work))
+    return [(way, min(values)) for way, values in times.items()]
+
+
+def footprint(count: int, steps: int) -> dict[str, float]:
+    """Peak RSS (KiB) and most open descriptors of upgrade_all over ``count`` files,
+    measured in a process of its own."""
+    script = Path(__file__).resolve()
+    out = subprocess.run(
+        [sys.executable, str(script), "--footprint-child", str(count), "--steps", str(steps)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def footprint_child(count: int, steps: int) -> None:
+    from sqlmig import TargetResult, upgrade_all
+
+    with tempfile.TemporaryDirectory(prefix="sqlmig-tenants-") as tmp:
+        root = Path(tmp)
+        folder = str(write_workload(root / "steps", "sqlmig", steps))
+        urls = [f"sqlite:///{root / f'{i}.db'}" for i in range(count)]
+        most = [0]
+
+        def sample(result: TargetResult) -> None:
+            most[0] = max(most[0], len(os.listdir("/proc/self/fd")))
+
+        results = upgrade_all(urls, folder, jobs=4, on_result=sample)
+        assert all(r.state == "upgraded" for r in results)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({"maxrss_kib": rss, "fds": most[0]}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--schemas", type=int, default=100)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--noop", type=int, default=100)
+    parser.add_argument("--rss", default="100,1000", help="two tenant counts, small,large")
+    parser.add_argument("--rss-steps", type=int, default=2)
+    parser.add_argument("--pg-url", default=os.environ.get("SQLMIG_TEST_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument("--no-postgresql", action="store_true")
+    parser.add_argument("--footprint-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.footprint_child:
+        footprint_child(args.footprint_child, args.steps)
+        return
+
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="sqlmig-tenants-") as tmp:
+        root = Path(tmp)
+        folder = str(write_workload(root / "steps", "sqlmig", args.steps))
+        if not args.no_postgresql:
+            admin = create_engine(make_url(args.pg_url), isolation_level="AUTOCOMMIT")
+            pg = dict(schemas_rows(admin, folder, args.schemas))
+            admin.dispose()
+            what = f"PostgreSQL {args.schemas} schemas x {args.steps} steps"
+            rows += [
+                (f"{what}: floor loop", f"{pg['floor']:.2f} s", ""),
+                (
+                    f"{what}: jobs=1",
+                    f"{pg['jobs=1']:.2f} s",
+                    f"{pg['jobs=1'] / pg['floor']:.2f}x floor (goal <= 1.15)",
+                ),
+                (
+                    f"{what}: jobs=8",
+                    f"{pg['jobs=8']:.2f} s",
+                    f"{pg['jobs=8'] / pg['jobs=1']:.2f}x jobs=1 (goal <= 0.4)",
+                ),
+            ]
+        lite = dict(files_rows(root, folder, args.files))
+        what = f"SQLite {args.files} files x {args.steps} steps"
+        rows += [
+            (f"{what}: floor loop", f"{lite['floor']:.2f} s", ""),
+            (
+                f"{what}: jobs=1",
+                f"{lite['jobs=1']:.2f} s",
+                f"{lite['jobs=1'] / lite['floor']:.2f}x floor (goal <= 1.15)",
+            ),
+            (
+                f"{what}: jobs=8",
+                f"{lite['jobs=8']:.2f} s",
+                f"{lite['jobs=8'] / lite['jobs=1']:.2f}x jobs=1 (goal <= 0.5)",
+            ),
+        ]
+        noop = dict(noop_rows(root, folder, args.noop))
+        what = f"no-op start-up, {args.noop} up-to-date SQLite tenants"
+        rows += [
+            (f"{what}: single calls", f"{noop['single calls'] * 1000:.0f} ms", ""),
+            (
+                f"{what}: upgrade_all",
+                f"{noop['upgrade_all jobs=1'] * 1000:.0f} ms",
+                f"{noop['upgrade_all jobs=1'] / noop['single calls']:.2f}x singles (goal <= 1.2)",
+            ),
+        ]
+    small, large = (int(n) for n in args.rss.split(","))
+    low, high = footprint(small, args.rss_steps), footprint(large, args.rss_steps)
+    rows += [
+        (
+            f"peak RSS, {small} vs {large} SQLite files (jobs=4)",
+            f"{low['maxrss_kib'] / 1024:.0f} / {high['maxrss_kib'] / 1024:.0f} MiB",
+            f"{high['maxrss_kib'] / low['maxrss_kib']:.2f}x (goal <= 1.2)",
+        ),
+        (
+            f"most open descriptors, {small} vs {large}",
+            f"{low['fds']:.0f} / {high['fds']:.0f}",
+            f"{high['fds'] / low['fds']:.2f}x (goal <= 1.2)",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measurement':<{width}}  {'figure':>14}  ratio")
+    for name, figure, ratio in rows:
+        print(f"{name:<{width}}  {figure:>14}  {ratio}")
+
+
+if __name__ == "__main__":
+    main()
