@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import URL, create_engine
@@ -44,7 +43,7 @@ from ._loader import ModuleLoader
 from ._migration import Migration, Status, StepPhase
 from ._runner import MigrationRunner
 from ._session import connect_args
-from ._sources import FileSource, MigrationsSource, resolve
+from ._sources import FileSource, MigrationsSource, is_folder, resolve
 from ._targets import Target, TargetArgument, checked_targets
 from ._urls import to_url
 
@@ -136,13 +135,18 @@ class SharedLoader(ModuleLoader):
 def shared_migrations(source: MigrationsSource) -> list[Migration]:
     """The migrations of ``source``, found once, to be shared by every target.
 
+    Each step loads its code once (the first target that needs it); the
+    modules of a folder are run once even when two targets need one at the
+    same moment.
+
     Raises:
         MigrationSourceError: a bad folder, file name or duplicate version.
     """
-    if not isinstance(source, (str, Path)):
+    if not is_folder(source):  # an Alembic chain, a list: its steps shared as they are
         return discover(source)
     files = resolve(source)
-    assert isinstance(files, FileSource)
+    if not isinstance(files, FileSource):
+        return discover(source)
     listing = Listing(files)
     listing.loader = SharedLoader(files.root, files.package)
     return discover(listing)
