@@ -7,25 +7,58 @@ naming a revision, every revision up to that one is recorded as applied
 history, under the migration lock, so two runners adopt once, and a run
 killed half way leaves nothing. The ``alembic_version`` table itself is only
 read: it stays naming the revision it named, so Alembic can take over again.
+Until then, reads (``status``, ``dry_run``, ``upgrade``'s first look) see the
+history as adoption will make it (:func:`as_adopted`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.engine import Connection
 
 from ._errors import MissingMigration, UsageError
-from ._migration import Migration
+from ._history import History
+from ._migration import AppliedMigration, Migration
 
-__all__ = ["VERSION_TABLE", "to_adopt"]
+if TYPE_CHECKING:
+    from ._session import Session
+
+__all__ = ["VERSION_TABLE", "as_adopted", "to_adopt"]
 
 log = logging.getLogger("sqlmig")
 
 #: The table where Alembic records its current revision (Alembic's default name).
 VERSION_TABLE = "alembic_version"
+
+
+def as_adopted(s: Session, migrations: Sequence[Migration], history: History) -> History:
+    """``history`` as the first write will make it.
+
+    With no history table yet, the revisions ``alembic_version`` names are
+    shown applied (``applied_at`` is the time of this read: nothing is
+    recorded). Reads only, so that ``status``, ``dry_run`` and ``upgrade``'s
+    first look agree with what the first write does.
+
+    Raises:
+        MissingMigration, UsageError: as :func:`to_adopt`.
+    """
+    if history.exists or not _revisions(migrations):
+        return history
+    if s.nested:
+        steps = _applied_by_alembic(s.conn, migrations, s.store.schema)
+    else:
+        with s.conn.begin():
+            steps = _applied_by_alembic(s.conn, migrations, s.store.schema)
+    if not steps:
+        return history
+    now = datetime.now(UTC)
+    rows = [AppliedMigration(m.version, m.name, now, m.checksum, None, True) for m in steps]
+    return History(rows, exists=False)
 
 
 def to_adopt(
@@ -34,15 +67,33 @@ def to_adopt(
     """The steps ``alembic_version`` says Alembic applied: its revision and all before it.
 
     Empty when no step of ``migrations`` is an Alembic revision, or there is
-    no ``alembic_version`` table, or it is empty. Reads only.
+    no ``alembic_version`` table, or it is empty. Reads only; logs what it adopts.
 
     Raises:
         MissingMigration: it names a revision that is not in the chain.
         UsageError: it names several revisions (Alembic branches).
     """
-    from ._alembic_source import RevisionStep
+    adopted = _applied_by_alembic(conn, migrations, schema)
+    if adopted:
+        log.info(
+            "adopting %s at revision %s: recording %d revision(s) as applied, running none",
+            VERSION_TABLE,
+            getattr(adopted[-1], "revision", "?"),
+            len(adopted),
+        )
+    return adopted
 
-    steps = [m for m in migrations if isinstance(m, RevisionStep)]
+
+def _revisions(migrations: Sequence[Migration]) -> list[Migration]:
+    from ._alembic_source import RevisionStep  # no Alembic import: the class alone
+
+    return [m for m in migrations if isinstance(m, RevisionStep)]
+
+
+def _applied_by_alembic(
+    conn: Connection, migrations: Sequence[Migration], schema: str | None
+) -> list[Migration]:
+    steps = _revisions(migrations)
     if not steps or not inspect(conn).has_table(VERSION_TABLE, schema=schema):
         return []
     table = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32)), schema=schema)
@@ -56,7 +107,7 @@ def to_adopt(
             "(alembic merge, alembic upgrade heads) before sqlmig takes over"
         )
     head = heads[0]
-    position = next((i for i, m in enumerate(steps) if m.revision == head), None)
+    position = next((i for i, m in enumerate(steps) if getattr(m, "revision", None) == head), None)
     if position is None:
         raise MissingMigration(
             f"{VERSION_TABLE} names revision {head}, which is not in this Alembic chain: "
@@ -64,11 +115,4 @@ def to_adopt(
             "that revision's file; nothing was changed",
             versions=[head],
         )
-    adopted = steps[: position + 1]
-    log.info(
-        "adopting %s at revision %s: recording %d revision(s) as applied, running none",
-        VERSION_TABLE,
-        head,
-        len(adopted),
-    )
-    return list(adopted)
+    return steps[: position + 1]

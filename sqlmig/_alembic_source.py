@@ -50,7 +50,8 @@ PREFIX = "alembic:"
 #: Alembic's ``op`` and ``context`` are module-level proxies: one revision at a time.
 _PROXIES = threading.RLock()
 
-_DECLARED = ("revision", "down_revision", "branch_labels", "depends_on")
+#: What a revision file declares that places it in the chain (``branch_labels`` does not).
+_DECLARED = ("revision", "down_revision", "depends_on")
 
 
 def is_alembic(source: object) -> bool:

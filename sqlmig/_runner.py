@@ -20,6 +20,7 @@ from sqlalchemy import URL, MetaData
 from sqlalchemy.engine import Connection
 
 from . import _edits, _legacy
+from ._alembic_adoption import as_adopted
 from ._database import Database, DatabaseArgument
 from ._dialects import profile_named
 from ._discovery import Listing, discover
@@ -322,7 +323,7 @@ class MigrationRunner:
     def _compare(self) -> Comparison:
         migrations = self.migrations()
         with self._session(write=False) as s:
-            return compare(migrations, s.read().rows)
+            return compare(migrations, as_adopted(s, migrations, s.read()).rows)
 
     def verify(self) -> None:
         """Raise if history and files disagree or a pending file does not compile.
@@ -611,7 +612,7 @@ class MigrationRunner:
         """
         migrations = self.migrations()
         with self._session(write=False) as s:
-            comparison = compare(migrations, s.read().rows)
+            comparison = compare(migrations, as_adopted(s, migrations, s.read()).rows)
             steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)
             plan = [PlannedStep(m) for m in steps]
             for step in plan:

@@ -8,6 +8,7 @@ the new plan from where it stands.
 
 from __future__ import annotations
 
+from ._alembic_adoption import as_adopted
 from ._edits import prepared
 from ._errors import MigrationFailed
 from ._execution import PlanItem, StepExecutor
@@ -28,14 +29,15 @@ def run_upgrade(
     on_step: StepCallback | None,
 ) -> list[Migration]:
     """``MigrationRunner.upgrade`` once the migrations are known: nothing to do costs no lock."""
-    history = s.read()
+    history = as_adopted(s, migrations, s.read())
     first = compare(migrations, history.rows)
     if first.failed:  # maybe another runner's step in progress: decide under the lock
         limit = resolve_target(target, first)
         steps = [m for m in first.pending if limit is None or m.number <= limit]
     else:
         steps = plan_upgrade(first, target, allow_out_of_order=allow_out_of_order)
-        if not (steps or history.needs_adopting or first.unfilled):
+        adopting = bool(history.rows) and not history.exists  # Alembic's, taken over
+        if not (steps or history.needs_adopting or first.unfilled or adopting):
             return []
     for migration in steps:
         migration.load(s.conn.dialect.name)  # every source error surfaces before the first write

@@ -165,3 +165,44 @@ def test_a_runner_killed_while_adopting_leaves_nothing_and_the_next_one_adopts(
 
     assert [m.version for m in applied] == ["4"]
     assert [r[0] for r in history(backend)] == ["1", "2", "3", "4"]
+
+
+def test_before_the_first_write_status_and_dry_run_see_what_adoption_will_record(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, CHAIN)
+    alembic_upgrade(ini, backend.url_string, "b2")
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+
+    status = runner.status()
+    plan = runner.dry_run()
+
+    assert [r.version for r in status.applied] == ["1", "2"]
+    assert [m.version for m in status.pending] == ["3", "4"]
+    assert [p.migration.version for p in plan] == ["3", "4"]
+    assert not has_table(backend, "migrations")  # both only read
+
+
+def test_a_database_alembic_left_at_head_is_adopted_by_an_upgrade_with_nothing_to_run(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, CHAIN)
+    alembic_upgrade(ini, backend.url_string, "head")
+
+    assert MigrationRunner(backend.url, f"alembic:{ini}").upgrade() == []
+
+    assert [r[0] for r in history(backend)] == ["1", "2", "3", "4"]
+
+
+def test_status_refuses_an_alembic_version_the_chain_does_not_hold(
+    sqlite_backend: Backend, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, CHAIN)
+    alembic_upgrade(ini, sqlite_backend.url_string, "a1")
+    engine = sqlite_backend.engine()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    engine.dispose()
+
+    with pytest.raises(MissingMigration, match="f00d"):
+        MigrationRunner(sqlite_backend.url, f"alembic:{ini}").status()

@@ -363,3 +363,59 @@ def test_a_failing_revision_names_its_own_file_and_line(backend: Backend, tmp_pa
         MigrationRunner(backend.url, f"alembic:{ini}").upgrade()
 
     assert failed.value.version == "2"
+
+
+def test_autocommit_block_is_refused_like_any_commit(backend: Backend, tmp_path: Path) -> None:
+    committing = revision(
+        "b2",
+        "a1",
+        """
+        op.execute("INSERT INTO account (id, name) VALUES (1, 'x')")
+        with op.get_context().autocommit_block():
+            op.execute("INSERT INTO account (id, name) VALUES (2, 'y')")
+        """,
+    )
+    ini = write_project(tmp_path, {"a1.py": CHAIN["a1_account.py"], "b2.py": committing})
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+
+    with pytest.raises(MigrationFailed):
+        runner.upgrade()
+
+    assert rows(backend, "SELECT * FROM account") == []
+    assert [r.version for r in runner.status().applied] == ["1"]
+
+
+def test_runners_in_two_threads_each_get_their_own_op(tmp_path: Path) -> None:
+    import threading
+
+    slow = revision(
+        "a1",
+        None,
+        """
+        op.create_table("account", sa.Column("id", sa.Integer, primary_key=True))
+        time.sleep(0.2)  # the other thread's runner starts meanwhile
+        op.execute("INSERT INTO account (id) VALUES (1)")
+        """,
+        header="import time\n",
+    )
+    ini = write_project(tmp_path, {"a1.py": slow})
+    errors: list[BaseException] = []
+
+    def upgrade(name: str) -> None:
+        try:
+            MigrationRunner(f"sqlite:///{tmp_path / name}", f"alembic:{ini}").upgrade()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(f"{n}.db",)) for n in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    for name in ("one", "two"):
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / f"{name}.db") as conn:
+            assert conn.execute("SELECT id FROM account").fetchall() == [(1,)]
