@@ -153,8 +153,15 @@ def operations(conn: Connection, project: _Project) -> Iterator[None]:
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory(project.script_location)
-    with EnvironmentContext(project.config, script) as env:
-        env.configure(connection=conn)
+    # A step rendered as a SQL script (upgrade --sql) has a stand-in connection
+    # with somewhere to write: Alembic's offline mode, as under alembic --sql.
+    output = getattr(conn, "sql_output", None)
+    offline = output is not None
+    with EnvironmentContext(project.config, script, as_sql=offline) as env:
+        if offline:
+            env.configure(dialect_name=conn.dialect.name, output_buffer=output, literal_binds=True)
+        else:
+            env.configure(connection=conn)
         op = Operations(env.get_context())
         op._install_proxy()
         try:

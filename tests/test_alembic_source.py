@@ -419,3 +419,25 @@ def test_runners_in_two_threads_each_get_their_own_op(tmp_path: Path) -> None:
 
         with sqlite3.connect(tmp_path / f"{name}.db") as conn:
             assert conn.execute("SELECT id FROM account").fetchall() == [(1,)]
+
+
+def test_a_sql_script_runs_revisions_in_alembics_offline_mode(tmp_path: Path) -> None:
+    data = revision(
+        "b2",
+        "a1",
+        """
+        if context.is_offline_mode():
+            op.execute("UPDATE account SET name = upper(name)")
+        else:
+            for (id_,) in op.get_bind().execute(sa.text("SELECT id FROM account")):
+                pass
+        """,
+    )
+    ini = write_project(tmp_path, {"a1.py": CHAIN["a1_account.py"], "b2.py": data})
+    runner = MigrationRunner(f"sqlite:///{tmp_path}/app.db", f"alembic:{ini}")
+
+    script = runner.sql_script(dialect="postgresql")
+
+    assert "CREATE TABLE account" in script
+    assert "UPDATE account SET name = upper(name);" in script
+    assert not (tmp_path / "app.db").exists()
