@@ -200,11 +200,8 @@ def _target_of(line: str, where: str) -> Target:
         raise ConfigError(f"{where}: nothing follows '#': write URL#schema, or leave '#' out")
     try:
         to_url(url)
-    except ConfigError:
-        raise ConfigError(
-            f"{where}: {mask(url)} is not a database URL: write one URL (or URL#schema) per "
-            "line, as dialect+driver://user:password@host/database"
-        ) from None
+    except ConfigError as exc:  # its message shows the URL masked, and why it is no URL
+        raise ConfigError(f"{where}: {exc.message}", key="targets") from None
     return Target(url, schema)
 
 

@@ -239,6 +239,23 @@ def test_bad_targets_are_refused_up_front_with_exit_2(
     assert not list(project.root.glob("*.db"))
 
 
+def test_a_password_with_a_bare_at_sign_in_a_targets_file_is_refused_masked(
+    project: Project,
+) -> None:
+    (project.root / "targets.txt").write_text(
+        "sqlite:///a.db\npostgresql+psycopg://app:p@ss%w0rd@db/app#tenant\n"
+    )
+    project.config("[tool.sqlmig]\n")
+
+    result = project.run("upgrade", "--all", "--targets", "targets.txt")
+
+    assert result.code == 2
+    assert result.err.startswith("sqlmig: error: targets.txt:2: postgresql+psycopg://***@db/app")
+    assert "write '@' as %40" in result.err
+    assert "ss%w0rd" not in result.err and "p@ss" not in result.err
+    assert not (project.root / "a.db").exists()
+
+
 def test_ctrl_c_reports_done_interrupted_and_not_started(project: Project, tmp_path: Path) -> None:
     started = tmp_path / "started"
     (project.root / "migrations" / "004_slow.py").write_text(
