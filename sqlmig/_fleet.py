@@ -254,8 +254,8 @@ class _Run:
             if result is not None:
                 try:
                     self._tell(result)
-                except Exception as exc:  # reporting must not hide the interruption
-                    log.warning("on_result raised %s", exc)
+                except BaseException as exc:  # reporting must not hide the interruption
+                    log.warning("on_result raised %r", exc)
 
     def _tell(self, result: TargetResult) -> None:
         if self.on_result is not None:

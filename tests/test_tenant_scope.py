@@ -180,3 +180,59 @@ def test_a_runner_s_schema_alone_still_means_the_history_table_s(
 
     assert hits(postgres.url_string) == ["001", "002", "003"]  # in public
     assert hits(postgres.url_string, "meta") == []
+
+
+def test_ctrl_c_stops_each_running_schema_after_its_step(
+    postgres: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    import threading
+
+    from sqlmig import TargetResult, TargetsInterrupted
+
+    started = tmp_path / "started"
+    folder = make_migrations(
+        {
+            **COUNTED_STEPS,
+            "004_slow.py": f"""\
+                import pathlib, time
+
+                def up(conn):
+                    conn.exec_driver_sql("INSERT INTO hits (version) VALUES ('004')")
+                    pathlib.Path({str(started)!r}).touch()
+                    time.sleep(0.5)
+                """,
+            "005_after.py": """\
+                def up(conn):
+                    conn.exec_driver_sql("INSERT INTO hits (version) VALUES ('005')")
+                """,
+        }
+    )
+    names = ["first", "Second-One", "third", "fourth"]
+    upgrade_all([Target(postgres.url_string, schema=n) for n in names[:2]], folder, to="003")
+
+    def interrupt(result: TargetResult) -> None:
+        while not started.exists():
+            threading.Event().wait(0.01)
+        raise KeyboardInterrupt
+
+    with pytest.raises(TargetsInterrupted) as stop:
+        upgrade_all(
+            [Target(postgres.url_string, schema=n) for n in names],
+            folder,
+            jobs=2,
+            on_result=interrupt,
+        )
+
+    states = [r.state for r in stop.value.results]
+    assert states.count("interrupted") >= 1 and states[-1] == "not started"
+    for result, name in zip(stop.value.results, names, strict=True):
+        applied = (
+            MigrationRunner(postgres.url, folder, schema=name, steps_in_schema=True)
+            .status()
+            .applied
+        )
+        recorded = [r.version for r in applied]
+        assert recorded == hits(postgres.url_string, name), name  # each step whole, or not at all
+        if result.state == "interrupted":
+            assert "005" not in recorded
+    assert "fourth" not in schemas(postgres)
