@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ._dialects import DialectProfile
-from ._errors import UsageError
+from ._errors import DatabaseError, UsageError
+from ._urls import mask, scrub
 
 __all__ = ["in_tenant_schema", "refuse_without_schemas"]
 
@@ -84,10 +85,20 @@ def _create(conn: Connection, profile: DialectProfile, schema: str, quoted: str)
     try:
         with _transaction(conn):
             conn.exec_driver_sql(profile.create_tenant_schema.format(name=quoted))
-    except DBAPIError:  # IF NOT EXISTS still races on the catalog's unique index
+    except DBAPIError as exc:  # IF NOT EXISTS still races on the catalog's unique index
         with _transaction(conn):
-            if not inspect(conn).has_schema(schema):
-                raise
+            if inspect(conn).has_schema(schema):
+                return
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        reason = scrub(reason, conn.engine.url)
+        url = mask(conn.engine.url)
+        raise DatabaseError(
+            f"cannot create the tenant's schema {quoted} on {url} ({reason}): "
+            f"create it first (CREATE SCHEMA {quoted} AUTHORIZATION <the user>), or grant the "
+            "user CREATE on the database",
+            action="create schema",
+            url=url,
+        ) from exc
     log.info("created schema %s", quoted)
 
 

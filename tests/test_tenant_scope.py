@@ -236,3 +236,32 @@ def test_ctrl_c_stops_each_running_schema_after_its_step(
         if result.state == "interrupted":
             assert "005" not in recorded
     assert "fourth" not in schemas(postgres)
+
+
+def test_a_user_who_may_not_create_the_schema_is_told_how_to_make_it(
+    postgres: Backend, make_migrations: MakeMigrations
+) -> None:
+    from sqlmig import DatabaseError
+
+    role = f"sqlmig_weak_{postgres.url.database}"
+    admin = postgres.engine(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+    try:
+        weak = postgres.url.set(username=role).render_as_string(hide_password=False)
+        results = upgrade_all(
+            [Target(weak, schema="acme"), Target(postgres.url_string, schema="globex")],
+            make_migrations(COUNTED_STEPS),
+        )
+        assert [r.state for r in results] == ["failed", "upgraded"]
+        assert isinstance(results[0].error, DatabaseError)
+        assert str(results[0].error).startswith(
+            'cannot create the tenant\'s schema "acme" on postgresql+psycopg://sqlmig_weak_'
+        )
+        assert "grant the user CREATE on the database" in str(results[0].error)
+        assert "acme" not in schemas(postgres)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
