@@ -70,6 +70,8 @@ class TargetResult:
 
     ``state`` is one of ``"upgraded"``, ``"up to date"``, ``"downgraded"``,
     ``"nothing to undo"``, ``"pending"`` (``status_all``: steps to apply),
+    ``"needs repair"`` (``status_all``: a failed row, an edited or a missing
+    file: see :meth:`MigrationRunner.repair`),
     ``"failed"`` (``error`` says why), ``"interrupted"`` (Ctrl-C stopped it
     between two steps) or ``"not started"``. ``applied`` is the steps
     applied (``downgrade_all``: undone) on this target, also when it then
@@ -315,8 +317,11 @@ class _Run:
     def _call(self, runner: MigrationRunner, result: TargetResult) -> None:
         """This run's runner call on one target; its outcome written into ``result``."""
         if self.kind == "status":
-            result.status = runner.status()
-            result.state = "pending" if result.status.pending else "up to date"
+            status = result.status = runner.status()
+            troubled = status.failed or status.changed or status.missing
+            result.state = (
+                "needs repair" if troubled else "pending" if status.pending else "up to date"
+            )
             return
         if self.kind == "upgrade":
             runner.upgrade(self.version)

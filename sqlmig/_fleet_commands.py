@@ -40,6 +40,7 @@ STATES = (
     "upgraded",
     "downgraded",
     "pending",
+    "needs repair",
     "up to date",
     "nothing to undo",
     "failed",
@@ -191,11 +192,18 @@ class _Report:
         if result.status is not None:
             status = result.status
             current = status.current or "(none)"
+            if result.state == "needs repair":
+                counts = [
+                    (len(status.failed), "failed"),
+                    (len(status.changed), "changed"),
+                    (len(status.missing), "missing"),
+                    (status.total_pending, "pending"),
+                ]
+                listed = ", ".join(f"{n} {word}" for n, word in counts if n)
+                return f"needs repair: {listed}, current {current}"
             if result.state == "pending":
                 return f"{status.total_pending} pending, current {current}"
-            troubles = len(status.failed) + len(status.changed) + len(status.missing)
-            extra = f" ({troubles} failed/changed/missing, see status)" if troubles else ""
-            return f"up to date at {current}{extra}"
+            return f"up to date at {current}"
         count = len(result.applied)
         if result.state in ("upgraded", "downgraded"):
             verb = "applied" if result.state == "upgraded" else "undone"

@@ -125,6 +125,9 @@ def test_a_dirty_tenant_fails_alone(three: list[Backend], make_migrations: MakeM
     assert [r.state for r in results] == ["failed", "upgraded", "upgraded"]
     assert isinstance(results[0].error, DirtyDatabase)
     assert hits(dirty.url_string) == ["001"]
+    statuses = status_all(urls(three), folder)
+    assert [r.state for r in statuses] == ["needs repair", "up to date", "up to date"]
+    assert all(r.ok for r in statuses)
 
 
 def test_a_tenant_whose_lock_is_held_times_out_alone(
