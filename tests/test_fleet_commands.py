@@ -171,6 +171,23 @@ def test_targets_from_standard_input_and_variables_in_the_config(
     assert [hits(f"sqlite:///{f}") for f in files] == [["001", "002", "003"]] * 3
 
 
+def test_an_environment_has_targets_of_its_own(project: Project, tmp_path: Path) -> None:
+    project.config(
+        f"""\
+        [tool.sqlmig]
+        targets = ["sqlite:///{tmp_path}/dev.db"]
+
+        [tool.sqlmig.env.prod]
+        targets = ["sqlite:///{tmp_path}/prod-1.db", "sqlite:///{tmp_path}/prod-2.db"]
+        """
+    )
+
+    result = project.run("upgrade", "--all", "--env", "prod")
+
+    assert result.out.splitlines()[-1] == "2 upgraded"
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["prod-1.db", "prod-2.db"]
+
+
 def test_targets_from_a_callable(project: Project, tmp_path: Path) -> None:
     (project.root / "tenant_registry.py").write_text(
         textwrap.dedent(
@@ -224,6 +241,16 @@ def test_targets_from_a_callable(project: Project, tmp_path: Path) -> None:
         ('targets = ["sqlite:///a.db"]', ("upgrade", "--all", "--jobs", "-2"), "--jobs: '-2'"),
         ('targets = ["sqlite:///a.db"]', ("upgrade", "--all", "--targets", "none.txt"), "none.txt"),
         ("targets = [3]", ("upgrade", "--all"), "targets[0] must be a URL string"),
+        (
+            'targets = ["postgresql://u:${SQLMIG_NOPE}@h/db#t"]',
+            ("upgrade", "--all"),
+            "tool.sqlmig.targets[0] uses ${SQLMIG_NOPE}, which is not set",
+        ),
+        (
+            'targets = ["sqlite:///a.db"]',
+            ("upgrade", "--all", "--env", "nope"),
+            "unknown environment",
+        ),
     ],
 )
 def test_bad_targets_are_refused_up_front_with_exit_2(
@@ -444,3 +471,26 @@ def test_two_upgrade_all_runs_and_a_downgrade_all_racing_leave_histories_true(
         assert final.code == 0
         for line in lines:
             assert versions(line, folder) == (["001", "002", "003"],) * 2, line
+
+
+def test_a_secret_with_at_percent_and_hash_from_a_variable_is_never_shown(
+    project: Project, tmp_path: Path
+) -> None:
+    with fresh_database("postgresql", tmp_path) as pg:
+
+        def entry(database: str) -> str:
+            url = pg.url.set(password="PLACEHOLDER", database=database)
+            return url.render_as_string(hide_password=False).replace("PLACEHOLDER", "${TENANT_PW}")
+
+        tenants = [entry(str(pg.url.database)) + "#acme", entry("sqlmig_missing_db")]
+        project.config(f"[tool.sqlmig]\ntargets = {toml_list(tenants)}\n")
+        secret = "p@ss%w0rd#x"
+
+        result = project.run("upgrade", "--all", "-v", TENANT_PW=secret)
+
+        assert result.code == 1
+        assert result.out.splitlines()[-1] == "1 upgraded, 1 failed"
+        assert "sqlmig_missing_db" in result.err
+        for text in (result.out, result.err):
+            assert secret not in text and "w0rd" not in text
+        assert hits(pg.url_string, "acme") == ["001", "002", "003"]
