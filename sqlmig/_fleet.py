@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from sqlalchemy import URL, create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from ._database import Database
 from ._discovery import Listing, discover
@@ -369,17 +370,24 @@ class SharedEngines:
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
-                db = Database(target.url)
-                engine = create_engine(
-                    db.url,
-                    connect_args=connect_args(db, self.lock_timeout),
-                    pool_size=self.jobs,
-                )
-                self._engines[key] = engine
+                engine = self._build(target)
+                if engine is not None:
+                    self._engines[key] = engine
         try:
-            yield engine
+            yield target.url if engine is None else engine
         finally:
             self._done(key)
+
+    def _build(self, target: Target) -> Engine | None:
+        """An engine with a connection for each job; None when the URL cannot make one
+        (a driver missing, a bad option): the runner then says why, for this target."""
+        db = Database(target.url)
+        try:
+            return create_engine(
+                db.url, connect_args=connect_args(db, self.lock_timeout), pool_size=self.jobs
+            )
+        except (SQLAlchemyError, ImportError, ValueError, TypeError):
+            return None
 
     def close(self) -> None:
         """Dispose of the engines left (those of targets that never started)."""
