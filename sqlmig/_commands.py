@@ -140,7 +140,7 @@ def _no_script_options(args: argparse.Namespace) -> None:
 
 def cmd_upgrade(args: argparse.Namespace, out: Output, progress: Progress) -> int:
     if wants_all(args):
-        return run_all("upgrade", args, out)
+        return run_all("upgrade", args, out, progress)
     if args.sql:
         if args.dry_run:
             raise UsageError("--sql and --dry-run are two ways to show the SQL: choose one")
@@ -208,7 +208,7 @@ def _print_statements(out: Output, statements: list[str]) -> None:
 
 def cmd_downgrade(args: argparse.Namespace, out: Output, progress: Progress) -> int:
     if wants_all(args):
-        return run_all("downgrade", args, out)
+        return run_all("downgrade", args, out, progress)
     if args.sql:
         return _script(args, out, downgrade=True)
     _no_script_options(args)
@@ -279,7 +279,7 @@ def status_json(status: Status) -> str:
 
 def cmd_status(args: argparse.Namespace, out: Output, progress: Progress) -> int:
     if wants_all(args):
-        return run_all("status", args, out)
+        return run_all("status", args, out, progress)
     runner = _runner(args, out)
     status = runner.status()
     if args.json:

@@ -62,6 +62,8 @@ Kind = Literal["upgrade", "downgrade", "status"]
 ResultCallback = Callable[["TargetResult"], None]
 #: the keywords of ``MigrationRunner`` that a run over many targets passes on
 RUNNER_OPTIONS = frozenset({"table", "schema", "lock_timeout", "allow_out_of_order"})
+#: The name of a worker thread while it runs a target is this, then the target's name.
+THREAD_PREFIX = "sqlmig target "
 DONE = {"upgrade": ("upgraded", "up to date"), "downgrade": ("downgraded", "nothing to undo")}
 
 
@@ -277,7 +279,10 @@ class _Run:
                     index, self._next = self._next, self._next + 1
                 if index >= len(self.targets):
                     return
-                result = self._one(self.targets[index])
+                target = self.targets[index]
+                # what the steps log names their tenant: %(threadName)s in a log format
+                threading.current_thread().name = f"{THREAD_PREFIX}{target.name}"
+                result = self._one(target)
                 self.results[index] = result
                 if result.state == "failed" and self.fail_fast:
                     self.no_new.set()
@@ -462,7 +467,9 @@ def upgrade_all(
     ``targets``. One target's failure is its result's ``error`` and stops no
     other; with ``fail_fast`` no new target starts after a failure (those
     running finish). ``on_result`` is called with each result as its target
-    finishes, in the calling thread. ``runner_options`` are
+    finishes, in the calling thread. Each target runs in a worker thread
+    named ``sqlmig target NAME`` while it runs, so a log format with
+    ``%(threadName)s`` tells which tenant each record is about. ``runner_options`` are
     :class:`MigrationRunner`'s ``table``, ``schema`` (where the history table
     lives on targets without a schema of their own), ``lock_timeout`` and
     ``allow_out_of_order``. Each migration module is imported at most once.

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections import Counter
 from typing import Any
 
 from sqlalchemy import URL
 
-from ._console import Output, human_duration
+from ._console import Output, Progress, human_duration
 from ._errors import UsageError
 from ._fleet import (
+    THREAD_PREFIX,
     Kind,
     TargetResult,
     TargetsInterrupted,
@@ -106,8 +108,28 @@ def wants_all(args: argparse.Namespace) -> bool:
     return False
 
 
-def run_all(kind: Kind, args: argparse.Namespace, out: Output) -> int:
-    """Run ``kind`` over every target and print as the module says; the exit code."""
+def run_all(kind: Kind, args: argparse.Namespace, out: Output, progress: Progress) -> int:
+    """Run ``kind`` over every target and print as the module says; the exit code.
+
+    What a step logs (shown as for one database) starts with its target's name.
+    """
+    progress.addFilter(_name_the_target)
+    try:
+        return _run_all(kind, args, out)
+    finally:
+        progress.removeFilter(_name_the_target)
+
+
+def _name_the_target(record: logging.LogRecord) -> bool:
+    """Start a record logged while a target runs with the target's name."""
+    if record.threadName and record.threadName.startswith(THREAD_PREFIX):
+        name = record.threadName[len(THREAD_PREFIX) :]
+        if not getattr(record, "target", None) and not str(record.msg).startswith(name):
+            record.msg = f"{name}: {record.msg}"
+    return True
+
+
+def _run_all(kind: Kind, args: argparse.Namespace, out: Output) -> int:
     _refuse_single_options(args)
     config = None if args.config is None else str(args.config)
     if args.targets is not None:

@@ -494,3 +494,19 @@ def test_a_secret_with_at_percent_and_hash_from_a_variable_is_never_shown(
         for text in (result.out, result.err):
             assert secret not in text and "w0rd" not in text
         assert hits(pg.url_string, "acme") == ["001", "002", "003"]
+
+
+def test_what_a_step_logs_names_its_target(project: Project, tmp_path: Path) -> None:
+    (project.root / "migrations" / "004_logs.py").write_text(
+        "import logging\n\ndef up(conn):\n"
+        "    logging.getLogger('sqlmig.migrations').info('backfilled %d rows', 7)\n"
+    )
+    files = [f"sqlite:///{tmp_path / f'{i}.db'}" for i in range(3)]
+    project.config(f"[tool.sqlmig]\ntargets = {toml_list(files)}\n")
+
+    result = project.run("upgrade", "--all", "--jobs", "3")
+
+    assert result.code == 0
+    assert sorted(line for line in result.out.splitlines() if "backfilled" in line) == [
+        f"{f}: backfilled 7 rows" for f in files
+    ]
