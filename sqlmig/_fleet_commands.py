@@ -16,24 +16,17 @@ import json
 import logging
 import sys
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL
 
 from ._console import Output, Progress, human_duration
 from ._errors import UsageError
-from ._fleet import (
-    THREAD_PREFIX,
-    Kind,
-    TargetResult,
-    TargetsInterrupted,
-    downgrade_all,
-    status_all,
-    upgrade_all,
-)
-from ._targets import Target, read_file
 from ._urls import scrub
-from .config import configured_targets, shared_settings
+
+if TYPE_CHECKING:  # the run itself is imported by --all alone: other commands start faster
+    from ._fleet import Kind, TargetResult
+    from ._targets import Target
 
 __all__ = ["add_all_options", "run_all", "wants_all"]
 
@@ -122,6 +115,8 @@ def run_all(kind: Kind, args: argparse.Namespace, out: Output, progress: Progres
 
 def _name_the_target(record: logging.LogRecord) -> bool:
     """Start a record logged while a target runs with the target's name."""
+    from ._fleet import THREAD_PREFIX
+
     if record.threadName and record.threadName.startswith(THREAD_PREFIX):
         name = record.threadName[len(THREAD_PREFIX) :]
         if not getattr(record, "target", None) and not str(record.msg).startswith(name):
@@ -130,6 +125,10 @@ def _name_the_target(record: logging.LogRecord) -> bool:
 
 
 def _run_all(kind: Kind, args: argparse.Namespace, out: Output) -> int:
+    from ._fleet import TargetsInterrupted, downgrade_all, status_all, upgrade_all
+    from ._targets import read_file
+    from .config import configured_targets, shared_settings
+
     _refuse_single_options(args)
     config = None if args.config is None else str(args.config)
     if args.targets is not None:

@@ -37,7 +37,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -46,8 +46,10 @@ from ._errors import ConfigError
 from ._locking import checked_lock_timeout
 from ._models import checked_setting
 from ._sources import from_setting, is_folder
-from ._targets import Target, from_callable, split_schema
 from ._urls import mask, to_url
+
+if TYPE_CHECKING:
+    from ._targets import Target
 
 __all__ = [
     "CONFIG_VAR",
@@ -343,6 +345,8 @@ def configured_targets(env: str | None = None, path: str | Path | None = None) -
             an entry that is not a URL, a callable that is missing, raises or
             returns something else than targets.
     """
+    from ._targets import Target, from_callable, split_schema  # for --all alone
+
     config = _load(path)
     chosen = env or os.environ.get(ENV_VAR) or None
     layers = [("tool.sqlmig", config.settings)]
