@@ -65,6 +65,9 @@ def run_downgrade(
 ) -> list[Migration]:
     """``MigrationRunner.downgrade`` (``target`` None: the last step), under the lock."""
     executor = s.executor(on_step)
+    if as_adopted(s, migrations, History([], exists=False)).rows and not s.history_exists():
+        with prepared(s, executor, migrations):  # Alembic's history, taken over first
+            pass
     comparison = compare(migrations, s.read_for_steps(executor).rows)
     queue: list[PlanItem] = list(plan_downgrade(comparison, target))
     for _, migration in queue:

@@ -206,3 +206,16 @@ def test_status_refuses_an_alembic_version_the_chain_does_not_hold(
 
     with pytest.raises(MissingMigration, match="f00d"):
         MigrationRunner(sqlite_backend.url, f"alembic:{ini}").status()
+
+
+def test_a_downgrade_as_the_first_write_adopts_then_undoes(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, CHAIN)
+    alembic_upgrade(ini, backend.url_string, "head")
+
+    undone = MigrationRunner(backend.url, f"alembic:{ini}").downgrade("2")
+
+    assert [m.version for m in undone] == ["4", "3"]
+    assert [r[0] for r in history(backend)] == ["1", "2"]
+    assert rows(backend, "SELECT count(*) FROM account") == [(0,)]

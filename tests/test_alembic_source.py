@@ -441,3 +441,33 @@ def test_a_sql_script_runs_revisions_in_alembics_offline_mode(tmp_path: Path) ->
     assert "CREATE TABLE account" in script
     assert "UPDATE account SET name = upper(name);" in script
     assert not (tmp_path / "app.db").exists()
+
+
+def test_a_package_script_location_and_recursive_version_folders_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "shopapp_pkg"
+    (package / "migrations" / "versions" / "2024").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "migrations" / "versions" / "a1.py").write_text(CHAIN["a1_account.py"])
+    (package / "migrations" / "versions" / "2024" / "b2.py").write_text(CHAIN["b2_email.py"])
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(
+        "[alembic]\nscript_location = shopapp_pkg:migrations\nrecursive_version_locations = true\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    labels = [m.label for m in MigrationRunner("sqlite:///x.db", f"alembic:{ini}").migrations()]
+
+    assert labels == ["1_a1", "2_b2"]
+
+
+def test_a_pyproject_with_tool_alembic_is_a_project_too(tmp_path: Path) -> None:
+    write_project(tmp_path, CHAIN)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.alembic]\nscript_location = "%(here)s/alembic"\n'
+    )
+
+    steps = MigrationRunner("sqlite:///x.db", f"alembic:{tmp_path / 'pyproject.toml'}").migrations()
+
+    assert len(steps) == 4
