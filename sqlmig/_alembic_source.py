@@ -163,6 +163,8 @@ def operations(conn: Connection, project: _Project) -> Iterator[None]:
         else:
             env.configure(connection=conn)
         op = Operations(env.get_context())
+        # Operations.context() does this too, but leaves the proxy bound to this
+        # step's connection when the revision raises: taken back here either way.
         op._install_proxy()
         try:
             yield
