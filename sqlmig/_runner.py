@@ -79,7 +79,8 @@ class MigrationRunner:
     ``db`` is a URL, a ``sqlalchemy.URL``, an ``Engine`` or a ``Connection``
     (a string must be a URL: a SQLite file is ``sqlite:///path``; the
     ``db_path=`` keyword takes a plain file path). ``migrations`` is a folder, an
-    importable package name, or a list of :class:`Migration` objects.
+    importable package name, an Alembic project (``"alembic:alembic.ini"``), or
+    a list of :class:`Migration` objects and of such sources.
     ``metadata``, when given, is the models :meth:`check` compares the
     database with: a ``MetaData``, ``"module:attribute"`` (imported only when
     needed) or a list of them.
