@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 from ._discovery import FILE_NAME, discover
 from ._errors import MigrationSourceError, UsageError
-from ._sources import migrations_folder
+from ._sources import is_folder, migrations_folder
 
 __all__ = ["TEMPLATE", "new_migration", "next_file_name"]
 
@@ -67,7 +68,7 @@ def _slug(name: str) -> str:
     return slug
 
 
-def next_file_name(existing: list[str], name: str) -> str:
+def next_file_name(existing: list[str], name: str, *, after: int = 0) -> str:
     """The file name after ``existing`` (migration file names) for ``name``.
 
     The number is one above the highest, zero-padded to the width of that
@@ -77,20 +78,27 @@ def next_file_name(existing: list[str], name: str) -> str:
     >>> next_file_name(["migration_009_b.py"], "add orders")
     'migration_010_add_orders.py'
 
+    ``after``: the highest version of the sources listed before this folder
+    (an Alembic chain's length); the number is above it too.
+
     Raises:
         UsageError: ``name`` has no letter or digit.
     """
     slug = _slug(name)
     matches = [m for m in map(FILE_NAME.match, existing) if m is not None]
-    if not matches:
-        return f"{1:0{DEFAULT_WIDTH}d}_{slug}.py"
+    if not matches or max(int(m["version"]) for m in matches) <= after:
+        # nothing yet, or only what comes before the steps of the sources listed
+        # before this folder (an Alembic chain): the next version after those
+        return f"{after + 1:0{DEFAULT_WIDTH}d}_{slug}.py"
     newest = max(matches, key=lambda m: int(m["version"]))
     prefix = PREFIX if newest.group(0).startswith(PREFIX) else ""
     width = len(newest["version"])
     return f"{prefix}{int(newest['version']) + 1:0{width}d}_{slug}.py"
 
 
-def new_migration(migrations: str | Path, name: str, template: str = TEMPLATE) -> Path:
+def new_migration(
+    migrations: str | Path | Sequence[str | Path], name: str, template: str = TEMPLATE
+) -> Path:
     """Write the next migration file into ``migrations`` and return its path.
 
     Creates the folder if needed. The file has a docstring, ``up`` and ``down``:
@@ -103,6 +111,17 @@ def new_migration(migrations: str | Path, name: str, template: str = TEMPLATE) -
             dotted name is neither a package nor a folder, or the file cannot
             be written.
     """
+    after = 0
+    if not isinstance(migrations, (str, Path)):  # a list: an Alembic chain, then a folder
+        folders = [item for item in migrations if is_folder(item)]
+        if not folders:
+            raise MigrationSourceError(
+                "the migrations list holds no folder for new files: add one after the "
+                'Alembic chain, such as ["alembic:alembic.ini", "migrations"]'
+            )
+        others = [item for item in migrations if item is not folders[-1]]
+        after = max((m.number for m in discover(others)), default=0)
+        migrations = folders[-1]
     folder = migrations_folder(migrations)
     if folder.exists() and not folder.is_dir():
         raise MigrationSourceError(
@@ -110,7 +129,7 @@ def new_migration(migrations: str | Path, name: str, template: str = TEMPLATE) -
             path=str(folder),
         )
     existing = [Path(m.path).name for m in discover(folder) if m.path] if folder.is_dir() else []
-    file_name = next_file_name(existing, name)
+    file_name = next_file_name(existing, name, after=after)
     match = FILE_NAME.match(file_name)
     assert match is not None
     label = f"{match['version']}_{match['name']}"

@@ -45,7 +45,7 @@ from sqlalchemy.exc import ArgumentError
 from ._errors import ConfigError
 from ._locking import checked_lock_timeout
 from ._models import checked_setting
-from ._sources import from_setting, is_folder
+from ._sources import from_setting
 from ._urls import mask, to_url
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ def runner_settings(
 
 def migrations_setting(
     env: str | None = None, path: str | Path | None = None, migrations: str | Path | None = None
-) -> str:
+) -> str | list[str]:
     """Where the migrations are, as :func:`runner_settings` resolves it, without needing a URL.
 
     Raises:
@@ -302,15 +302,8 @@ def migrations_setting(
         layers.append((f"tool.sqlmig.env.{chosen}", config.environment(chosen)))
     given = {} if migrations is None else {"migrations": migrations}
     found = merged(config, layers, given, may_be_new=True)["migrations"]
-    if isinstance(found, list):  # new files go in the folder listed last
-        folders = [item for item in found if is_folder(item)]
-        if not folders:
-            raise ConfigError(
-                "migrations lists no folder for new files: add one after the Alembic "
-                'chain, such as ["alembic:alembic.ini", "migrations"]',
-                key="migrations",
-            )
-        return str(folders[-1])
+    if isinstance(found, list):  # new files go in its last folder (see sqlmig new)
+        return [str(item) for item in found]
     return str(found)
 
 

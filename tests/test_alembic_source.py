@@ -342,7 +342,10 @@ def test_a_configured_list_is_a_chain_then_the_folder_new_files_go_to(tmp_path: 
         f"alembic:{tmp_path / 'alembic.ini'}",
         str(tmp_path / "migrations"),
     ]
-    assert migrations_setting(path=config) == str(tmp_path / "migrations")
+    assert migrations_setting(path=config) == [
+        f"alembic:{tmp_path / 'alembic.ini'}",
+        str(tmp_path / "migrations"),
+    ]
 
 
 def test_sqlmig_new_writes_no_alembic_revision(tmp_path: Path) -> None:
@@ -471,3 +474,19 @@ def test_a_pyproject_with_tool_alembic_is_a_project_too(tmp_path: Path) -> None:
     steps = MigrationRunner("sqlite:///x.db", f"alembic:{tmp_path / 'pyproject.toml'}").migrations()
 
     assert len(steps) == 4
+
+
+def test_sqlmig_new_numbers_the_first_file_after_the_chain(tmp_path: Path) -> None:
+    from sqlmig._scaffold import new_migration
+
+    ini = write_project(tmp_path, CHAIN)
+    sources = [f"alembic:{ini}", str(tmp_path / "migrations")]
+
+    first = new_migration(sources, "add_orders")
+    second = new_migration(sources, "add_items")
+
+    assert (first.name, second.name) == ("005_add_orders.py", "006_add_items.py")
+    assert [m.version for m in MigrationRunner("sqlite:///x.db", sources).migrations()][-2:] == [
+        "005",
+        "006",
+    ]
