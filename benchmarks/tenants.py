@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,14 +101,14 @@ def upgrade_all_checked(targets: list[object], folder: str, jobs: int) -> None:
         raise RuntimeError(f"{bad[0].name}: {bad[0].state}: {bad[0].error}")
 
 
-def schemas_rows(admin: Engine, folder: str, tenants: int) -> list[tuple[str, float]]:
+def schemas_rows(admin: Engine, folder: str, tenants: int, rounds: int) -> dict[str, list[float]]:
     """Wall seconds of the floor loop, jobs=1 and jobs=8 over ``tenants`` schemas."""
     from sqlmig import Target
 
     names = [f"tenant_{i:04d}" for i in range(tenants)]
     times: dict[str, list[float]] = {"floor": [], "jobs=1": [], "jobs=8": []}
-    for round_ in range(2):  # each way twice, in turns; the faster run counts
-        order = list(times) if round_ == 0 else list(times)[::-1]
+    for round_ in range(rounds):  # each way once a round, in turns
+        order = list(times) if round_ % 2 == 0 else list(times)[::-1]
         for way in order:
             with pg_database(admin) as url:
                 if way == "floor":
@@ -125,14 +126,14 @@ def schemas_rows(admin: Engine, folder: str, tenants: int) -> list[tuple[str, fl
                         upgrade_all_checked([Target(url, schema=n) for n in names], folder, jobs)
 
                 times[way].append(timed(work))
-    return [(way, min(values)) for way, values in times.items()]
+    return times
 
 
-def files_rows(root: Path, folder: str, tenants: int) -> list[tuple[str, float]]:
+def files_rows(root: Path, folder: str, tenants: int, rounds: int) -> dict[str, list[float]]:
     """Wall seconds of the floor loop, jobs=1 and jobs=8 over ``tenants`` SQLite files."""
     times: dict[str, list[float]] = {"floor": [], "jobs=1": [], "jobs=8": []}
-    for round_ in range(2):
-        order = list(times) if round_ == 0 else list(times)[::-1]
+    for round_ in range(rounds):
+        order = list(times) if round_ % 2 == 0 else list(times)[::-1]
         for way in order:
             where = root / f"files-{way}-{round_}"
             where.mkdir()
@@ -152,10 +153,10 @@ def files_rows(root: Path, folder: str, tenants: int) -> list[tuple[str, float]]
                     upgrade_all_checked(list(urls), folder, jobs)
 
             times[way].append(timed(work))
-    return [(way, min(values)) for way, values in times.items()]
+    return times
 
 
-def noop_rows(root: Path, folder: str, tenants: int) -> list[tuple[str, float]]:
+def noop_rows(root: Path, folder: str, tenants: int) -> dict[str, list[float]]:
     """Wall seconds of a no-op start-up over up-to-date tenants: singles and upgrade_all."""
     from sqlmig import MigrationRunner, upgrade_all
 
@@ -172,12 +173,36 @@ def noop_rows(root: Path, folder: str, tenants: int) -> list[tuple[str, float]]:
         assert all(r.state == "up to date" for r in upgrade_all(urls, folder, jobs=1))
 
     times: dict[str, list[float]] = {"single calls": [], "upgrade_all jobs=1": []}
-    for round_ in range(5):
+    for round_ in range(10):
         for way, work in [("single calls", singles), ("upgrade_all jobs=1", together)][
             :: 1 if round_ % 2 == 0 else -1
         ]:
             times[way].append(timed(work))
-    return [(way, min(values)) for way, values in times.items()]
+    return times
+
+
+def paired(these: list[float], those: list[float]) -> str:
+    """The median of the rounds' ratios, and their range."""
+    ratios = [a / b for a, b in zip(these, those, strict=True)]
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def timed_rows(what: str, times: dict[str, list[float]], goal: float) -> list[tuple[str, str, str]]:
+    """The floor, jobs=1 and jobs=8 rows: the median time, and ratios paired by round."""
+    floor, one, eight = times["floor"], times["jobs=1"], times["jobs=8"]
+    return [
+        (f"{what}: floor loop", f"{statistics.median(floor):.2f} s", ""),
+        (
+            f"{what}: jobs=1",
+            f"{statistics.median(one):.2f} s",
+            f"{paired(one, floor)} floor (goal <= 1.15)",
+        ),
+        (
+            f"{what}: jobs=8",
+            f"{statistics.median(eight):.2f} s",
+            f"{paired(eight, one)} jobs=1 (goal <= {goal})",
+        ),
+    ]
 
 
 def footprint(count: int, steps: int) -> dict[str, float]:
@@ -218,6 +243,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--noop", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the timed runs")
     parser.add_argument("--rss", default="100,1000", help="two tenant counts, small,large")
     parser.add_argument("--rss-steps", type=int, default=2)
     parser.add_argument("--pg-url", default=os.environ.get("SQLMIG_TEST_POSTGRES_URL", DEFAULT_PG))
@@ -234,45 +260,20 @@ def main() -> None:
         folder = str(write_workload(root / "steps", "sqlmig", args.steps))
         if not args.no_postgresql:
             admin = create_engine(make_url(args.pg_url), isolation_level="AUTOCOMMIT")
-            pg = dict(schemas_rows(admin, folder, args.schemas))
+            pg = schemas_rows(admin, folder, args.schemas, args.rounds)
             admin.dispose()
-            what = f"PostgreSQL {args.schemas} schemas x {args.steps} steps"
-            rows += [
-                (f"{what}: floor loop", f"{pg['floor']:.2f} s", ""),
-                (
-                    f"{what}: jobs=1",
-                    f"{pg['jobs=1']:.2f} s",
-                    f"{pg['jobs=1'] / pg['floor']:.2f}x floor (goal <= 1.15)",
-                ),
-                (
-                    f"{what}: jobs=8",
-                    f"{pg['jobs=8']:.2f} s",
-                    f"{pg['jobs=8'] / pg['jobs=1']:.2f}x jobs=1 (goal <= 0.4)",
-                ),
-            ]
-        lite = dict(files_rows(root, folder, args.files))
-        what = f"SQLite {args.files} files x {args.steps} steps"
-        rows += [
-            (f"{what}: floor loop", f"{lite['floor']:.2f} s", ""),
-            (
-                f"{what}: jobs=1",
-                f"{lite['jobs=1']:.2f} s",
-                f"{lite['jobs=1'] / lite['floor']:.2f}x floor (goal <= 1.15)",
-            ),
-            (
-                f"{what}: jobs=8",
-                f"{lite['jobs=8']:.2f} s",
-                f"{lite['jobs=8'] / lite['jobs=1']:.2f}x jobs=1 (goal <= 0.5)",
-            ),
-        ]
-        noop = dict(noop_rows(root, folder, args.noop))
+            rows += timed_rows(f"PostgreSQL {args.schemas} schemas x {args.steps} steps", pg, 0.4)
+        lite = files_rows(root, folder, args.files, args.rounds)
+        rows += timed_rows(f"SQLite {args.files} files x {args.steps} steps", lite, 0.5)
+        noop = noop_rows(root, folder, args.noop)
         what = f"no-op start-up, {args.noop} up-to-date SQLite tenants"
+        singles, together = noop["single calls"], noop["upgrade_all jobs=1"]
         rows += [
-            (f"{what}: single calls", f"{noop['single calls'] * 1000:.0f} ms", ""),
+            (f"{what}: single calls", f"{statistics.median(singles) * 1000:.0f} ms", ""),
             (
                 f"{what}: upgrade_all",
-                f"{noop['upgrade_all jobs=1'] * 1000:.0f} ms",
-                f"{noop['upgrade_all jobs=1'] / noop['single calls']:.2f}x singles (goal <= 1.2)",
+                f"{statistics.median(together) * 1000:.0f} ms",
+                f"{paired(together, singles)} singles (goal <= 1.2)",
             ),
         ]
     small, large = (int(n) for n in args.rss.split(","))
