@@ -239,6 +239,9 @@ class MigrationRunner:
         Each step runs in its own transaction with its history row. With
         nothing to do it returns ``[]`` at once, without taking the lock.
         ``on_step`` is told of this call's steps, after the runner's own.
+        Returns the steps this call applied, each listed once (one that another
+        runner undid between two of its steps and that it applied again, where
+        it applied it last).
 
         Raises:
             MigrationSourceError: a bad file (found before any write).

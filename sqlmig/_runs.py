@@ -85,7 +85,10 @@ def run_downgrade(
 
 
 def apply_steps(executor: StepExecutor, steps: list[Migration]) -> list[Migration]:
-    """Apply ``steps`` in order; returns those applied by this run.
+    """Apply ``steps`` in order; returns those applied by this run, each once.
+
+    A step that another runner undid after this run applied it, and that this
+    run applied again, is listed once, where it was applied last.
 
     Raises:
         MigrationFailed: a step failed; its ``applied`` lists the steps applied before it.
@@ -104,7 +107,7 @@ def apply_steps(executor: StepExecutor, steps: list[Migration]) -> list[Migratio
             exc.applied = list(applied)
             raise
         if done:
-            applied.append(migration)
+            _add_once(applied, migration)
         again = executor.take_replanned()
         if again is not None:
             queue = [m for _, m in again[1 if done else 0 :]]
@@ -112,7 +115,10 @@ def apply_steps(executor: StepExecutor, steps: list[Migration]) -> list[Migratio
 
 
 def undo_steps(executor: StepExecutor, plan: list[PlanItem]) -> list[Migration]:
-    """Undo the planned rows in order, newest first; returns the steps undone by this run."""
+    """Undo the planned rows in order, newest first; returns the steps undone by this run.
+
+    Each is listed once, as in :func:`apply_steps`.
+    """
     queue = list(plan)
     undone: list[Migration] = []
     while queue:
@@ -120,8 +126,14 @@ def undo_steps(executor: StepExecutor, plan: list[PlanItem]) -> list[Migration]:
         assert row is not None
         done = executor.undo(row, migration)
         if done:
-            undone.append(migration)
+            _add_once(undone, migration)
         again = executor.take_replanned()
         if again is not None:
             queue = again[1 if done else 0 :]
     return undone
+
+
+def _add_once(done: list[Migration], migration: Migration) -> None:
+    """Append ``migration`` to a run's result, dropping an earlier entry of its version."""
+    done[:] = [m for m in done if m.number != migration.number]
+    done.append(migration)

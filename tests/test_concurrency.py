@@ -516,12 +516,53 @@ def test_sqlite_rollback_last_undoes_the_step_applied_between_its_transactions(
     assert_schema_matches_history(sqlite_backend)
 
 
+def test_sqlite_upgrade_lists_a_step_it_applied_again_once(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(ALTERING)
+    MigrationRunner(sqlite_backend.url, folder).upgrade("003")
+    other = MigrationRunner(sqlite_backend.url, folder)
+    engine = sqlite_backend.engine()
+    try:
+        # this runner has applied 004 when the other one undoes it: 004 runs again, then 005
+        with between_transactions(engine, lambda: other.downgrade("003"), before_transaction=3):
+            applied = MigrationRunner(engine, folder).upgrade()
+    finally:
+        engine.dispose()
+    assert [m.version for m in applied] == ["004", "005"]
+    assert_schema_matches_history(sqlite_backend)
+    assert [v for v, _ in history(sqlite_backend)] == ["001", "002", "003", "004", "005"]
+
+
+def test_sqlite_downgrade_lists_a_step_it_undid_again_once(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(ALTERING)
+    MigrationRunner(sqlite_backend.url, folder).upgrade()
+    other = MigrationRunner(sqlite_backend.url, folder)
+    engine = sqlite_backend.engine()
+    try:
+        # this runner has undone 005 when the other one applies it again: 005 is undone again
+        with between_transactions(engine, lambda: other.upgrade(), before_transaction=3):
+            undone = MigrationRunner(engine, folder).downgrade("003")
+    finally:
+        engine.dispose()
+    assert [m.version for m in undone] == ["005", "004"]
+    assert_schema_matches_history(sqlite_backend)
+    assert [v for v, _ in history(sqlite_backend)] == ["001", "002", "003"]
+
+
 # -- SQLite: a decision and its write must share one write transaction ---------------------
 
 
 @contextmanager
-def between_transactions(engine: Engine, act: Callable[[], object]) -> Iterator[None]:
+def between_transactions(
+    engine: Engine, act: Callable[[], object], *, before_transaction: int = 2
+) -> Iterator[None]:
     """Run ``act`` (another runner) between the write transactions of the runner on ``engine``.
+
+    ``before_transaction``: the runner's write transaction (counted from 1) that ``act``
+    runs just before.
 
     On SQLite each write transaction is the lock, so this is the interleaving two
     racing processes can produce; here it happens every time. A runner that decides
@@ -532,7 +573,7 @@ def between_transactions(engine: Engine, act: Callable[[], object]) -> Iterator[
     def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if statement.startswith("BEGIN IMMEDIATE"):
             ran.append(True)
-            if len(ran) == 2:  # a second write transaction began: the first one is over
+            if len(ran) == before_transaction:  # the previous transaction is over
                 act()
 
     event.listen(engine, "before_cursor_execute", before)
@@ -540,7 +581,7 @@ def between_transactions(engine: Engine, act: Callable[[], object]) -> Iterator[
         yield
     finally:
         event.remove(engine, "before_cursor_execute", before)
-    if len(ran) < 2:
+    if len(ran) < before_transaction:
         act()
 
 
