@@ -328,7 +328,9 @@ def cmd_repair(args: argparse.Namespace, out: Output, progress: Progress) -> int
     changes = runner.repair()
     for change in changes:
         out.line(f"Repaired: {change}")
-    if not changes:
+    if not changes and not runner.history():
+        out.line("Nothing to repair: no step is recorded yet")
+    elif not changes:
         out.line("Nothing to repair: history and files agree")
     return 0
 

@@ -117,6 +117,9 @@ def repair(s: Session, migrations: list[Migration]) -> list[str]:
     """Accept edited files, forget failed and lost rows; see ``MigrationRunner.repair``."""
     store, conn = s.store, s.conn
     changes: list[str] = []
+    if not s.history_exists():  # nothing recorded, nothing to repair: create nothing either
+        log.info("repair: nothing to repair: there is no history table yet")
+        return changes
     with prepared(s, s.executor(), migrations, strict=False) as history:
         _settled(s, history.failed, "repair")
         for version in history.unreadable:

@@ -456,7 +456,8 @@ class MigrationRunner:
         Rows whose version is not a number (written by hand; no file can match
         them) are removed too.
 
-        Returns one line per change made (each also logged).
+        Returns one line per change made (each also logged). On a database with
+        no history table it changes nothing, creates nothing, and returns ``[]``.
         """
         migrations = self.migrations()
         with self._session(write=True) as s, locked(s):

@@ -30,6 +30,7 @@ import pytest
 from sqlalchemy import URL, inspect
 
 from backends import Backend, fresh_database
+from conftest import tables
 from sqlmig._cli import main
 from sqlmig._dialects import profile_for
 
@@ -402,6 +403,13 @@ def test_repair_accepts_edits_and_clears_failed_rows(project: Project) -> None:
     assert result.stdout == "Repaired: removed the failed row of 003\n"
     assert project.run("repair").stdout == "Nothing to repair: history and files agree\n"
     assert project.run("verify").returncode == 0
+
+
+def test_repair_before_any_upgrade_says_there_is_nothing_to_repair(project: Project) -> None:
+    result = project.run("repair")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Nothing to repair: no step is recorded yet\n"
+    assert project.backend is not None and tables(project.backend) == set()
 
 
 def test_baseline_marks_steps_applied_without_running_them(project: Project) -> None:

@@ -516,6 +516,16 @@ def test_unstamp_on_a_database_without_history_creates_nothing(
     assert tables(backend) == set()  # MySQL would keep a history table created for nothing
 
 
+def test_repair_on_a_database_without_history_changes_nothing(
+    backend: Backend, make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sqlmig")
+    runner = MigrationRunner(backend.url, make_migrations(steps("a")))
+    assert runner.repair() == []
+    assert tables(backend) == set()  # no history table created for nothing
+    assert "repair: nothing to repair: there is no history table yet" in caplog.text
+
+
 # -- the calls for checks and tests: history, connect, with_database, reusing_engine ---
 
 
