@@ -28,6 +28,7 @@ from ._migration import PlannedStep, Status
 from ._runner import MigrationRunner
 from ._scaffold import new_migration
 from ._sql_script import DIALECTS, dialect_choice, render_script
+from ._urls import URL_HINT
 from .config import URL_VAR, migrations_setting, runner_settings
 
 __all__ = ["COMMANDS", "Command", "status_json", "status_rows"]
@@ -39,8 +40,7 @@ def _runner(args: argparse.Namespace, out: Output) -> MigrationRunner:
     if args.url is not None and "://" not in args.url:
         shown = "the value given" if "@" in args.url else repr(args.url)
         raise ConfigError(
-            f"--url {shown} is not a database URL: write it as dialect+driver://user:"
-            "password@host/database (a SQLite file is sqlite:///path/to/file.db); "
+            f"--url {shown} is not a database URL: {URL_HINT}; "
             "to choose an environment of the config file, use --env NAME",
             key="url",
         )

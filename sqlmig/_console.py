@@ -16,7 +16,7 @@ from typing import TextIO
 
 from ._errors import SchemaDrift, SqlmigError
 from ._migration import Migration, StepPhase
-from ._urls import holds_secret, mask, mask_in, scrub
+from ._urls import URL_TEMPLATE, holds_secret, mask, mask_in, scrub
 
 __all__ = ["Console", "Output", "Progress", "StepLines", "human_duration", "logging_to"]
 
@@ -156,6 +156,8 @@ def _masked_urls(text: str) -> str:
 
     def masked(match: re.Match[str]) -> str:
         url = match[0].rstrip(TRAILING)  # "... to URL: reason": the colon is not the URL's
+        if url == URL_TEMPLATE:  # the hint of how a URL is written: no one's password
+            return match[0]
         shown = mask(url) if holds_secret(url) else url
         return shown + match[0][len(url) :]
 

@@ -19,7 +19,17 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from ._dialects import profile_named
 from ._errors import ConfigError
 
-__all__ = ["holds_secret", "in_memory", "mask", "mask_in", "scrub", "sqlite_file", "to_url"]
+__all__ = [
+    "URL_HINT",
+    "URL_TEMPLATE",
+    "holds_secret",
+    "in_memory",
+    "mask",
+    "mask_in",
+    "scrub",
+    "sqlite_file",
+    "to_url",
+]
 
 #: Query keys whose values are hidden: any key containing one of these.
 SECRET_KEYS = ("pass", "pwd", "secret", "token", "credential", "apikey", "api_key")
@@ -28,10 +38,10 @@ HIDDEN = "***"
 #: message; a shorter one only where it stands alone (``p`` in ``port`` is no leak).
 SUBSTRING_LENGTH = 6
 SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-URL_HINT = (
-    "write it as dialect+driver://user:password@host/database "
-    "(a SQLite file is sqlite:///path/to/file.db)"
-)
+#: How a URL is written, in the hints of errors: its "password" is a word to read,
+#: not a secret, and is never masked.
+URL_TEMPLATE = "dialect+driver://user:password@host/database"
+URL_HINT = f"write it as {URL_TEMPLATE} (a SQLite file is sqlite:///path/to/file.db)"
 
 
 def _secret_key(key: str) -> bool:

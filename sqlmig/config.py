@@ -46,7 +46,7 @@ from ._errors import ConfigError
 from ._locking import checked_lock_timeout
 from ._models import checked_setting
 from ._sources import from_setting
-from ._urls import mask, to_url
+from ._urls import URL_TEMPLATE, mask, to_url
 
 if TYPE_CHECKING:
     from ._targets import Target
@@ -470,8 +470,7 @@ def _expand(config: ConfigFile, key: str, template: str) -> str:
         to_url(url)
     except ConfigError as exc:
         raise ConfigError(
-            f"{config.path}: {key} = {mask(url)} is not a database URL: write it as "
-            "dialect+driver://user:password@host/database",
+            f"{config.path}: {key} = {mask(url)} is not a database URL: write it as {URL_TEMPLATE}",
             path=str(config.path),
             key=key,
         ) from exc

@@ -1084,6 +1084,35 @@ def test_a_url_that_is_no_url_exits_2_and_creates_nothing(
     assert set(project.root.iterdir()) == before
 
 
+@pytest.mark.parametrize(
+    ("config", "args", "env"),
+    [
+        (None, ("--url", "staging", "status"), {}),
+        (None, ("status",), {"SQLMIG_URL": "staging"}),
+        ('url = "app:Sekr3tPw@db/app"', ("status",), {}),
+    ],
+)
+def test_the_url_hint_reads_as_written_while_the_users_password_stays_hidden(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    config: str | None,
+    args: tuple[str, ...],
+    env: dict[str, str],
+) -> None:
+    project = new_project(tmp_path / "p", None)
+    if config is not None:
+        project.config(f"[tool.sqlmig]\n{config}\n")
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("SQLMIG_URL", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result, output = run_main(capsys, *args)
+    assert result == 2, output
+    assert "write it as dialect+driver://user:password@host/database" in output, output
+    assert "Sekr3tPw" not in output
+
+
 def test_read_only_commands_create_no_sqlite_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
