@@ -246,9 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exit_code(exc)
         except KeyboardInterrupt:
             out.console.end_open_line()
-            print(
-                "sqlmig: interrupted: run 'sqlmig status' to see what was applied", file=out.stderr
-            )
+            out.errors.line("sqlmig: interrupted: run 'sqlmig status' to see what was applied")
             return 130
         except Exception as exc:  # anything else: still one line, exit 1
             out.error(exc)

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import make_url
 
-from ._console import Console, Output, Progress
+from ._console import Output, Progress
 from ._discovery import discover
 from ._dryrun import changes_something
 from ._errors import ConfigError, SchemaDrift, UsageError
@@ -74,7 +74,7 @@ def _number(target: str | None) -> int | None:
 def _script(args: argparse.Namespace, out: Output, *, downgrade: bool) -> int:
     """``--sql``: the script alone on stdout; what the steps log goes to stderr meanwhile."""
     console = out.console
-    out.console = Console(out.stderr)
+    out.console = out.errors
     try:
         script = _written_script(args, out, downgrade=downgrade)
     finally:

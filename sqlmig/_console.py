@@ -64,9 +64,9 @@ class Console:
     nobody reads its progress, and the exit code still tells how it went.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
-        self.terminal = _is_terminal(stream)
+        self.terminal = stream is not None and _is_terminal(stream)
         #: the reader closed the pipe; nothing more is written
         self.closed = False
         self._open = ""
@@ -96,8 +96,16 @@ class Console:
             self._open = ""
             self._write("\n")
 
+    def write(self, text: str) -> None:
+        """Write ``text`` as it is (an error's lines), ending a line left open first."""
+        self.end_open_line()
+        self._write(text)
+
     def _write(self, text: str) -> bool:
         if self.closed:
+            return False
+        if self.stream is None:  # started with the stream closed (``2>&-``): Python has none
+            self.closed = True
             return False
         try:
             self.stream.write(text)
@@ -105,6 +113,9 @@ class Console:
         except OSError:  # a pipe closed, a terminal gone (EIO), a full disk: the reader is gone
             self.closed = True
             _to_devnull(self.stream)
+            return False
+        except ValueError:  # the stream object was closed under the command
+            self.closed = True
             return False
         return True
 
@@ -183,12 +194,12 @@ class Output:
     holds a password: never a substring replaced.
     """
 
-    def __init__(self, verbose: bool, stdout: TextIO, stderr: TextIO) -> None:
+    def __init__(self, verbose: bool, stdout: TextIO | None, stderr: TextIO | None) -> None:
         self.verbose = verbose
-        self.stdout = stdout
-        self.stderr = stderr
         self.urls: list[str] = []
         self.console = Console(stdout)
+        #: standard error, written as the standard output is: a reader gone is no failure
+        self.errors = Console(stderr)
 
     def hide(self, url: object) -> None:
         """Remember ``url`` (a string), to mask it in everything printed."""
@@ -214,7 +225,7 @@ class Output:
         self.console.end_open_line()
         if self.verbose:
             trace = self._foreign_parts("".join(traceback.format_exception(exc)), exc)
-            print(self.clean(trace), end="", file=self.stderr)
+            self.errors.write(self.clean(trace))
         if isinstance(exc, SqlmigError):
             # its URLs are masked, but it may quote text it did not write (a module's error)
             message = self._foreign_parts(str(exc), exc)
@@ -223,9 +234,9 @@ class Output:
             if not self.verbose:
                 message += " (run with -v for the traceback)"
         first, *listed = message.split("\n") if isinstance(exc, SchemaDrift) else [message]
-        print(self.clean(f"sqlmig: error: {' '.join(first.split())}"), file=self.stderr)
+        self.errors.line(self.clean(f"sqlmig: error: {' '.join(first.split())}"))
         for line in listed:  # one line per difference
-            print(self.clean(line.rstrip()), file=self.stderr)
+            self.errors.line(self.clean(line.rstrip()))
 
     def _foreign_parts(self, text: str, exc: BaseException) -> str:
         """``text`` with each message of ``exc``'s chain that sqlmig did not write made safe,
@@ -265,7 +276,7 @@ class Progress(logging.Handler):
         shown = self.out.clean(message) if own else self.out.foreign(message)
         if record.levelno >= logging.WARNING:
             self.out.console.end_open_line()
-            print(f"warning: {shown}", file=self.out.stderr, flush=True)
+            self.out.errors.line(f"warning: {shown}")
         elif not own and record.levelno >= logging.INFO:
             self.out.console.line(shown)  # a step's own progress
         elif self.out.verbose and not hasattr(record, "migration"):

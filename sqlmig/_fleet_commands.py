@@ -239,19 +239,18 @@ class _Report:
         counts = Counter(r.state for r in results)
         line = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
         if self.json_output:  # stdout is the JSON alone
-            print(line, file=out.stderr)
+            out.errors.line(line)
         else:
             out.line(line)
         failed = [r for r in results if r.error is not None]
         stopped = [r for r in results if r.state in ("interrupted", "not started")]
         for result in failed:
-            print(f"failed: {result.name}: {_error_line(result, out)}", file=out.stderr)
+            out.errors.line(f"failed: {result.name}: {_error_line(result, out)}")
         if stopped:
-            print(
+            out.errors.line(
                 "sqlmig: interrupted: "
                 + ", ".join(f"{r.name} ({r.state})" for r in stopped[:20])
-                + (f" and {len(stopped) - 20} more" if len(stopped) > 20 else ""),
-                file=out.stderr,
+                + (f" and {len(stopped) - 20} more" if len(stopped) > 20 else "")
             )
             return 130
         return 1 if failed else 0

@@ -9,6 +9,7 @@ prints).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,6 +17,17 @@ if TYPE_CHECKING:
     from ._runner import MigrationRunner
 
 __all__ = ["get_status", "rollback_last_verbosely", "run_pending_migrations"]
+
+
+def _say(line: str) -> None:
+    """Print one ``verbose`` line; a reader gone (closed or broken standard output) is no
+    failure: the steps still run, and the line is dropped."""
+    if sys.stdout is None:  # started with standard output closed
+        return
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError):  # a pipe closed, a terminal gone, a stream closed
+        pass
 
 
 def _printing(verb: str, also: StepCallback | None = None) -> StepCallback:
@@ -28,7 +40,7 @@ def _printing(verb: str, also: StepCallback | None = None) -> StepCallback:
         if also is not None:
             also(migration, phase, seconds)
         if phase == "done":
-            print(f"{verb} migration {migration.label} ({round(seconds * 1000)} ms)")
+            _say(f"{verb} migration {migration.label} ({round(seconds * 1000)} ms)")
 
     return on_step
 
@@ -37,7 +49,7 @@ def run_pending_migrations(runner: MigrationRunner, verbose: bool) -> list[Migra
     """``upgrade()``, printing one line per step when ``verbose``."""
     applied = runner.upgrade(on_step=_printing("Applied") if verbose else None)
     if verbose and not applied:
-        print("No pending migrations")
+        _say("No pending migrations")
     return applied
 
 
@@ -47,7 +59,7 @@ def rollback_last_verbosely(
     """``rollback_last()``, printing the step undone, or that there was none."""
     undone = runner.rollback_last(on_step=_printing("Undid", on_step))
     if undone is None:
-        print("No migration to roll back")
+        _say("No migration to roll back")
     return undone
 
 

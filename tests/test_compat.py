@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,26 @@ def test_verbose_prints_alongside_the_runners_own_on_step(
     ]
     assert all(line.endswith(" ms)") for line in lines[:2])
     assert seen == ["start 001", "done 001", "start 001", "done 001"]
+
+
+class _GonePipe(io.StringIO):
+    """Standard output whose reader has gone away."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_verbose_with_its_reader_gone_still_applies_every_step(
+    backend: Backend, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlmig import MigrationRunner
+
+    folder = make_migrations({"001_initial_schema.py": BOT_INITIAL, "002_seed_data.py": BOT_SEED})
+    runner = MigrationRunner(db_path=backend.url_string, migrations_dir=str(folder))
+    monkeypatch.setattr(sys, "stdout", _GonePipe())
+
+    assert [m.version for m in runner.run_pending_migrations(verbose=True)] == ["001", "002"]
+    assert runner.run_pending_migrations(verbose=True) == []
+    assert runner.rollback_last(verbose=True) is not None
+    monkeypatch.setattr(sys, "stdout", None)  # started with its output closed
+    assert [m.version for m in runner.run_pending_migrations(verbose=True)] == ["002"]

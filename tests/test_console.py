@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,75 @@ def test_a_reader_gone_mid_upgrade_does_not_cut_the_upgrade_short(
 
     assert MigrationRunner(sqlite_backend.url, folder).status().total_applied == 2
     assert capsys.readouterr().err == ""
+
+
+WARNING_STEPS = {
+    "001_warns.py": """\
+        '''Warns, as a step may, while it runs.'''
+        import logging
+
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE items (id INTEGER PRIMARY KEY)"))
+            logging.getLogger("sqlmig.migrations").warning("items left unindexed")
+        """,
+    "002_more.py": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE more_items (id INTEGER PRIMARY KEY)"))
+        """,
+}
+
+
+class _ClosedStream(io.StringIO):
+    """A stream closed under the command (``ValueError: I/O operation on closed file``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.close()
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [lambda: _ClosingPipe(), lambda: _ClosingPipe(OSError(5, "EIO")), _ClosedStream, lambda: None],
+    ids=["pipe", "terminal", "closed", "none"],
+)
+def test_warnings_and_errors_with_stderr_gone_do_not_cut_the_command_short(
+    backend: Backend,
+    make_migrations: MakeMigrations,
+    in_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stderr: Callable[[], object],
+) -> None:
+    folder = make_migrations(WARNING_STEPS)
+    gone = stderr()
+    if isinstance(gone, _ClosingPipe):
+        gone.write("an earlier line\n")  # the reader is gone from now on
+    monkeypatch.setattr(sys, "stderr", gone)
+
+    assert cli(backend, folder, "upgrade") == 0  # the step's warning went nowhere
+    assert MigrationRunner(backend.url, folder).status().total_applied == 2
+    assert cli(backend, folder, "--url", "staging", "status") == 2  # its error too
+    assert "unindexed" not in capsys.readouterr().out  # never moved to standard output
+
+
+@pytest.mark.parametrize("closed", ["2>&-", "1>&- 2>&-"])
+def test_a_command_run_with_its_output_closed_exits_with_its_own_code(
+    tmp_path: Path, make_migrations: MakeMigrations, closed: str
+) -> None:
+    folder = make_migrations(WARNING_STEPS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLMIG_")}
+    command = f"{sys.executable} -m sqlmig --url sqlite:///app.db --dir {folder}"
+    run = [f"{command} upgrade {closed}", f"{command} --url staging status {closed}"]
+    codes = [
+        subprocess.run(["sh", "-c", line], cwd=tmp_path, env=env, timeout=TIMEOUT).returncode
+        for line in run
+    ]
+    assert codes == [0, 2]
+    assert MigrationRunner(f"sqlite:///{tmp_path / 'app.db'}", folder).status().total_applied == 2
 
 
 def test_an_on_step_given_to_a_call_is_told_after_the_runners_own(
