@@ -239,3 +239,35 @@ def test_a_run_adds_the_guards_listeners_once_not_per_step(
     assert len(runner.downgrade("base")) == 3
     assert [name for name in added if name in guard] == guard
     assert tables(backend) == {"migrations"}
+
+
+#: A step whose statements and commit all go past the guard (a private attribute).
+UNSEEN = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        cursor = conn._dbapi_connection.cursor()
+        cursor.execute("INSERT INTO sneaky (id) VALUES (3)")
+        cursor.execute("COMMIT")
+        raise RuntimeError("boom")
+    """
+
+
+def test_a_step_wholly_past_the_guard_still_leaves_a_failed_row(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    steps = {"001_table.py": SNEAKY.format(call="pass", end=""), "002_unseen.py": UNSEEN}
+    runner = MigrationRunner(backend.url, make_migrations(steps))
+    runner.upgrade("001")
+
+    with pytest.raises(MigrationFailed) as info:
+        runner.upgrade()
+
+    if backend.profile.transactional_ddl:  # the savepoint is gone: sqlmig knows
+        assert "may be committed" in str(info.value)
+    # MySQL/MariaDB cannot tell this commit from DDL's own (see docs/backends.md), but
+    # the failed-row protocol holds: the row written before the step stays failed
+    assert sneaky_rows(backend) == 3  # 001's two rows and the one the step committed
+    assert [r.version for r in runner.status().failed] == ["002"]
+    with pytest.raises(DirtyDatabase, match="002"):
+        runner.upgrade()
