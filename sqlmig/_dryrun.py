@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -84,6 +85,29 @@ def capture(conn: Connection) -> Iterator[list[str]]:
         event.remove(conn, "before_cursor_execute", record)
 
 
+@contextmanager
+def other_connections(conn: Connection) -> Iterator[list[int]]:
+    """Count the connections taken from ``conn``'s engine by this thread while inside.
+
+    A step that opens one (``conn.engine.connect()``) writes outside the dry
+    run's transaction: what it writes there is committed. Connections of the
+    engine taken by other threads (an application sharing it) are not counted.
+    """
+    opened: list[int] = []
+    thread = threading.get_ident()
+
+    def checkout(*_: Any) -> None:
+        if threading.get_ident() == thread:
+            opened.append(thread)
+
+    engine = conn.engine
+    event.listen(engine, "checkout", checkout)
+    try:
+        yield opened
+    finally:
+        event.remove(engine, "checkout", checkout)
+
+
 def try_plan(executor: StepExecutor, plan: list[PlannedStep]) -> None:
     """Run the steps of ``plan`` and record their SQL; roll all of it back.
 
@@ -91,7 +115,9 @@ def try_plan(executor: StepExecutor, plan: list[PlannedStep]) -> None:
     after it are planned only. Each tried step is watched (see
     ``StepExecutor.call``): one that ended the transaction, so that what it
     did may be committed, stops the dry run with ``MigrationFailed`` instead
-    of a plan that claims nothing changed.
+    of a plan that claims nothing changed. A step that opens another
+    connection of the engine is logged as a WARNING: what it writes through
+    that one is committed, as no transaction of sqlmig's holds it.
 
     Raises:
         MigrationFailed: a step failed (nothing is kept either way), or ended
@@ -110,7 +136,7 @@ def try_plan(executor: StepExecutor, plan: list[PlannedStep]) -> None:
                     step.migration.label,
                 )
                 break
-            with capture(conn) as statements:
+            with capture(conn) as statements, other_connections(conn) as opened:
                 try:
                     executor.call(step.migration, step.migration.up, "up (dry run)", watch=True)
                 except TransactionLost as lost:
@@ -123,6 +149,13 @@ def try_plan(executor: StepExecutor, plan: list[PlannedStep]) -> None:
                         path=failure.path,
                         line=failure.line,
                     ) from failure.__cause__
+            if opened:
+                log.warning(
+                    "dry run: %s opened another connection to the database; what it wrote "
+                    "through that one is not part of the dry run's transaction, so it was "
+                    "committed: check the database",
+                    step.migration.label,
+                )
             step.statements = statements
             step.tried = True
     finally:

@@ -261,3 +261,69 @@ def test_steps_before_a_planned_only_step_are_tried(
     plan = runner_for(backend, folder).dry_run()
     tried = backend.profile.transactional_ddl
     assert [s.tried for s in plan] == [tried, tried, tried, False, False]
+
+
+#: A step writing through a second connection of the engine: no transaction of sqlmig's.
+SECOND_CONNECTION = {
+    "001_notes.py": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY)"))
+        """,
+    "002_aside.py": """\
+        from sqlalchemy import text
+
+        def up(conn):
+            with conn.engine.connect() as aside:
+                aside.execute(text("INSERT INTO notes (id) VALUES (1)"))
+                aside.commit()
+            conn.execute(text("INSERT INTO notes (id) VALUES (2)"))
+        """,
+}
+
+
+def test_a_dry_run_warns_of_a_step_writing_through_a_second_connection(
+    backend: Backend, make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = MigrationRunner(backend.url, make_migrations(SECOND_CONNECTION))
+    runner.upgrade("001")
+    caplog.set_level(logging.INFO, logger="sqlmig")
+
+    plan = runner.dry_run()
+
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    with runner.connect() as conn:
+        kept = conn.execute(text("SELECT id FROM notes")).scalars().all()
+    if plan[0].tried:  # the write of the second connection is committed: the warning says so
+        assert warned == [
+            "dry run: 002_aside opened another connection to the database; what it wrote "
+            "through that one is not part of the dry run's transaction, so it was committed: "
+            "check the database"
+        ]
+        assert kept == [1]
+    else:  # MySQL/MariaDB: nothing is tried
+        assert (warned, kept) == ([], [])
+    assert runner.status().total_pending == 1
+
+
+def test_a_dry_run_does_not_count_connections_other_threads_take(
+    backend: Backend, make_migrations: MakeMigrations, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = """\
+        import threading
+
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY)"))
+            # the application's own work on the engine it shares, in a thread of its own
+            thread = threading.Thread(target=lambda: conn.engine.connect().close())
+            thread.start()
+            thread.join(timeout=30)
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_shared.py": shared}))
+    caplog.set_level(logging.INFO, logger="sqlmig")
+    plan = runner.dry_run()
+    assert len(plan) == 1
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
