@@ -3,7 +3,10 @@
 The guard (``_guard``) refuses such text before a step's connection sends it.
 Statements are split at top-level ``;`` without a parser: comments, string
 literals, quoted names, PostgreSQL dollar quotes and MySQL ``#`` comments are
-skipped, and the body of a trigger, function or procedure is not split. What
+skipped, and the body of a trigger, function or procedure is not split (it
+runs later, if ever). MariaDB's compound statements outside routines (``IF``,
+``BEGIN NOT ATOMIC`` ...) run now, so the statements inside them are read one
+by one, and the ``END`` that closes them ends no transaction. What
 MySQL/MariaDB run inside a comment (``/*! COMMIT */``, ``/*M!100000 ... */``)
 is read as the code it is.
 """
@@ -41,22 +44,40 @@ _CONTROL_WORD = re.compile(
 _PLAIN_HEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?=[^A-Za-z0-9_]|\Z)")
 #: What a ``CREATE`` or ``ALTER`` defines when a ``BEGIN`` in it opens a body.
 _ROUTINES = frozenset({"trigger", "function", "procedure", "event", "package"})
+#: First words of MariaDB's compound statements (run where they stand, outside routines).
+_COMPOUND = frozenset({"if", "elseif", "when", "while", "for", "loop", "repeat", "case"})
+#: Those that open a block, closed by an ``END`` (``END IF``, ``END LOOP`` ...).
+_OPENS = frozenset({"if", "while", "for", "loop", "repeat", "case"})
+#: Those whose body follows a condition (``THEN``, ``DO``).
+_CONDITIONAL = frozenset({"if", "elseif", "when", "while", "for", "case"})
+#: The first words of a handler's body that is a single statement (``... FOR x ROLLBACK``).
+_HANDLER_BODY = frozenset({"commit", "rollback", "start", "xa", "set"})
+#: What follows a label's colon: the block it names.
+_LABELLED = re.compile(r"\s*(?:begin|loop|while|repeat|for)\b", re.IGNORECASE)
 #: First words of statements that only read.
 _READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
 
 
 def _statement_heads(sql: str) -> Iterator[list[str]]:
-    """The first words (lower case) of each top-level statement in ``sql``.
+    """The first words (lower case) of each statement in ``sql`` that the server runs.
 
     Comments, string literals, quoted names and PostgreSQL dollar quotes are
-    skipped. Scanning stops inside a statement that opens a block (a trigger,
-    function, procedure or event body: ``CREATE ... BEGIN ... END``; MariaDB's
-    ``BEGIN NOT ATOMIC``), whose inner ``;`` and ``END`` are not statements of
-    their own. Elsewhere ``begin`` and ``atomic`` are names (a column), and
+    skipped. Scanning stops inside a statement that defines a routine (a
+    trigger, function, procedure or event body: ``CREATE ... BEGIN ... END``),
+    whose statements run later, if ever. MariaDB's compound statements outside
+    routines (``BEGIN NOT ATOMIC ... END``, ``IF ... THEN ... END IF``,
+    ``WHILE``, ``LOOP``, ``REPEAT``, ``CASE``, labels, handlers) run now: their
+    opening words are yielded as a head of their own (``["if"]``), each
+    statement inside them as a head too, and the ``END`` that closes a block
+    as none. Elsewhere ``begin`` and ``atomic`` are names (a column), and
     scanning goes on.
     """
     words: list[str] = []
     routine = False  # the statement defines a trigger, function, procedure or event
+    depth = 0  # compound blocks open around this point
+    mode = ""  # "condition": up to THEN/DO; "closing": an END's rest; "until": REPEAT's end
+    cases = 0  # CASE expressions open inside a condition (their THEN is not the body's)
+    opened = False  # a block was just opened by BEGIN (NOT ATOMIC may follow)
     pos, size = 0, len(sql)
     while pos < size:
         match = _TOKEN.match(sql, pos)
@@ -68,24 +89,75 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
             pos = size if closing < 0 else closing + len(match.group("dollar"))
         elif kind == "word":
             word = match.group("word").lower()
+            if mode == "condition":
+                cases += word == "case"
+                cases -= word == "end" and cases > 0
+                if word in ("then", "do") and cases == 0:
+                    mode = ""  # the body begins: its first statement is next
+                continue
+            if mode == "closing":
+                continue
+            if mode == "until":
+                if word == "end":
+                    depth, mode = depth - 1, "closing"
+                continue
             if words and words[0] in ("create", "alter") and word in _ROUTINES:
                 routine = True
-            if (routine and word in ("begin", "atomic")) or (
-                words[:2] == ["begin", "not"] and word == "atomic"
-            ):
-                yield [*words, word]  # a block body follows: its statements are not ours to split
+            if routine and word in ("begin", "atomic"):
+                yield [*words, word]  # a routine's body: its statements are not run now
                 return
-            if len(words) < 4 or words[0] == "set":  # SET a=1, b=2, c=3, autocommit=1
+            if not words and word in _COMPOUND:
+                yield [word]
+                depth += word in _OPENS
+                mode = "condition" if word in _CONDITIONAL else ""
+                continue
+            if not words and depth and word == "end":
+                depth, mode = depth - 1, "closing"
+                continue
+            if not words and depth and word == "until":
+                mode = "until"
+                continue
+            if not words and depth and word == "else":
+                continue  # the ELSE branch's first statement is next
+            if word == "begin" and ((depth and not words) or _handler(words)):
+                if words:
+                    yield words
+                words, depth = [], depth + 1  # a block inside a block, or a handler's
+                opened = True
+                continue
+            if opened and not words and word in ("not", "atomic"):
+                continue  # BEGIN NOT ATOMIC inside a block
+            opened = False
+            if words[:2] == ["begin", "not"] and word == "atomic":
+                yield [*words, word]
+                words, depth = [], depth + 1  # MariaDB's block: its statements are next
+                continue
+            if _handler(words) and word in _HANDLER_BODY:
+                yield words
+                words = []  # DECLARE ... HANDLER FOR ... ROLLBACK: its body is a statement
+            if len(words) < 4 or words[0] in ("set", "declare"):  # SET a=1, b=2, autocommit=1
                 words.append(word)
         elif kind == "end":
             if words:
                 yield words
-            words, routine = [], False
+            words, routine, mode = [], False, ""
         elif kind == "other" and not words and match.group() == "#":  # MySQL comment
             newline = sql.find("\n", pos)
             pos = size if newline < 0 else newline + 1
+        elif (
+            kind == "other"
+            and len(words) == 1
+            and match.group() == ":"
+            and _LABELLED.match(sql, pos)
+        ):
+            words = []  # a label (``outer: LOOP``), not a statement's first word
     if words:
         yield words
+
+
+def _handler(words: list[str]) -> bool:
+    """Whether ``words`` begin a ``DECLARE ... HANDLER FOR ...`` (its body follows)."""
+    return words[:1] == ["declare"] and "handler" in words
 
 
 def transaction_control(sql: str) -> str | None:

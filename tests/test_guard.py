@@ -271,3 +271,48 @@ def test_a_step_wholly_past_the_guard_still_leaves_a_failed_row(
     assert [r.version for r in runner.status().failed] == ["002"]
     with pytest.raises(DirtyDatabase, match="002"):
         runner.upgrade()
+
+
+def runs_compound_statements(backend: Backend) -> bool:
+    """Whether the server runs compound statements outside routines (MariaDB)."""
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN NOT ATOMIC SELECT 1; END")
+        return True
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+
+
+COMPOUND = """\
+    from sqlalchemy import text
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE kept (id INTEGER PRIMARY KEY)"))
+        conn.exec_driver_sql("IF 1 = 1 THEN INSERT INTO kept (id) VALUES (1); END IF")
+        conn.exec_driver_sql(
+            "BEGIN NOT ATOMIC DECLARE n INT DEFAULT 2; "
+            "WHILE n < 4 DO INSERT INTO kept (id) VALUES (n); SET n = n + 1; END WHILE; END"
+        )
+        {end}
+    """
+
+
+@pytest.mark.parametrize("end", ["", 'conn.exec_driver_sql("IF 1 THEN COMMIT; END IF")'])
+def test_mariadb_compound_statements_run_unless_they_end_the_transaction(
+    backend: Backend, make_migrations: MakeMigrations, end: str
+) -> None:
+    if not runs_compound_statements(backend):
+        pytest.skip("compound statements outside routines are MariaDB's")
+    runner = MigrationRunner(
+        backend.url, make_migrations({"001_compound.py": COMPOUND.format(end=end)})
+    )
+    if not end:
+        assert [m.version for m in runner.upgrade()] == ["001"]
+        assert count(backend, "SELECT count(*) FROM kept") == 3
+        return
+    with pytest.raises(MigrationFailed, match="sent COMMIT as SQL"):
+        runner.upgrade()
+    assert [r.version for r in runner.status().failed] == ["001"]  # DDL committed itself

@@ -56,6 +56,58 @@ def test_transaction_control_text_is_recognised(sql: str, found: str | None) -> 
 
 
 @pytest.mark.parametrize(
+    "sql, found",
+    [
+        # MariaDB's compound statements outside routines: allowed, their ENDs are no END
+        ("IF 1 = 1 THEN INSERT INTO t VALUES (1); END IF", None),
+        ("IF @a THEN SELECT 1; ELSEIF @b THEN SELECT 2; ELSE SELECT 3; END IF", None),
+        ("BEGIN NOT ATOMIC DECLARE x INT DEFAULT 0; SET x = 1; END", None),
+        ("outer: BEGIN NOT ATOMIC SELECT 1; END outer", None),
+        ("WHILE @i < 3 DO SET @i = @i + 1; END WHILE", None),
+        ("again: LOOP LEAVE again; END LOOP again", None),
+        ("REPEAT SET @i = @i + 1; UNTIL @i > 3 END REPEAT", None),
+        ("FOR i IN 1..3 DO INSERT INTO t VALUES (i); END FOR", None),
+        ("CASE @x WHEN 1 THEN SELECT 1; ELSE SELECT 2; END CASE", None),
+        ("BEGIN NOT ATOMIC IF 1 THEN BEGIN SELECT 1; END; END IF; END", None),
+        ("IF (CASE WHEN @a THEN 1 END) = 1 THEN SELECT 1; END IF", None),
+        ("BEGIN NOT ATOMIC SET @x = CASE WHEN @a THEN 1 ELSE 2 END; END", None),
+        (
+            "BEGIN NOT ATOMIC DECLARE CONTINUE HANDLER FOR NOT FOUND SET @done = 1; SELECT 1; END",
+            None,
+        ),
+        # ... but a transaction ended inside one is still refused
+        ("BEGIN NOT ATOMIC INSERT INTO t VALUES (1); COMMIT; END", "COMMIT"),
+        ("IF 1 = 1 THEN COMMIT; END IF", "COMMIT"),
+        ("IF @a THEN SELECT 1; ELSE ROLLBACK; END IF", "ROLLBACK"),
+        ("IF (CASE WHEN @a THEN 1 END) = 1 THEN COMMIT; END IF", "COMMIT"),
+        ("WHILE @i < 3 DO START TRANSACTION; END WHILE", "START TRANSACTION"),
+        ("REPEAT COMMIT; UNTIL 1 END REPEAT", "COMMIT"),
+        ("x: LOOP SET autocommit = 1; END LOOP", "SET AUTOCOMMIT"),
+        ("BEGIN NOT ATOMIC BEGIN NOT ATOMIC COMMIT; END; END", "COMMIT"),
+        ("BEGIN NOT ATOMIC BEGIN ROLLBACK; END; END", "ROLLBACK"),
+        ("BEGIN NOT ATOMIC DECLARE EXIT HANDLER FOR SQLEXCEPTION ROLLBACK; END", "ROLLBACK"),
+        (
+            "BEGIN NOT ATOMIC DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN COMMIT; END; END",
+            "COMMIT",
+        ),
+        ("IF 1 THEN SELECT 1; END IF; COMMIT", "COMMIT"),
+        ("BEGIN NOT ATOMIC SELECT 1; END; END", "END"),  # a second END closes nothing
+        ("BEGIN NOT ATOMIC SAVEPOINT a; ROLLBACK TO SAVEPOINT a; END", None),
+        ("CASE WHEN @a THEN COMMIT; END CASE", "COMMIT"),
+    ],
+)
+def test_mariadb_compound_statements_are_read_statement_by_statement(
+    sql: str, found: str | None
+) -> None:
+    assert transaction_control(sql) == found
+
+
+def test_a_compound_statement_is_not_taken_for_a_read() -> None:
+    assert not only_reads("/* x */ BEGIN NOT ATOMIC SELECT 1; INSERT INTO t VALUES (1); END")
+    assert not only_reads("-- x\nIF 1 THEN SELECT 1; END IF")
+
+
+@pytest.mark.parametrize(
     ("sql", "reads"),
     [
         ("SELECT 1", True),
