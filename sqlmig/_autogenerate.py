@@ -21,6 +21,8 @@ portable operations spell differently:
 - a column type is written as ``module.Class(...)`` with its import; a type
   whose class cannot be imported back (defined in ``__main__`` or inside a
   function) is refused, naming the table and column;
+- what ``down()`` puts back as the database reported it (a dropped table or
+  column, a column's old type and default) is written portably (``_reflected``);
 - a dropped table's named enum types are dropped after it (PostgreSQL keeps
   them; ``Enum.drop`` does nothing elsewhere), so ``up()`` can run again.
 
@@ -37,7 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Enum, MetaData
+from sqlalchemy import Boolean, Enum, MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import Column, DefaultClause, ForeignKeyConstraint, UniqueConstraint
 from sqlalchemy.sql.elements import False_, True_
@@ -46,6 +48,7 @@ from sqlalchemy.types import TypeEngine
 
 from ._drift import comparison_context
 from ._errors import UsageError
+from ._reflected import portable_column, portable_default, portable_type
 
 if TYPE_CHECKING:
     from alembic.operations import ops as alembic_ops
@@ -104,6 +107,7 @@ def render_changes(
     _name_added_constraints(script.upgrade_ops)
     # reversed after the naming, so down() drops what up() named
     downgrade = _adjusted(script.upgrade_ops.reverse(), keys)
+    _portable(downgrade)
     upgrade = _adjusted(script.upgrade_ops, keys)
     if not upgrade:
         return None
@@ -164,6 +168,24 @@ def _adjusted(container: Any, keys: set[tuple[str, str]]) -> list[Any]:
         for op in flat
         if not (isinstance(op, alembic_ops.DropIndexOp) and op.table_name in dropped)
     ]
+
+
+def _portable(operations: list[Any]) -> None:
+    """What ``down()`` puts back as the database reported it, made portable (``_reflected``)."""
+    from alembic.operations import ops as alembic_ops
+
+    for op in operations:
+        if isinstance(op, alembic_ops.CreateTableOp):
+            for column in op.columns:
+                if isinstance(column, Column):
+                    portable_column(column)
+        elif isinstance(op, alembic_ops.AddColumnOp):
+            portable_column(op.column)
+        elif isinstance(op, alembic_ops.AlterColumnOp):
+            if op.modify_type is not None:
+                op.modify_type = portable_type(op.modify_type, op.column_name)
+            boolean = isinstance(op.modify_type, Boolean)
+            op.modify_server_default = portable_default(op.modify_server_default, boolean=boolean)
 
 
 def _phase(op: Any) -> int:

@@ -23,14 +23,22 @@ from schemas import (
     user_key,
 )
 from sqlalchemy import (
+    JSON,
+    BigInteger,
     Boolean,
     Column,
+    Date,
+    DateTime,
     Enum,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    Numeric,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -41,7 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
-from backends import Backend
+from backends import Backend, fresh_database
 from conftest import MakeMigrations
 from sqlmig import MigrationRunner, SqlmigError, UsageError
 from sqlmig.testing import check_stairway
@@ -147,6 +155,98 @@ def test_steps_written_on_sqlite_run_unchanged_elsewhere(
     assert runner.check(steps[-1]) == []
     runner.downgrade("base")
     check_stairway(runner)
+
+
+def typed_table(meta: MetaData) -> None:
+    """A table of types and server defaults each database reports its own way."""
+    Table(
+        "typed",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("flag", Boolean, nullable=False, server_default=false()),
+        Column("at", DateTime, server_default=func.now()),
+        Column("amount", Numeric(10, 2)),
+        Column("ratio", Float),
+        Column("body", Text),
+        Column("data", LargeBinary),
+        Column("big", BigInteger),
+        Column("small", SmallInteger),
+        Column("day", Date),
+        Column("n", Integer, server_default="7"),
+        Column("label", String(10), server_default="x"),
+    )
+
+
+def typed_columns(meta: MetaData) -> None:
+    users = meta.tables["users"]
+    users.append_column(Column("active", Boolean, nullable=False, server_default=false()))
+    users.append_column(Column("seen_at", DateTime, server_default=func.now()))
+    users.append_column(Column("score", Float))
+
+
+def lossy_table(meta: MetaData) -> None:
+    """Types that a database where the step is written does not report as declared."""
+    Table(
+        "lossy",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("doc", JSON),  # MariaDB: LONGTEXT
+        Column("at", DateTime(timezone=True)),  # MariaDB: DATETIME, no time zone
+        Column("kind", Enum("a", "b", name="lossy_kind")),  # MariaDB: an ENUM without name
+    )
+
+
+def written_on(writer: str, tmp_path: Path, folder: Path, *steps: MetaData) -> None:
+    """Generate one step per MetaData on a fresh database of ``writer``, applying each;
+    then walk them down and up again there."""
+    with fresh_database(writer, tmp_path / "writer") as models_db:
+        written = MigrationRunner(models_db.url, folder)
+        for i, meta in enumerate(steps):
+            assert written.autogenerate(f"step {i + 1}", meta) is not None
+            written.upgrade()
+        written.downgrade("base")
+        written.upgrade()
+        written.downgrade("base")
+
+
+@pytest.mark.parametrize("writer", ["postgresql", "mysql"])
+def test_steps_written_on_a_server_run_unchanged_elsewhere(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, writer: str
+) -> None:
+    folder = make_migrations({})
+    steps = [
+        schema(audit_table, note_column, user_key, name_index, typed_table, typed_columns),
+        schema(paid_column, longer_name, required_email, unique_email, buyer_column),
+    ]
+    written_on(writer, tmp_path, folder, *steps)
+    runner = runner_for(backend, folder)
+    runner.upgrade()
+    assert runner.check(steps[-1]) == []
+    runner.downgrade("base")
+    check_stairway(runner)  # down() puts back exactly what up() dropped
+
+
+@pytest.mark.parametrize("writer", ["postgresql", "mysql"])
+def test_a_down_of_types_reported_otherwise_still_runs_everywhere(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path, writer: str
+) -> None:
+    folder = make_migrations({})
+    steps = [schema(lossy_table), schema()]
+    written_on(writer, tmp_path, folder, *steps)
+    runner = runner_for(backend, folder)
+    for _ in range(2):  # down() puts back what it can, and up() drops it again
+        assert [m.version for m in runner.upgrade()] == ["001", "002"]
+        assert runner.check(steps[-1]) == []
+        runner.downgrade("001")
+        assert "lossy" in runner_tables(runner)
+        runner.downgrade("base")
+
+
+def runner_tables(runner: MigrationRunner) -> set[str]:
+    from sqlalchemy import inspect
+
+    with runner.connect() as conn:
+        return set(inspect(conn).get_table_names())
 
 
 def test_the_file_reads_like_one_sqlmig_new_writes(
