@@ -187,6 +187,32 @@ class SchemaOps:
         """
         self.alembic.rename_table(old, new, schema=schema)
 
+    def create_table_comment(
+        self,
+        table: str,
+        comment: str,
+        *,
+        existing_comment: str | None = None,
+        schema: str | None = None,
+    ) -> None:
+        """Set a table's comment (``COMMENT ON TABLE``; MySQL/MariaDB ``ALTER TABLE ... COMMENT``).
+
+        SQLite keeps no comments: there the call does nothing, so a step that
+        sets one runs unchanged. ``existing_comment`` is what it replaces (for
+        the record: nothing reads it).
+        """
+        if self.conn.dialect.supports_comments:
+            self.alembic.create_table_comment(
+                table, comment, existing_comment=existing_comment, schema=schema
+            )
+
+    def drop_table_comment(
+        self, table: str, *, existing_comment: str | None = None, schema: str | None = None
+    ) -> None:
+        """Remove a table's comment; on SQLite, which keeps none, the call does nothing."""
+        if self.conn.dialect.supports_comments:
+            self.alembic.drop_table_comment(table, existing_comment=existing_comment, schema=schema)
+
     # -- columns -----------------------------------------------------------
 
     def add_column(self, table: str, column: Column[Any], *, schema: str | None = None) -> None:

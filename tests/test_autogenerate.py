@@ -242,6 +242,28 @@ def test_a_down_of_types_reported_otherwise_still_runs_everywhere(
         runner.downgrade("base")
 
 
+def commented(meta: MetaData) -> None:
+    meta.tables["users"].comment = "who signs in"
+
+
+@pytest.mark.parametrize("change", [((), (commented,)), ((commented,), ())], ids=["add", "drop"])
+def test_a_table_comment_written_on_a_server_runs_everywhere(
+    backend: Backend,
+    make_migrations: MakeMigrations,
+    tmp_path: Path,
+    change: tuple[tuple[Change, ...], tuple[Change, ...]],
+) -> None:
+    folder = make_migrations({})
+    steps = [schema(*change[0]), schema(*change[1])]
+    written_on("postgresql", tmp_path, folder, *steps)  # SQLite's comparison sees no comments
+    assert "ops.create_table_comment(" in (folder / "002_step_2.py").read_text()
+    runner = runner_for(backend, folder)
+    runner.upgrade()
+    assert runner.check(steps[-1]) == []
+    runner.downgrade("base")
+    check_stairway(runner)
+
+
 def runner_tables(runner: MigrationRunner) -> set[str]:
     from sqlalchemy import inspect
 

@@ -169,6 +169,38 @@ def test_every_operation_passes_the_stairway_check(
     assert [m.version for m in checked] == ["001", "002"]
 
 
+TABLE_COMMENTS = """\
+    '''Comments on a table, set and removed.'''
+    from sqlmig.ops import ops
+
+    def up(conn):
+        o = ops(conn)
+        o.create_table_comment("users", "who signs in", existing_comment=None, schema=None)
+
+    def down(conn):
+        ops(conn).drop_table_comment("users", existing_comment="who signs in")
+    """
+
+
+def test_table_comments_are_set_and_removed_where_the_database_keeps_them(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_schema.py": SCHEMA, "002_comments.py": TABLE_COMMENTS})
+    runner = MigrationRunner(backend.url, folder)
+
+    def comment() -> object:
+        if not engine.dialect.supports_comments:  # SQLite keeps none: the calls do nothing
+            return None
+        return inspect(engine).get_table_comment("users")["text"]
+
+    runner.upgrade()
+    assert comment() == ("who signs in" if engine.dialect.supports_comments else None)
+    runner.downgrade("001")
+    assert comment() is None
+    runner.downgrade("base")
+    check_stairway(runner)
+
+
 def test_alter_column_keeps_the_default_and_auto_increment_it_does_not_name(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations
 ) -> None:
