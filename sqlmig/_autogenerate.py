@@ -147,7 +147,7 @@ def _adjusted(container: Any, keys: set[tuple[str, str]]) -> list[Any]:
         if isinstance(op, alembic_ops.CreateUniqueConstraintOp):
             op.kw.clear()  # dialect options as reflected (e.g. postgresql_nulls_not_distinct)
         if isinstance(op, alembic_ops.CreateForeignKeyOp):
-            op.kw = {k: v for k, v in op.kw.items() if k in ("ondelete", "onupdate") and v}
+            op.kw = {k: v for k, v in op.kw.items() if k in _FOREIGN_KEY_KEYWORDS and v}
         if isinstance(op, alembic_ops.AlterColumnOp):
             if (op.table_name, op.column_name) in keys:
                 op.modify_nullable = None
@@ -369,6 +369,9 @@ def _types(operations: list[Any]) -> Iterator[tuple[str, str, TypeEngine[Any]]]:
             yield op.table_name, op.column_name, op.modify_type
 
 
+#: What ``ops.create_foreign_key`` takes of a foreign key's options (it leaves out,
+#: where the database does not take them, ``deferrable``, ``initially`` and ``match``).
+_FOREIGN_KEY_KEYWORDS = frozenset({"ondelete", "onupdate", "deferrable", "initially", "match"})
 #: ``ops.f('name')``: Alembic marks a name from a naming convention; the name itself will do.
 _CONVENTION_NAME = re.compile(r"ops\.f\(('(?:[^'\\]|\\.)*')\)")
 #: A dialect's module named in rendered code (``mysql.VARCHAR(...)``); Alembic's own

@@ -12,6 +12,8 @@ runner's own connection, with these settings:
   listed apart from the table;
 - nullability is not compared for primary-key columns (SQLite reflects an
   ``INTEGER PRIMARY KEY`` as nullable; a key is never null);
+- a foreign key's ``DEFERRABLE`` / ``INITIALLY`` / ``MATCH`` are compared only
+  where reflection reports them (PostgreSQL);
 - the history table (any table of its name) is left out, and only the
   default schema is compared.
 
@@ -99,7 +101,11 @@ def comparison_context(conn: Connection, history_table: str) -> MigrationContext
             f"pip install 'sqlmig[{EXTRA}]'"
         ) from exc
 
+    options_seen = profile_for(conn).reflects_foreign_key_options
+
     def include(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+        if kind == "foreign_key_constraint" and not options_seen:
+            return not _same_but_options(obj, other)
         return not (kind == "table" and name == history_table)
 
     return MigrationContext.configure(
@@ -110,6 +116,25 @@ def comparison_context(conn: Connection, history_table: str) -> MigrationContext
             "include_object": include,
         },
     )
+
+
+def _same_but_options(key: Any, other: Any) -> bool:
+    """Whether two foreign keys differ at most in ``DEFERRABLE`` / ``INITIALLY`` / ``MATCH``,
+    which the database does not report: Alembic would list the one as gone and the other
+    as missing."""
+    if not (isinstance(key, ForeignKeyConstraint) and isinstance(other, ForeignKeyConstraint)):
+        return False
+
+    def shape(fk: ForeignKeyConstraint) -> tuple[Any, ...]:
+        actions = [(a or "no action").lower() for a in (fk.ondelete, fk.onupdate)]
+        return (
+            fk.column_keys,
+            fk.referred_table.name,
+            [e.column.name for e in fk.elements],
+            actions,
+        )
+
+    return shape(key) == shape(other)
 
 
 def _of_a_whole_table(diff: Any, tables: set[str]) -> bool:

@@ -52,7 +52,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.schema import Column, Computed, DefaultClause, Table
+from sqlalchemy.schema import (
+    Column,
+    Computed,
+    DefaultClause,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Table,
+)
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
@@ -64,6 +71,11 @@ if TYPE_CHECKING:
     from alembic.operations import BatchOperations, Operations
 
 __all__ = ["SchemaOps", "TableOps", "ops"]
+
+log = logging.getLogger("sqlmig")
+
+#: The options of a foreign key that some databases do not take (see ``foreign_key_options``).
+_FOREIGN_KEY_OPTIONS = ("deferrable", "initially", "match")
 
 #: ``alter_column(server_default=KEEP)``: leave the column's default as it is.
 KEEP: Any = False
@@ -170,10 +182,40 @@ class SchemaOps:
     # -- tables ------------------------------------------------------------
 
     def create_table(self, name: str, *columns: Any, **kw: Any) -> Table:
-        """``CREATE TABLE name`` with columns, constraints and indexes; returns the Table."""
+        """``CREATE TABLE name`` with columns, constraints and indexes; returns the Table.
+
+        A foreign key's ``deferrable``, ``initially`` and ``match`` are kept where
+        the database takes them, and left out on MySQL/MariaDB (which check
+        each key at once), so the call runs unchanged there.
+        """
+        for item in columns:
+            keys = item.foreign_keys if isinstance(item, Column) else [item]
+            for key in keys:
+                if isinstance(key, (ForeignKey, ForeignKeyConstraint)):
+                    self._fit_options(key)
         table = self.alembic.create_table(name, *columns, **kw)
         assert table is not None
         return table
+
+    def _fit_options(self, key: ForeignKey | ForeignKeyConstraint) -> None:
+        """Leave out of ``key`` the options the database does not take (logged)."""
+        kept = self._fitted(key.name, {o: getattr(key, o) for o in _FOREIGN_KEY_OPTIONS})
+        for option in _FOREIGN_KEY_OPTIONS:
+            if option not in kept:
+                setattr(key, option, None)
+
+    def _fitted(self, name: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """The foreign key ``options`` given (not None) that the database takes."""
+        given = {option: value for option, value in options.items() if value is not None}
+        kept = {o: v for o, v in given.items() if o in self._profile.foreign_key_options}
+        if len(kept) < len(given):
+            log.info(
+                "foreign key %s: %s left out: %s checks each foreign key at once",
+                name or "(unnamed)",
+                ", ".join(o.upper() for o in given if o not in kept),
+                self.dialect_name,
+            )
+        return kept
 
     def drop_table(self, name: str, *, schema: str | None = None) -> None:
         """``DROP TABLE name``."""
@@ -309,12 +351,28 @@ class SchemaOps:
         *,
         ondelete: str | None = None,
         onupdate: str | None = None,
+        deferrable: bool | None = None,
+        initially: str | None = None,
+        match: str | None = None,
         schema: str | None = None,
     ) -> None:
-        """Add a named foreign key (SQLite: rebuilds the table). Name it to drop it later."""
+        """Add a named foreign key (SQLite: rebuilds the table). Name it to drop it later.
+
+        ``deferrable``, ``initially`` (``"DEFERRED"``) and ``match`` (``"FULL"``)
+        are kept where the database takes them (PostgreSQL, SQLite) and left
+        out on MySQL/MariaDB, which check each key at once.
+        """
         with self.batch(table, schema=schema) as t:
             t.create_foreign_key(
-                name, referent_table, local_cols, remote_cols, ondelete=ondelete, onupdate=onupdate
+                name,
+                referent_table,
+                local_cols,
+                remote_cols,
+                ondelete=ondelete,
+                onupdate=onupdate,
+                deferrable=deferrable,
+                initially=initially,
+                match=match,
             )
 
     def drop_foreign_key(self, name: str, table: str, *, schema: str | None = None) -> None:
@@ -580,8 +638,14 @@ class TableOps:
         *,
         ondelete: str | None = None,
         onupdate: str | None = None,
+        deferrable: bool | None = None,
+        initially: str | None = None,
+        match: str | None = None,
     ) -> None:
-        """Add a named foreign key."""
+        """Add a named foreign key (its options as in :meth:`SchemaOps.create_foreign_key`)."""
+        options = self._owner._fitted(
+            name, {"deferrable": deferrable, "initially": initially, "match": match}
+        )
         self._queue(
             True,
             lambda b: b.create_foreign_key(
@@ -591,6 +655,7 @@ class TableOps:
                 list(remote_cols),
                 ondelete=ondelete,
                 onupdate=onupdate,
+                **options,
             ),
         )
 

@@ -264,6 +264,69 @@ def test_a_table_comment_written_on_a_server_runs_everywhere(
     check_stairway(runner)
 
 
+def deferred_user_key(meta: MetaData) -> None:
+    meta.tables["orders"].append_constraint(
+        ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name="fk_orders_user",
+            deferrable=True,
+            initially="DEFERRED",
+            match="FULL",
+        )
+    )
+
+
+def deferred_table(meta: MetaData) -> None:
+    Table(
+        "refunds",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("order_id", Integer),
+        ForeignKeyConstraint(
+            ["order_id"],
+            ["orders.id"],
+            name="fk_refunds_order",
+            deferrable=True,
+            initially="DEFERRED",
+        ),
+    )
+
+
+def key_sql(runner: MigrationRunner, table: str, name: str) -> str:
+    """How the database holds a foreign key: its reflected options, or (SQLite) its SQL."""
+    from sqlalchemy import inspect
+
+    with runner.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            return str(
+                conn.exec_driver_sql(
+                    f"SELECT sql FROM sqlite_master WHERE name = '{table}'"
+                ).scalar()
+            ).upper()
+        keys = {k["name"]: k for k in inspect(conn).get_foreign_keys(table)}
+        options = keys[name]["options"]
+        return " ".join(f"{k} {v}" for k, v in sorted(options.items())).upper()
+
+
+@pytest.mark.parametrize("new_table", [False, True], ids=["added", "in a new table"])
+def test_a_deferrable_foreign_key_keeps_its_options_where_the_database_takes_them(
+    backend: Backend, make_migrations: MakeMigrations, new_table: bool
+) -> None:
+    runner = runner_for(backend, make_migrations({}))
+    models = (deferred_user_key, deferred_table) if new_table else (deferred_user_key,)
+    _, second = round_trip(runner, schema(), schema(*models))
+    code = second.read_text()
+    assert "deferrable=True" in code and "initially='DEFERRED'" in code
+    runner.upgrade()
+    table, name = ("refunds", "fk_refunds_order") if new_table else ("orders", "fk_orders_user")
+    held = key_sql(runner, table, name)
+    if "deferrable" in backend.profile.foreign_key_options:
+        assert "DEFERRABLE" in held and "DEFERRED" in held
+    else:  # MySQL/MariaDB check each key at once: the options are left out
+        assert held == ""
+
+
 def runner_tables(runner: MigrationRunner) -> set[str]:
     from sqlalchemy import inspect
 

@@ -109,6 +109,10 @@ class DialectProfile:
     #: A foreign key creates an index under its own name that stays when the
     #: key is dropped (MySQL): dropping the key drops that index too.
     foreign_key_leaves_index: bool = False
+    #: The options of a foreign key the database takes (``DEFERRABLE``,
+    #: ``INITIALLY``, ``MATCH``); MySQL/MariaDB take none (each key is checked
+    #: at once), so ``sqlmig.ops`` leaves them out there.
+    foreign_key_options: frozenset[str] = frozenset({"deferrable", "initially", "match"})
 
     # -- comparing with models (``check``) ------------------------------------
 
@@ -116,6 +120,10 @@ class DialectProfile:
     #: server to evaluate both sides); elsewhere it compares reflected text
     #: and reports differences that are none, so ``check`` leaves defaults out.
     compares_server_defaults: bool = False
+    #: Reflection reports a foreign key's ``DEFERRABLE`` / ``INITIALLY``
+    #: (PostgreSQL); elsewhere (SQLite keeps them but does not report them,
+    #: MySQL/MariaDB take none) ``check`` compares foreign keys without them.
+    reflects_foreign_key_options: bool = False
 
     def history_timestamp_type(self) -> TypeEngine[datetime]:
         """The column type of ``applied_at``, to the microsecond where the database can."""

@@ -97,4 +97,5 @@ MYSQL = MySQLProfile(
     ),
     alter_column_restates_column=True,
     foreign_key_leaves_index=True,
+    foreign_key_options=frozenset(),
 )

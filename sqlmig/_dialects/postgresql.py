@@ -55,6 +55,7 @@ POSTGRESQL = DialectProfile(
     restore_scope="SELECT set_config('search_path', :value, false)",
     history_timestamp_tz=True,
     compares_server_defaults=True,
+    reflects_foreign_key_options=True,
     # now() is the transaction's start, the same for every step of a caller's transaction
     history_now_sql="clock_timestamp()",
     # a tenant's schema first on search_path; pg_settings holds the value from before
