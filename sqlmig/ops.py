@@ -60,7 +60,7 @@ from sqlalchemy.schema import (
     ForeignKeyConstraint,
     Table,
 )
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement, TextClause
 from sqlalchemy.types import TypeEngine
 
 from ._dialects import profile_for
@@ -328,18 +328,65 @@ class SchemaOps:
         self,
         name: str,
         table: str,
-        columns: Sequence[str],
+        columns: Sequence[str | TextClause | ColumnElement[Any]],
         *,
         unique: bool = False,
         schema: str | None = None,
         **kw: Any,
     ) -> None:
-        """``CREATE [UNIQUE] INDEX name ON table (columns)``."""
+        """``CREATE [UNIQUE] INDEX name ON table (columns)``.
+
+        A column may be an expression (``sa.literal_column("lower(name)")``, as
+        autogenerate writes one). MariaDB (and MySQL before 8.0.13) has no index
+        on an expression: there such an index is not created and a WARNING says
+        so, so the step runs on; a unique one, which is a constraint, is refused.
+
+        Raises:
+            UsageError: a unique index on an expression, where the database has none.
+        """
+        expressions = [str(c) for c in columns if not isinstance(c, str)]
+        if expressions and not self._profile.indexes_expressions(self.conn):
+            if unique:
+                raise UsageError(
+                    f"cannot create the unique index {name} on {table}: "
+                    f"{self._server_name} has no index on an expression "
+                    f"({', '.join(expressions)}); enforce it another way there "
+                    "(a generated column with a unique index, branching on ops.dialect_name)"
+                )
+            log.warning(
+                "index %s on %s not created: %s has no index on an expression (%s); "
+                "queries there run without it",
+                name,
+                table,
+                self._server_name,
+                ", ".join(expressions),
+            )
+            return
         self.alembic.create_index(name, table, list(columns), unique=unique, schema=schema, **kw)
 
     def drop_index(self, name: str, table: str, *, schema: str | None = None) -> None:
-        """Drop an index (its table is needed: MySQL drops indexes per table)."""
+        """Drop an index (its table is needed: MySQL drops indexes per table).
+
+        Where indexes on expressions are not created (see :meth:`create_index`),
+        an index that is not there is taken for one of them: a WARNING says so
+        and nothing is dropped.
+        """
+        if not (self._script or self._profile.indexes_expressions(self.conn)):
+            present = inspect(self.conn).get_indexes(table, schema=schema)
+            if not any(index["name"] == name for index in present):
+                log.warning(
+                    "index %s on %s not dropped: it is not there (%s creates no index on "
+                    "an expression)",
+                    name,
+                    table,
+                    self._server_name,
+                )
+                return
         self.alembic.drop_index(name, table_name=table, schema=schema)
+
+    @property
+    def _server_name(self) -> str:
+        return "MariaDB" if getattr(self.conn.dialect, "is_mariadb", False) else "MySQL"
 
     def create_foreign_key(
         self,

@@ -201,6 +201,80 @@ def test_table_comments_are_set_and_removed_where_the_database_keeps_them(
     check_stairway(runner)
 
 
+EXPRESSION_INDEX = """\
+    '''An index on lower(name), as autogenerate writes it.'''
+    import sqlalchemy as sa
+
+    from sqlmig.ops import ops
+
+    def up(conn):
+        ops(conn).create_index(
+            "ix_users_lower_name", "users", [sa.literal_column("lower(name)")], unique={unique}
+        )
+
+    def down(conn):
+        ops(conn).drop_index("ix_users_lower_name", "users")
+    """
+
+
+def has_index(engine: Engine, name: str) -> bool:
+    """Whether the index exists (SQLite's reflection leaves out indexes on expressions)."""
+    if engine.dialect.name == "sqlite":
+        return bool(rows(engine, f"SELECT 1 FROM sqlite_master WHERE name = '{name}'"))
+    return any(name in index_names(engine, t) for t in inspect(engine).get_table_names())
+
+
+def test_an_index_on_an_expression_is_made_where_the_database_has_them(
+    backend: Backend,
+    engine: Engine,
+    make_migrations: MakeMigrations,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sqlmig")
+    step = EXPRESSION_INDEX.format(unique=False)
+    runner = MigrationRunner(
+        backend.url, make_migrations({"001_schema.py": SCHEMA, "002_ix.py": step})
+    )
+    with engine.connect() as conn:
+        expressions = backend.profile.indexes_expressions(conn)
+
+    runner.upgrade()
+    assert has_index(engine, "ix_users_lower_name") is expressions
+    runner.downgrade("001")
+    assert not has_index(engine, "ix_users_lower_name")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if expressions:
+        assert warned == []
+        runner.downgrade("base")
+        check_stairway(runner)
+    else:  # MariaDB: the step runs on without the index, and says so each way
+        assert warned == [
+            "index ix_users_lower_name on users not created: MariaDB has no index on an "
+            "expression (lower(name)); queries there run without it",
+            "index ix_users_lower_name on users not dropped: it is not there (MariaDB creates "
+            "no index on an expression)",
+        ]
+
+
+def test_a_unique_index_on_an_expression_is_refused_where_the_database_has_none(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    step = EXPRESSION_INDEX.format(unique=True)
+    runner = MigrationRunner(
+        backend.url, make_migrations({"001_schema.py": SCHEMA, "002_ix.py": step})
+    )
+    with engine.connect() as conn:
+        expressions = backend.profile.indexes_expressions(conn)
+    if expressions:
+        runner.upgrade()
+        assert has_index(engine, "ix_users_lower_name")
+        return
+    with pytest.raises(MigrationFailed, match="MariaDB has no index on an expression") as info:
+        runner.upgrade()
+    assert "nothing was changed" in str(info.value)  # refused before any statement
+    assert [r.version for r in runner.status().failed] == ["002"]
+
+
 def test_alter_column_keeps_the_default_and_auto_increment_it_does_not_name(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations
 ) -> None:

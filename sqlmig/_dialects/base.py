@@ -244,6 +244,10 @@ class DialectProfile:
             LockTimeout: the database stayed locked by another writer past ``timeout``.
         """
 
+    def indexes_expressions(self, conn: Connection) -> bool:
+        """Whether an index may be on an expression (``lower(name)``), not only columns."""
+        return True
+
     def kept_transaction(self, conn: Connection) -> bool:
         """After a step in a transaction: the driver still runs its statements in one.
 

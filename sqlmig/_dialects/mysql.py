@@ -74,6 +74,13 @@ class MySQLProfile(DialectProfile):
             dbapi.autocommit(False)
         return not on
 
+    def indexes_expressions(self, conn: Connection) -> bool:
+        """MySQL 8.0.13 and later index expressions; MariaDB does not."""
+        dialect: Any = conn.dialect
+        if getattr(dialect, "is_mariadb", False):
+            return False
+        return tuple(dialect.server_version_info or (8, 0, 13)) >= (8, 0, 13)
+
     def history_timestamp_type(self) -> TypeEngine[datetime]:
         from sqlalchemy.dialects.mysql import DATETIME  # only where MySQL runs
 
