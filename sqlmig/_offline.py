@@ -7,6 +7,11 @@ literals, and keeps the text. ``sqlmig.ops`` writes through Alembic's offline
 ("as_sql") mode into the same list. What only a database can answer (a
 result's rows or row count, reflection, the driver's connection) raises
 :class:`NeedsData`.
+
+The module is long because a stand-in must answer each part of a
+``Connection`` a step may use, and driver SQL must be read as each kind of
+driver reads it (placeholders, ``%%``, literals) to be written as the
+database would have received it.
 """
 
 from __future__ import annotations
@@ -27,8 +32,15 @@ from sqlalchemy.sql.sqltypes import NullType
 
 __all__ = ["NeedsData", "Refused", "ScriptConnection", "tidy"]
 
-#: A driver's placeholders in ``exec_driver_sql`` text: ``?``, ``%s``, ``%(name)s``, ``:name``.
-_PLACEHOLDER = re.compile(r"\?|%s|%\((\w+)\)s|(?<![:\w]):(\w+)")
+#: The parts of ``exec_driver_sql`` text that matter to a driver: string literals, quoted
+#: names and comments (groups of their own), ``%%``, ``%s``, ``%(name)s``, ``?`` and ``:name``.
+_DRIVER_SQL = re.compile(
+    r"""(?P<quoted>'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/)"""
+    r"|%%|%s|%\((?P<pyformat>\w+)\)s|\?|(?<![:\w]):(?P<named>\w+)",
+    re.DOTALL,
+)
+#: What a ``format``/``pyformat`` driver (psycopg, PyMySQL) reads inside a string literal too.
+_PERCENT = re.compile(r"%%|%s|%\((?P<pyformat>\w+)\)s")
 
 
 class NeedsData(Exception):
@@ -93,7 +105,12 @@ class ScriptConnection:
     """
 
     def __init__(self, dialect_name: str) -> None:
-        engine = create_mock_engine(URL.create(dialect_name), self._mock_execute)
+        url = URL.create(dialect_name)
+        #: how the database's driver reads ``exec_driver_sql`` text (``%s`` or ``?``)
+        self.driver_paramstyle: str = create_mock_engine(url, self._mock_execute).dialect.paramstyle
+        # compiled as plain SQL, not for a driver: a "format" paramstyle would write each
+        # "%" of a literal or text() twice (the driver's escape), which a script must not
+        engine = create_mock_engine(url, self._mock_execute, paramstyle="named")
         self.engine = engine
         self.dialect: Dialect = engine.dialect
         self.statements: list[str] = []
@@ -210,24 +227,46 @@ class ScriptConnection:
         return tidy(str(compiled))
 
     def _substituted(self, sql: str, parameters: Any) -> str:
-        """Driver SQL with its placeholders replaced by literals (unknown ones left as they are)."""
-        if not parameters:
+        """Driver SQL as the database receives it: placeholders replaced by literals
+        (unknown ones left as they are), read as the target's driver reads them.
+
+        ``format``/``pyformat`` drivers (psycopg, PyMySQL) read ``%s``,
+        ``%(name)s`` and ``%%`` (a ``%``) everywhere, string literals included,
+        and even with no parameters (SQLAlchemy always passes some); a ``?``
+        is no placeholder there (PostgreSQL's ``jsonb ? 'key'``). SQLite's
+        driver reads ``?`` and ``:name`` outside literals, and ``%`` is itself.
+        Other spellings outside literals are written in too, for a step
+        written for another driver.
+        """
+        percent = self.driver_paramstyle in ("format", "pyformat")
+        if not (parameters or percent):
             return tidy(sql)
         positional = iter(parameters) if isinstance(parameters, (list, tuple)) else None
         missing = object()
 
-        def value(match: re.Match[str]) -> str:
-            key = match.group(1) or match.group(2)
-            given: Any = missing
+        def given(found: str, key: str | None) -> str:
+            value: Any = missing
             if key is not None and isinstance(parameters, dict):
-                given = parameters.get(key, missing)
+                value = parameters.get(key, missing)
             elif key is None and positional is not None:
-                given = next(positional, missing)
-            if given is missing:
-                return match.group(0)
-            return self.literal_sql(literal(given))
+                value = next(positional, missing)
+            return found if value is missing else self.literal_sql(literal(value))
 
-        return tidy(_PLACEHOLDER.sub(value, sql))
+        def in_literal(match: re.Match[str]) -> str:
+            found = match.group(0)
+            return "%" if found == "%%" else given(found, match.group("pyformat"))
+
+        def part(match: re.Match[str]) -> str:
+            found = match.group(0)
+            if match.group("quoted") is not None:
+                return _PERCENT.sub(in_literal, found) if percent else found
+            if found == "%%":
+                return "%" if percent else found
+            if found == "?" and percent:
+                return found
+            return given(found, match.group("pyformat") or match.group("named"))
+
+        return tidy(_DRIVER_SQL.sub(part, sql))
 
 
 def _short(statement: str) -> str:

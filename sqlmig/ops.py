@@ -611,8 +611,25 @@ class TableOps:
         self._queue(clause or stored, lambda b: b.add_column(column))
 
     def drop_column(self, column: str) -> None:
-        """Drop a column and the indexes on it (as PostgreSQL does; SQLite needs it said)."""
-        insp = inspect(self._owner.conn)
+        """Drop a column and the indexes on it (as PostgreSQL does; SQLite needs it said).
+
+        In a SQL script, where nothing can be read, it is one ``DROP COLUMN``
+        (the database drops what depends on it: PostgreSQL the indexes on it,
+        MySQL/MariaDB the column from its indexes); on SQLite, which may have to
+        rebuild the table from its definition, it cannot be written.
+        """
+        owner = self._owner
+        if owner._script and owner._profile.rebuilds_tables_for_alter:
+            raise owner.conn.needs(  # type: ignore[attr-defined]
+                f"drops column {column} of {self._table}: SQLite drops a column in place only "
+                "when no key, index or constraint uses it, and otherwise rebuilds the table "
+                "from its definition, both of which only the database can tell"
+            )
+        if owner._script:  # one ALTER TABLE; the database drops what depends on the column
+            self.dropped_columns.append(column)
+            self._queue(True, lambda b: b.drop_column(column))
+            return
+        insp = inspect(owner.conn)
         for index in insp.get_indexes(self._table, schema=self._schema):
             names = {str(c).lower() for c in index["column_names"] if c is not None}
             if index["name"] and column.lower() in names:
