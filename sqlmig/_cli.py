@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
@@ -44,7 +45,7 @@ from ._errors import (
     UsageError,
 )
 from ._fleet_commands import add_all_options
-from .config import CONFIG_VAR, URL_VAR, checked_lock_timeout
+from .config import CONFIG_VAR, URL_VAR, checked_lock_timeout, find_config, project_imports
 
 __all__ = ["EXIT_CODES", "build_parser", "exit_code", "main"]
 
@@ -231,6 +232,15 @@ def _packages_from_here() -> Iterator[None]:
             sys.path.remove(here)
 
 
+def _project(args: argparse.Namespace) -> Path | None:
+    """The folder of the config file the command reads: the project's modules import from it."""
+    try:
+        found = find_config(getattr(args, "config", None))
+    except SqlmigError:  # the command itself reports it
+        return None
+    return None if found is None else found.parent
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sqlmig`` with ``argv`` (default: the process arguments); return the exit code."""
     try:
@@ -238,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     out = Output(bool(args.verbose), sys.stdout, sys.stderr)
-    with logging_to(out) as progress, _packages_from_here():
+    with logging_to(out) as progress, _packages_from_here(), project_imports(_project(args)):
         try:
             return COMMANDS[args.command](args, out, progress)
         except SqlmigError as exc:

@@ -96,7 +96,7 @@ def load(reference: str) -> MetaData:
             raise _import_failed(reference, exc) from exc
         raise ConfigError(
             f"metadata {reference!r}: there is no module {module_name!r} to import: check the "
-            "name (the command line imports modules from the current directory)",
+            "name (modules are imported from the config file's folder and the current directory)",
             key="metadata",
         ) from exc
     except Exception as exc:

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from sqlmig import MigrationRunner
-    from sqlmig._sources import MigrationsSource
     from sqlmig.config import ConfigFile
 
 __all__ = [
@@ -120,13 +119,13 @@ def _tool_sqlmig(config: pytest.Config) -> ConfigFile:
     return read_config(config.rootpath / "pyproject.toml")
 
 
-def migrations_source(config: pytest.Config) -> MigrationsSource:
+def migrations_source(config: pytest.Config) -> str | Path | list[str]:
     """The fixtures' migrations: ini ``sqlmig_migrations``, ``[tool.sqlmig]``, ``migrations/``.
 
     A configured value is a folder relative to its file, or a package name, as
     the command line reads ``[tool.sqlmig] migrations``.
     """
-    from sqlmig._sources import from_setting
+    from sqlmig.config import migrations_source as from_setting
 
     value = config.getini("sqlmig_migrations")
     file = _tool_sqlmig(config)
@@ -267,10 +266,13 @@ def _history(sqlmig_runner: MigrationRunner) -> None:
 def _models(pytestconfig: pytest.Config, sqlmig_runner: MigrationRunner) -> None:
     """The test database, upgraded to head, matches the models of ``sqlmig_metadata``."""
     __tracebackhide__ = True
+    from sqlmig.config import project_imports
     from sqlmig.testing import check_models
 
     metadata = list(pytestconfig.getini(METADATA))
-    _readable(lambda runner: check_models(runner, metadata), sqlmig_runner)
+    root = pytestconfig.inipath.parent if pytestconfig.inipath else pytestconfig.rootpath
+    with project_imports(root):  # "myapp.db:metadata" beside the project's ini file
+        _readable(lambda runner: check_models(runner, metadata), sqlmig_runner)
 
 
 def _readable(check: Callable[[MigrationRunner], object], runner: MigrationRunner) -> None:

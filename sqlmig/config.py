@@ -31,10 +31,13 @@ expansion that never shows a secret.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +62,8 @@ __all__ = [
     "ConfigFile",
     "checked_lock_timeout",
     "find_config",
+    "migrations_source",
+    "project_imports",
     "read_config",
     "runner_settings",
 ]
@@ -227,6 +232,36 @@ def find_config(path: str | Path | None = None) -> Path | None:
         if candidate.is_file() and _has_section(candidate):
             return candidate
     return None
+
+
+def migrations_source(value: str, folder: str | Path) -> str:
+    """A ``migrations`` setting as a config file in ``folder`` means it: a folder path
+    (a relative one taken from ``folder``), or an importable package's name.
+
+    Reads nothing but the file system; imports no migration.
+    """
+    return from_setting(value, Path(folder))
+
+
+@contextmanager
+def project_imports(folder: str | Path | None) -> Iterator[None]:
+    """While inside, the project's modules at ``folder`` (its config file's folder) import.
+
+    ``metadata = "myapp.db:metadata"`` then names ``myapp`` beside the
+    ``pyproject.toml``, wherever the command or the tests run from. The folder
+    comes first on ``sys.path`` for the block and leaves it afterwards; None
+    (no config file) changes nothing.
+    """
+    path = "" if folder is None else str(Path(folder).absolute())
+    added = bool(path) and path not in sys.path
+    if added:
+        sys.path.insert(0, path)
+        importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        if added and path in sys.path:
+            sys.path.remove(path)
 
 
 def _has_section(path: Path) -> bool:

@@ -294,6 +294,25 @@ def test_the_command_exits_0_then_3_listing_every_difference(
     assert err.splitlines()[1:] == ["  table audit: missing in the database"]
 
 
+def test_the_command_imports_the_models_beside_the_project_file_from_a_subfolder(
+    sqlite_backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    root = tmp_path / "project"
+    (root / "docs").mkdir(parents=True)
+    (root / "models_beside.py").write_text(MODELS)
+    folder = make_migrations({"001_nothing.py": "def up(conn):\n    pass\n"})
+    (root / "pyproject.toml").write_text(
+        f'[tool.sqlmig]\nurl = "{sqlite_backend.url_string}"\nmigrations = "{folder}"\n'
+        'metadata = "models_beside:metadata"\n'
+    )
+    before = list(sys.path)
+    code, _out, err = run(root / "docs", "check")  # from a folder below the project's
+    assert code == 3, err
+    assert "table users: missing in the database" in err
+    assert sys.path == before and "models_beside" in sys.modules
+    sys.modules.pop("models_beside")
+
+
 def test_the_command_without_models_says_how_to_give_them(tmp_path: Path) -> None:
     (tmp_path / "migrations").mkdir()
     code, _out, err = run(tmp_path, "--url", f"sqlite:///{tmp_path}/t.db", "check")

@@ -65,3 +65,21 @@ def test_modules_on_the_public_api_use_no_private_attribute_of_another_object(
         and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
     ]
     assert reached == []
+
+
+#: The pytest plugin's own modules: they may import one another, and public sqlmig only.
+PLUGIN = sorted(m for m in MODULES if m.startswith("_pytest_"))
+
+
+@pytest.mark.parametrize("module", PLUGIN)
+def test_the_pytest_plugin_imports_no_private_module_of_sqlmig_but_its_own(module: str) -> None:
+    tree = ast.parse((PACKAGE / module).read_text(encoding="utf-8"))
+    reached = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or node.module is None:
+            continue
+        name = ("sqlmig." if node.level else "") + node.module
+        private = name.startswith("sqlmig._") and not name.startswith("sqlmig._pytest_")
+        if private:
+            reached.append(f"line {node.lineno}: from {name} import ...")
+    assert reached == []

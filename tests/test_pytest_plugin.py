@@ -447,3 +447,18 @@ def test_the_models_test_lists_every_difference(
             "E     column users.email: type VARCHAR(100) in the database, String(200) in the*",
         ]
     )
+
+
+def test_the_models_module_is_found_beside_the_project_file_without_pythonpath(
+    pytester: pytest.Pytester, backend: Backend
+) -> None:
+    ini = METADATA_INI.replace('pythonpath = ["."]\n', "")
+    project(pytester, ini=ini)
+    (pytester.path / "test_app.py").unlink()  # the tests live in tests/, no package
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_app.py").write_text(textwrap.dedent(USES_USERS))
+    (pytester.path / "appmodels.py").write_text(textwrap.dedent(MODELS))
+
+    result = run(pytester, backend, "tests", "--import-mode=importlib")
+
+    result.stdout.fnmatch_lines(["*sqlmig_models PASSED*"])
