@@ -24,6 +24,7 @@ from ._errors import (
     OutOfOrderMigration,
     PermissionDenied,
     SchemaDrift,
+    SqlFileError,
     SqlmigError,
     UsageError,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "PermissionDenied",
     "PlannedStep",
     "SchemaDrift",
+    "SqlFileError",
     "SqlmigError",
     "Status",
     "StepCallback",

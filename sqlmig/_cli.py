@@ -199,10 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     command("check", "fail (exit 3) if steps are pending or the database differs from the models")
     new = command("new", "write the next migration file from a template")
     new.add_argument("name", metavar="NAME")
-    new.add_argument(
+    kind = new.add_mutually_exclusive_group()
+    kind.add_argument(
         "--autogenerate",
         action="store_true",
         help="fill up() and down() with the changes that make the database match the models",
+    )
+    kind.add_argument(
+        "--sql",
+        action="store_true",
+        help="write a .sql file (-- migrate:up and -- migrate:down sections) instead of Python",
     )
     return parser
 

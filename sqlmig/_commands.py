@@ -381,7 +381,7 @@ def cmd_new(args: argparse.Namespace, out: Output, progress: Progress) -> int:
     if args.autogenerate:
         return _autogenerate(args, out)
     folder = migrations_setting(env=args.env, path=_config_path(args), migrations=args.dir)
-    path = new_migration(folder, args.name)
+    path = new_migration(folder, args.name, sql=args.sql)
     out.line(f"Created {_shown(path)}")
     return 0
 

@@ -1,9 +1,11 @@
 """Finding migrations: the steps of a source, lowest version first.
 
 A folder or package (as :mod:`sqlmig._sources` resolves it) is listed once, and
-each ``NNN_name.py`` file read for its checksum; a list built in code is taken
-as it is. Nothing is imported: a file's module runs the first time one of its
-functions is needed (see :mod:`sqlmig._loader`).
+each ``NNN_name.py`` or ``NNN_name.sql`` file read for its checksum; a list
+built in code is taken as it is. Both kinds share one version space. Nothing is
+imported or parsed: a file's code is loaded the first time it is needed, by the
+loader of its kind (:mod:`sqlmig._loader` for Python, :mod:`sqlmig._sql_files`
+for SQL).
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from pathlib import Path
 from ._checksums import checksum, folder_checksums
 from ._errors import MigrationSourceError
 from ._loader import ModuleLoader
-from ._migration import Migration, version_problem
+from ._migration import Migration, StepLoader, version_problem
 from ._sources import FileSource, MigrationsSource, is_folder, resolve
+from ._sql_files import SqlFileLoader
 
 __all__ = ["FILE_NAME", "Listing", "discover", "find_all", "fingerprint"]
 
 #: ``[0-9]``, not ``\d``: digits of other scripts (``٢``) are not versions.
-FILE_NAME = re.compile(r"^(?:migration_)?(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_]+)\.py$")
+FILE_NAME = re.compile(
+    r"^(?:migration_)?(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_]+)\.(?P<kind>py|sql)$"
+)
+#: The file kinds a folder holds, by suffix.
+SUFFIXES = (".py", ".sql")
 
 
 def discover(source: MigrationsSource | Listing) -> list[Migration]:
@@ -32,8 +39,9 @@ def discover(source: MigrationsSource | Listing) -> list[Migration]:
     Reads names and bytes; imports nothing.
 
     Raises:
-        MigrationSourceError: no such folder or package, a ``.py`` file whose
-            name does not match ``NNN_name.py``, or two files with one version.
+        MigrationSourceError: no such folder or package, a ``.py`` or ``.sql``
+            file whose name does not match ``NNN_name.py`` (``.sql``), or two
+            files with one version.
     """
     migrations = find_all(source)
     for before, after in itertools.pairwise(migrations):
@@ -69,12 +77,15 @@ class Listing:
         MigrationSourceError: no such folder or package, or a bad file name.
     """
 
-    __slots__ = ("loader", "matches", "paths", "sums")
+    __slots__ = ("loaders", "matches", "paths", "sums")
 
     def __init__(self, source: str | Path | FileSource) -> None:
         files = source if isinstance(source, FileSource) else resolve(source)
         assert isinstance(files, FileSource)  # a str or Path is never a list
-        self.loader = ModuleLoader(files.root, files.package)
+        self.loaders: dict[str, StepLoader] = {
+            "py": ModuleLoader(files.root, files.package),
+            "sql": SqlFileLoader(files.root),
+        }
         self.paths, self.matches, self.sums = _scan(files.root)
 
     def fingerprint(self) -> dict[int, str] | None:
@@ -85,8 +96,9 @@ class Listing:
 
     def migrations(self) -> list[Migration]:
         """A :class:`Migration` for each file, in listing order."""
+        loaders = self.loaders
         return [
-            Migration(m["version"], m["name"], checksum=value, path=path, loader=self.loader)
+            Migration(m["version"], m["name"], checksum=value, path=path, loader=loaders[m["kind"]])
             for path, m, value in zip(self.paths, self.matches, self.sums, strict=True)
         ]
 
@@ -97,7 +109,7 @@ def fingerprint(source: MigrationsSource) -> dict[int, str] | None:
 
 
 def _candidate(name: str) -> bool:
-    return name.endswith(".py") and not name.startswith(("_", "."))
+    return name.endswith(SUFFIXES) and not name.startswith(("_", "."))
 
 
 def _scan(root: Traversable) -> tuple[list[str], list[re.Match[str]], list[str]]:
@@ -122,8 +134,8 @@ def _match(name: str, path: str) -> re.Match[str]:
     match = FILE_NAME.match(name)
     if match is None:
         raise MigrationSourceError(
-            f"{path}: file name does not match NNN_name.py: rename it "
-            "(e.g. 003_add_users.py), or start it with _ to have it ignored",
+            f"{path}: file name does not match NNN_name{name[name.rfind('.') :]}: rename it "
+            f"(e.g. 003_add_users{name[name.rfind('.') :]}), or start it with _ to have it ignored",
             path=path,
         )
     problem = version_problem(match["version"])

@@ -4,6 +4,7 @@
 
     SqlmigError
     ├── MigrationSourceError      bad folder, file name, duplicate, no up(), import/syntax error
+    │   └── SqlFileError          a .sql migration's markers or text (an unclosed string, ...)
     ├── ConfigError               no URL, unknown environment, unset ${VAR}, bad config,
     │                             a missing schema, a table that is not a history table
     ├── UsageError                unknown target, baseline on a used history, MySQL transaction
@@ -43,6 +44,7 @@ __all__ = [
     "OutOfOrderMigration",
     "PermissionDenied",
     "SchemaDrift",
+    "SqlFileError",
     "SqlmigError",
     "UsageError",
 ]
@@ -74,6 +76,18 @@ class MigrationSourceError(SqlmigError):
         self.path = path
         self.line = line
         self.version = version
+
+
+class SqlFileError(MigrationSourceError):
+    """A ``.sql`` migration file cannot be read as one: no ``-- migrate:up``, two of a
+    section, an empty up section, an unknown marker or option, a string, quoted
+    name, comment or dollar quote never closed, or text that is not UTF-8.
+
+    ``path`` and ``line`` say where; the message says what to change.
+    """
+
+    def __init__(self, message: str, *, path: str, line: int | None, version: str | None) -> None:
+        super().__init__(message, path=path, line=line, version=version)
 
 
 class ConfigError(SqlmigError):

@@ -137,6 +137,10 @@ class ScriptConnection:
     def exec_driver_sql(
         self, statement: str, parameters: Any = None, execution_options: Any = None
     ) -> _NoRows:
+        if execution_options and execution_options.get("no_parameters"):
+            # final text (a .sql migration's statement): written as it is, to the letter
+            self.statements.append(statement.strip())
+            return _NoRows(self, statement)
         sets = parameters if _many(parameters) else [parameters]
         for one in sets:
             self.statements.append(self._substituted(statement, one))

@@ -11,7 +11,7 @@ from ._discovery import FILE_NAME, discover
 from ._errors import MigrationSourceError, UsageError
 from ._sources import is_folder, migrations_folder
 
-__all__ = ["TEMPLATE", "new_migration", "next_file_name"]
+__all__ = ["SQL_TEMPLATE", "TEMPLATE", "new_migration", "next_file_name"]
 
 DEFAULT_WIDTH = 3
 #: The longest name part of a new file: file names are limited (255 bytes), and so is the history.
@@ -38,6 +38,21 @@ def down(conn: Connection) -> None:
     # conn.exec_driver_sql("DROP TABLE ...")
     pass
 '''
+
+
+SQL_TEMPLATE = """\
+-- {description}
+--
+-- Explain the change here; the first line above is the description sqlmig shows.
+-- Write transaction:false after -- migrate:up for a step that cannot run in a
+-- transaction (CREATE INDEX CONCURRENTLY).
+
+-- migrate:up
+
+
+-- migrate:down
+
+"""
 
 
 def _slug(name: str) -> str:
@@ -68,15 +83,17 @@ def _slug(name: str) -> str:
     return slug
 
 
-def next_file_name(existing: list[str], name: str, *, after: int = 0) -> str:
+def next_file_name(existing: list[str], name: str, suffix: str = ".py", *, after: int = 0) -> str:
     """The file name after ``existing`` (migration file names) for ``name``.
 
-    The number is one above the highest, zero-padded to the width of that
-    version (``009`` -> ``010``, three digits when there is none), and starts
-    with ``migration_`` when the newest file does.
+    The number is one above the highest of either kind (``.py`` or ``.sql``),
+    zero-padded to the width of that version (``009`` -> ``010``, three digits
+    when there is none), and starts with ``migration_`` when the newest file does.
 
     >>> next_file_name(["migration_009_b.py"], "add orders")
     'migration_010_add_orders.py'
+    >>> next_file_name(["009_b.py"], "add orders", ".sql")
+    '010_add_orders.sql'
 
     ``after``: the highest version of the sources listed before this folder
     (an Alembic chain's length); the number is above it too.
@@ -89,20 +106,25 @@ def next_file_name(existing: list[str], name: str, *, after: int = 0) -> str:
     if not matches or max(int(m["version"]) for m in matches) <= after:
         # nothing yet, or only what comes before the steps of the sources listed
         # before this folder (an Alembic chain): the next version after those
-        return f"{after + 1:0{DEFAULT_WIDTH}d}_{slug}.py"
+        return f"{after + 1:0{DEFAULT_WIDTH}d}_{slug}{suffix}"
     newest = max(matches, key=lambda m: int(m["version"]))
     prefix = PREFIX if newest.group(0).startswith(PREFIX) else ""
     width = len(newest["version"])
-    return f"{prefix}{int(newest['version']) + 1:0{width}d}_{slug}.py"
+    return f"{prefix}{int(newest['version']) + 1:0{width}d}_{slug}{suffix}"
 
 
 def new_migration(
-    migrations: str | Path | Sequence[str | Path], name: str, template: str = TEMPLATE
+    migrations: str | Path | Sequence[str | Path],
+    name: str,
+    template: str = TEMPLATE,
+    *,
+    sql: bool = False,
 ) -> Path:
     """Write the next migration file into ``migrations`` and return its path.
 
     Creates the folder if needed. The file has a docstring, ``up`` and ``down``:
-    ``template`` with ``{description}`` and ``{label}`` filled in.
+    ``template`` with ``{description}`` and ``{label}`` filled in. ``sql``: a
+    ``.sql`` file from :data:`SQL_TEMPLATE` instead, with its up and down markers.
 
     Raises:
         UsageError: a bad ``name`` (no letter or digit, one outside ASCII, too
@@ -129,7 +151,9 @@ def new_migration(
             path=str(folder),
         )
     existing = [Path(m.path).name for m in discover(folder) if m.path] if folder.is_dir() else []
-    file_name = next_file_name(existing, name, after=after)
+    if sql:
+        template = SQL_TEMPLATE
+    file_name = next_file_name(existing, name, ".sql" if sql else ".py", after=after)
     match = FILE_NAME.match(file_name)
     assert match is not None
     label = f"{match['version']}_{match['name']}"

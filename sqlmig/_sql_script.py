@@ -135,7 +135,12 @@ def _transaction(
     lines = [title]
     if transactional:
         lines.append(f"{profile.script_begin};")
-    lines.extend(f"{s};" for s in statements)
+    for statement in statements:
+        delimiter = profile.script_delimiter
+        if delimiter and ";" in statement:  # a body the client would cut at its first ;
+            lines.extend([f"DELIMITER {delimiter}", f"{statement}{delimiter}", "DELIMITER ;"])
+        else:
+            lines.append(f"{statement};")
     if transactional:
         lines.append("COMMIT;")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ EXPECTED = [
     "PermissionDenied",
     "PlannedStep",
     "SchemaDrift",
+    "SqlFileError",
     "SqlmigError",
     "Status",
     "StepCallback",

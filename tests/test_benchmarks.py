@@ -248,3 +248,24 @@ def test_xdist_setup_script_times_both_ways_and_prints_the_ratio() -> None:
     for way in ("clone", "migrate each"):
         assert rows[way][0].endswith(" s") and len(rows[way][1].split(", ")) == 1, rows
     assert "ratio: clone / migrate each = " in out and "(goal: <= 0.25x) " in out
+
+
+@pytest.mark.bench
+def test_sql_split_script_checks_every_case_and_times_both_splitters() -> None:
+    script = ROOT / "benchmarks" / "sql_split.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--rows", "200", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "## exactness: each case split as its database splits it"
+    total = next(line for line in lines if line.startswith("| all |"))
+    assert total.startswith("| all | | 14/14 |")
+    assert any(line.startswith("## speed: 200 statements") for line in lines)
+    assert any(line.startswith("| sqlmig | ") and line.endswith("| 1.00x |") for line in lines)

@@ -491,6 +491,22 @@ def test_new_numbers_after_the_files_there(project: Project) -> None:
     assert project.run("rollback").stdout.splitlines()[0].startswith("undid 007_add_orders")
 
 
+def test_new_sql_writes_a_sql_migration_every_command_then_runs(project: Project) -> None:
+    result = project.run("new", "add_returns", "--sql")
+    assert (result.returncode, result.stdout) == (0, "Created migrations/007_add_returns.sql\n")
+    project.write(
+        "007_add_returns.sql",
+        "-- migrate:up\nCREATE TABLE returns (id INT);\n-- migrate:down\nDROP TABLE returns;\n",
+    )
+    assert project.run("verify").returncode == 0
+    assert "CREATE TABLE returns (id INT);" in project.run("upgrade", "--sql").stdout
+    upgrade = project.run("upgrade")
+    assert upgrade.returncode == 0 and "applied 007_add_returns in" in upgrade.stdout
+    assert "007      add_returns" in project.run("status").stdout
+    assert project.run("rollback").stdout.splitlines()[0].startswith("undid 007_add_returns")
+    assert project.run("new", "x", "--sql", "--autogenerate").returncode == 2
+
+
 # -- exit codes ---------------------------------------------------------------
 
 

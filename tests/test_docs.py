@@ -3,9 +3,9 @@
 Each page of ``docs/`` (and the README) runs in an empty temporary folder of
 its own. Its fenced blocks are taken in order:
 
-- a ``python`` or ``toml`` block whose first line is ``# file: PATH`` is
-  written to ``PATH`` (without that line): a migration, a ``pyproject.toml``,
-  a test module;
+- a ``python`` or ``toml`` block whose first line is ``# file: PATH`` (a
+  ``sql`` block: ``-- file: PATH``) is written to ``PATH`` (without that
+  line): a migration, a ``pyproject.toml``, a test module;
 - any other ``python`` block runs, all of a page's blocks in one namespace;
 - any other ``toml`` block must parse;
 - a block whose first line starts with ``# not run`` is left out (use it
@@ -42,7 +42,7 @@ PAGES = sorted(DOCS.glob("*.md"))
 FENCE = re.compile(
     r"^```(?P<lang>[\w-]+)[^\n]*\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL
 )
-FILE = re.compile(r"#\s*file:\s*(?P<path>\S+)\s*")
+FILE = re.compile(r"(?:#|--)\s*file:\s*(?P<path>\S+)\s*")
 PUBLIC_MODULES = {
     "sqlmig": sqlmig,
     "sqlmig.testing": sqlmig.testing,
@@ -94,7 +94,9 @@ def test_the_examples_of_each_page_run(page: Path, clean_env: Path) -> None:
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     wrote_tests = False
     for block in blocks(page):
-        if block.lang not in ("python", "toml") or block.first.startswith("# not run"):
+        if block.lang not in ("python", "toml", "sql") or block.first.startswith("# not run"):
+            continue
+        if block.lang == "sql" and block.file is None:  # SQL shown, not a file to write
             continue
         where = f"{page.relative_to(ROOT)}:{block.line}"
         if block.file is not None:

@@ -171,3 +171,26 @@ def test_python_m_and_the_script_find_the_same_package(
         )
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["migrations"][0]["name"] == "a"
+
+
+def test_sql_migrations_inside_a_zipped_package_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = unique("zipped")
+    archive = tmp_path / "app.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"{package}/__init__.py", "")
+        zf.writestr(f"{package}/migrations/__init__.py", "")
+        zf.writestr(
+            f"{package}/migrations/001_notes.sql",
+            "-- Notes.\n-- migrate:up\nCREATE TABLE n (id INT);\nINSERT INTO nope VALUES (1);\n",
+        )
+    monkeypatch.syspath_prepend(str(archive))
+    db = tmp_path / "app.db"
+    from sqlmig import MigrationFailed, MigrationRunner
+
+    runner = MigrationRunner(f"sqlite:///{db}", f"{package}.migrations")
+
+    assert runner.migrations()[0].description == "Notes."
+    with pytest.raises(MigrationFailed, match=r"001_notes\.sql:4: "):
+        runner.upgrade()

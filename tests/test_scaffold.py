@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MakeMigrations
-from sqlmig import MigrationRunner, MigrationSourceError, UsageError
+from sqlmig import MigrationRunner, MigrationSourceError, SqlFileError, UsageError
 from sqlmig._discovery import discover
 from sqlmig._scaffold import new_migration, next_file_name
 
@@ -117,3 +117,30 @@ def test_a_folder_that_cannot_be_made_is_a_source_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("")
     with pytest.raises(MigrationSourceError, match=r"cannot write .*001_a\.py: Not a directory"):
         new_migration(tmp_path / "notes.txt" / "migrations", "a")
+
+
+def test_a_sql_migration_is_numbered_among_python_ones(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({"004_a.py": "def up(conn): pass\n"})
+
+    path = new_migration(folder, "add orders", sql=True)
+
+    assert path.name == "005_add_orders.sql"
+    text = path.read_text()
+    assert text.startswith("-- Add orders.\n")
+    assert "\n-- migrate:up\n" in text and "\n-- migrate:down\n" in text
+    assert new_migration(folder, "more").name == "006_more.py"
+
+
+def test_a_new_sql_migration_is_refused_until_its_up_section_holds_sql(
+    make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = make_migrations({})
+    path = new_migration(folder, "add orders", sql=True)
+    runner = MigrationRunner(f"sqlite:///{tmp_path / 'app.db'}", folder)
+    assert runner.migrations()[0].description == "Add orders."
+
+    with pytest.raises(SqlFileError, match="the up section holds no statement"):
+        runner.upgrade()
+
+    path.write_text(path.read_text().replace("-- migrate:up\n", "-- migrate:up\nSELECT 1;\n"))
+    assert [m.label for m in runner.upgrade()] == ["001_add_orders"]

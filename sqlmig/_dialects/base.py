@@ -20,6 +20,7 @@ from sqlalchemy.types import TypeEngine
 
 from .._errors import LockTimeout
 from .._locking import MigrationLock, ProgressMark, lock_key
+from .._sql_split import STANDARD_SQL, SqlSyntax
 
 __all__ = ["DialectProfile"]
 
@@ -79,6 +80,12 @@ class DialectProfile:
 
     #: How a SQL script (``upgrade --sql``) begins each step's transaction.
     script_begin: str = "BEGIN"
+    #: The client command line ends a statement at every ``;``: a statement that
+    #: holds one (a procedure's body) is written between ``DELIMITER`` lines
+    #: with this delimiter (the mysql client). None: the client reads bodies.
+    script_delimiter: str | None = None
+    #: How a ``.sql`` migration's text is split into statements (strings, quotes, comments).
+    sql_syntax: SqlSyntax = STANDARD_SQL
 
     # -- the history table --------------------------------------------------
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
 from .._locking import MigrationLock
+from .._sql_split import SqlSyntax
 from .base import DialectProfile
 
 __all__ = ["MYSQL", "MySQLProfile", "NamedLock"]
@@ -97,6 +98,16 @@ MYSQL = MySQLProfile(
     restore_scope="USE {value}",
     schema_is_database=True,
     script_begin="START TRANSACTION",
+    script_delimiter="//",
+    # the default sql_mode: backslash escapes, "..." strings (unless ANSI_QUOTES)
+    sql_syntax=SqlSyntax(
+        backslash_escapes=True,
+        double_quoted_strings=True,
+        hash_comments=True,
+        dash_comment_needs_blank=True,
+        backquotes=True,
+        executable_comments=True,
+    ),
     history_now_sql="UTC_TIMESTAMP(6)",  # DATETIME(6) keeps UTC
     missing_schema_hint=(
         "database {schema!r} (the schema setting) does not exist: create it "

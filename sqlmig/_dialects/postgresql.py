@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from .._locking import MigrationLock
+from .._sql_split import SqlSyntax
 from .base import DialectProfile
 
 __all__ = ["POSTGRESQL", "AdvisoryLock"]
@@ -48,6 +49,7 @@ class AdvisoryLock(MigrationLock):
 POSTGRESQL = DialectProfile(
     "postgresql",
     transactional_ddl=True,
+    sql_syntax=SqlSyntax(escape_strings=True, nested_comments=True, dollar_quotes=True),
     lock=AdvisoryLock,
     caller_transaction_ok=True,
     driver_extra="postgresql",

@@ -29,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 
 from .._errors import LockTimeout
 from .._locking import pause
+from .._sql_split import SqlSyntax
 from .base import DialectProfile
 
 __all__ = ["SQLITE", "RunningMark", "SQLiteProfile"]
@@ -241,6 +242,7 @@ class RunningMark:
 SQLITE = SQLiteProfile(
     "sqlite",
     transactional_ddl=True,
+    sql_syntax=SqlSyntax(backquotes=True, brackets=True),
     caller_transaction_ok=True,
     busy_timeout_pragma="busy_timeout",
     change_counter="data_version",
