@@ -104,6 +104,8 @@ _ROUTINES = frozenset({"trigger", "function", "procedure", "event"})
 _MODIFIERS = frozenset(
     {"or", "replace", "definer", "current_user", "temp", "temporary", "aggregate", "constraint"}
 )
+#: What a ``CREATE DEFINER = ...`` defines when it is no routine.
+_NOT_ROUTINES = frozenset({"view", "algorithm", "sql"})
 #: ``END IF``, ``END LOOP``...: these close what was not counted as a block.
 _UNCOUNTED_ENDS = frozenset({"if", "loop", "while", "repeat", "for"})
 #: How many words of a statement's head are read to find what it defines.
@@ -262,6 +264,8 @@ class _Scanner:
         word = head[-1]
         if word in _ROUTINES:
             return True
+        if "definer" in head:  # DEFINER = user@host: names, unquoted, may follow
+            return False if word in _NOT_ROUTINES else None
         return None if word in _MODIFIERS else False
 
     def _end(self, pos: int) -> None:

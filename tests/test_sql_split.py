@@ -112,6 +112,18 @@ CASES: list[tuple[str, tuple[str, ...], str, list[str]]] = [
         "CREATE TRIGGER t BEFORE INSERT ON a FOR EACH ROW SET NEW.x = 1; SELECT 1",
         ["CREATE TRIGGER t BEFORE INSERT ON a FOR EACH ROW SET NEW.x = 1", "SELECT 1"],
     ),
+    (
+        "an unquoted definer",
+        ("mysql",),
+        "CREATE DEFINER = root@localhost TRIGGER t BEFORE INSERT ON a FOR EACH ROW BEGIN SET NEW.x = 1; END; SELECT 1",
+        ["CREATE DEFINER = root@localhost TRIGGER t BEFORE INSERT ON a FOR EACH ROW BEGIN SET NEW.x = 1; END", "SELECT 1"],
+    ),
+    (
+        "a view with a definer",
+        ("mysql",),
+        "CREATE DEFINER = root@localhost VIEW v AS SELECT 1 AS `begin`; SELECT 2",
+        ["CREATE DEFINER = root@localhost VIEW v AS SELECT 1 AS `begin`", "SELECT 2"],
+    ),
     ("anonymous block", ("mysql",), "BEGIN NOT ATOMIC SELECT 1; SELECT 2; END; SELECT 3", ["BEGIN NOT ATOMIC SELECT 1; SELECT 2; END", "SELECT 3"]),
     ("a plain BEGIN is a statement", ALL, "BEGIN; SELECT 1; COMMIT", ["BEGIN", "SELECT 1", "COMMIT"]),
     (
