@@ -153,7 +153,7 @@ def shared_migrations(source: MigrationsSource) -> list[Migration]:
     if not isinstance(files, FileSource):
         return discover(source)
     listing = Listing(files)
-    listing.loader = SharedLoader(files.root, files.package)
+    listing.loaders["py"] = SharedLoader(files.root, files.package)
     return discover(listing)
 
 

@@ -572,3 +572,18 @@ def test_a_failure_outside_a_transaction_keeps_its_row_failed(
 
     assert count(backend, "SELECT count(*) FROM users") == 1  # nothing took it back
     assert [row.version for row in runner.status().failed] == ["002"]
+
+
+def test_sql_steps_are_shared_by_many_targets(
+    tmp_path: Path, make_migrations: MakeMigrations
+) -> None:
+    from sqlmig import upgrade_all
+
+    folder = mixed(make_migrations)
+    targets = [f"sqlite:///{tmp_path / f'tenant{i}.db'}" for i in range(3)]
+
+    results = upgrade_all(targets, folder, jobs=3)
+
+    assert [[m.label for m in r.applied] for r in results] == [
+        ["001_users", "002_orders", "003_tags"]
+    ] * 3
