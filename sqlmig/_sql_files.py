@@ -48,6 +48,8 @@ _MARKER = re.compile(r"^--[ \t]*migrate:(?P<word>\S*)(?P<options>[^\n]*)$", re.M
 _SECTIONS = ("up", "down")
 #: What an executed statement's error carries: the line of the statement in its file.
 _LINE_ATTRIBUTE = "sqlmig_sql_line"
+#: How much of a file :func:`description` reads: the comments above the markers.
+_HEAD_BYTES = 8192
 #: The only statement a file may not hold: the mysql client's, not SQL.
 _DELIMITER = re.compile(r"delimiter\b", re.IGNORECASE)
 
@@ -240,11 +242,11 @@ def _transaction(options: str, path: str, line: int, version: str) -> bool | Non
 
 
 def description(data: bytes) -> str:
-    """The first comment line above the first marker, without its ``--``."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return ""
+    """The first comment line above the first marker, without its ``--``.
+
+    Only the file's head is decoded: a large file's statements are not needed.
+    """
+    text = data[:_HEAD_BYTES].decode("utf-8-sig", errors="replace")
     for raw in text.splitlines():
         line = raw.strip()
         if _MARKER.match(line) or not line.startswith("--"):

@@ -587,3 +587,18 @@ def test_sql_steps_are_shared_by_many_targets(
     assert [[m.label for m in r.applied] for r in results] == [
         ["001_users", "002_orders", "003_tags"]
     ] * 3
+
+
+def test_the_description_comes_from_the_head_of_a_file_that_is_not_all_utf8(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({})
+    (folder / "001_mixed.sql").write_bytes(
+        b"-- Caf\xc3\xa9 prices.\n-- migrate:up\nSELECT 1;\n" + b"-- \xe9\n" * 10_000
+    )
+
+    (step,) = MigrationRunner("sqlite:///unused.db", folder).migrations()
+
+    assert step.description == "Café prices."
+    with pytest.raises(SqlFileError, match=r"001_mixed\.sql:4: the file is not UTF-8"):
+        step.load()
