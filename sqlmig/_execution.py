@@ -84,7 +84,7 @@ class StepExecutor:
         self.replanned: list[PlanItem] | None = None
         self.guard = Guard(conn)
         #: the savepoint that proves a watched step kept its transaction
-        self.mark = StepMark()
+        self.mark = StepMark(profile.send_own)
 
     def watching(self) -> AbstractContextManager[None]:
         """Keep the guard on the connection while a run's steps go (once, not per step)."""
@@ -184,7 +184,8 @@ class StepExecutor:
         if watch:
             self.mark.take(self.conn)
         autocommit = not (migration.transactional or self.nested)
-        with self.guard.step(autocommit=autocommit) as state:
+        # a failure's message says whether it changed anything only where nothing undoes it
+        with self.guard.step(autocommit=autocommit, count=not self.protected(migration)) as state:
             try:
                 returned = fn(self.conn)
                 if inspect.isgenerator(returned) or inspect.isawaitable(returned):
@@ -198,11 +199,14 @@ class StepExecutor:
                 error = exc
         if state.tripped and not isinstance(error, ForbiddenCall):
             error = ForbiddenCall(state.tripped[0], autocommit=autocommit)
+        rescoped = False
         if watch:
-            lost = not self._intact(trans, error is None)
+            together = self._scope_together
+            lost = not self._intact(trans, error is None, then=together)
+            rescoped = together is not None
         else:  # under the failed-row protocol: its row stays failed (see apply, undo)
             lost = not autocommit and not self.profile.kept_transaction(self.conn)
-        if not (lost and watch):  # a lost watched transaction: see _keep_failed
+        if not ((lost and watch) or rescoped):  # lost and watched: see _keep_failed
             self._rescope(failed=error is not None or lost)
         if lost:
             # on_step hears of it once the failed row is kept: whatever it raises, the
@@ -252,12 +256,20 @@ class StepExecutor:
         if self.on_step is not None:
             self.on_step(migration, "failed", time.perf_counter() - started)
 
-    def _intact(self, trans: Any, succeeded: bool) -> bool:
+    @cached_property
+    def _scope_together(self) -> str | None:
+        """The statement giving the session its scope back, when it can go with the mark's."""
+        if self.scope is None or not self.profile.sends_together(self.conn):
+            return None
+        return self.profile.scope_statement(self.conn, self.scope)
+
+    def _intact(self, trans: Any, succeeded: bool, *, then: str | None = None) -> bool:
         """After a watched step: is its transaction still the one sqlmig began?
 
         On success the step's savepoint is released, after a failure rolled back
         to; either fails when a commit or rollback ended the transaction, even
-        if the driver has begun a new one since.
+        if the driver has begun a new one since. ``then`` is sent with it (see
+        :meth:`StepMark.release`) if it gets that far.
         """
         conn = self.conn
         if trans is None or not trans.is_active or not conn.in_transaction():
@@ -266,7 +278,7 @@ class StepExecutor:
             return False
         if not self.profile.kept_transaction(conn):
             return False
-        return self.mark.release(conn, succeeded)
+        return self.mark.release(conn, succeeded, then=then)
 
     def failure(
         self,

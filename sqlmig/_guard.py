@@ -18,7 +18,7 @@ transaction control lives in ``_statements``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -64,7 +64,8 @@ class GuardState:
         self.autocommit = autocommit
         #: every refused attempt, so a step that swallowed the error is still caught
         self.tripped: list[str] = []
-        #: statements that ran to the end and may have changed something (not reads)
+        #: statements that ran to the end and may have changed something (not
+        #: reads), counted for a step that asked (``Guard.step(count=True)``)
         self.changes = 0
 
     def count(self, sql: Any) -> None:
@@ -293,19 +294,21 @@ class _GuardedConnection(Connection):
 class Guard:
     """The guard on one connection, for as many steps as run on it.
 
-    Its two SQLAlchemy listeners (transaction-control text refused before it is
-    sent; statements that may change something counted after) stay on the
-    connection while :meth:`installed` is entered, and do nothing between
-    steps: a run adds and removes them once instead of around every step.
+    Its SQLAlchemy listeners (transaction-control text refused before it is
+    sent; statements that may change something counted after, once a step
+    asks for it) stay on the connection while :meth:`installed` is entered,
+    and do nothing between steps: a run adds and removes them once instead
+    of around every step.
     """
 
-    __slots__ = ("_check", "_count", "_depth", "conn", "state")
+    __slots__ = ("_check", "_count", "_counting", "_depth", "conn", "state")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         #: what the running step tried; None between steps
         self.state: GuardState | None = None
         self._depth = 0
+        self._counting = False
 
         def check(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
             if self.state is not None:
@@ -323,7 +326,6 @@ class Guard:
         """Keep the listeners on the connection while inside (re-entrant)."""
         if self._depth == 0:
             event.listen(self.conn, "before_cursor_execute", self._check)
-            event.listen(self.conn, "after_cursor_execute", self._count)
         self._depth += 1
         try:
             yield
@@ -331,18 +333,27 @@ class Guard:
             self._depth -= 1
             if self._depth == 0:
                 event.remove(self.conn, "before_cursor_execute", self._check)
-                event.remove(self.conn, "after_cursor_execute", self._count)
+                if self._counting:
+                    event.remove(self.conn, "after_cursor_execute", self._count)
+                    self._counting = False
 
     @contextmanager
-    def step(self, *, autocommit: bool = False) -> Iterator[GuardState]:
+    def step(self, *, autocommit: bool = False, count: bool = False) -> Iterator[GuardState]:
         """While inside, the connection refuses to commit, roll back or close, in every way.
 
-        Yields what the step tried (see :class:`GuardState`).
+        Yields what the step tried (see :class:`GuardState`). ``count``: the
+        statements that complete are counted in it, for the message of a
+        failure that no transaction takes back (the count's listener costs
+        each statement of the run as much as the check, so it is added only
+        then, and stays until the run ends).
         """
         conn = self.conn
         state = GuardState(autocommit=autocommit)
         own = tuple(t for t in (conn.get_transaction(), conn.get_nested_transaction()) if t)
         with self.installed():
+            if count and not self._counting:
+                event.listen(conn, "after_cursor_execute", self._count)
+                self._counting = True
             original = conn.__class__
             conn.__class__ = _GuardedConnection
             conn._sqlmig_tripped = state  # type: ignore[attr-defined]
@@ -383,11 +394,15 @@ class StepMark:
     when the driver has begun a new transaction since, so releasing the mark
     after the step proves the transaction is still the one sqlmig began. Both
     statements go straight to the driver connection: they are sqlmig's own,
-    and need neither SQLAlchemy's events nor its results. A dialect whose
-    driver can send them cheaper overrides :meth:`send`.
+    and need neither SQLAlchemy's events nor its results.
     """
 
     name = "sqlmig_step"
+
+    def __init__(self, send: Callable[..., bool]) -> None:
+        #: runs one statement on the driver connection, False when refused
+        #: (``DialectProfile.send_own``: the dialect's cheapest way)
+        self.send = send
 
     def take(self, conn: Connection) -> None:
         """Take the mark inside ``conn``'s transaction, before the step runs.
@@ -399,25 +414,17 @@ class StepMark:
         if not self.send(conn, statement, first=True):
             conn.exec_driver_sql(statement)  # again, to raise SQLAlchemy's error (and clean up)
 
-    def release(self, conn: Connection, succeeded: bool) -> bool:
+    def release(self, conn: Connection, succeeded: bool, *, then: str | None = None) -> bool:
         """After the step: release the mark (roll back to it after a failure).
 
-        False when the mark is gone: the step's transaction was ended.
+        ``then``: a statement of sqlmig's own sent with it in one call, for a
+        driver that runs several statements so (one round trip); it runs only
+        if the mark was there.
+
+        False when the mark is gone: the step's transaction was ended. A
+        failure of ``then`` reads so too: sqlmig's own statement fails only in
+        a transaction that is no longer sound.
         """
         verb = "RELEASE SAVEPOINT" if succeeded else "ROLLBACK TO SAVEPOINT"
-        return self.send(conn, f"{verb} {self.name}")
-
-    def send(self, conn: Connection, statement: str, *, first: bool = False) -> bool:
-        """Run ``statement`` on the driver connection; False when the database refused it.
-
-        ``first``: it may be the transaction's first statement (the driver
-        begins the transaction first, where it does so itself).
-        """
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(statement)
-        except conn.dialect.loaded_dbapi.Error:
-            return False
-        finally:
-            cursor.close()
-        return True
+        statement = f"{verb} {self.name}"
+        return self.send(conn, statement if then is None else f"{statement}; {then}")

@@ -36,10 +36,9 @@ _TOKEN = re.compile(
 #: First words of a statement that end, or begin, a transaction.
 _ALWAYS = {"commit", "end", "abort", "xa"}
 _BEFORE = {"begin": None, "start": "transaction", "prepare": "transaction"}
-#: Every word that can begin a transaction-control statement, anywhere in the text.
-_CONTROL_WORD = re.compile(
-    r"commit|end|abort|xa|rollback|begin|start|prepare|autocommit", re.IGNORECASE
-)
+#: Every word that can begin a transaction-control statement (``autocommit``
+#: holds ``commit``): text with none of them, in any case, is not scanned.
+_CONTROL_WORDS = ("commit", "end", "abort", "xa", "rollback", "begin", "start", "prepare")
 #: A statement whose first token is a word (nothing to skip before it).
 _PLAIN_HEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?=[^A-Za-z0-9_]|\Z)")
 #: What a ``CREATE`` or ``ALTER`` defines when a ``BEGIN`` in it opens a body.
@@ -168,7 +167,11 @@ def transaction_control(sql: str) -> str | None:
     Text holding none of the words that could begin such a statement is not
     scanned at all (most statements of a step).
     """
-    if _CONTROL_WORD.search(sql) is None:
+    lowered = sql.lower()  # then plain substring tests: a tenth of a case-blind regex's time
+    for word in _CONTROL_WORDS:
+        if word in lowered:
+            break
+    else:
         return None
     for words in _statement_heads(sql):
         first, rest = words[0], [w for w in words[1:] if w not in ("work", "transaction")]

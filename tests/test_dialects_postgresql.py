@@ -171,3 +171,52 @@ def test_a_transaction_scoped_lock_would_deadlock_create_index_concurrently(
                 assert scalar(backend, "SELECT count(*) FROM pg_indexes WHERE indexname = 't_x'")
     finally:
         engine.dispose()
+
+
+def test_the_step_s_search_path_is_restored_by_pg_catalog_s_set_config_not_a_step_s_own(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """A step that puts a schema with a ``set_config()`` of its own first on the path."""
+    hijack = """\
+        def up(conn):
+            conn.exec_driver_sql("CREATE SCHEMA trap")
+            conn.exec_driver_sql(
+                "CREATE FUNCTION trap.set_config(text, text, boolean) RETURNS text "
+                "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'trap.set_config ran'; END $$"
+            )
+            conn.exec_driver_sql("SET search_path = trap, pg_catalog, public")
+
+        def down(conn):
+            conn.exec_driver_sql("DROP SCHEMA trap CASCADE")
+        """
+    engine = backend.engine(pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            before = conn.execute(text("SELECT current_setting('search_path')")).scalar()
+        runner = MigrationRunner(engine, make_migrations({"001_trap.py": hijack}))
+
+        assert [m.version for m in runner.upgrade()] == ["001"]
+        with engine.connect() as conn:  # the pool's one connection, the run's
+            assert conn.execute(text("SELECT current_setting('search_path')")).scalar() == before
+        assert [m.version for m in runner.downgrade("base")] == ["001"]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("level", ["SERIALIZABLE", "REPEATABLE READ"])
+def test_each_step_runs_at_the_engine_s_isolation_level(
+    backend: Backend, make_migrations: MakeMigrations, level: str
+) -> None:
+    """sqlmig begins each step's transaction itself, as the driver would have begun it."""
+    step = """\
+        def up(conn):
+            level = conn.exec_driver_sql("SHOW transaction_isolation").scalar()
+            conn.exec_driver_sql(f"CREATE TABLE seen AS SELECT '{level}'::text AS level")
+        """
+    engine = backend.engine(isolation_level=level.replace(" ", "_"))
+    try:
+        MigrationRunner(engine, make_migrations({"001_seen.py": step})).upgrade()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT level FROM seen")).scalar() == level.lower()
+    finally:
+        engine.dispose()

@@ -231,7 +231,9 @@ def test_a_run_adds_the_guards_listeners_once_not_per_step(
         """
     folder = make_migrations({f"00{i}_step.py": step.format(i=i) for i in (1, 2, 3)})
     runner = MigrationRunner(backend.url, folder)
-    guard = ["before_cursor_execute", "after_cursor_execute"]
+    guard = ["before_cursor_execute"]
+    if not backend.profile.transactional_ddl:  # a failure's message counts what completed
+        guard.append("after_cursor_execute")
 
     assert len(runner.upgrade()) == 3
     assert [name for name in added if name in guard] == guard

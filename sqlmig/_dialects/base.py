@@ -14,15 +14,36 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import URL, DateTime, text
+from sqlalchemy import URL, DateTime, String, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
 from .._errors import LockTimeout
 from .._locking import MigrationLock, ProgressMark, lock_key
 from .._sql_split import STANDARD_SQL, SqlSyntax
 
-__all__ = ["DialectProfile"]
+__all__ = ["DialectProfile", "run_own"]
+
+
+def run_own(conn: Connection, statement: str) -> None:
+    """Run one of sqlmig's own statements straight on the driver connection.
+
+    It needs neither SQLAlchemy's events nor a result, and costs a fraction
+    of a statement sent through SQLAlchemy. Its error is wrapped as
+    SQLAlchemy wraps any statement's.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: the database refused it.
+    """
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+    except dbapi_error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi_error, dialect=conn.dialect) from exc
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True)
@@ -55,9 +76,15 @@ class DialectProfile:
     #: and what a step may change of them (:attr:`restore_scope` puts it back).
     identity: str | None = None
     #: Statement giving the session back the third column of :attr:`identity`
-    #: (``:value``) after a step that changed it (PostgreSQL ``search_path``,
-    #: MySQL's current database: ``{value}`` is then the quoted name).
+    #: after a step that changed it (PostgreSQL ``search_path``, MySQL's current
+    #: database), with the value in it as ``{literal}`` (a string literal) or
+    #: ``{name}`` (a quoted name): it has no parameters, so it can go to the
+    #: driver as it is, with other statements of sqlmig's own.
     restore_scope: str | None = None
+    #: Drivers that run several statements sent in one call, in one round trip
+    #: (psycopg and psycopg2, without parameters): after a step, sqlmig sends
+    #: its own statements together (see :class:`sqlmig._guard.StepMark`).
+    multi_statement_drivers: frozenset[str] = frozenset()
     #: Schemas are databases (MySQL): the lock's key names the table's own schema.
     schema_is_database: bool = False
     #: Settings for the runner's connection while it holds the lock, each applied
@@ -195,20 +222,48 @@ class DialectProfile:
             database, schema, scope = conn.exec_driver_sql(self.identity).one()
         return database, schema, scope
 
-    def keep_scope(self, conn: Connection, scope: str | None) -> None:
-        """After a step: give the session back the scope read at the start of the run.
+    def scope_statement(self, conn: Connection, scope: str | None) -> str | None:
+        """The statement giving ``conn``'s session back ``scope``, or None where there is none.
 
         A step's ``SET search_path`` (PostgreSQL) or ``USE`` (MySQL) ends with
         the step, like a ``SET LOCAL``: the history row and the next step see
-        the session as the run found it. One statement, where the backend has one.
+        the session as the run found it.
         """
         if self.restore_scope is None or scope is None:
-            return
-        if "{value}" in self.restore_scope:
-            name = conn.dialect.identifier_preparer.quote_identifier(scope)
-            conn.exec_driver_sql(self.restore_scope.format(value=name))
-        else:
-            conn.execute(text(self.restore_scope), {"value": scope})
+            return None
+        if "{name}" in self.restore_scope:
+            return self.restore_scope.format(
+                name=conn.dialect.identifier_preparer.quote_identifier(scope)
+            )
+        render = String().literal_processor(conn.dialect)  # type: ignore[no-untyped-call]
+        assert render is not None
+        return self.restore_scope.format(literal=render(scope))
+
+    def keep_scope(self, conn: Connection, scope: str | None) -> None:
+        """After a step: give the session back the scope read at the start of the run.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the database refused it.
+        """
+        statement = self.scope_statement(conn, scope)
+        if statement is not None:
+            run_own(conn, statement)
+
+    def send_own(self, conn: Connection, statement: str, *, first: bool = False) -> bool:
+        """Run sqlmig's own ``statement`` (see :func:`run_own`); False when the database refused it.
+
+        ``first``: it may be the transaction's first statement, so the
+        transaction begins first where the driver begins it itself.
+        """
+        try:
+            run_own(conn, statement)
+        except DBAPIError:
+            return False
+        return True
+
+    def sends_together(self, conn: Connection) -> bool:
+        """Whether ``conn``'s driver runs several statements sent in one call."""
+        return conn.dialect.driver in self.multi_statement_drivers
 
     def running_mark(self, conn: Connection, table: str) -> ProgressMark | None:
         """The mark of a step of history ``table`` running outside a transaction, if any.

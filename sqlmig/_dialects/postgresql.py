@@ -9,6 +9,9 @@ seconds. DDL is transactional: a failed step leaves nothing behind.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
@@ -16,7 +19,44 @@ from .._locking import MigrationLock
 from .._sql_split import SqlSyntax
 from .base import DialectProfile
 
-__all__ = ["POSTGRESQL", "AdvisoryLock"]
+__all__ = ["POSTGRESQL", "AdvisoryLock", "PostgreSQLProfile"]
+
+
+@dataclass(frozen=True)
+class PostgreSQLProfile(DialectProfile):
+    """PostgreSQL's mechanics: sqlmig's own statements through libpq, where psycopg runs."""
+
+    def send_own(self, conn: Connection, statement: str, *, first: bool = False) -> bool:
+        """Send ``statement`` through psycopg's libpq connection itself (``PGconn.exec_``).
+
+        The savepoint that watches each step is taken and released so, in a
+        fraction of the client's time a cursor takes, and taken in the
+        round trip that begins the transaction (psycopg would send its
+        ``BEGIN`` alone first). Any other driver sends them as the base does.
+        """
+        dbapi: Any = conn.connection.dbapi_connection
+        pgconn = getattr(dbapi, "pgconn", None)
+        if pgconn is None or conn.dialect.is_async or pgconn.pipeline_status:
+            return super().send_own(conn, statement, first=first)
+        psycopg = conn.dialect.loaded_dbapi
+        pq = psycopg.pq
+        idle = pgconn.transaction_status == pq.TransactionStatus.IDLE
+        if first and idle and not dbapi.autocommit:
+            statement = f"{_begin_statement(dbapi, psycopg.IsolationLevel)}; {statement}"
+        result = pgconn.exec_(statement.encode(dbapi.info.encoding))
+        return result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+
+
+def _begin_statement(dbapi: Any, levels: Any) -> str:
+    """The ``BEGIN`` psycopg would send, with the connection's isolation level and modes."""
+    parts = ["BEGIN"]
+    if dbapi.isolation_level is not None:
+        parts.append("ISOLATION LEVEL " + levels(dbapi.isolation_level).name.replace("_", " "))
+    if dbapi.read_only is not None:
+        parts.append("READ ONLY" if dbapi.read_only else "READ WRITE")
+    if dbapi.deferrable is not None:
+        parts.append("DEFERRABLE" if dbapi.deferrable else "NOT DEFERRABLE")
+    return " ".join(parts)
 
 
 class AdvisoryLock(MigrationLock):
@@ -46,7 +86,7 @@ class AdvisoryLock(MigrationLock):
         return f"PostgreSQL process {pid}" if pid is not None else None
 
 
-POSTGRESQL = DialectProfile(
+POSTGRESQL = PostgreSQLProfile(
     "postgresql",
     transactional_ddl=True,
     sql_syntax=SqlSyntax(escape_strings=True, nested_comments=True, dollar_quotes=True),
@@ -54,7 +94,9 @@ POSTGRESQL = DialectProfile(
     caller_transaction_ok=True,
     driver_extra="postgresql",
     identity="SELECT current_database(), current_schema(), current_setting('search_path')",
-    restore_scope="SELECT set_config('search_path', :value, false)",
+    # pg_catalog's own: a step may have put a set_config() of its own on the path
+    restore_scope="SELECT pg_catalog.set_config('search_path', {literal}, false)",
+    multi_statement_drivers=frozenset({"psycopg", "psycopg2"}),
     history_timestamp_tz=True,
     compares_server_defaults=True,
     reflects_foreign_key_options=True,
