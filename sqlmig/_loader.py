@@ -1,10 +1,9 @@
 """Running a migration file's module: compiled and executed under a private name.
 
-A file in a real folder has its code cached in ``__pycache__`` as an imported
-module's is (written by ``py_compile``; not at all under
-``PYTHONDONTWRITEBYTECODE``), but as a hash-checked ``.pyc`` (PEP 552), read
-with importlib's own ``cache_from_source`` and ``source_hash``: used only for
-the very bytes it was compiled from, so an edit within the
+A file in a real folder is compiled by importlib's own ``SourceFileLoader``, so
+its code is cached in ``__pycache__`` as an imported module's is (and not at
+all under ``PYTHONDONTWRITEBYTECODE``), but as a hash-checked ``.pyc`` (PEP
+552): used only for the very bytes it was compiled from, so an edit within the
 same second, of the same size, never runs stale code. A cache Python's own
 import validates by time and size is not trusted. A file of a package that is
 no folder (a zip) is compiled from its bytes. The module runs under a private,
@@ -13,8 +12,8 @@ unique name, with no change to ``sys.path``, and is not left in ``sys.modules``.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
-import marshal
 import os
 import sys
 import types
@@ -22,7 +21,6 @@ import uuid
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from ._checksums import read_file
 from ._errors import MigrationSourceError
 from ._migration import StepCode, docstring_first_line, first_line, function_problem, line_in
 
@@ -32,48 +30,39 @@ __all__ = ["ModuleLoader"]
 _CHECKED_HASH_PYC = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little")
 
 
+def _hash_checked(path: str) -> bool:
+    """Whether the cached code of source file ``path`` is validated by the source's hash."""
+    try:
+        with open(importlib.util.cache_from_source(path), "rb") as cache:
+            return cache.read(len(_CHECKED_HASH_PYC)) == _CHECKED_HASH_PYC
+    except (NotImplementedError, OSError):  # no cache kept by this Python, or none yet
+        return False
+
+
 def _code(path: str) -> types.CodeType:
     """The code of source file ``path``, from a hash-checked cache where one can be kept.
-
-    The cache is read as importlib's own loader reads it, in two reads (the
-    source, the cache) instead of its four: a step's module is loaded in the
-    time that counts against the step.
 
     Raises:
         SyntaxError, ValueError: the file does not compile.
     """
-    source = read_file(path)
-    try:
-        cache = importlib.util.cache_from_source(path)
-    except NotImplementedError:  # this Python keeps no cache
-        cache = None
-    if cache is not None:
+    loader = importlib.machinery.SourceFileLoader(os.path.basename(path), path)
+    checked = _hash_checked(path)
+    if not checked and not sys.dont_write_bytecode:
+        import py_compile  # only to write a cache
+
+        mode = py_compile.PycInvalidationMode.CHECKED_HASH
         try:
-            data = read_file(cache)
-        except OSError:  # none yet, or unreadable
-            data = b""
-        head = len(_CHECKED_HASH_PYC)
-        fresh = data[head : head + 8] == importlib.util.source_hash(source)
-        if data[:head] == _CHECKED_HASH_PYC and fresh:
-            try:
-                return _unmarshal(data[head + 8 :])
-            except (EOFError, ValueError, TypeError):  # a damaged cache: compiled again
-                pass
-        if not sys.dont_write_bytecode:
-            import py_compile  # only to write a cache
-
-            mode = py_compile.PycInvalidationMode.CHECKED_HASH
-            try:
-                py_compile.compile(path, cfile=cache, invalidation_mode=mode, quiet=2)
-            except OSError:  # a folder that cannot be written: compiled each time
-                pass
-    return compile(source, path, "exec", dont_inherit=True)
-
-
-def _unmarshal(data: bytes) -> types.CodeType:
-    code = marshal.loads(data)
-    if not isinstance(code, types.CodeType):
-        raise TypeError(f"not code: {type(code).__name__}")
+            py_compile.compile(path, invalidation_mode=mode, quiet=2)  # nothing on an error
+        except OSError:  # a folder that cannot be written: compiled below each time
+            pass
+        checked = _hash_checked(path)
+    if not checked:  # a cache checked by time and size may be stale: not used
+        return loader.source_to_code(loader.get_data(path), path)
+    try:
+        code = loader.get_code(loader.name)  # checks the hash; compiles again after an edit
+    except (EOFError, ValueError, TypeError):  # a damaged .pyc, or a null byte
+        code = loader.source_to_code(loader.get_data(path), path)
+    assert code is not None  # a source file always has code
     return code
 
 
