@@ -5,7 +5,7 @@ itself unless a field says otherwise, no session settings, no busy
 timeout, no change counter. A backend whose mechanics differ overrides the
 few methods concerned in its own module (see :mod:`sqlmig._dialects.sqlite`).
 
-It is longer than 300 lines because every capability a backend may have is a
+It is long because every capability a backend may have is a
 field here, with its meaning beside it: one place to read what differs.
 """
 
