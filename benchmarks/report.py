@@ -110,13 +110,6 @@ ROWS: list[tuple[str, str, Callable[[Any], float | None], str, bool]] = [
     ("upgrade, commits seen by server", "upgrade", lambda r: r.commits, "commits", True),
     ("start-up check, whole process", "check", lambda r: r.wall_s, "s", False),
     ("start-up check, after import", "check", lambda r: r.work_s, "ms", False),
-    (
-        "start-up check, after import, first after a deploy (no checksum cache)",
-        "check-cold",
-        lambda r: r.work_s,
-        "ms",
-        False,
-    ),
     ("start-up check, commits", "check", lambda r: r.commits, "commits", True),
     ("downgrade to base, whole process", "downgrade", lambda r: r.wall_s, "s", False),
     ("downgrade, commits seen by server", "downgrade", lambda r: r.commits, "commits", True),
@@ -125,13 +118,6 @@ ROWS: list[tuple[str, str, Callable[[Any], float | None], str, bool]] = [
 PADDED_ROWS: list[tuple[str, str, Callable[[Any], float | None], str, bool]] = [
     ("start-up check, whole process, padded files", "check-padded", lambda r: r.wall_s, "s", False),
     ("start-up check, after import, padded files", "check-padded", lambda r: r.work_s, "ms", False),
-    (
-        "start-up check, after import, first after a deploy, padded files",
-        "check-padded-cold",
-        lambda r: r.work_s,
-        "ms",
-        False,
-    ),
 ]
 FORMATS = {"s": _seconds, "ms": _ms, "mib": _mib}
 

@@ -139,25 +139,6 @@ def expect_tables(target: Target, tool: str, action: str, wanted: int) -> None:
         )
 
 
-#: sqlmig's checksum cache in a migrations folder (see sqlmig._checksums).
-CHECKSUM_CACHE = Path("__pycache__") / "sqlmig-checksums"
-
-
-def forget_checksums(tool: str, folder: Path) -> None:
-    """Remove sqlmig's checksum cache: the first start after a deploy."""
-    if tool in ("sqlmig", "candidate"):
-        (folder / CHECKSUM_CACHE).unlink(missing_ok=True)
-
-
-def settle() -> None:
-    """Let freshly written files age past the checksum cache's 2-second racy window.
-
-    Deployed files are older than that; sqlmig hashes files written a moment
-    ago again at each run until then.
-    """
-    time.sleep(2.1)
-
-
 #: Start-up checks measured per round (cheap processes; their ratio lines are the tightest).
 CHECKS_PER_ROUND = 3
 
@@ -188,28 +169,21 @@ def play_round(
 
     Every tool gets a fresh database; then all upgrade from empty, one after
     the other, then all run the start-up check (``CHECKS_PER_ROUND`` times), then
-    sqlmig's first start after a deploy (no checksum cache: every file read and
-    hashed, labelled ``check-cold``), then all downgrade to base. A tool's run
+    all downgrade to base. A tool's run
     and the floor's of the same action are seconds apart, so a pair sees the
     same machine even when its speed drifts over minutes.
     """
     actions = [("upgrade", n)]
     actions += [("check", n)] * CHECKS_PER_ROUND
-    actions += [("check-cold", n), ("downgrade", 0)]
+    actions += [("downgrade", 0)]
     with ExitStack() as stack:
         targets = {
             tool: stack.enter_context(fresh_database(backend, root, admin)) for tool in order
         }
         for action, tables in actions:
             for tool in order:
-                if action == "check-cold" and tool not in ("sqlmig", "candidate"):
-                    continue
                 target = targets[tool]
-                if action == "check-cold":
-                    forget_checksums(tool, folders[tool])
-                record = measured(
-                    target, n, tool, action.removesuffix("-cold"), folders[tool], label=action
-                )
+                record = measured(target, n, tool, action, folders[tool], label=action)
                 expect_tables(target, tool, action, tables)
                 records.append(record)
                 extra = f", {record.commits} commits" if record.commits is not None else ""
@@ -228,9 +202,6 @@ def padded_checks(
     expect_tables(target, tool, "upgrade", n)
     for _ in range(repeat):
         records.append(measured(target, n, tool, "check", folder, label="check-padded"))
-        if tool in ("sqlmig", "candidate"):
-            forget_checksums(tool, folder)
-            records.append(measured(target, n, tool, "check", folder, label="check-padded-cold"))
     print(f"  n={n} {target.backend:<10} {tool:<7} padded checks done", file=sys.stderr)
 
 
@@ -333,7 +304,6 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.sizes:
             repeat = args.repeat or 6
             folders = {tool: write_workload(root / f"n{n}", _kind(tool), n) for tool in tools}
-            settle()
             for rep in range(repeat):
                 order = turns(tools, rep)
                 for backend in args.backends:
@@ -344,7 +314,6 @@ def main(argv: list[str] | None = None) -> int:
                     for tool in tools
                     if tool in ("floor", "sqlmig", "candidate", "alembic")
                 }
-                settle()
                 for backend in args.backends:
                     for tool, folder in padded.items():
                         with fresh_database(backend, root, admin) as target:

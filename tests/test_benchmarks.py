@@ -134,13 +134,13 @@ def test_a_figure_measured_once_a_round_pairs_with_the_floors_runs_of_that_round
 
     records = [  # round 1, then round 2 (twice as slow): the floor checks 3 times a round
         *(run("floor", "check", s) for s in (1.0, 1.2, 1.1)),
-        run("sqlmig", "check-cold", 1.1),
+        run("sqlmig", "check-padded", 1.1),
         *(run("floor", "check", s) for s in (2.0, 2.2, 2.1)),
-        run("sqlmig", "check-cold", 4.2),
+        run("sqlmig", "check-padded", 4.2),
     ]
     figures = Figures(records)
 
-    ratio = figures.ratio(10, "sqlite", "sqlmig", "check-cold", lambda r: r.wall_s, "check")
+    ratio = figures.ratio(10, "sqlite", "sqlmig", "check-padded", lambda r: r.wall_s, "check")
 
     assert ratio == pytest.approx((1.1 / 1.1 + 4.2 / 2.1) / 2)  # 1.0 and 2.0: their median
 
