@@ -6,9 +6,10 @@ The lock is a session lock so that CREATE INDEX CONCURRENTLY can run while it is
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -218,5 +219,49 @@ def test_each_step_runs_at_the_engine_s_isolation_level(
         MigrationRunner(engine, make_migrations({"001_seen.py": step})).upgrade()
         with engine.connect() as conn:
             assert conn.execute(text("SELECT level FROM seen")).scalar() == level.lower()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("off", ["at connect", "by a step"])
+def test_a_search_path_with_backslashes_comes_back_whatever_standard_conforming_strings_says(
+    backend: Backend, make_migrations: MakeMigrations, off: str
+) -> None:
+    """The restore's literal reads the same with ``standard_conforming_strings`` on or off."""
+    schema = "it's a \\b\\\\ schéma"
+    path = '"' + schema.replace('"', '""') + '", public'
+    setup = backend.engine()
+    with setup.begin() as conn:
+        conn.exec_driver_sql('CREATE SCHEMA "' + schema.replace('"', '""') + '"')
+    setup.dispose()
+    engine = backend.engine(pool_size=1, max_overflow=0)
+
+    @event.listens_for(engine, "connect")
+    def scoped(dbapi: Any, _record: Any) -> None:
+        with dbapi.cursor() as cursor:
+            cursor.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (path,))
+            if off == "at connect":
+                cursor.execute("SET standard_conforming_strings = off")
+        dbapi.commit()
+
+    steps = {
+        "001_off.py": "def up(conn):\n"
+        + (
+            "    conn.exec_driver_sql('SET standard_conforming_strings = off')\n"
+            if off == "by a step"
+            else "    pass\n"
+        ),
+        "002_t.py": "def up(conn):\n    conn.exec_driver_sql('CREATE TABLE t (x int)')\n",
+    }
+    try:
+        with engine.connect() as conn:
+            before = conn.execute(text("SELECT current_setting('search_path')")).scalar()
+        assert [m.version for m in MigrationRunner(engine, make_migrations(steps)).upgrade()] == [
+            "001",
+            "002",
+        ]
+        with engine.connect() as conn:  # the pool's one connection, the run's
+            assert conn.execute(text("SELECT current_setting('search_path')")).scalar() == before
+            assert conn.execute(text("SELECT current_schema()")).scalar() == schema
     finally:
         engine.dispose()

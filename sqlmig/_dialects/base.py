@@ -238,6 +238,11 @@ class DialectProfile:
             return self.restore_scope.format(
                 name=conn.dialect.identifier_preparer.quote_identifier(scope)
             )
+        if (
+            "{escaped}" in self.restore_scope
+        ):  # read alike whatever standard_conforming_strings says
+            escaped = scope.replace("\\", "\\\\").replace("'", "''")
+            return self.restore_scope.format(escaped=f"E'{escaped}'")
         render = String().literal_processor(conn.dialect)  # type: ignore[no-untyped-call]
         assert render is not None
         return self.restore_scope.format(literal=render(scope))

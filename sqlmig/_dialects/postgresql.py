@@ -95,7 +95,7 @@ POSTGRESQL = PostgreSQLProfile(
     driver_extra="postgresql",
     identity="SELECT current_database(), current_schema(), current_setting('search_path')",
     # pg_catalog's own: a step may have put a set_config() of its own on the path
-    restore_scope="SELECT pg_catalog.set_config('search_path', {literal}, false)",
+    restore_scope="SELECT pg_catalog.set_config('search_path', {escaped}, false)",
     multi_statement_drivers=frozenset({"psycopg", "psycopg2"}),
     history_timestamp_tz=True,
     compares_server_defaults=True,
