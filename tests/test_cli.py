@@ -741,7 +741,9 @@ def test_ctrl_c_while_waiting_for_sqlite_s_lock_exits_at_once(sqlite_project: Pr
             preexec_fn=ctrl_c_as_on_a_terminal,
         )
         try:
-            time.sleep(3)  # started, and waiting for the lock
+            database = sqlite_project.backend.url.database or ""
+            assert opened(process, database, within=TIMEOUT), "it never opened the database"
+            time.sleep(1)  # from its first read to its wait for the lock
             assert process.poll() is None
             process.send_signal(signal.SIGINT)
             sent = time.monotonic()
@@ -754,6 +756,24 @@ def test_ctrl_c_while_waiting_for_sqlite_s_lock_exits_at_once(sqlite_project: Pr
     assert process.returncode == 130, err
     assert took < 5  # not at the end of the 20 s wait
     assert "interrupted" in err
+
+
+def opened(process: subprocess.Popen[str], path: str, *, within: float) -> bool:
+    """Wait until ``process`` has file ``path`` open (Linux's /proc; elsewhere, 3 s)."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    if not fds.exists():
+        time.sleep(3)
+        return True
+    target = os.path.realpath(path)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if any(os.path.realpath(fd) == target for fd in fds.iterdir()):
+                return True
+        except OSError:  # a descriptor closed while read
+            pass
+        time.sleep(0.05)
+    return False
 
 
 # -- environments and passwords -----------------------------------------------
