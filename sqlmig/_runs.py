@@ -8,6 +8,8 @@ the new plan from where it stands.
 
 from __future__ import annotations
 
+from collections import deque
+
 from ._alembic_adoption import as_adopted
 from ._edits import prepared
 from ._errors import MigrationFailed
@@ -96,22 +98,23 @@ def apply_steps(executor: StepExecutor, steps: list[Migration]) -> list[Migratio
     dialect = executor.conn.dialect.name
     for migration in steps:
         migration.load(dialect)
-    applied: list[Migration] = []
-    queue = list(steps)
+    applied: dict[int, Migration] = {}  # by number, in the order last applied
+    queue = deque(steps)
     while queue:
-        migration = queue.pop(0)
+        migration = queue.popleft()
         migration.load(dialect)
         try:
             done = executor.apply(migration)
         except MigrationFailed as exc:
-            exc.applied = list(applied)
+            exc.applied = list(applied.values())
             raise
         if done:
-            _add_once(applied, migration)
+            applied.pop(migration.number, None)
+            applied[migration.number] = migration
         again = executor.take_replanned()
         if again is not None:
-            queue = [m for _, m in again[1 if done else 0 :]]
-    return applied
+            queue = deque(m for _, m in again[1 if done else 0 :])
+    return list(applied.values())
 
 
 def undo_steps(executor: StepExecutor, plan: list[PlanItem]) -> list[Migration]:
@@ -119,21 +122,16 @@ def undo_steps(executor: StepExecutor, plan: list[PlanItem]) -> list[Migration]:
 
     Each is listed once, as in :func:`apply_steps`.
     """
-    queue = list(plan)
-    undone: list[Migration] = []
+    queue = deque(plan)
+    undone: dict[int, Migration] = {}  # by number, in the order last undone
     while queue:
-        row, migration = queue.pop(0)
+        row, migration = queue.popleft()
         assert row is not None
         done = executor.undo(row, migration)
         if done:
-            _add_once(undone, migration)
+            undone.pop(migration.number, None)
+            undone[migration.number] = migration
         again = executor.take_replanned()
         if again is not None:
-            queue = again[1 if done else 0 :]
-    return undone
-
-
-def _add_once(done: list[Migration], migration: Migration) -> None:
-    """Append ``migration`` to a run's result, dropping an earlier entry of its version."""
-    done[:] = [m for m in done if m.number != migration.number]
-    done.append(migration)
+            queue = deque(again[1 if done else 0 :])
+    return list(undone.values())
