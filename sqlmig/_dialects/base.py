@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import URL, DateTime, String, text
+from sqlalchemy import URL, DateTime, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
@@ -80,7 +80,7 @@ class DialectProfile:
     identity: str | None = None
     #: Statement giving the session back the third column of :attr:`identity`
     #: after a step that changed it (PostgreSQL ``search_path``, MySQL's current
-    #: database), with the value in it as ``{literal}`` (a string literal) or
+    #: database), with the value in it as ``{escaped}`` (an ``E''`` string) or
     #: ``{name}`` (a quoted name): it has no parameters, so it can go to the
     #: driver as it is, with other statements of sqlmig's own.
     restore_scope: str | None = None
@@ -238,14 +238,9 @@ class DialectProfile:
             return self.restore_scope.format(
                 name=conn.dialect.identifier_preparer.quote_identifier(scope)
             )
-        if (
-            "{escaped}" in self.restore_scope
-        ):  # read alike whatever standard_conforming_strings says
-            escaped = scope.replace("\\", "\\\\").replace("'", "''")
-            return self.restore_scope.format(escaped=f"E'{escaped}'")
-        render = String().literal_processor(conn.dialect)  # type: ignore[no-untyped-call]
-        assert render is not None
-        return self.restore_scope.format(literal=render(scope))
+        # {escaped}: an E'' literal, read alike whatever standard_conforming_strings says
+        escaped = scope.replace("\\", "\\\\").replace("'", "''")
+        return self.restore_scope.format(escaped=f"E'{escaped}'")
 
     def keep_scope(self, conn: Connection, scope: str | None) -> None:
         """After a step: give the session back the scope read at the start of the run.
