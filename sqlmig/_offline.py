@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from sqlalchemy import URL, create_mock_engine, literal
@@ -27,10 +28,13 @@ from sqlalchemy.exc import CompileError
 from sqlalchemy.schema import ExecutableDDLElement
 from sqlalchemy.sql import ClauseElement, visitors
 from sqlalchemy.sql.dml import ValuesBase
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.sql.sqltypes import NullType
 
-__all__ = ["NeedsData", "Refused", "ScriptConnection", "tidy"]
+from ._dialects import profile_named
+from ._sql_split import SqlSyntax
+
+__all__ = ["NeedsData", "Refused", "ScriptConnection", "Unwritable", "tidy"]
 
 #: The parts of ``exec_driver_sql`` text that matter to a driver: string literals, quoted
 #: names and comments (groups of their own), ``%%``, ``%s``, ``%(name)s``, ``?`` and ``:name``.
@@ -53,6 +57,11 @@ class NeedsData(Exception):
 
 class Refused(Exception):
     """A step tried to end the script's transaction (commit, roll back, close); says how."""
+
+
+class Unwritable(Exception):
+    """A statement that fails when the step runs, or sends what its text does not say:
+    no script can hold it; the message says why and how to write it."""
 
 
 class _NoRows:
@@ -113,6 +122,7 @@ class ScriptConnection:
         engine = create_mock_engine(url, self._mock_execute, paramstyle="named")
         self.engine = engine
         self.dialect: Dialect = engine.dialect
+        self._syntax = profile_named(dialect_name).sql_syntax
         self.statements: list[str] = []
         #: What the step needed from a database, first first (empty: it rendered).
         self.needed: list[str] = []
@@ -217,6 +227,9 @@ class ScriptConnection:
             )
         if isinstance(statement, ExecutableDDLElement):
             return [tidy(str(statement.compile(dialect=self.dialect)))]
+        for clause in visitors.iterate(statement):
+            if isinstance(clause, TextClause):
+                _check_text(clause.text, self._syntax)
         sets = parameters if _many(parameters) else [parameters]
         return [self.literal_sql(_bound(statement, one)) for one in sets]
 
@@ -325,7 +338,57 @@ def _with_values(statement: Any, given: dict[str, Any]) -> Any:
             parameter.value = given[parameter.key]
             parameter.callable = None
             parameter.required = False
+        elif parameter.required and parameter.value is None and parameter.callable is None:
+            # SQLAlchemy refuses to send the statement when the step runs: so does the script
+            raise Unwritable(
+                f"has no value for the bind parameter :{parameter.key} (SQLAlchemy refuses "
+                "the statement when the step runs); pass one with the statement"
+            )
         if isinstance(parameter.type, NullType) and parameter.value is not None:
             parameter.type = literal(parameter.value).type
 
     return visitors.cloned_traverse(statement, {}, {"bindparam": bind})
+
+
+def _check_text(sql: str, syntax: SqlSyntax) -> None:
+    """Refuse a ``text()`` whose ``:name`` stands inside quotes or a comment.
+
+    SQLAlchemy takes every ``:name`` of a ``text()`` for a bind parameter,
+    inside a string literal too: what the database then receives depends on its
+    driver (a ``$1``, the value inside the quotes, an error), never ``:name``.
+    ``\\:name`` is the characters themselves, in the script as when the step runs.
+
+    Raises:
+        Unwritable: such a ``:name``, with where it stands and how to write it.
+    """
+    if ":" not in sql:
+        return
+    for part in _unparsed(syntax).finditer(sql):
+        found = TextClause._bind_params_regex.search(part.group())
+        if found is None:
+            continue
+        where = part.group().strip()
+        kind = "comment" if where.startswith(("--", "/*", "#")) else "quoted text"
+        raise Unwritable(
+            f"writes {found.group()} inside the {kind} {_short(where)!r} of a text(), which "
+            f"takes it for a bind parameter there too (when the step runs, the database "
+            f"never receives {found.group()!r}); write \\{found.group()} for the characters "
+            "themselves, or bind the whole string as a parameter"
+        )
+
+
+@cache
+def _unparsed(syntax: SqlSyntax) -> re.Pattern[str]:
+    """What a database reads as no code: string literals, quoted names, comments."""
+    single = r"'(?:[^'\\]|\\.)*'" if syntax.backslash_escapes else r"'[^']*'"
+    double = r'"(?:[^"\\]|\\.)*"' if syntax.double_quoted_strings else r'"[^"]*"'
+    parts = [r"(?<!\w)[eE]'(?:[^'\\]|\\.)*'"] if syntax.escape_strings else []
+    dash = r"--(?=\s|$)" if syntax.dash_comment_needs_blank else "--"
+    code = r"(?!M?!)" if syntax.executable_comments else ""  # /*! ... */ runs on MySQL
+    parts += [single, double, dash + r"[^\n]*", r"/\*" + code + r".*?\*/"]
+    parts += [r"`[^`]*`"] if syntax.backquotes else []
+    parts += [r"\[[^\]]*\]"] if syntax.brackets else []
+    parts += [r"#[^\n]*"] if syntax.hash_comments else []
+    if syntax.dollar_quotes:
+        parts.append(r"(?<![\w$])\$(?P<tag>(?:[^\W\d]\w*)?)\$.*?\$(?P=tag)\$")
+    return re.compile("|".join(parts), re.DOTALL)

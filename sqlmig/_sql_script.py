@@ -23,7 +23,7 @@ from ._dialects import DialectProfile, profile_named
 from ._errors import MigrationFailed, UsageError
 from ._history import HistoryStore, ServerNow
 from ._migration import AppliedMigration, Migration, StepFunction, check_reversible
-from ._offline import Refused, ScriptConnection, tidy
+from ._offline import Refused, ScriptConnection, Unwritable, tidy
 from ._planning import compare, plan_downgrade, plan_upgrade, resolve_target
 
 __all__ = ["DIALECTS", "dialect_choice", "render_script"]
@@ -207,11 +207,12 @@ def _run(
             path, line = migration.where(exc, fn)
             where = f"{path}:{line}" if line else f"{path}"
             said = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            what = (
-                f"it {exc} inside the step"
-                if isinstance(exc, Refused)
-                else f"{type(exc).__name__}: {said}"
-            )
+            if isinstance(exc, Refused):
+                what = f"it {exc} inside the step"
+            elif isinstance(exc, Unwritable):
+                what = f"it {exc}"
+            else:
+                what = f"{type(exc).__name__}: {said}"
             raise MigrationFailed(
                 f"migration {migration.version} ({action}) cannot be written as SQL at "
                 f"{where}: {what}; fix the step, or use sqlmig upgrade --dry-run against "

@@ -723,3 +723,115 @@ def test_driver_sql_is_written_as_its_driver_reads_it(
     folder = make_migrations({"001_raw.py": f"def up(conn):\n    {call}\n"})
     script = MigrationRunner(CLOSED[dialect], folder).sql_script(from_version="base")
     assert written + ";" in script
+
+
+# -- text(): what SQLAlchemy takes for a bind parameter ------------------------------
+
+#: A ``:x`` inside a string literal of a ``text()``: SQLAlchemy binds it there too.
+BIND_IN_LITERAL = """\
+    from sqlalchemy import text
+
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(40))"))
+        conn.execute(text("INSERT INTO notes (id, body) VALUES (1, ':x')"){parameters})
+    """
+
+
+@pytest.mark.parametrize("parameters", ["", ", {'x': 'v'}"], ids=["no value", "a value"])
+def test_a_bind_parameter_inside_quotes_stops_the_script_as_it_fails_the_step(
+    backend: Backend, make_migrations: MakeMigrations, parameters: str
+) -> None:
+    """The database never receives ':x' (SQLite and PyMySQL fail, psycopg sends $1 or
+    fails): the script says so at the step's line instead of writing NULL or 'v'."""
+    folder = make_migrations({"001_notes.py": BIND_IN_LITERAL.format(parameters=parameters)})
+    runner = MigrationRunner(backend.url_string, folder)
+    with pytest.raises(MigrationFailed):
+        runner.upgrade()
+    with pytest.raises(MigrationFailed) as info:
+        runner.sql_script()
+    message = str(info.value)
+    assert "migration 001 (up) cannot be written as SQL at " in message
+    assert "001_notes.py:6: it writes :x inside the quoted text \"':x'\" of a text()" in message
+    assert "write \\:x for the characters themselves" in message
+
+
+#: Literals that reach the database as written: ``\\:x`` is ``:x``, ``%`` stays ``%``
+#: (SQLAlchemy doubles it for psycopg and PyMySQL, which read ``%%`` as ``%``).
+TEXT_LITERALS = r"""
+    from sqlalchemy import text
+
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(40))"))
+        insert = "INSERT INTO notes (id, body) VALUES "
+        conn.execute(text(insert + r"(1, '\:x and it''s \:y')"))
+        conn.execute(text(insert + "(2, '50% and 50%%')"))
+        conn.execute(text(insert + "(3, 'a::b')"))
+        conn.execute(text(insert + "(:id, :body)"), {"id": 4, "body": ":z 10%"})
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(insert + "(5, 'x'::text || CAST(:n AS text))"), {"n": 7})
+            conn.exec_driver_sql(insert + "(6, 'y'::text || '%%')")
+        else:
+            conn.execute(text(insert + "(5, 'x7')"))
+            percent = "%" if conn.dialect.name == "sqlite" else "%%"
+            conn.exec_driver_sql(insert + f"(6, 'y{percent}')")
+    """
+
+
+def test_text_literals_reach_the_database_as_upgrade_sends_them(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = make_migrations({"001_notes.py": TEXT_LITERALS})
+    script = MigrationRunner(backend.url_string, folder).sql_script()
+    apply_raw(backend, script)
+    expected = [
+        (1, ":x and it's :y"),
+        (2, "50% and 50%%"),
+        (3, "a::b"),
+        (4, ":z 10%"),
+        (5, "x7"),
+        (6, "y%"),
+    ]
+    assert notes_rows(backend) == expected
+    other = tmp_path / "other"
+    other.mkdir()
+    with fresh_database(backend.name, other) as upgraded:
+        MigrationRunner(upgraded.url_string, folder).upgrade()
+        assert notes_rows(upgraded) == expected
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql", "parameters", "written"),
+    [
+        ("postgresql", "SELECT a::int, 'x'::text FROM t WHERE b = :b", {"b": 1}, "b = 1"),
+        ("postgresql", "SELECT 1 -- see :ref", None, "it writes :ref inside the comment"),
+        ("postgresql", "DO $$ BEGIN PERFORM ':x'; END $$", None, "inside the quoted text"),
+        ("postgresql", r"SELECT E'\' :x'", None, "inside the quoted text \"E'\\\\' :x'\""),
+        ("postgresql", "SELECT 'a\\' :x", {"x": 1}, "SELECT 'a\\' 1"),
+        ("mysql", r"SELECT 'it\'s :x'", None, "inside the quoted text"),
+        ("mysql", 'SELECT "it\'s :x"', None, "inside the quoted text"),
+        ("mysql", "SELECT 1 # :x", None, "inside the comment"),
+        ("mysql", "SELECT 1 /*!50000 + :a */", {"a": 1}, "SELECT 1 /*!50000 + 1 */"),
+        ("sqlite", "SELECT `:x`", None, "inside the quoted text"),
+        ("sqlite", "SELECT :a", None, "it has no value for the bind parameter :a"),
+        ("sqlite", "SELECT :a", {"a": None}, "SELECT NULL"),
+    ],
+)
+def test_a_text_bind_parameter_is_written_in_or_refused_where_it_stands(
+    make_migrations: MakeMigrations,
+    dialect: str,
+    sql: str,
+    parameters: dict[str, Any] | None,
+    written: str,
+) -> None:
+    call = f"conn.execute(text({sql!r}), {parameters!r})"
+    step = f"from sqlalchemy import text\n\ndef up(conn):\n    {call}\n"
+    folder = make_migrations({"001_raw.py": step})
+    runner = MigrationRunner(CLOSED[dialect], folder)
+    if written.startswith("it ") or written.startswith("inside"):
+        with pytest.raises(MigrationFailed, match=re.escape(written)) as info:
+            runner.sql_script(from_version="base")
+        assert "001_raw.py:4: it " in str(info.value)
+    else:
+        assert written in runner.sql_script(from_version="base")
