@@ -16,8 +16,9 @@ database would have received it.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -30,6 +31,7 @@ from sqlalchemy.sql import ClauseElement, visitors
 from sqlalchemy.sql.dml import ValuesBase
 from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.types import JSON, UserDefinedType
 
 from ._dialects import profile_named
 from ._sql_split import SqlSyntax
@@ -231,7 +233,7 @@ class ScriptConnection:
             if isinstance(clause, TextClause):
                 _check_text(clause.text, self._syntax)
         sets = parameters if _many(parameters) else [parameters]
-        return [self.literal_sql(_bound(statement, one)) for one in sets]
+        return [self.literal_sql(_bound(statement, one, self.dialect)) for one in sets]
 
     def literal_sql(self, statement: ClauseElement) -> str:
         """``statement`` compiled for the dialect, its bound values written in."""
@@ -307,18 +309,26 @@ def _many(parameters: Any) -> bool:
     ) or (isinstance(parameters, tuple) and bool(parameters) and isinstance(parameters[0], dict))
 
 
-def _bound(statement: Any, parameters: dict[str, Any] | None) -> Any:
+def _bound(statement: Any, parameters: dict[str, Any] | None, dialect: Dialect) -> Any:
     """``statement`` with ``parameters`` in it: columns' values, else bound parameters."""
     given = dict(parameters or {})
-    if given and isinstance(statement, ValuesBase) and hasattr(statement.table, "c"):
+    if isinstance(statement, ValuesBase) and hasattr(statement.table, "c"):
         columns = statement.table.c
-        values = {k: v for k, v in given.items() if k in columns}
+        # values(doc=...) in the statement: typed by their column when it is compiled
+        values: dict[Any, Any] = {
+            key: value.value
+            for key, value in (statement._values or {}).items()
+            if isinstance(value, BindParameter)
+            and isinstance(value.type, NullType)
+            and str(getattr(key, "key", key)) in columns
+        }
+        values.update({k: v for k, v in given.items() if k in columns})
         given = {k: v for k, v in given.items() if k not in columns}
         if values:
             statement = statement.values(
-                {k: _typed_value(v, columns[k].type) for k, v in values.items()}
+                {k: _typed_value(v, columns[getattr(k, "key", k)].type) for k, v in values.items()}
             )
-    return _with_values(statement, given)
+    return _with_values(statement, given, dialect)
 
 
 def _typed_value(value: Any, type_: Any) -> Any:
@@ -328,10 +338,11 @@ def _typed_value(value: Any, type_: Any) -> Any:
     return literal(value) if isinstance(type_, NullType) else literal(value, type_)
 
 
-def _with_values(statement: Any, given: dict[str, Any]) -> Any:
+def _with_values(statement: Any, given: dict[str, Any], dialect: Dialect) -> Any:
     """``statement`` with its bound parameters set from ``given``, and each of
     unknown type (``text()``, ``column()``) typed by its value, so that it can
-    be written as a literal."""
+    be written as a literal; a value of a type SQLAlchemy writes no literal of
+    (JSON, binary) is written as what its driver would receive."""
 
     def bind(parameter: BindParameter[Any]) -> None:
         if parameter.key in given:
@@ -346,6 +357,7 @@ def _with_values(statement: Any, given: dict[str, Any]) -> Any:
             )
         if isinstance(parameter.type, NullType) and parameter.value is not None:
             parameter.type = literal(parameter.value).type
+        _as_sent(parameter, dialect)
 
     return visitors.cloned_traverse(statement, {}, {"bindparam": bind})
 
@@ -392,3 +404,46 @@ def _unparsed(syntax: SqlSyntax) -> re.Pattern[str]:
     if syntax.dollar_quotes:
         parts.append(r"(?<![\w$])\$(?P<tag>(?:[^\W\d]\w*)?)\$.*?\$(?P=tag)\$")
     return re.compile("|".join(parts), re.DOTALL)
+
+
+def _as_sent(parameter: BindParameter[Any], dialect: Dialect) -> None:
+    """Where SQLAlchemy has no literal of ``parameter``'s type for its value (JSON, binary,
+    an interval on SQLite), the parameter becomes what the type sends the driver (JSON
+    text, bytes, a number), typed so that it can be written."""
+    value, type_ = parameter.value, parameter.type
+    if parameter.expanding or (value is None and not type_.should_evaluate_none):
+        return
+    if isinstance(value, (bytes, bytearray, memoryview)):  # SQLAlchemy would write text
+        parameter.value, parameter.type = bytes(value), _Bytes()
+        return
+    try:
+        written = type_.dialect_impl(dialect).literal_processor(dialect)
+        if written is not None:
+            written(value)
+            return  # SQLAlchemy writes it (as the type would send it)
+    except Exception:
+        pass
+    impl = type_.dialect_impl(dialect)
+    if isinstance(impl, JSON):  # its text (psycopg is handed a wrapper of the value)
+        serialize = getattr(dialect, "_json_serializer", None) or json.dumps
+        null = value is None and impl.none_as_null
+        sent = None if null else serialize(None if value is JSON.NULL else value)
+    else:
+        process = impl.bind_processor(dialect)
+        sent = process(value) if process is not None else value
+    if isinstance(sent, (bytes, bytearray, memoryview)):
+        parameter.value, parameter.type = bytes(sent), _Bytes()
+    elif sent is None or isinstance(sent, (str, int, float)):
+        parameter.value = sent
+        parameter.type = NullType() if sent is None else literal(sent).type
+
+
+class _Bytes(UserDefinedType[bytes]):
+    """Bytes written as a literal: ``X'00ff'``, PostgreSQL's ``decode('00ff', 'hex')``."""
+
+    cache_ok = True
+
+    def literal_processor(self, dialect: Dialect) -> Callable[[bytes], str]:
+        if dialect.name == "postgresql":
+            return lambda value: f"decode('{value.hex()}', 'hex')"
+        return lambda value: f"X'{value.hex()}'"

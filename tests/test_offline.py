@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 from scripts import apply, statements
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    create_engine,
+    inspect,
+    select,
+)
 
 from backends import Backend, fresh_database
 from conftest import MakeMigrations
@@ -810,3 +820,65 @@ def test_a_text_bind_parameter_is_written_in_or_refused_where_it_stands(
         assert "001_raw.py:4: it " in str(info.value)
     else:
         assert written in runner.sql_script(from_version="base")
+
+
+#: Values SQLAlchemy writes no literal of: bytes, JSON (and JSON's null for None).
+BLOBS = r"""
+    import sqlalchemy as sa
+
+    blobs = sa.Table(
+        "blobs",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("data", sa.LargeBinary),
+        sa.Column("doc", sa.JSON),
+    )
+
+
+    def up(conn):
+        blobs.create(conn)
+        conn.execute(
+            blobs.insert(),
+            [
+                {"id": 1, "data": b"\x00\xff'\\", "doc": {"k": ["x'y", 1.5, None], "é": True}},
+                {"id": 2, "data": None, "doc": None},
+            ],
+        )
+        conn.execute(blobs.update().where(blobs.c.id == 2).values(data=b"", doc=[1, "%"]))
+        conn.execute(blobs.insert().values(id=3, doc=sa.null()))
+        conn.execute(blobs.insert().values(id=4, doc=None))
+    """
+
+
+def test_bytes_and_json_are_written_as_the_driver_receives_them(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = make_migrations({"001_blobs.py": BLOBS})
+    apply_raw(backend, MigrationRunner(backend.url_string, folder).sql_script())
+    other = tmp_path / "other"
+    other.mkdir()
+    with fresh_database(backend.name, other) as upgraded:
+        MigrationRunner(upgraded.url_string, folder).upgrade()
+        expected = blob_rows(upgraded)
+        assert expected[0] == (1, b"\x00\xff'\\", {"k": ["x'y", 1.5, None], "é": True})
+        assert expected[1] == (2, b"", [1, "%"])
+        assert blob_rows(backend) == expected
+
+
+def blob_rows(backend: Backend) -> list[tuple[Any, ...]]:
+    """The rows of ``blobs``, JSON decoded, and whether ``doc`` is SQL NULL."""
+    meta = MetaData()
+    blobs = Table(
+        "blobs", meta, Column("id", Integer), Column("data", LargeBinary), Column("doc", JSON)
+    )
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(blobs.c.id, blobs.c.data, blobs.c.doc, blobs.c.doc.is_(None)).order_by(
+                    blobs.c.id
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return [(r[0], r[1], r[2]) if r[0] < 3 else (r[0], r[3]) for r in rows]
