@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -87,6 +86,42 @@ class _NoRows:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class _Savepoint:
+    """What ``begin_nested()`` returns: its ``SAVEPOINT`` written at once, then its
+    ``RELEASE`` (``commit()``, or the end of a ``with`` block) or its ``ROLLBACK TO``
+    (``rollback()``, ``close()``, or an error leaving the block)."""
+
+    def __init__(self, conn: ScriptConnection, name: str) -> None:
+        self._conn = conn
+        self._name = name
+        self.is_active = True
+        conn.statements.append(f"SAVEPOINT {name}")
+
+    def _end(self, statement: str) -> None:
+        if self.is_active:
+            self.is_active = False
+            self._conn._savepoints -= 1
+            self._conn.statements.append(statement)
+
+    def commit(self) -> None:
+        self._end(f"RELEASE SAVEPOINT {self._name}")
+
+    def rollback(self) -> None:
+        self._end(f"ROLLBACK TO SAVEPOINT {self._name}")
+
+    def close(self) -> None:
+        self.rollback()
+
+    def __enter__(self) -> _Savepoint:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.rollback()
 
 
 class _Output:
@@ -187,18 +222,12 @@ class ScriptConnection:
     def schema_for_object(self, obj: Any) -> str | None:
         return getattr(obj, "schema", None)
 
-    @contextmanager
-    def begin_nested(self) -> Iterator[None]:
-        """A savepoint around the block, written into the script."""
+    def begin_nested(self) -> _Savepoint:
+        """A savepoint, written into the script; released (or rolled back to) as a
+        ``NestedTransaction`` is: at the end of its ``with`` block, or by the step."""
         self._savepoints += 1
-        name = f"sqlmig_sp_{self._savepoints}"
         prepare = self.dialect.identifier_preparer
-        self.statements.append(f"SAVEPOINT {prepare.quote(name)}")
-        try:
-            yield
-        finally:
-            self._savepoints -= 1
-        self.statements.append(f"RELEASE SAVEPOINT {prepare.quote(name)}")
+        return _Savepoint(self, prepare.quote(f"sqlmig_sp_{self._savepoints}"))
 
     def begin(self) -> Any:
         raise Refused("begins a transaction of its own")

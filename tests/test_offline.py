@@ -368,6 +368,33 @@ def test_savepoints_are_written_in(make_migrations: MakeMigrations) -> None:
     assert "SAVEPOINT sqlmig_sp_1;\nDELETE FROM t;\nRELEASE SAVEPOINT sqlmig_sp_1;" in script
 
 
+def test_a_savepoint_the_step_ends_itself_is_written_as_it_ends(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(
+        {
+            "001_nested.py": """\
+                from sqlalchemy import text
+
+                def up(conn):
+                    with conn.begin_nested() as savepoint:
+                        conn.execute(text("DELETE FROM t"))
+                        savepoint.rollback()
+                    kept = conn.begin_nested()
+                    conn.execute(text("DELETE FROM u"))
+                    assert conn.in_nested_transaction()
+                    kept.commit()
+                    assert not conn.in_nested_transaction()
+                """
+        }
+    )
+    script = MigrationRunner(CLOSED["mysql"], folder).sql_script()
+    assert (
+        "SAVEPOINT sqlmig_sp_1;\nDELETE FROM t;\nROLLBACK TO SAVEPOINT sqlmig_sp_1;\n"
+        "SAVEPOINT sqlmig_sp_1;\nDELETE FROM u;\nRELEASE SAVEPOINT sqlmig_sp_1;\n"
+    ) in script
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_the_examples_backfill_is_undone_by_script_where_no_rebuild_may_be_needed(
     dialect: str,
