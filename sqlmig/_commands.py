@@ -79,6 +79,16 @@ def _script(args: argparse.Namespace, out: Output, *, downgrade: bool) -> int:
         script = _written_script(args, out, downgrade=downgrade)
     finally:
         out.console = console
+    encoding = getattr(console.stream, "encoding", None)
+    if encoding:
+        try:
+            script.encode(encoding)
+        except UnicodeEncodeError as exc:  # the console would drop it, and say nothing
+            raise UsageError(
+                f"cannot print the script: standard output's encoding ({encoding}) has no "
+                f"{exc.object[exc.start : exc.end]!r}, which the script holds; set "
+                "PYTHONIOENCODING=utf-8 (or a UTF-8 locale) and run it again"
+            ) from None
     out.line(script.rstrip("\n"))
     return 0
 

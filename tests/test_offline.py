@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -909,3 +911,25 @@ def blob_rows(backend: Backend) -> list[tuple[Any, ...]]:
     finally:
         engine.dispose()
     return [(r[0], r[1], r[2]) if r[0] < 3 else (r[0], r[3]) for r in rows]
+
+
+def test_a_script_the_output_cannot_encode_is_refused_not_dropped(
+    make_migrations: MakeMigrations,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = make_migrations(
+        {
+            "001_cafe.py": "from sqlalchemy import text\n\ndef up(conn):\n"
+            "    conn.execute(text(\"INSERT INTO t VALUES ('café')\"))\n"
+        }
+    )
+    monkeypatch.chdir(folder.parent)
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    code = main(["--dir", str(folder), "upgrade", "--sql", "--dialect", "sqlite"])
+    stdout.flush()
+    assert code == 2 and stdout.buffer.getvalue() == b""  # type: ignore[attr-defined]
+    error = capsys.readouterr().err
+    assert "standard output's encoding (ascii) has no 'é'" in error
+    assert "set PYTHONIOENCODING=utf-8" in error
