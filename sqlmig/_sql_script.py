@@ -200,6 +200,8 @@ def _run(
     except Exception as exc:
         if "live database connection" in str(exc) or "--sql mode" in str(exc):
             conn.needed.append("reflects the schema (a table rebuild)")
+        elif isinstance(exc, AttributeError) and exc.obj is conn:
+            conn.needed.append(f"uses conn.{exc.name}, which only a database connection has")
         elif type(conn).__name__ in str(exc):  # SQLAlchemy wanted a real Connection
             conn.needed.append("reflects the schema through conn.dialect")
         error = exc

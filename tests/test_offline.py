@@ -277,6 +277,7 @@ READERS = {
     "reflection": "inspect(conn).get_columns('items')",
     "the dialect's reflection": "conn.dialect.has_table(conn, 'items')",
     "conn.scalar": "conn.scalar(text('SELECT 1'))",
+    "what a stand-in has not": "conn.get_execution_options()",
 }
 
 
@@ -298,6 +299,8 @@ def test_a_step_that_reads_stops_the_script_naming_its_line(
     message = caught.value.message
     assert f"{folder / '002_reads.py'}:6" in message
     assert "002_reads (up) needs data from the database" in message
+    if reads == "what a stand-in has not":
+        assert "it uses conn.get_execution_options, which only a database" in message
     assert "sqlmig upgrade --dry-run" in message
     assert "sqlmig upgrade 001 --sql" in message
 
