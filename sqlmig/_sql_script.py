@@ -138,12 +138,21 @@ def _transaction(
     for statement in statements:
         delimiter = profile.script_delimiter
         if delimiter and ";" in statement:  # a body the client would cut at its first ;
-            lines.extend([f"DELIMITER {delimiter}", f"{statement}{delimiter}", "DELIMITER ;"])
+            ended = _ended(statement, delimiter, profile)
+            lines.extend([f"DELIMITER {delimiter}", ended, "DELIMITER ;"])
         else:
-            lines.append(f"{statement};")
+            lines.append(_ended(statement, ";", profile))
     if transactional:
         lines.append("COMMIT;")
     return "\n".join(lines)
+
+
+def _ended(statement: str, terminator: str, profile: DialectProfile) -> str:
+    """``statement`` with its terminator, on a line of its own when the last line may
+    end in a comment (``-- note``), which would hide it from the client."""
+    last = statement.rpartition("\n")[2]
+    comment = "--" in last or (profile.sql_syntax.hash_comments and "#" in last)
+    return f"{statement}\n{terminator}" if comment else f"{statement}{terminator}"
 
 
 def _step(

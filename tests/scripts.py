@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
+import pytest
 from sqlalchemy import create_engine
 
 from backends import Backend
@@ -31,3 +35,23 @@ def apply(backend: Backend, script: str) -> None:
                 conn.exec_driver_sql(statement)
     finally:
         engine.dispose()
+
+
+def apply_with_client(backend: Backend, script: str) -> None:
+    """Run the script with the database's own client (``sqlite3``, ``psql``, ``mysql``),
+    stopping at the first error; skipped where the client is not installed."""
+    url = backend.url
+    if backend.name == "sqlite":
+        command = ["sqlite3", "-bail", str(url.database)]
+    elif backend.name == "postgresql":
+        libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        command = ["psql", "-q", "-X", "-v", "ON_ERROR_STOP=1", libpq]
+    else:
+        command = ["mysql", f"--host={url.host}", f"--port={url.port or 3306}"]
+        command += [f"--user={url.username}", str(url.database)]
+        if url.password:
+            command.insert(1, f"--password={url.password}")
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"{command[0]} is not installed")
+    done = subprocess.run(command, input=script, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

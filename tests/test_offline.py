@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scripts import apply, statements
+from scripts import apply, apply_with_client, statements
 from sqlalchemy import (
     JSON,
     Column,
@@ -936,3 +936,53 @@ def test_a_script_the_output_cannot_encode_is_refused_not_dropped(
     error = capsys.readouterr().err
     assert "standard output's encoding (ascii) has no 'é'" in error
     assert "set PYTHONIOENCODING=utf-8" in error
+
+
+#: Statements a client reads as it reads any script: a comment at the end of one,
+#: a body with ``;`` in it (a MySQL trigger, a PostgreSQL dollar quote).
+CLIENT_READS = r"""
+    from sqlalchemy import text
+
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(40)) -- notes"))
+        conn.exec_driver_sql("INSERT INTO notes (id, body) VALUES (1, 'a -- b') -- the first")
+        conn.execute(text("INSERT INTO notes (id, body) VALUES (:id, :body) -- the second"),
+                     {"id": 2, "body": "x; y"})
+        if conn.dialect.name == "mysql":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER notes_body BEFORE INSERT ON notes FOR EACH ROW "
+                "BEGIN SET NEW.body = CONCAT(NEW.body, '!'); -- marked\nEND"
+            )
+        elif conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION mark() RETURNS trigger AS $$ BEGIN "
+                "NEW.body := NEW.body || '!'; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER notes_body BEFORE INSERT ON notes "
+                "FOR EACH ROW EXECUTE FUNCTION mark() -- marked"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER notes_body AFTER INSERT ON notes BEGIN "
+                "UPDATE notes SET body = body || '!' WHERE id = NEW.id; END -- marked"
+            )
+        conn.exec_driver_sql("INSERT INTO notes (id, body) VALUES (3, 'é')")
+    """
+
+
+def test_the_script_runs_in_the_database_client(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = make_migrations({"001_notes.py": CLIENT_READS})
+    scripted = MigrationRunner(backend.url_string, folder)
+    apply_with_client(backend, scripted.sql_script())
+    expected = [(1, "a -- b"), (2, "x; y"), (3, "é!")]
+    assert notes_rows(backend) == expected
+    assert [r.version for r in scripted.history()] == ["001"]
+    other = tmp_path / "other"
+    other.mkdir()
+    with fresh_database(backend.name, other) as upgraded:
+        MigrationRunner(upgraded.url_string, folder).upgrade()
+        assert notes_rows(upgraded) == expected
