@@ -46,6 +46,8 @@ _DRIVER_SQL = re.compile(
 )
 #: What a ``format``/``pyformat`` driver (psycopg, PyMySQL) reads inside a string literal too.
 _PERCENT = re.compile(r"%%|%s|%\((?P<pyformat>\w+)\)s")
+#: Each ``%`` such a driver reads, in order: placeholders, ``%%``, or one that starts neither.
+_PLACEHOLDERS = re.compile(r"%%|%[sbt]|%\(\w+\)[sbt]|(?P<lone>%)")
 
 
 class NeedsData(Exception):
@@ -289,6 +291,13 @@ class ScriptConnection:
         percent = self.driver_paramstyle in ("format", "pyformat")
         if not (parameters or percent):
             return tidy(sql)
+        lone = next((m for m in _PLACEHOLDERS.finditer(sql) if m.group("lone")), None)
+        if percent and lone is not None:
+            around = _short(sql[max(0, lone.start() - 20) : lone.end() + 20])
+            raise Unwritable(
+                f"sends driver SQL with a % that starts no placeholder (...{around}...), "
+                "which psycopg and PyMySQL refuse when the step runs; write %% for a %"
+            )
         positional = iter(parameters) if isinstance(parameters, (list, tuple)) else None
         missing = object()
 
@@ -298,7 +307,15 @@ class ScriptConnection:
                 value = parameters.get(key, missing)
             elif key is None and positional is not None:
                 value = next(positional, missing)
-            return found if value is missing else self.literal_sql(literal(value))
+            if value is not missing:
+                return self.literal_sql(literal(value))
+            if percent and found.startswith("%"):  # the driver fails, or sends garbage
+                raise Unwritable(
+                    f"sends driver SQL with the placeholder {found} and no value for it "
+                    "(psycopg and PyMySQL read it inside string literals too); pass the "
+                    "value, or write %% for a %"
+                )
+            return found
 
         def in_literal(match: re.Match[str]) -> str:
             found = match.group(0)

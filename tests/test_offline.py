@@ -693,6 +693,30 @@ def test_a_dropped_column_is_one_alter_table_where_the_database_drops_it_in_plac
         MigrationRunner(CLOSED["sqlite"], folder).sql_script(from_version="base")
 
 
+#: Driver SQL that psycopg and PyMySQL fail on (or send as something else) when the step
+#: runs: a ``%`` that starts no placeholder, a placeholder without its value.
+PERCENT_REFUSED = [
+    ("SELECT '10%'", None, "a % that starts no placeholder (...SELECT '10%'...)"),
+    ("UPDATE t SET b = '%s'", None, "the placeholder %s and no value for it"),
+    ("UPDATE t SET b = 'a' WHERE c = %(c)s", {"d": 1}, "the placeholder %(c)s and no value"),
+]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql", "mariadb"])
+@pytest.mark.parametrize(("sql", "parameters", "said"), PERCENT_REFUSED)
+def test_driver_sql_its_driver_refuses_stops_the_script(
+    make_migrations: MakeMigrations, dialect: str, sql: str, parameters: Any, said: str
+) -> None:
+    call = f"conn.exec_driver_sql({sql!r}, {parameters!r})"
+    folder = make_migrations({"001_raw.py": f"def up(conn):\n    {call}\n"})
+    with pytest.raises(MigrationFailed, match=re.escape(said)) as info:
+        MigrationRunner(CLOSED[dialect], folder).sql_script(from_version="base")
+    assert "001_raw.py:2: it sends driver SQL with " in str(info.value)
+    assert "write %% for a %" in str(info.value)
+    sqlite = MigrationRunner(CLOSED["sqlite"], folder).sql_script(from_version="base")
+    assert sql in sqlite  # SQLite's driver reads no %
+
+
 @pytest.mark.parametrize(
     ("dialect", "sql", "parameters", "written"),
     [
@@ -986,3 +1010,49 @@ def test_the_script_runs_in_the_database_client(
     with fresh_database(backend.name, other) as upgraded:
         MigrationRunner(upgraded.url_string, folder).upgrade()
         assert notes_rows(upgraded) == expected
+
+
+#: SQL files as each database's own client must read them back from a script.
+SQL_FILES = {
+    "postgresql": """\
+        -- migrate:up
+        CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(40));
+        CREATE FUNCTION mark() RETURNS trigger AS $body$
+        BEGIN
+            NEW.body := NEW.body || '!'; -- marked; see http://example.com
+            RETURN NEW;
+        END
+        $body$ LANGUAGE plpgsql;
+        CREATE TRIGGER notes_body BEFORE INSERT ON notes FOR EACH ROW EXECUTE FUNCTION mark();
+        INSERT INTO notes VALUES (1, 'a;b // c $$ d'), (2, E'it\\'s'), (3, '50% :x ?');
+        """,
+    "mysql": """\
+        -- migrate:up
+        CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(40));
+        CREATE TRIGGER notes_body BEFORE INSERT ON notes FOR EACH ROW
+        BEGIN
+            -- marked; see http://example.com
+            SET NEW.body = CONCAT(NEW.body, '!'); # a // b
+        END;
+        INSERT INTO notes VALUES (1, 'a;b // c $$ d'), (2, 'it\\'s'), (3, '50% :x ?');
+        """,
+    "sqlite": """\
+        -- migrate:up
+        CREATE TABLE notes (id INTEGER PRIMARY KEY, body VARCHAR(40));
+        CREATE TRIGGER notes_body AFTER INSERT ON notes BEGIN
+            UPDATE notes SET body = body || '!' WHERE id = NEW.id; -- see http://example.com
+        END;
+        INSERT INTO notes VALUES (1, 'a;b // c $$ d'), (2, 'it''s'), (3, '50% :x ?');
+        """,
+}
+
+
+def test_sql_files_run_in_the_database_client(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_notes.sql": SQL_FILES[backend.name]})
+    scripted = MigrationRunner(backend.url_string, folder)
+    apply_with_client(backend, scripted.sql_script())
+    assert notes_rows(backend) == [(1, "a;b // c $$ d!"), (2, "it's!"), (3, "50% :x ?!")]
+    assert [r.version for r in scripted.history()] == ["001"]
+    scripted.verify()
