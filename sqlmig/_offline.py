@@ -273,7 +273,7 @@ class ScriptConnection:
                 dialect=self.dialect, compile_kwargs={"literal_binds": True}
             )
         except CompileError as exc:
-            raise self.needs(f"sends a value that cannot be written as SQL ({exc})") from exc
+            raise self.needs(f"sends a value SQLAlchemy cannot write as SQL ({exc})") from exc
         return tidy(str(compiled))
 
     def _substituted(self, sql: str, parameters: Any) -> str:

@@ -243,7 +243,11 @@ def _run(
     )
     if action == "up" and previous is not None:
         hint += f" (the steps before it render with sqlmig upgrade {previous.version} --sql)"
+    need = conn.needed[0]
+    what = (
+        "cannot be written as SQL" if need.startswith("sends") else "needs data from the database"
+    )
     raise UsageError(
-        f"migration {migration.label} ({action}) needs data from the database at {where}: "
-        f"it {conn.needed[0]}, so no SQL script can hold it; {hint}"
+        f"migration {migration.label} ({action}) {what} at {where}: "
+        f"it {need}, so no SQL script can hold it; {hint}"
     ) from error

@@ -1056,3 +1056,19 @@ def test_sql_files_run_in_the_database_client(
     assert notes_rows(backend) == [(1, "a;b // c $$ d!"), (2, "it's!"), (3, "50% :x ?!")]
     assert [r.version for r in scripted.history()] == ["001"]
     scripted.verify()
+
+
+def test_a_value_sqlalchemy_cannot_write_stops_the_script_saying_so(
+    make_migrations: MakeMigrations,
+) -> None:
+    step = (
+        "from sqlalchemy import text\n\ndef up(conn):\n"
+        "    conn.execute(text('UPDATE t SET tags = :tags'), {'tags': ['a', 'b']})\n"
+    )
+    folder = make_migrations({"001_tags.py": step})
+    with pytest.raises(UsageError) as info:
+        MigrationRunner(CLOSED["postgresql"], folder).sql_script()
+    message = info.value.message
+    assert "migration 001_tags (up) cannot be written as SQL at " in message
+    assert "001_tags.py:4: it sends a value SQLAlchemy cannot write as SQL (" in message
+    assert "needs data" not in message
