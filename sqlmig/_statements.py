@@ -53,6 +53,10 @@ _CONDITIONAL = frozenset({"if", "elseif", "when", "while", "for", "case"})
 _HANDLER_BODY = frozenset({"commit", "rollback", "start", "xa", "set"})
 #: What follows a label's colon: the block it names.
 _LABELLED = re.compile(r"\s*(?:begin|loop|while|repeat|for)\b", re.IGNORECASE)
+#: ``END IF``, ``END LOOP`` ...: inside a routine's body, these close no ``BEGIN`` or ``CASE``.
+_UNCOUNTED_ENDS = frozenset({"if", "loop", "while", "repeat", "for"})
+#: The word after an ``END`` (blanks between).
+_WORD_AFTER = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
 #: First words of statements that only read.
 _READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
 
@@ -61,15 +65,15 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
     """The first words (lower case) of each statement in ``sql`` that the server runs.
 
     Comments, string literals, quoted names and PostgreSQL dollar quotes are
-    skipped. Scanning stops inside a statement that defines a routine (a
-    trigger, function, procedure or event body: ``CREATE ... BEGIN ... END``),
-    whose statements run later, if ever. MariaDB's compound statements outside
-    routines (``BEGIN NOT ATOMIC ... END``, ``IF ... THEN ... END IF``,
-    ``WHILE``, ``LOOP``, ``REPEAT``, ``CASE``, labels, handlers) run now: their
-    opening words are yielded as a head of their own (``["if"]``), each
-    statement inside them as a head too, and the ``END`` that closes a block
-    as none. Elsewhere ``begin`` and ``atomic`` are names (a column), and
-    scanning goes on.
+    skipped. The body of a statement that defines a routine (a trigger,
+    function, procedure or event: ``CREATE ... BEGIN ... END``) is skipped to
+    its ``END``: its statements run later, if ever, those after it now.
+    MariaDB's compound statements outside routines (``BEGIN NOT ATOMIC ...
+    END``, ``IF ... THEN ... END IF``, ``WHILE``, ``LOOP``, ``REPEAT``,
+    ``CASE``, labels, handlers) run now: their opening words are yielded as a
+    head of their own (``["if"]``), each statement inside them as a head too,
+    and the ``END`` that closes a block as none. Elsewhere ``begin`` and
+    ``atomic`` are names (a column), and scanning goes on.
     """
     words: list[str] = []
     routine = False  # the statement defines a trigger, function, procedure or event
@@ -104,7 +108,11 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
                 routine = True
             if routine and word in ("begin", "atomic"):
                 yield [*words, word]  # a routine's body: its statements are not run now
-                return
+                if "package" in words:  # Oracle mode: procedures' bodies inside, then END
+                    return
+                pos = _body_end(sql, pos)
+                words, routine = [], False
+                continue
             if not words and word in _COMPOUND:
                 yield [word]
                 depth += word in _OPENS
@@ -152,6 +160,35 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
             words = []  # a label (``outer: LOOP``), not a statement's first word
     if words:
         yield words
+
+
+def _body_end(sql: str, pos: int) -> int:
+    """Where the routine body opened by the ``BEGIN`` before ``pos`` ends: past its
+    ``END`` and up to the ``;`` after it (``CASE`` and inner blocks counted; the ``END``
+    of ``END IF``, ``END LOOP`` ... closes none of them)."""
+    depth, size, closing_case = 1, len(sql), False
+    while pos < size:
+        match = _TOKEN.match(sql, pos)
+        assert match is not None  # "other" matches any character
+        pos, kind = match.end(), match.lastgroup
+        if kind == "dollar":
+            closing = sql.find(match.group("dollar"), pos)
+            pos = size if closing < 0 else closing + len(match.group("dollar"))
+        elif kind == "end" and depth == 0:
+            return pos - 1  # the statement's ; : read as any other
+        elif kind == "word" and depth > 0:
+            word = match.group("word").lower()
+            if closing_case:
+                closing_case = False
+            elif word in ("begin", "case"):
+                depth += 1
+            elif word == "end":
+                after = _WORD_AFTER.match(sql, pos)
+                closes = after.group(1).lower() if after else ""
+                if closes not in _UNCOUNTED_ENDS:
+                    depth -= 1
+                    closing_case = closes == "case"
+    return size
 
 
 def _handler(words: list[str]) -> bool:

@@ -124,3 +124,28 @@ def test_a_compound_statement_is_not_taken_for_a_read() -> None:
 )
 def test_only_reads_looks_at_the_first_word_past_comments(sql: str, reads: bool) -> None:
     assert only_reads(sql) is reads
+
+
+@pytest.mark.parametrize(
+    "sql, found",
+    [
+        ("CREATE PROCEDURE p() BEGIN SELECT 1; END; COMMIT", "COMMIT"),
+        (
+            "CREATE FUNCTION f() RETURNS INT LANGUAGE SQL BEGIN ATOMIC SELECT 1; END; COMMIT",
+            "COMMIT",
+        ),
+        (
+            "CREATE TRIGGER t AFTER INSERT ON x BEGIN "
+            "UPDATE y SET a = CASE WHEN 1 THEN 2 END; END; ROLLBACK",
+            "ROLLBACK",
+        ),
+        ("CREATE PROCEDURE p() BEGIN IF 1 THEN SELECT 1; END IF; COMMIT; END", None),
+        ("CREATE PROCEDURE p() BEGIN CASE WHEN 1 THEN SELECT 1; END CASE; END; COMMIT", "COMMIT"),
+        ("CREATE PROCEDURE p() BEGIN BEGIN COMMIT; END; LOOP LEAVE x; END LOOP; END; END", "END"),
+        ("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO BEGIN DELETE FROM t; END; COMMIT", "COMMIT"),
+        ("CREATE PROCEDURE p() BEGIN SELECT 1; END; SELECT 2", None),
+    ],
+)
+def test_what_follows_a_routine_is_read_too(sql: str, found: str | None) -> None:
+    """A routine's body runs later, if ever; the statements after it run now."""
+    assert transaction_control(sql) == found
