@@ -21,7 +21,6 @@ from ._errors import MigrationSourceError
 from ._loader import ModuleLoader
 from ._migration import Migration, StepLoader, version_problem
 from ._sources import FileSource, MigrationsSource, is_folder, resolve
-from ._sql_files import SqlFileLoader
 
 __all__ = ["FILE_NAME", "Listing", "discover", "find_all", "fingerprint"]
 
@@ -82,11 +81,13 @@ class Listing:
     def __init__(self, source: str | Path | FileSource) -> None:
         files = source if isinstance(source, FileSource) else resolve(source)
         assert isinstance(files, FileSource)  # a str or Path is never a list
-        self.loaders: dict[str, StepLoader] = {
-            "py": ModuleLoader(files.root, files.package),
-            "sql": SqlFileLoader(files.root),
-        }
         self.paths, self.matches, self.sums = _scan(files.root)
+        self.loaders: dict[str, StepLoader] = {"py": ModuleLoader(files.root, files.package)}
+        if any(m["kind"] == "sql" for m in self.matches):
+            # Imported only for a folder that holds SQL steps: most never do.
+            from ._sql_files import SqlFileLoader
+
+            self.loaders["sql"] = SqlFileLoader(files.root)
 
     def fingerprint(self) -> dict[int, str] | None:
         """Each file's checksum by integer version; ``None`` when two files share one."""

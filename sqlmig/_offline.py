@@ -33,7 +33,7 @@ from sqlalchemy.sql.sqltypes import NullType
 from sqlalchemy.types import JSON, UserDefinedType
 
 from ._dialects import profile_named
-from ._sql_split import SqlSyntax
+from ._dialects.sql_syntax import SqlSyntax
 
 __all__ = ["NeedsData", "Refused", "ScriptConnection", "Unwritable", "tidy"]
 

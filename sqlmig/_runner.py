@@ -14,18 +14,16 @@ import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import URL, MetaData
 from sqlalchemy.engine import Connection
 
-from . import _edits, _legacy
+from . import _edits
 from ._alembic_adoption import as_adopted
 from ._database import Database, DatabaseArgument
 from ._dialects import profile_named
 from ._discovery import Listing, discover
-from ._drift import schema_differences
-from ._dryrun import try_plan
 from ._errors import UsageError
 from ._held_lock import locked
 from ._history import HistoryStore
@@ -38,7 +36,6 @@ from ._migration import (
     StepCallback,
     StepPhase,
 )
-from ._models import MetadataArgument, Models
 from ._planning import (
     Comparison,
     check_history,
@@ -46,10 +43,14 @@ from ._planning import (
     plan_upgrade,
 )
 from ._runs import run_downgrade, run_upgrade
-from ._scaffold import new_migration
 from ._session import Session, connect_args, opened
 from ._sources import MigrationsSource, is_folder
 from ._tenant_scope import refuse_without_schemas
+
+# What only some calls need is imported by the call: models and Alembic's
+# comparison (check, autogenerate), dry runs, new files, the seed runners' calls.
+if TYPE_CHECKING:
+    from ._models import MetadataArgument, Models
 
 __all__ = ["MigrationRunner"]
 
@@ -177,7 +178,11 @@ class MigrationRunner:
             refuse_without_schemas(profile_named(self._db.url.get_backend_name()), schema)
         self._store = HistoryStore(table, schema, tenant=self.steps_in_schema)
         self.on_step = on_step
-        self._models = None if metadata is None else Models(metadata)
+        self._models: Models | None = None
+        if metadata is not None:
+            from ._models import Models
+
+            self._models = Models(metadata)
 
     @classmethod
     def from_config(
@@ -289,7 +294,9 @@ class MigrationRunner:
         of the step, after the runner's own.
         """
         if verbose:
-            return _legacy.rollback_last_verbosely(self, on_step)
+            from ._legacy import rollback_last_verbosely
+
+            return rollback_last_verbosely(self, on_step)
         undone = self._undo(None, on_step)
         return undone[0] if undone else None
 
@@ -304,13 +311,17 @@ class MigrationRunner:
         ``verbose=True`` prints one line per step, ``Applied migration 001_x
         (2 ms)``, or ``No pending migrations``.
         """
-        return _legacy.run_pending_migrations(self, verbose)
+        from ._legacy import run_pending_migrations
+
+        return run_pending_migrations(self, verbose)
 
     def get_status(self) -> dict[str, Any]:
         """``status()`` as the bot runner's dict: ``total_applied``, ``total_pending``,
         ``applied`` (dicts of ``version``, ``name``, ``applied_at``) and ``pending``
         (dicts of ``version``, ``name``)."""
-        return _legacy.get_status(self)
+        from ._legacy import get_status
+
+        return get_status(self)
 
     def status(self) -> Status:
         """Applied, pending, changed, missing and failed steps. Writes nothing."""
@@ -361,6 +372,8 @@ class MigrationRunner:
                 is not installed.
             ConfigError: a reference names no module, no attribute or no MetaData.
         """
+        from ._drift import schema_differences
+
         tables = self._tables("check", metadata)
         migrations = self.migrations()
         with self._session(write=False) as s:
@@ -377,6 +390,8 @@ class MigrationRunner:
         Raises:
             UsageError: neither is given.
         """
+        from ._models import Models
+
         models = self._models if metadata is None else Models(metadata)
         if models is None:
             raise UsageError(
@@ -429,6 +444,8 @@ class MigrationRunner:
                 "autogenerate writes into a folder or package: this runner's migrations are "
                 "a list built in code; pass migrations= a folder"
             )
+        from ._scaffold import new_migration
+
         return new_migration(source, name, template)
 
     def baseline(self, version: str | int) -> list[Migration]:
@@ -629,5 +646,7 @@ class MigrationRunner:
                     s.profile.name,
                 )
                 return plan
+            from ._dryrun import try_plan
+
             try_plan(s.executor(), plan)
             return plan

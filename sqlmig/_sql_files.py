@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from ._dialects import profile_named
+from ._dialects.sql_syntax import SqlSyntax
 from ._errors import SqlFileError
 from ._migration import StepCode, StepFunction
-from ._sql_split import SqlSyntax, Statement, UnterminatedSql, split
+from ._sql_split import Statement, UnterminatedSql, split
 
 __all__ = ["SqlFileLoader", "SqlSections", "read_sections"]
 

@@ -4,7 +4,8 @@ A statement ends at a ``;`` that is code: not inside a string literal, a quoted
 name, a comment, a PostgreSQL dollar quote, parentheses, or the body of a
 trigger, function, procedure or event (``CREATE ... BEGIN ... END``, with
 ``CASE ... END`` inside it, and MariaDB's ``BEGIN NOT ATOMIC ... END``). What
-differs between databases is a :class:`SqlSyntax`, data that each dialect
+differs between databases is a
+:class:`~sqlmig._dialects.sql_syntax.SqlSyntax`, data that each dialect
 profile holds (:mod:`sqlmig._dialects`): backslash escapes in strings,
 ``E'...'`` strings, nested block comments, dollar quotes, ``#`` comments,
 backquoted and bracketed names, MySQL's executable comments.
@@ -24,74 +25,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 
-__all__ = ["STANDARD_SQL", "SqlSyntax", "Statement", "UnterminatedSql", "split"]
+from ._dialects.sql_syntax import STANDARD_SQL, SqlSyntax, quoted
 
-
-@dataclass(frozen=True)
-class SqlSyntax:
-    """What one database's SQL text allows, as far as finding where statements end.
-
-    The defaults are standard SQL: ``'...'`` strings with ``''`` for a quote,
-    ``"..."`` names, ``--`` and ``/* */`` comments.
-    """
-
-    #: ``'...'`` (and ``"..."`` where it is a string) take backslash escapes (MySQL).
-    backslash_escapes: bool = False
-    #: ``E'...'`` strings take backslash escapes (PostgreSQL).
-    escape_strings: bool = False
-    #: ``"..."`` is a string, with the same escapes as ``'...'`` (MySQL).
-    double_quoted_strings: bool = False
-    #: ``/* /* */ */`` nests (PostgreSQL).
-    nested_comments: bool = False
-    #: ``$$ ... $$`` and ``$tag$ ... $tag$`` quote text (PostgreSQL).
-    dollar_quotes: bool = False
-    #: ``#`` starts a comment to the end of the line (MySQL).
-    hash_comments: bool = False
-    #: ``--`` starts a comment only before a blank or the end of the line (MySQL).
-    dash_comment_needs_blank: bool = False
-    #: ```name``` is a quoted name (MySQL, SQLite).
-    backquotes: bool = False
-    #: ``[name]`` is a quoted name (SQLite).
-    brackets: bool = False
-    #: ``/*! ... */`` (and MariaDB's ``/*M! ... */``) is code, not a comment (MySQL).
-    executable_comments: bool = False
-
-    @cached_property
-    def _special(self) -> re.Pattern[str]:
-        """The next character that can matter to the scanner."""
-        chars = "'\";()/-"
-        chars += "$" if self.dollar_quotes else ""
-        chars += "#" if self.hash_comments else ""
-        chars += "`" if self.backquotes else ""
-        chars += "[" if self.brackets else ""
-        return re.compile(f"[{re.escape(chars)}]")
-
-    @cached_property
-    def _single(self) -> re.Pattern[str]:
-        return _quoted("'", backslash=self.backslash_escapes)
-
-    @cached_property
-    def _double(self) -> re.Pattern[str]:
-        return _quoted('"', backslash=self.double_quoted_strings and self.backslash_escapes)
+__all__ = ["Statement", "UnterminatedSql", "split"]
 
 
-#: Standard SQL's rules: what a database not known to sqlmig gets.
-STANDARD_SQL = SqlSyntax()
-
-
-def _quoted(quote: str, *, backslash: bool) -> re.Pattern[str]:
-    """The rest of a quoted text after its opening ``quote``: doubled quotes (and
-    backslash escapes) inside, possessive so that a long text costs one pass."""
-    q = re.escape(quote)
-    if backslash:
-        return re.compile(f"[^{q}\\\\]*+(?:(?:\\\\.|{q}{q})[^{q}\\\\]*+)*+{q}", re.DOTALL)
-    return re.compile(f"[^{q}]*+(?:{q}{q}[^{q}]*+)*+{q}")
-
-
-_ESCAPED = _quoted("'", backslash=True)
-_BACKQUOTED = _quoted("`", backslash=False)
+_ESCAPED = quoted("'", backslash=True)
+_BACKQUOTED = quoted("`", backslash=False)
 _BRACKETED = re.compile(r"[^\]]*\]")
 _DOLLAR = re.compile(r"\$(?:[^\W\d]\w*)?\$")
 _WORD = re.compile(r"[^\W\d][\w$]*")
@@ -176,7 +117,7 @@ class _Scanner:
 
     def statements(self) -> list[Statement]:
         sql, size = self.sql, len(self.sql)
-        special = self.syntax._special
+        special = self.syntax.special
         pos = 0
         while pos < size:
             st = self.current
@@ -220,7 +161,7 @@ class _Scanner:
     def _words_until_special(self, pos: int) -> int:
         """Read the words from ``pos`` to the next special character; returns its position."""
         sql = self.sql
-        match = self.syntax._special.search(sql, pos)
+        match = self.syntax.special.search(sql, pos)
         stop = match.start() if match is not None else len(sql)
         if stop > pos:
             self._code(pos, stop)
@@ -301,7 +242,7 @@ class _Scanner:
             return self._quoted(pos, self._string_pattern(pos), "string literal")
         elif char == '"':
             what = "string literal" if syntax.double_quoted_strings else "quoted name"
-            return self._quoted(pos, syntax._double, what)
+            return self._quoted(pos, syntax.double_quoted, what)
         elif char == "`":
             return self._quoted(pos, _BACKQUOTED, "quoted name")
         elif char == "[":
@@ -327,7 +268,7 @@ class _Scanner:
             and (pos < 2 or not _WORD_CHAR.match(sql, pos - 2))
         ):
             return _ESCAPED
-        return self.syntax._single
+        return self.syntax.single_quoted
 
     def _quoted(self, pos: int, rest: re.Pattern[str], what: str) -> int:
         match = rest.match(self.sql, pos + 1)

@@ -18,7 +18,10 @@ from collections.abc import Iterator
 
 __all__ = ["only_reads", "transaction_control"]
 
-_TOKEN = re.compile(
+#: The patterns are compiled on first use (``re.compile`` keeps them in its
+#: cache): importing sqlmig compiles none of them, and a run whose steps send
+#: no word of :data:`_CONTROL_WORDS` never needs them.
+_TOKEN = (
     r"""
     (?P<space>\s+)
   | (?P<line>--[^\n]*)
@@ -40,7 +43,7 @@ _BEFORE = {"begin": None, "start": "transaction", "prepare": "transaction"}
 #: holds ``commit``): text with none of them, in any case, is not scanned.
 _CONTROL_WORDS = ("commit", "end", "abort", "xa", "rollback", "begin", "start", "prepare")
 #: A statement whose first token is a word (nothing to skip before it).
-_PLAIN_HEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?=[^A-Za-z0-9_]|\Z)")
+_PLAIN_HEAD = r"\s*([A-Za-z_][A-Za-z0-9_]*)(?=[^A-Za-z0-9_]|\Z)"
 #: What a ``CREATE`` or ``ALTER`` defines when a ``BEGIN`` in it opens a body.
 _ROUTINES = frozenset({"trigger", "function", "procedure", "event", "package"})
 #: First words of MariaDB's compound statements (run where they stand, outside routines).
@@ -52,11 +55,11 @@ _CONDITIONAL = frozenset({"if", "elseif", "when", "while", "for", "case"})
 #: The first words of a handler's body that is a single statement (``... FOR x ROLLBACK``).
 _HANDLER_BODY = frozenset({"commit", "rollback", "start", "xa", "set"})
 #: What follows a label's colon: the block it names.
-_LABELLED = re.compile(r"\s*(?:begin|loop|while|repeat|for)\b", re.IGNORECASE)
+_LABELLED = (r"\s*(?:begin|loop|while|repeat|for)\b", re.IGNORECASE)
 #: ``END IF``, ``END LOOP`` ...: inside a routine's body, these close no ``BEGIN`` or ``CASE``.
 _UNCOUNTED_ENDS = frozenset({"if", "loop", "while", "repeat", "for"})
 #: The word after an ``END`` (blanks between).
-_WORD_AFTER = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
+_WORD_AFTER = r"\s*([A-Za-z_][A-Za-z0-9_]*)"
 #: First words of statements that only read.
 _READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
 
@@ -82,8 +85,9 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
     cases = 0  # CASE expressions open inside a condition (their THEN is not the body's)
     opened = False  # a block was just opened by BEGIN (NOT ATOMIC may follow)
     pos, size = 0, len(sql)
+    token, labelled = re.compile(*_TOKEN), re.compile(*_LABELLED)
     while pos < size:
-        match = _TOKEN.match(sql, pos)
+        match = token.match(sql, pos)
         assert match is not None  # "other" matches any character
         pos = match.end()
         kind = match.lastgroup
@@ -155,7 +159,7 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
             kind == "other"
             and len(words) == 1
             and match.group() == ":"
-            and _LABELLED.match(sql, pos)
+            and labelled.match(sql, pos)
         ):
             words = []  # a label (``outer: LOOP``), not a statement's first word
     if words:
@@ -167,8 +171,9 @@ def _body_end(sql: str, pos: int) -> int:
     ``END`` and up to the ``;`` after it (``CASE`` and inner blocks counted; the ``END``
     of ``END IF``, ``END LOOP`` ... closes none of them)."""
     depth, size, closing_case = 1, len(sql), False
+    token, word_after = re.compile(*_TOKEN), re.compile(_WORD_AFTER)
     while pos < size:
-        match = _TOKEN.match(sql, pos)
+        match = token.match(sql, pos)
         assert match is not None  # "other" matches any character
         pos, kind = match.end(), match.lastgroup
         if kind == "dollar":
@@ -183,7 +188,7 @@ def _body_end(sql: str, pos: int) -> int:
             elif word in ("begin", "case"):
                 depth += 1
             elif word == "end":
-                after = _WORD_AFTER.match(sql, pos)
+                after = word_after.match(sql, pos)
                 closes = after.group(1).lower() if after else ""
                 if closes not in _UNCOUNTED_ENDS:
                     depth -= 1
@@ -229,6 +234,6 @@ def transaction_control(sql: str) -> str | None:
 
 def only_reads(sql: str) -> bool:
     """Whether the statement ``sql`` only reads (``SELECT``, ``SHOW``, ``PRAGMA`` ...)."""
-    plain = _PLAIN_HEAD.match(sql)  # the usual statement: no comment before its first word
+    plain = re.match(_PLAIN_HEAD, sql)  # the usual statement: no comment before its first word
     first = plain.group(1).lower() if plain else next(_statement_heads(sql), [""])[0]
     return first in _READS

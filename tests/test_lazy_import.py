@@ -7,6 +7,7 @@ from pathlib import Path
 from backends import Backend
 from conftest import MakeMigrations
 from sqlmig import MigrationRunner
+from sqlmig._dialects import MODULES
 
 RECORDS_ITS_IMPORT = """\
     '''A step that leaves a mark whenever its module is imported.'''
@@ -70,3 +71,25 @@ def test_models_are_imported_only_by_a_comparison(
         cwd=tmp_path,
     ).stdout.split("\n")
     assert out[:2] == ["[]", "['alembic', 'lazymodels']"]
+
+
+def test_a_run_imports_its_own_dialect_and_no_sql_file_reader(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    """Python steps on one database: the other databases' profiles, and the reader
+    of ``.sql`` steps, stay unimported until a run needs them."""
+    import subprocess
+    import sys
+
+    folder = make_migrations({"001_nothing.py": "def up(conn):\n    pass\n"})
+    probe = (
+        "import sys; from sqlmig import MigrationRunner; "
+        f"MigrationRunner({backend.url_string!r}, {str(folder)!r}).upgrade(); "
+        "print(sorted(m for m in sys.modules if m.startswith('sqlmig._dialects.') "
+        "or m.startswith('sqlmig._sql_')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout.strip()
+    own = "sqlmig._dialects" + MODULES[backend.name][0]
+    assert out == str(sorted(["sqlmig._dialects.base", own, "sqlmig._dialects.sql_syntax"]))

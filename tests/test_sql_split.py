@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from sqlmig._dialects import profile_named
-from sqlmig._sql_split import STANDARD_SQL, SqlSyntax, Statement, UnterminatedSql, split
+from sqlmig._dialects.sql_syntax import STANDARD_SQL, SqlSyntax
+from sqlmig._sql_split import Statement, UnterminatedSql, split
 
 ALL = ("sqlite", "postgresql", "mysql")
 

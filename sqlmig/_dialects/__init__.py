@@ -11,6 +11,9 @@ holds its profile and what only it needs:
 - :mod:`.postgresql`: the advisory lock and the session's settings;
 - :mod:`.mysql`: the ``GET_LOCK`` named lock (MariaDB shares it).
 
+:mod:`.sql_syntax` holds the shape of the SQL text rules every profile gives
+(quotes, comments, dollar quotes), read by :mod:`sqlmig._sql_split`.
+
 Adding a backend:
 
 1. Write ``sqlmig/_dialects/<name>.py`` with its profile: a
@@ -22,7 +25,8 @@ Adding a backend:
    :class:`~sqlmig._locking.MigrationLock` with ``try_acquire``,
    ``release`` and ``holder``.
 2. Register it under its SQLAlchemy dialect name (``conn.dialect.name``)
-   with one line in :data:`PROFILES` below.
+   with one line in :data:`MODULES` below: the module is imported the first
+   time a connection of that dialect asks for its profile.
 3. Add ``tests/test_dialects_<name>.py`` for what only it does.
 
 A dialect not registered gets :data:`FALLBACK`: DDL assumed to commit
@@ -31,22 +35,25 @@ itself, and no lock.
 
 from __future__ import annotations
 
+import importlib
+
 from sqlalchemy.engine import Connection
 
 from .base import DialectProfile
-from .mysql import MYSQL
-from .postgresql import POSTGRESQL
-from .sqlite import SQLITE
 
-__all__ = ["FALLBACK", "PROFILES", "DialectProfile", "profile_for", "profile_named"]
+__all__ = ["FALLBACK", "MODULES", "PROFILES", "DialectProfile", "profile_for", "profile_named"]
 
-#: Each SQLAlchemy dialect name and its profile.
-PROFILES: dict[str, DialectProfile] = {
-    "sqlite": SQLITE,
-    "postgresql": POSTGRESQL,
-    "mysql": MYSQL,
-    "mariadb": MYSQL,
+#: Each SQLAlchemy dialect name, and the module and name of its profile.
+MODULES: dict[str, tuple[str, str]] = {
+    "sqlite": (".sqlite", "SQLITE"),
+    "postgresql": (".postgresql", "POSTGRESQL"),
+    "mysql": (".mysql", "MYSQL"),
+    "mariadb": (".mysql", "MYSQL"),
 }
+
+#: The profiles asked for so far, by dialect name: a process that only ever
+#: talks to SQLite never imports the others.
+PROFILES: dict[str, DialectProfile] = {}
 
 #: Anything else: assume DDL commits itself and there is no lock.
 FALLBACK = DialectProfile("other")
@@ -59,4 +66,13 @@ def profile_for(conn: Connection) -> DialectProfile:
 
 def profile_named(name: str) -> DialectProfile:
     """The profile for a dialect name such as ``"sqlite"`` (a conservative one if unknown)."""
-    return PROFILES.get(name, FALLBACK)
+    try:
+        return PROFILES[name]
+    except KeyError:
+        pass
+    where = MODULES.get(name)
+    if where is None:
+        return FALLBACK
+    module, attribute = where
+    profile: DialectProfile = getattr(importlib.import_module(module, __name__), attribute)
+    return PROFILES.setdefault(name, profile)

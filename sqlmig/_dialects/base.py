@@ -24,7 +24,7 @@ from sqlalchemy.types import TypeEngine
 
 from .._errors import LockTimeout
 from .._locking import MigrationLock, ProgressMark, lock_key
-from .._sql_split import STANDARD_SQL, SqlSyntax
+from .sql_syntax import STANDARD_SQL, SqlSyntax
 
 __all__ = ["DialectProfile", "run_own"]
 
@@ -49,9 +49,13 @@ def run_own(conn: Connection, statement: str) -> None:
         cursor.close()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DialectProfile:
-    """How sqlmig runs on one kind of database."""
+    """How sqlmig runs on one kind of database.
+
+    One profile per database, compared by identity (``eq=False``: forty fields
+    compared field by field would never be asked for, and cost every import).
+    """
 
     name: str
     #: DDL inside a transaction is rolled back with it (else: failed-row protocol).

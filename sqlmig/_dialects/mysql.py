@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
 from .._locking import MigrationLock
-from .._sql_split import SqlSyntax
 from .base import DialectProfile
+from .sql_syntax import SqlSyntax
 
 __all__ = ["MYSQL", "MySQLProfile", "NamedLock"]
 

@@ -16,13 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from .._locking import MigrationLock
-from .._sql_split import SqlSyntax
 from .base import DialectProfile
+from .sql_syntax import SqlSyntax
 
 __all__ = ["POSTGRESQL", "AdvisoryLock", "PostgreSQLProfile"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PostgreSQLProfile(DialectProfile):
     """PostgreSQL's mechanics: sqlmig's own statements through libpq, where psycopg runs."""
 

@@ -29,8 +29,8 @@ from sqlalchemy.exc import OperationalError
 
 from .._errors import LockTimeout
 from .._locking import pause
-from .._sql_split import SqlSyntax
 from .base import DialectProfile
+from .sql_syntax import SqlSyntax
 
 __all__ = ["SQLITE", "RunningMark", "SQLiteProfile"]
 
