@@ -7,7 +7,9 @@ from the database, schema and table). SQLite: a write transaction
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,3 +91,34 @@ def lock_is_free(backend: Backend, table: str = "migrations") -> bool:
             return True
     finally:
         engine.dispose()
+
+
+class _Waiting(logging.Handler):
+    """Sets ``event`` when a runner logs that it waits for the lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting for the migration lock" in record.getMessage():
+            self.event.set()
+
+
+@contextmanager
+def lock_waits() -> Iterator[threading.Event]:
+    """An event set once a runner of this process says it waits for the migration lock.
+
+    PostgreSQL and MariaDB runners say so; on SQLite the wait is the file's
+    own, inside the driver, and nothing is said.
+    """
+    handler = _Waiting()
+    logger = logging.getLogger("sqlmig")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.event
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from holding import held_lock, lock_is_free, runner_lock
+from holding import held_lock, lock_is_free, lock_waits, runner_lock
 from sqlalchemy import URL, event, text
 from sqlalchemy.exc import OperationalError
 from workers import BOUND, SPAWN, hold_sqlite_lock, upgrade_once, wait_for_file
@@ -207,45 +207,27 @@ def test_the_lock_is_released_when_a_step_is_interrupted(
         assert [r.version for r in runner.status().applied] == ["001"]
 
 
-class _Waiting(logging.Handler):
-    """Sets ``event`` when the runner logs that it waits for the lock."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.event = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "waiting for the migration lock" in record.getMessage():
-            self.event.set()
-
-
 @pytest.fixture
 def interrupt_when_waiting() -> Iterator[threading.Event]:
     """Send this process SIGINT (Ctrl-C) once a runner says it waits for the lock."""
-    handler = _Waiting()
-    logger = logging.getLogger("sqlmig")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
     done = threading.Event()
+    with lock_waits() as waits:
 
-    def interrupt() -> None:
-        if handler.event.wait(30) and not done.is_set():
-            os.kill(os.getpid(), signal.SIGINT)
+        def interrupt() -> None:
+            if waits.wait(30) and not done.is_set():
+                os.kill(os.getpid(), signal.SIGINT)
 
-    # a suite run as a background job starts with SIGINT ignored: take Ctrl-C as a terminal does
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    thread = threading.Thread(target=interrupt, daemon=True)
-    thread.start()
-    try:
-        yield handler.event
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        done.set()
-        handler.event.set()
-        thread.join(30)
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        # a suite run as a background job starts with SIGINT ignored: take Ctrl-C as a terminal does
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        thread = threading.Thread(target=interrupt, daemon=True)
+        thread.start()
+        try:
+            yield waits
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            done.set()
+            waits.set()
+            thread.join(30)
 
 
 def connections_named(backend: Backend, name: str) -> int:
