@@ -21,20 +21,26 @@ __all__ = ["only_reads", "transaction_control"]
 #: The patterns are compiled on first use (``re.compile`` keeps them in its
 #: cache): importing sqlmig compiles none of them, and a run whose steps send
 #: no word of :data:`_CONTROL_WORDS` never needs them.
-_TOKEN = (
-    r"""
+_TOKEN = r"""
     (?P<space>\s+)
   | (?P<line>--[^\n]*)
   | (?P<code>/\*M?!\d*)
   | (?P<block>/\*.*?(?:\*/|\Z))
-  | (?P<quoted>'(?:[^'\\]|\\.|'')*(?:'|\Z) | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z))
+  | (?P<quoted>SINGLE | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z))
   | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*)?\$)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<end>;)
   | (?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
+"""
+#: The token pattern for each reading of a backslash in ``'...'``: an escape
+#: (MySQL, PostgreSQL's ``E''`` strings and ``standard_conforming_strings =
+#: off``) or a plain character (standard SQL, SQLite, PostgreSQL by default).
+#: A session can switch between them, so text with a backslash is read both
+#: ways, and what either reading finds counts.
+_TOKENS = {
+    True: (_TOKEN.replace("SINGLE", r"'(?:[^'\\]|\\.|'')*(?:'|\Z)"), re.VERBOSE | re.DOTALL),
+    False: (_TOKEN.replace("SINGLE", r"'(?:[^']|'')*(?:'|\Z)"), re.VERBOSE | re.DOTALL),
+}
 
 #: First words of a statement that end, or begin, a transaction.
 _ALWAYS = {"commit", "end", "abort", "xa"}
@@ -64,7 +70,7 @@ _WORD_AFTER = r"\s*([A-Za-z_][A-Za-z0-9_]*)"
 _READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
 
 
-def _statement_heads(sql: str) -> Iterator[list[str]]:
+def _statement_heads(sql: str, backslash_escapes: bool = True) -> Iterator[list[str]]:
     """The first words (lower case) of each statement in ``sql`` that the server runs.
 
     Comments, string literals, quoted names and PostgreSQL dollar quotes are
@@ -85,7 +91,7 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
     cases = 0  # CASE expressions open inside a condition (their THEN is not the body's)
     opened = False  # a block was just opened by BEGIN (NOT ATOMIC may follow)
     pos, size = 0, len(sql)
-    token, labelled = re.compile(*_TOKEN), re.compile(*_LABELLED)
+    token, labelled = re.compile(*_TOKENS[backslash_escapes]), re.compile(*_LABELLED)
     while pos < size:
         match = token.match(sql, pos)
         assert match is not None  # "other" matches any character
@@ -114,7 +120,7 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
                 yield [*words, word]  # a routine's body: its statements are not run now
                 if "package" in words:  # Oracle mode: procedures' bodies inside, then END
                     return
-                pos = _body_end(sql, pos)
+                pos = _body_end(sql, pos, token)
                 words, routine = [], False
                 continue
             if not words and word in _COMPOUND:
@@ -166,12 +172,12 @@ def _statement_heads(sql: str) -> Iterator[list[str]]:
         yield words
 
 
-def _body_end(sql: str, pos: int) -> int:
+def _body_end(sql: str, pos: int, token: re.Pattern[str]) -> int:
     """Where the routine body opened by the ``BEGIN`` before ``pos`` ends: past its
     ``END`` and up to the ``;`` after it (``CASE`` and inner blocks counted; the ``END``
     of ``END IF``, ``END LOOP`` ... closes none of them)."""
     depth, size, closing_case = 1, len(sql), False
-    token, word_after = re.compile(*_TOKEN), re.compile(_WORD_AFTER)
+    word_after = re.compile(_WORD_AFTER)
     while pos < size:
         match = token.match(sql, pos)
         assert match is not None  # "other" matches any character
@@ -207,7 +213,10 @@ def transaction_control(sql: str) -> str | None:
     Savepoints (``SAVEPOINT``, ``RELEASE``, ``ROLLBACK TO``) are fine: they stay
     inside the step's transaction. So is MariaDB's ``BEGIN NOT ATOMIC`` block.
     Text holding none of the words that could begin such a statement is not
-    scanned at all (most statements of a step).
+    scanned at all (most statements of a step). A backslash in ``'...'`` is
+    an escape on MySQL and in PostgreSQL's ``E''`` strings, and a plain
+    character in standard SQL; a session may switch (``sql_mode``,
+    ``standard_conforming_strings``), so text holding one is read both ways.
     """
     lowered = sql.lower()  # then plain substring tests: a tenth of a case-blind regex's time
     for word in _CONTROL_WORDS:
@@ -215,7 +224,15 @@ def transaction_control(sql: str) -> str | None:
             break
     else:
         return None
-    for words in _statement_heads(sql):
+    found = _control(sql, backslash_escapes=True)
+    if found is None and "\\" in sql:
+        found = _control(sql, backslash_escapes=False)
+    return found
+
+
+def _control(sql: str, backslash_escapes: bool) -> str | None:
+    """:func:`transaction_control` with one reading of a backslash in ``'...'``."""
+    for words in _statement_heads(sql, backslash_escapes):
         first, rest = words[0], [w for w in words[1:] if w not in ("work", "transaction")]
         if first in _ALWAYS:
             return " ".join(words[:2]).upper() if first == "xa" else first.upper()

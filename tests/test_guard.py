@@ -19,6 +19,8 @@ REFUSED = [
     'conn.exec_driver_sql("BEGIN")',
     'conn.exec_driver_sql("start transaction")',
     'conn.exec_driver_sql("SELECT 1; COMMIT")',
+    # PostgreSQL reads 'a\' as a whole string (standard_conforming_strings), MySQL not
+    r"""conn.exec_driver_sql("SELECT 'a\\'; COMMIT; SELECT '\\'")""",
     "conn.connection.dbapi_connection.commit()",
     "conn.connection.dbapi_connection.rollback()",
     "conn.connection.driver_connection.commit()",

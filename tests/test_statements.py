@@ -49,6 +49,11 @@ from sqlmig._statements import only_reads, transaction_control
         ("/*!40101 SET NAMES utf8 */", None),
         ("/* COMMIT */ SELECT 1", None),
         ("RELEASE SAVEPOINT a", None),
+        # a backslash ends nothing in a standard string (PostgreSQL, SQLite) ...
+        ("SELECT 'a\\'; COMMIT; SELECT '\\'", "COMMIT"),
+        # ... and escapes the quote on MySQL: either reading's COMMIT counts
+        ("SELECT 'a\\\\'; COMMIT; SELECT 'b'", "COMMIT"),
+        ("INSERT INTO t VALUES ('C:\\temp\\'), ('end')", None),
     ],
 )
 def test_transaction_control_text_is_recognised(sql: str, found: str | None) -> None:
