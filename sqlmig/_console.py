@@ -114,6 +114,9 @@ class Console:
             self.closed = True
             _to_devnull(self.stream)
             return False
+        except UnicodeEncodeError:  # a character the stream's encoding lacks: shown escaped
+            encoding = getattr(self.stream, "encoding", None) or "ascii"
+            return self._write(text.encode(encoding, "backslashreplace").decode(encoding))
         except ValueError:  # the stream object was closed under the command
             self.closed = True
             return False

@@ -334,6 +334,30 @@ def test_a_command_run_with_its_output_closed_exits_with_its_own_code(
     assert MigrationRunner(f"sqlite:///{tmp_path / 'app.db'}", folder).status().total_applied == 2
 
 
+def test_text_the_output_encoding_lacks_is_shown_escaped_not_dropped(
+    tmp_path: Path, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(
+        {
+            "001_first.py": '"""Café au lait."""\ndef up(conn):\n    pass\n',
+            "002_second.py": '"""Plain."""\ndef up(conn):\n    pass\n',
+        }
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLMIG_")}
+    env["PYTHONIOENCODING"] = "ascii"
+    command = [sys.executable, "-m", "sqlmig", "--url", "sqlite:///app.db", "--dir", str(folder)]
+    run = subprocess.run(
+        [*command, "upgrade", "--dry-run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert run.returncode == 0
+    assert "001_first: Caf\\xe9 au lait." in run.stdout.decode()
+    assert "002_second: Plain." in run.stdout.decode()
+
+
 def test_an_on_step_given_to_a_call_is_told_after_the_runners_own(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
