@@ -623,6 +623,7 @@ class MigrationRunner:
             from_version=from_version,
             table=self.table,
             schema=self.schema,
+            tenant=self.steps_in_schema,
         )
 
     def dry_run(self, target: str | int | None = None) -> list[PlannedStep]:

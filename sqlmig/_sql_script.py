@@ -55,11 +55,14 @@ def render_script(
     from_version: str | int | None = None,
     table: str = "migrations",
     schema: str | None = None,
+    tenant: bool = False,
 ) -> str:
     """The SQL script of ``upgrade(target)`` (or ``downgrade(target)``) for ``dialect``.
 
     ``from_version`` is the version taken as applied (with every one below
     it); None: nothing applied, and the script creates the history table first.
+    ``tenant``: ``schema`` is a tenant's (``steps_in_schema``): the script
+    creates it if missing and makes it the search path of the steps.
 
     Raises:
         UsageError: an unknown dialect or version, a downgrade with nothing
@@ -82,6 +85,8 @@ def render_script(
             "leaves its earlier statements applied"
         )
     parts = ["\n".join(header)]
+    if tenant and schema:
+        parts.append(_tenant_schema(schema, dialect, profile))
     previous: Migration | None = None
     if downgrade:
         if target is None:
@@ -107,6 +112,23 @@ def render_script(
     if len(parts) == 1 + (not downgrade and not applied):
         parts.append(f"-- nothing to {'undo' if downgrade else 'apply'}")
     return "\n\n".join(parts) + "\n"
+
+
+def _tenant_schema(schema: str, dialect: str, profile: DialectProfile) -> str:
+    """The lines that make the tenant's ``schema`` exist and be the steps' search path."""
+    if profile.create_tenant_schema is None or profile.script_tenant_schema is None:
+        raise UsageError(
+            f"a schema per tenant (steps_in_schema) is PostgreSQL's; {dialect} has no search "
+            "path for the steps: write the script for postgresql"
+        )
+    name = ScriptConnection(dialect).dialect.identifier_preparer.quote_identifier(schema)
+    return "\n".join(
+        [
+            "-- the tenant's schema: created if missing, and the search path of the steps",
+            f"{profile.create_tenant_schema.format(name=name)};",
+            f"{profile.script_tenant_schema.format(name=name)};",
+        ]
+    )
 
 
 def _applied(

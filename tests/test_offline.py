@@ -22,6 +22,7 @@ from sqlalchemy import (
     inspect,
     select,
 )
+from tenants import COUNTED_STEPS, hits
 
 from backends import Backend, fresh_database
 from conftest import MakeMigrations
@@ -1072,3 +1073,23 @@ def test_a_value_sqlalchemy_cannot_write_stops_the_script_saying_so(
     assert "migration 001_tags (up) cannot be written as SQL at " in message
     assert "001_tags.py:4: it sends a value SQLAlchemy cannot write as SQL (" in message
     assert "needs data" not in message
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_tenants_script_creates_its_schema_and_runs_the_steps_in_it(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(COUNTED_STEPS)
+    runner = MigrationRunner(backend.url_string, folder, schema="Tenant-A", steps_in_schema=True)
+    script = runner.sql_script()
+    assert 'CREATE SCHEMA IF NOT EXISTS "Tenant-A";\nSET search_path TO "Tenant-A";' in script
+
+    apply(backend, script)
+
+    assert hits(backend.url, "Tenant-A") == ["001", "002", "003"]
+    assert hits(backend.url) == []  # nothing in the default schema
+    status = runner.status()  # the tenant's history, read where a run keeps it
+    assert [r.version for r in status.applied] == ["001", "002", "003"] and not status.pending
+    assert runner.upgrade() == []
+    with pytest.raises(UsageError, match=r"a schema per tenant .* is PostgreSQL's"):
+        runner.sql_script(dialect="mysql")

@@ -114,6 +114,9 @@ class DialectProfile:
 
     #: How a SQL script (``upgrade --sql``) begins each step's transaction.
     script_begin: str = "BEGIN"
+    #: How a SQL script makes a tenant's schema (``{name}``: quoted) the search
+    #: path of the steps after it, as :attr:`enter_tenant_schema` does for a run.
+    script_tenant_schema: str | None = None
     #: The client command line ends a statement at every ``;``: a statement that
     #: holds one (a procedure's body) is written between ``DELIMITER`` lines
     #: with this delimiter (the mysql client). None: the client reads bodies.

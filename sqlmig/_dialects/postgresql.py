@@ -110,6 +110,7 @@ POSTGRESQL = PostgreSQLProfile(
     ),
     leave_tenant_schema="SELECT set_config('search_path', :value, false)",
     create_tenant_schema="CREATE SCHEMA IF NOT EXISTS {name}",
+    script_tenant_schema="SET search_path TO {name}",
     session_settings=(("client_connection_check_interval", "1s"),),
     # pg_settings reads every value before set_config() runs: the row has the old one
     set_setting=(
