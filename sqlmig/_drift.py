@@ -102,10 +102,14 @@ def comparison_context(conn: Connection, history_table: str) -> MigrationContext
         ) from exc
 
     options_seen = profile_for(conn).reflects_foreign_key_options
+    expressions_indexed = profile_for(conn).indexes_expressions(conn)
 
     def include(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
         if kind == "foreign_key_constraint" and not options_seen:
             return not _same_but_options(obj, other)
+        if kind == "index" and not expressions_indexed and not reflected:
+            # what ops.create_index skips there (MariaDB): never missing, never written
+            return bool(obj.unique) or all(isinstance(e, Column) for e in obj.expressions)
         return not (kind == "table" and name == history_table)
 
     return MigrationContext.configure(

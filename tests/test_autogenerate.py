@@ -462,6 +462,11 @@ def test_an_index_on_an_expression_is_left_to_the_author(
     meta = schema()
     Index("ix_users_lower_name", func.lower(meta.tables["users"].c.name))
     path = runner.autogenerate("lower name", meta)
+    if not expression_indexes(
+        backend
+    ):  # MariaDB: ops.create_index skips it; so does the comparison
+        assert path is None and runner.check(meta) == []
+        return
     if path is None:  # SQLite: Alembic does not see it; write it by hand
         return
     # written as Alembic renders it; PostgreSQL (and MySQL 8) run it, MariaDB has no such index
@@ -532,6 +537,30 @@ def test_a_new_table_with_an_enum_makes_the_round_trip(
         assert runner.check(more) == []
 
 
+LOWER_NAME_BY_HAND = """\
+import sqlalchemy as sa
+from sqlmig import ops
+
+
+def up(conn):
+    ops(conn).create_index("ix_users_lower_name", "users", [sa.literal_column("lower(name)")])
+
+
+def down(conn):
+    ops(conn).drop_index("ix_users_lower_name", "users")
+"""
+
+
+def expression_indexes(backend: Backend) -> bool:
+    """Whether the database indexes expressions (MariaDB does not)."""
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            return backend.profile.indexes_expressions(conn)
+    finally:
+        engine.dispose()
+
+
 def test_an_index_on_an_expression_is_scripted_up_and_down_alike(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
@@ -542,10 +571,11 @@ def test_an_index_on_an_expression_is_scripted_up_and_down_alike(
     round_trip(runner, schema())
     meta = schema()
     Index("ix_users_lower_name", func.lower(meta.tables["users"].c.name))
-    if runner.autogenerate("lower name", meta) is None:  # SQLite: Alembic does not see it
+    expressions = expression_indexes(backend)
+    if not expressions:  # MariaDB: not generated (see above); the step written by hand
+        (Path(str(runner.migrations_source)) / "002_lower_name.py").write_text(LOWER_NAME_BY_HAND)
+    elif runner.autogenerate("lower name", meta) is None:  # SQLite: Alembic does not see it
         return
-    with backend.engine().connect() as conn:
-        expressions = backend.profile.indexes_expressions(conn)
     dialect = backend.name if expressions else "mariadb"
     up = runner.sql_script(from_version="001", dialect=dialect)
     down = runner.sql_script("001", downgrade=True, from_version="002", dialect=dialect)
