@@ -204,6 +204,9 @@ class StepExecutor:
             together = self._scope_together
             lost = not self._intact(trans, error is None, then=together)
             rescoped = together is not None
+            if lost and error is None and self._aborted(trans):  # its settings rolled back too
+                self._failed(migration, started)
+                raise self._swallowed(migration, fn, action)
         else:  # under the failed-row protocol: its row stays failed (see apply, undo)
             lost = not autocommit and not self.profile.kept_transaction(self.conn)
         if not ((lost and watch) or rescoped):  # lost and watched: see _keep_failed
@@ -279,6 +282,28 @@ class StepExecutor:
         if not self.profile.kept_transaction(conn):
             return False
         return self.mark.release(conn, succeeded, then=then)
+
+    def _aborted(self, trans: Any) -> bool:
+        """After a watched step that returned but whose mark could not be released:
+        its transaction is still there, aborted by a database error the step
+        caught (see ``DialectProfile.recover_aborted``), and rolled back to the mark."""
+        conn = self.conn
+        if trans is None or not trans.is_active or not conn.in_transaction():
+            return False
+        return self.profile.recover_aborted(conn, self.mark.name)
+
+    def _swallowed(self, migration: Migration, fn: StepFunction, action: str) -> MigrationFailed:
+        path, _ = migration.where(None, fn)
+        title = self.profile.title or self.profile.name
+        return MigrationFailed(
+            f"migration {migration.version} ({action}) failed at {path}: it caught a database "
+            f"error and went on, but {title} aborts the transaction at any error, so nothing "
+            "of the step was applied: let the error propagate, or run the statement that may "
+            "fail inside `with conn.begin_nested():` to go on after it",
+            version=migration.version,
+            path=path,
+            line=None,
+        )
 
     def failure(
         self,

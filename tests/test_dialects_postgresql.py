@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from backends import Backend
 from conftest import MakeMigrations
-from sqlmig import MigrationRunner
+from sqlmig import MigrationFailed, MigrationRunner
 from sqlmig._dialects.postgresql import POSTGRESQL, AdvisoryLock
 from sqlmig._locking import lock_key
 
@@ -265,3 +265,26 @@ def test_a_search_path_with_backslashes_comes_back_whatever_standard_conforming_
             assert conn.execute(text("SELECT current_schema()")).scalar() == schema
     finally:
         engine.dispose()
+
+
+def test_a_step_that_ends_its_transaction_then_catches_an_error_is_still_told_apart(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """An aborted transaction is the step's own only while the step's savepoint is in it."""
+    source = """\
+        from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE sneaky (id INTEGER)"))
+            conn._dbapi_connection.commit()
+            try:
+                conn.execute(text("SELECT id FROM no_such_table"))
+            except DBAPIError:
+                pass
+        """
+    folder = make_migrations({"001_sneaky.py": source})
+    with pytest.raises(MigrationFailed, match="transaction was ended inside the step"):
+        MigrationRunner(backend.url, folder).upgrade()
+
+    assert [row.version for row in MigrationRunner(backend.url, folder).status().failed] == ["001"]

@@ -699,3 +699,97 @@ def test_a_step_that_changes_the_session_s_schema_keeps_the_run_s_history_table(
 
         assert [m.version for m in runner.downgrade("base")] == ["002", "001"]
         assert count(backend, "SELECT count(*) FROM migrations") == 0
+
+
+#: A step that catches a database error of its own and goes on.
+SWALLOWS = """\
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE kept (id INTEGER)"))
+        conn.execute(text("INSERT INTO kept (id) VALUES (1)"))
+        try:
+            conn.execute(text("SELECT id FROM no_such_table"))
+        except DBAPIError:
+            pass  # the step goes on
+
+    def down(conn):
+        conn.execute(text("DROP TABLE kept"))
+        try:
+            conn.execute(text("SELECT id FROM no_such_table"))
+        except DBAPIError:
+            pass
+    """
+
+
+def _rows(backend: Backend) -> tuple[set[str], list[tuple[str, bool]]]:
+    """The database as a step may leave it: its tables, and the history's rows."""
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version, success FROM migrations ORDER BY version"))
+            return tables(backend), [(v, bool(ok)) for v, ok in rows]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("action", ["up", "down"])
+def test_a_step_that_catches_a_database_error_and_goes_on_is_kept_only_where_errors_abort_nothing(
+    backend: Backend, make_migrations: MakeMigrations, action: str
+) -> None:
+    """PostgreSQL aborts a transaction at any error; SQLite and MariaDB undo the statement only."""
+    folder = make_migrations({"001_good.py": GOOD, "002_swallows.py": SWALLOWS})
+    runner = MigrationRunner(backend.url, folder)
+    if action == "up":
+        runner.upgrade("001")
+    elif backend.profile.errors_abort_transaction:  # applied by hand, as if fixed since
+        runner.upgrade("001")
+        engine = backend.engine()
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE kept (id INTEGER)"))
+        engine.dispose()
+        runner.stamp("002")
+    else:
+        runner.upgrade()
+    before = _rows(backend)
+    run = runner.upgrade if action == "up" else lambda: runner.downgrade("001")
+
+    if not backend.profile.errors_abort_transaction:
+        assert [m.version for m in run()] == ["002"]
+        assert ("kept" in tables(backend)) == (action == "up")
+        return
+    with pytest.raises(MigrationFailed) as info:
+        run()
+
+    message = str(info.value)
+    assert "it caught a database error and went on" in message and "\n" not in message
+    assert "nothing of the step was applied" in message and "conn.begin_nested()" in message
+    assert info.value.version == "002" and info.value.path == str(folder / "002_swallows.py")
+    assert _rows(backend) == before  # the step's work undone, its history row as it was
+    assert runner.status().failed == []
+
+
+def test_a_step_that_catches_a_database_error_inside_a_callers_transaction_leaves_it_usable(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    if not backend.profile.caller_transaction_ok:
+        pytest.skip("MySQL refuses a caller's transaction")
+    folder = make_migrations({"001_good.py": GOOD, "002_swallows.py": SWALLOWS})
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn, conn.begin():
+            if backend.profile.errors_abort_transaction:
+                with pytest.raises(MigrationFailed, match="caught a database error") as info:
+                    MigrationRunner(conn, folder).upgrade()
+                assert [m.version for m in info.value.applied] == ["001"]
+                expected = {"001"}
+            else:
+                MigrationRunner(conn, folder).upgrade()
+                expected = {"001", "002"}
+            names = {r[0] for r in conn.execute(text("SELECT version FROM migrations"))}
+            assert names == expected  # the caller's transaction goes on
+            conn.commit()
+        assert ("kept" in tables(backend)) == ("002" in expected)
+    finally:
+        engine.dispose()

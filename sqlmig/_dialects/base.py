@@ -92,6 +92,11 @@ class DialectProfile:
     #: (psycopg and psycopg2, without parameters): after a step, sqlmig sends
     #: its own statements together (see :class:`sqlmig._guard.StepMark`).
     multi_statement_drivers: frozenset[str] = frozenset()
+    #: A database error inside a transaction aborts it (PostgreSQL): every later
+    #: statement fails until it is rolled back, whole or to a savepoint. A step
+    #: that catches such an error and goes on cannot have its work kept
+    #: (:meth:`recover_aborted`). Elsewhere the failed statement alone is undone.
+    errors_abort_transaction: bool = False
     #: Schemas are databases (MySQL): the lock's key names the table's own schema.
     schema_is_database: bool = False
     #: Settings for the runner's connection while it holds the lock, each applied
@@ -270,6 +275,20 @@ class DialectProfile:
         except DBAPIError:
             return False
         return True
+
+    def recover_aborted(self, conn: Connection, savepoint: str) -> bool:
+        """After a step whose ``savepoint`` could not be released: was its transaction
+        aborted by a database error the step caught (True), not ended?
+
+        Where an error aborts the transaction (:attr:`errors_abort_transaction`)
+        and ``savepoint`` is still there, the transaction is rolled back to it:
+        the step's work is undone and the transaction can go on (to be rolled
+        back). False when the savepoint is gone with the transaction, so the
+        step ended it; and always where errors abort no transaction.
+        """
+        if not self.errors_abort_transaction:
+            return False
+        return self.send_own(conn, f"ROLLBACK TO SAVEPOINT {savepoint}")
 
     def sends_together(self, conn: Connection) -> bool:
         """Whether ``conn``'s driver runs several statements sent in one call."""

@@ -46,6 +46,22 @@ class PostgreSQLProfile(DialectProfile):
         result = pgconn.exec_(statement.encode(dbapi.info.encoding))
         return result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 
+    def recover_aborted(self, conn: Connection, savepoint: str) -> bool:
+        """See :meth:`DialectProfile.recover_aborted`: only in a transaction the
+        driver reports failed (psycopg, psycopg2; asked of the server otherwise)."""
+        dbapi: Any = conn.connection.dbapi_connection
+        info = getattr(dbapi, "info", None)
+        status = getattr(info, "transaction_status", None)  # psycopg
+        if status is None and callable(getattr(dbapi, "get_transaction_status", None)):
+            status = dbapi.get_transaction_status()  # psycopg2
+        if status is not None and int(status) != _IN_ERROR:
+            return False
+        return super().recover_aborted(conn, savepoint)
+
+
+#: libpq's PQTRANS_INERROR: inside a transaction that an error aborted.
+_IN_ERROR = 3
+
 
 def _begin_statement(dbapi: Any, levels: Any) -> str:
     """The ``BEGIN`` psycopg would send, with the connection's isolation level and modes."""
@@ -88,6 +104,7 @@ class AdvisoryLock(MigrationLock):
 
 POSTGRESQL = PostgreSQLProfile(
     "postgresql",
+    title="PostgreSQL",
     transactional_ddl=True,
     sql_syntax=SqlSyntax(escape_strings=True, nested_comments=True, dollar_quotes=True),
     lock=AdvisoryLock,
@@ -97,6 +114,7 @@ POSTGRESQL = PostgreSQLProfile(
     # pg_catalog's own: a step may have put a set_config() of its own on the path
     restore_scope="SELECT pg_catalog.set_config('search_path', {escaped}, false)",
     multi_statement_drivers=frozenset({"psycopg", "psycopg2"}),
+    errors_abort_transaction=True,
     history_timestamp_tz=True,
     compares_server_defaults=True,
     reflects_foreign_key_options=True,
