@@ -522,12 +522,31 @@ class StepExecutor:
                 if not self._still_next(migration):
                     return None
                 ms = self.call(migration, fn, action, watch=True)
-                write(ms)
+                try:
+                    write(ms)
+                except UnicodeEncodeError as exc:
+                    raise self._unwritable(migration, fn, action, exc) from exc
         except TransactionLost as lost:
             self._keep_failed(migration)
             self._failed(migration, lost.started)
             raise lost.failure from lost.failure.__cause__
         return ms
+
+    def _unwritable(
+        self, migration: Migration, fn: StepFunction, action: str, error: UnicodeEncodeError
+    ) -> MigrationFailed:
+        """The step left a client encoding in which its history row's names cannot be sent."""
+        path, _ = migration.where(None, fn)
+        return MigrationFailed(
+            f"migration {migration.version} ({action}) failed at {path}: sqlmig cannot write "
+            f"its history row in the connection's client encoding, {error.encoding}, which "
+            f"has no {error.object[error.start : error.end]!r}; its work was rolled back: "
+            "a step that changes the encoding sets it back before it returns (PostgreSQL: "
+            "RESET client_encoding)",
+            version=migration.version,
+            path=path,
+            line=None,
+        )
 
     def _keep_failed(self, migration: Migration) -> None:
         """Leave ``migration``'s row ``success = false``: its work may be committed."""

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -288,3 +288,38 @@ def test_a_step_that_ends_its_transaction_then_catches_an_error_is_still_told_ap
         MigrationRunner(backend.url, folder).upgrade()
 
     assert [row.version for row in MigrationRunner(backend.url, folder).status().failed] == ["001"]
+
+
+@pytest.mark.parametrize("schema", ["Mandant-ü€", "租户"])
+def test_the_search_path_comes_back_after_a_step_sets_an_encoding_without_its_names(
+    backend: Backend, make_migrations: MakeMigrations, schema: str
+) -> None:
+    """The restore is ASCII and returns nothing, so any client_encoding can carry it."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    setup = backend.engine()
+    with setup.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {quoted}")
+    setup.dispose()
+    engine = backend.engine(pool_size=1, max_overflow=0)
+
+    @event.listens_for(engine, "connect")
+    def scoped(dbapi: Any, _record: Any) -> None:
+        with dbapi.cursor() as cursor:
+            cursor.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (quoted,))
+        dbapi.commit()
+
+    steps = {
+        "001_latin.py": "def up(conn):\n"
+        '    conn.exec_driver_sql("SET search_path TO public")\n'
+        "    conn.exec_driver_sql(\"SET client_encoding TO 'LATIN1'\")\n",
+        "002_t.py": "def up(conn):\n    conn.exec_driver_sql('CREATE TABLE t (x int)')\n",
+    }
+    try:
+        runner = MigrationRunner(engine, make_migrations(steps), schema="public")
+        assert [m.version for m in runner.upgrade()] == ["001", "002"]
+        with engine.connect() as conn:  # the pool's one connection, the run's
+            conn.exec_driver_sql("RESET client_encoding")
+            assert conn.execute(text("SELECT current_setting('search_path')")).scalar() == quoted
+            assert inspect(conn).get_table_names(schema=schema) == ["t"]
+    finally:
+        engine.dispose()

@@ -265,3 +265,34 @@ def test_a_user_who_may_not_create_the_schema_is_told_how_to_make_it(
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+#: A step that leaves the connection in an encoding without most of the world's letters.
+LATIN1_STEP = """\
+    def up(conn):
+        conn.exec_driver_sql("CREATE TABLE latin (x int)")
+        conn.exec_driver_sql("SET client_encoding TO 'LATIN1'")
+    """
+
+
+@pytest.mark.parametrize("schema", ["Mandant-ü€", "租户-ü"])
+def test_a_step_that_sets_an_encoding_without_the_schema_s_name_is_rolled_back_and_told(
+    postgres: Backend, make_migrations: MakeMigrations, schema: str
+) -> None:
+    folder = make_migrations({"001_latin.py": LATIN1_STEP})
+    runner = MigrationRunner(postgres.url, folder, schema=schema, steps_in_schema=True)
+
+    with pytest.raises(MigrationFailed) as info:
+        runner.upgrade()
+
+    message = str(info.value)
+    assert "client encoding, latin-1" in message and "RESET client_encoding" in message
+    assert "its work was rolled back" in message and "\n" not in message
+    assert runner.status().pending[0].version == "001" and not runner.status().failed
+    engine = postgres.engine()
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names(schema=schema) == ["migrations"]
+    engine.dispose()
+    fixed = LATIN1_STEP.rstrip(" ") + "        conn.exec_driver_sql('RESET client_encoding')\n"
+    make_migrations({"001_latin.py": fixed})
+    assert [m.version for m in runner.upgrade()] == ["001"]

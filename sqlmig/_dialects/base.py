@@ -49,6 +49,14 @@ def run_own(conn: Connection, statement: str) -> None:
         cursor.close()
 
 
+def _unicode_escape(char: str) -> str:
+    """``char`` as an ``E''`` string holds it in ASCII: itself, or its ``\\u`` escape."""
+    point = ord(char)
+    if point < 0x80:
+        return char
+    return f"\\u{point:04x}" if point <= 0xFFFF else f"\\U{point:08x}"
+
+
 @dataclass(frozen=True, eq=False)
 class DialectProfile:
     """How sqlmig runs on one kind of database.
@@ -250,8 +258,11 @@ class DialectProfile:
             return self.restore_scope.format(
                 name=conn.dialect.identifier_preparer.quote_identifier(scope)
             )
-        # {escaped}: an E'' literal, read alike whatever standard_conforming_strings says
+        # {escaped}: an E'' literal, read alike whatever standard_conforming_strings says,
+        # and in ASCII alone, sent alike whatever client_encoding a step has set
         escaped = scope.replace("\\", "\\\\").replace("'", "''")
+        if not escaped.isascii():
+            escaped = "".join(_unicode_escape(c) for c in escaped)
         return self.restore_scope.format(escaped=f"E'{escaped}'")
 
     def keep_scope(self, conn: Connection, scope: str | None) -> None:

@@ -111,8 +111,9 @@ POSTGRESQL = PostgreSQLProfile(
     caller_transaction_ok=True,
     driver_extra="postgresql",
     identity="SELECT current_database(), current_schema(), current_setting('search_path')",
-    # pg_catalog's own: a step may have put a set_config() of its own on the path
-    restore_scope="SELECT pg_catalog.set_config('search_path', {escaped}, false)",
+    # pg_catalog's own: a step may have put a set_config() of its own on the path; no
+    # column, as the path's names may not exist in a client_encoding a step has set
+    restore_scope="SELECT FROM pg_catalog.set_config('search_path', {escaped}, false)",
     multi_statement_drivers=frozenset({"psycopg", "psycopg2"}),
     errors_abort_transaction=True,
     history_timestamp_tz=True,
