@@ -35,8 +35,10 @@ from ._migration import (
     Status,
     StepCallback,
     StepPhase,
+    version_number,
 )
 from ._planning import (
+    BASE,
     Comparison,
     check_history,
     compare,
@@ -67,6 +69,31 @@ def _chained(first: StepCallback | None, then: StepCallback | None) -> StepCallb
         then(migration, phase, seconds)
 
     return both
+
+
+def _known_step(target: str | int | None, migrations: list[Migration]) -> None:
+    """Refuse, before anything connects, an upgrade target that no migration file has.
+
+    An upgrade goes up to a step it can run, so its target is decided by the files
+    alone (a downgrade's may be a row whose file is gone: that takes the history).
+
+    Raises:
+        UsageError: ``target`` is neither ``base`` nor a migration file's version.
+    """
+    if target is None:
+        return
+    text = str(target).strip()
+    if text.lower() == BASE:
+        return
+    if text.isascii() and text.isdigit():
+        number = version_number(text)
+        if any(m.number == number for m in migrations):
+            return
+    newest = f"the newest is {migrations[-1].version}" if migrations else "there is none"
+    raise UsageError(
+        f"unknown target {text!r}: upgrade goes up to the version of a migration file "
+        f"({newest}); give one, or none for all"
+    )
 
 
 class MigrationRunner:
@@ -259,6 +286,7 @@ class MigrationRunner:
         listing = Listing(source) if is_folder(source) else None
         quick = listing.fingerprint() if listing is not None and target is None else None
         migrations = discover(listing or source) if quick is None else []
+        _known_step(target, migrations)  # nothing connects (or is created) for a wrong one
         with self._session(write=True, create=True) as s:
             if quick is not None:
                 if s.up_to_date(quick):
@@ -634,6 +662,7 @@ class MigrationRunner:
         planned. The database is left exactly as it was.
         """
         migrations = self.migrations()
+        _known_step(target, migrations)
         with self._session(write=False) as s:
             comparison = compare(migrations, as_adopted(s, migrations, s.read()).rows)
             steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)

@@ -600,6 +600,24 @@ def test_an_unknown_target_exits_2(project: Project) -> None:
     assert "unknown target '042'" in one_line(result.stderr)
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["upgrade", "dry-run"])
+def test_an_unknown_upgrade_target_exits_2_before_anything_connects(
+    project: Project, dry_run: bool
+) -> None:
+    assert project.backend is not None
+    url = project.backend.url
+    if project.backend.profile.database_file(url) is None:
+        url = url.set(host="127.0.0.1", port=9)  # nothing listens: connecting would show
+    args = ["--url", url.render_as_string(hide_password=False), "upgrade", "042"]
+
+    result = project.run(*args, *(["--dry-run"] if dry_run else []))
+
+    assert result.returncode == 2
+    assert "unknown target '042'" in one_line(result.stderr)
+    if project.backend.profile.database_file(url) is not None:
+        assert not Path(str(url.database)).exists()  # no empty database file made
+
+
 def test_an_unreachable_database_exits_5_with_the_password_masked(tmp_path: Path) -> None:
     project = new_project(tmp_path / "p", None)
     url = f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:1/app"

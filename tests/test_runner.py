@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import URL, event, text
 
 from backends import Backend
 from conftest import MakeMigrations, count, tables
@@ -154,6 +154,40 @@ def test_unknown_target_is_a_usage_error(
     with pytest.raises(UsageError, match="unknown target"):
         runner.downgrade(target)
     assert tables(backend) == set()
+
+
+def unreachable(backend: Backend) -> URL:
+    """The backend's URL, where connecting would show: a SQLite file not made yet, a closed port."""
+    if backend.profile.database_file(backend.url) is not None:
+        assert not Path(str(backend.url.database)).exists()
+        return backend.url
+    return backend.url.set(host="127.0.0.1", port=9)  # discard: nothing listens
+
+
+@pytest.mark.parametrize("target", ["999", "abc", "0"])
+def test_an_upgrade_target_no_file_has_is_refused_before_anything_connects(
+    backend: Backend, make_migrations: MakeMigrations, target: str
+) -> None:
+    runner = MigrationRunner(unreachable(backend), make_migrations(steps("a", "b")))
+
+    with pytest.raises(UsageError, match=f"unknown target '{target}'.*newest is 002"):
+        runner.upgrade(target)
+    with pytest.raises(UsageError, match=f"unknown target '{target}'"):
+        runner.dry_run(target)
+    if backend.profile.database_file(backend.url) is not None:
+        assert not Path(str(backend.url.database)).exists()  # no empty database file left
+
+
+def test_a_downgrade_target_may_be_an_applied_step_whose_file_is_gone(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(steps("a", "b", "c"))
+    MigrationRunner(backend.url, folder).upgrade()
+    make_migrations({"002_create_b.py": None})
+    runner = MigrationRunner(backend.url, folder)
+
+    assert [m.version for m in runner.downgrade("002")] == ["003"]
+    assert [r.version for r in runner.status().applied] == ["001", "002"]
 
 
 def test_versions_match_by_integer_value(backend: Backend, make_migrations: MakeMigrations) -> None:
