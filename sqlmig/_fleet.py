@@ -26,7 +26,6 @@ import logging
 import queue
 import threading
 import time
-import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -38,13 +37,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ._database import Database
-from ._discovery import Listing, discover
+from ._discovery import discover
 from ._errors import SqlmigError, UsageError
-from ._loader import ModuleLoader
 from ._migration import Migration, Status, StepPhase
 from ._runner import MigrationRunner
 from ._session import connect_args
-from ._sources import FileSource, MigrationsSource, is_folder, resolve
+from ._sources import MigrationsSource
 from ._targets import Target, TargetArgument, checked_targets
 from ._urls import to_url
 
@@ -119,42 +117,6 @@ class TargetsInterrupted(KeyboardInterrupt):
 
 class _Stopped(BaseException):
     """Raised from ``on_step`` when a step is about to start after Ctrl-C: it never runs."""
-
-
-class SharedLoader(ModuleLoader):
-    """A module loader whose modules are run once, however many targets need them."""
-
-    def __init__(self, root: Any, package: str | None) -> None:
-        super().__init__(root, package)
-        self._lock = threading.Lock()
-        self._modules: dict[str, types.ModuleType] = {}
-
-    def load(self, path: str, version: str, name: str) -> types.ModuleType:
-        with self._lock:
-            module = self._modules.get(path)
-            if module is None:
-                module = self._modules[path] = super().load(path, version, name)
-            return module
-
-
-def shared_migrations(source: MigrationsSource) -> list[Migration]:
-    """The migrations of ``source``, found once, to be shared by every target.
-
-    Each step loads its code once (the first target that needs it); the
-    modules of a folder are run once even when two targets need one at the
-    same moment.
-
-    Raises:
-        MigrationSourceError: a bad folder, file name or duplicate version.
-    """
-    if not is_folder(source):  # an Alembic chain, a list: its steps shared as they are
-        return discover(source)
-    files = resolve(source)
-    if not isinstance(files, FileSource):
-        return discover(source)
-    listing = Listing(files)
-    listing.loaders["py"] = SharedLoader(files.root, files.package)
-    return discover(listing)
 
 
 def _checked_jobs(jobs: object) -> int:
@@ -439,7 +401,7 @@ def _run(
     jobs = _checked_jobs(jobs)
     options = _checked_options(options)
     checked = checked_targets(targets)
-    shared = shared_migrations(migrations)
+    shared = discover(migrations)  # each step loads once, under its own lock, for all
     return _Run(kind, checked, shared, version, jobs, fail_fast, on_result, options).run()
 
 

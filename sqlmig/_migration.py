@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -195,6 +196,8 @@ class Migration:
         self._loader = loader
         self._locate: Callable[[BaseException], int | None] | None = None
         self._prepare: Callable[[str], None] | None = None
+        #: held while the code loads: threads sharing the step (``upgrade_all``) run it once
+        self._loading = threading.Lock() if loader is not None else None
 
     @property
     def label(self) -> str:
@@ -215,15 +218,19 @@ class Migration:
                 has no ``up``, or holds what ``dialect`` cannot run.
         """
         if self._loader is not None:
-            assert self.path is not None  # a file-based step has its file
-            code = self._loader.step(self.path, self.version, f"m{self.version}_{self.name}")
-            self._up = code.up
-            self._down = code.down
-            self._transactional = code.transactional
-            self._description = code.description
-            self._locate = code.locate
-            self._prepare = code.prepare
-            self._loader = None
+            assert self._loading is not None
+            with self._loading:
+                loader = self._loader
+                if loader is not None:  # not loaded by another thread while this one waited
+                    assert self.path is not None  # a file-based step has its file
+                    code = loader.step(self.path, self.version, f"m{self.version}_{self.name}")
+                    self._up = code.up
+                    self._down = code.down
+                    self._transactional = code.transactional
+                    self._description = code.description
+                    self._locate = code.locate
+                    self._prepare = code.prepare
+                    self._loader = None  # last: a thread that sees None sees all of the above
         if dialect is not None and self._prepare is not None:
             self._prepare(dialect)
 
@@ -232,9 +239,10 @@ class Migration:
 
         ``dialect``: the SQLAlchemy dialect name of the database it will run on, if known.
         """
-        if self._loader is not None:
+        loader = self._loader  # read once: another thread may load the step meanwhile
+        if loader is not None:
             assert self.path is not None
-            self._loader.check(self.path, self.version, dialect)
+            loader.check(self.path, self.version, dialect)
 
     def where(self, error: BaseException | None, fn: StepFunction) -> tuple[str | None, int | None]:
         """The file and line where ``error``, raised by this step's ``fn``, happened
@@ -274,9 +282,10 @@ class Migration:
     @property
     def description(self) -> str:
         """First non-empty docstring line; read from the source without importing it."""
-        if self._loader is not None:
+        loader = self._loader  # read once: another thread may load the step meanwhile
+        if loader is not None:
             assert self.path is not None
-            return self._loader.describe(self.path)
+            return loader.describe(self.path)
         return self._description
 
     def __repr__(self) -> str:

@@ -225,6 +225,38 @@ def test_each_migration_module_is_imported_once_for_all_tenants(
     assert marker.read_text().splitlines() == ["imported"]
 
 
+@pytest.mark.parametrize("form", ["folder", "list", "migrations"])
+def test_a_slow_module_shared_by_workers_starting_together_runs_once(
+    tmp_path: Path, make_migrations: MakeMigrations, form: str
+) -> None:
+    """Four workers reach the steps at once; each module's body runs once, and all of it."""
+    runs = tmp_path / "runs.log"
+    slow = """\
+        import pathlib, time
+        with pathlib.Path({runs!r}).open("a") as log:
+            log.write("{table}\\n")
+        time.sleep(0.3)  # the other workers reach this step meanwhile
+        TABLE = "{table}"
+
+        def up(conn):
+            conn.exec_driver_sql(f"CREATE TABLE {{TABLE}} (n INTEGER)")
+        """
+    folder = make_migrations(
+        {f"00{i}_{t}.py": slow.format(runs=str(runs), table=t) for i, t in ((1, "a"), (2, "b"))}
+    )
+    files = [f"sqlite:///{tmp_path / f'{i}.db'}" for i in range(4)]
+    source: object = {
+        "folder": folder,
+        "list": [str(folder)],
+        "migrations": MigrationRunner(files[0], folder).migrations(),  # imports nothing
+    }[form]
+
+    results = upgrade_all(files, source, jobs=4)  # type: ignore[arg-type]
+
+    assert [r.state for r in results] == ["upgraded"] * 4, [r.error for r in results]
+    assert sorted(runs.read_text().splitlines()) == ["a", "b"]
+
+
 @pytest.mark.parametrize(
     ("targets", "options", "error", "says"),
     [

@@ -114,3 +114,39 @@ def test_a_step_its_database_cannot_run_stops_the_run_before_anything_is_written
 
     assert loader.readied == [dialect]
     assert tables(backend) == set()
+
+
+class SlowLoader(LinesLoader):
+    """Loads slowly, counting its loads, so threads that load one step together overlap."""
+
+    def step(self, path: str, version: str, name: str) -> StepCode:
+        import time
+
+        time.sleep(0.2)
+        return super().step(path, version, name)
+
+
+def test_threads_loading_one_step_at_once_load_it_once_and_each_sees_all_of_it(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    path = tmp_path / "001_lines.lines"
+    path.write_text("CREATE TABLE t (x INTEGER)\n")
+    loader = SlowLoader()
+    migration = Migration("001", "lines", path=str(path), loader=loader)
+    start = threading.Barrier(8)
+    seen: list[object] = []
+
+    def load() -> None:
+        start.wait()
+        seen.append(migration.up)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert loader.loaded == [str(path)]
+    assert len(seen) == 8 and all(fn is seen[0] for fn in seen)
