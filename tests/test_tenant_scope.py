@@ -8,6 +8,8 @@ before anything connects.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,14 +184,42 @@ def test_a_runner_s_schema_alone_still_means_the_history_table_s(
     assert hits(postgres.url_string, "meta") == []
 
 
+def wait_for(path: Path, *, within: float = 30.0) -> bool:
+    """Wait until file ``path`` exists; False if it has not within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class Touching(logging.Handler):
+    """Touches ``path`` when the ``sqlmig`` logger says ``words``."""
+
+    def __init__(self, words: str, path: Path) -> None:
+        super().__init__(logging.WARNING)
+        self.words = words
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.words in record.getMessage():
+            self.path.touch()
+
+
 def test_ctrl_c_stops_each_running_schema_after_its_step(
     postgres: Backend, make_migrations: MakeMigrations, tmp_path: Path
 ) -> None:
-    import threading
+    """Ctrl-C comes while a schema's step runs, which ends once the run has heard it.
 
+    No fixed wait: the step says it started (a file named for its schema), the
+    interrupt waits for Second-One's, and the step goes on once the run has
+    logged that it was interrupted.
+    """
     from sqlmig import TargetResult, TargetsInterrupted
 
-    started = tmp_path / "started"
+    started, heard = tmp_path / "started", tmp_path / "heard"
+    started.mkdir()
     folder = make_migrations(
         {
             **COUNTED_STEPS,
@@ -198,8 +228,11 @@ def test_ctrl_c_stops_each_running_schema_after_its_step(
 
                 def up(conn):
                     conn.exec_driver_sql("INSERT INTO hits (version) VALUES ('004')")
-                    pathlib.Path({str(started)!r}).touch()
-                    time.sleep(0.5)
+                    schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+                    pathlib.Path({str(started)!r}, schema).touch()
+                    deadline = time.monotonic() + 30
+                    while not pathlib.Path({str(heard)!r}).exists() and time.monotonic() < deadline:
+                        time.sleep(0.01)
                 """,
             "005_after.py": """\
                 def up(conn):
@@ -208,23 +241,34 @@ def test_ctrl_c_stops_each_running_schema_after_its_step(
         }
     )
     names = ["first", "Second-One", "third", "fourth"]
-    upgrade_all([Target(postgres.url_string, schema=n) for n in names[:2]], folder, to="003")
+    heard.touch()  # the set-up's own runs of 004 go straight on
+    upgrade_all([Target(postgres.url_string, schema="first")], folder)  # up to date: done at once
+    upgrade_all([Target(postgres.url_string, schema="Second-One")], folder, to="003")
+    heard.unlink()
 
     def interrupt(result: TargetResult) -> None:
-        while not started.exists():
-            threading.Event().wait(0.01)
+        assert wait_for(started / "Second-One"), "Second-One's step 004 never started"
         raise KeyboardInterrupt
 
-    with pytest.raises(TargetsInterrupted) as stop:
-        upgrade_all(
-            [Target(postgres.url_string, schema=n) for n in names],
-            folder,
-            jobs=2,
-            on_result=interrupt,
-        )
+    logger = logging.getLogger("sqlmig")
+    handler = Touching("interrupted", heard)
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(TargetsInterrupted) as stop:
+            upgrade_all(
+                [Target(postgres.url_string, schema=n) for n in names],
+                folder,
+                jobs=2,
+                on_result=interrupt,
+            )
+    finally:
+        logger.removeHandler(handler)
 
-    states = [r.state for r in stop.value.results]
-    assert states.count("interrupted") >= 1 and states[-1] == "not started"
+    states = {r.name: r.state for r in stop.value.results}
+    assert states["first"] == "up to date"
+    assert states["Second-One"] == "interrupted"  # after its step 004, before 005
+    assert states["third"] in {"interrupted", "not started"}  # taken when "first" ended, or not
+    assert states["fourth"] == "not started"
     for result, name in zip(stop.value.results, names, strict=True):
         applied = (
             MigrationRunner(postgres.url, folder, schema=name, steps_in_schema=True)
@@ -235,6 +279,7 @@ def test_ctrl_c_stops_each_running_schema_after_its_step(
         assert recorded == hits(postgres.url_string, name), name  # each step whole, or not at all
         if result.state == "interrupted":
             assert "005" not in recorded
+    assert hits(postgres.url_string, "Second-One") == ["001", "002", "003", "004"]
     assert "fourth" not in schemas(postgres)
 
 
