@@ -229,3 +229,41 @@ def test_raw_cursor_and_non_transactional_steps_work_through_the_async_drivers(
     assert arun(backend, migrate) == ["001", "002"]
     assert count(backend, "SELECT count(*) FROM raw_t") == 1
     assert count(backend, "SELECT count(*) FROM migrations WHERE success = true") == 2
+
+
+SWALLOWS = """\
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    def up(conn):
+        conn.execute(text("CREATE TABLE kept (id INTEGER)"))
+        try:
+            conn.execute(text("SELECT id FROM no_such_table"))
+        except DBAPIError:
+            pass  # the step goes on
+    """
+
+
+def test_a_step_that_catches_a_database_error_is_told_apart_through_the_async_driver(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """PostgreSQL aborts the step's transaction at the error; SQLite undoes the statement alone."""
+    folder = make_migrations({"001_a.py": CREATE.format(t="a"), "002_swallows.py": SWALLOWS})
+
+    async def migrate(engine: AsyncEngine) -> list[str]:
+        async with engine.connect() as conn:
+            applied = await conn.run_sync(
+                lambda sync_conn: MigrationRunner(sync_conn, folder).upgrade()
+            )
+            return [m.version for m in applied]
+
+    if not backend.profile.errors_abort_transaction:
+        assert arun(backend, migrate) == ["001", "002"]
+        assert "kept" in tables(backend)
+        return
+    with pytest.raises(MigrationFailed, match="caught a database error") as caught:
+        arun(backend, migrate)
+
+    assert [m.version for m in caught.value.applied] == ["001"]
+    assert tables(backend) == {"a", "migrations"}
+    assert count(backend, "SELECT count(*) FROM migrations") == 1
