@@ -40,7 +40,7 @@ from ._database import Database
 from ._discovery import discover
 from ._errors import SqlmigError, UsageError
 from ._migration import Migration, Status, StepPhase
-from ._runner import MigrationRunner
+from ._runner import MigrationRunner, refuse_unknown_target
 from ._session import connect_args
 from ._sources import MigrationsSource
 from ._targets import Target, TargetArgument, checked_targets
@@ -402,6 +402,8 @@ def _run(
     options = _checked_options(options)
     checked = checked_targets(targets)
     shared = discover(migrations)  # each step loads once, under its own lock, for all
+    if kind == "upgrade":
+        refuse_unknown_target(version, shared)  # one refusal, not one per target
     return _Run(kind, checked, shared, version, jobs, fail_fast, on_result, options).run()
 
 
@@ -438,7 +440,8 @@ def upgrade_all(
 
     Raises:
         UsageError: no targets, one given twice, a bad ``jobs``, a schema on a
-            database other than PostgreSQL, an unknown option (before anything runs).
+            database other than PostgreSQL, an unknown option, a ``to`` that no
+            migration file has (before anything runs).
         ConfigError: a string that is not a database URL (before anything runs).
         MigrationSourceError: a bad migrations folder or file name (before anything runs).
         TargetsInterrupted: Ctrl-C; its ``results`` say which targets were

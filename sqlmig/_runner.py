@@ -54,7 +54,7 @@ from ._tenant_scope import refuse_without_schemas
 if TYPE_CHECKING:
     from ._models import MetadataArgument, Models
 
-__all__ = ["MigrationRunner"]
+__all__ = ["MigrationRunner", "refuse_unknown_target"]
 
 log = logging.getLogger("sqlmig")
 
@@ -71,7 +71,7 @@ def _chained(first: StepCallback | None, then: StepCallback | None) -> StepCallb
     return both
 
 
-def _known_step(target: str | int | None, migrations: list[Migration]) -> None:
+def refuse_unknown_target(target: str | int | None, migrations: list[Migration]) -> None:
     """Refuse, before anything connects, an upgrade target that no migration file has.
 
     An upgrade goes up to a step it can run, so its target is decided by the files
@@ -286,7 +286,7 @@ class MigrationRunner:
         listing = Listing(source) if is_folder(source) else None
         quick = listing.fingerprint() if listing is not None and target is None else None
         migrations = discover(listing or source) if quick is None else []
-        _known_step(target, migrations)  # nothing connects (or is created) for a wrong one
+        refuse_unknown_target(target, migrations)  # before anything connects, or is created
         with self._session(write=True, create=True) as s:
             if quick is not None:
                 if s.up_to_date(quick):
@@ -662,7 +662,7 @@ class MigrationRunner:
         planned. The database is left exactly as it was.
         """
         migrations = self.migrations()
-        _known_step(target, migrations)
+        refuse_unknown_target(target, migrations)
         with self._session(write=False) as s:
             comparison = compare(migrations, as_adopted(s, migrations, s.read()).rows)
             steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)

@@ -281,6 +281,7 @@ def test_a_slow_module_shared_by_workers_starting_together_runs_once(
         (["sqlite:///a.db"], {"jobs": -3}, UsageError, "jobs=-3"),
         (["sqlite:///a.db"], {"jobs": True}, UsageError, "jobs=True"),
         (["sqlite:///a.db"], {"metadata": "x:y"}, UsageError, "unknown option metadata"),
+        (["sqlite:///a.db"], {"to": "999"}, UsageError, "unknown target '999'"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(
