@@ -28,7 +28,7 @@ from ._migration import AppliedMigration, Migration
 if TYPE_CHECKING:
     from ._session import Session
 
-__all__ = ["VERSION_TABLE", "as_adopted", "to_adopt"]
+__all__ = ["VERSION_TABLE", "as_adopted", "may_adopt", "to_adopt"]
 
 log = logging.getLogger("sqlmig")
 
@@ -82,6 +82,11 @@ def to_adopt(
             len(adopted),
         )
     return adopted
+
+
+def may_adopt(migrations: Sequence[Migration]) -> bool:
+    """Whether a first write may take over an ``alembic_version`` (the source is Alembic's)."""
+    return bool(_revisions(migrations))
 
 
 def _revisions(migrations: Sequence[Migration]) -> list[Migration]:

@@ -126,7 +126,8 @@ class Database:
                 f"bad database URL {self.display_url}: {self.scrub(str(exc))}", key="url"
             ) from exc
 
-    def _missing_file(self) -> bool:
+    def missing_file(self) -> bool:
+        """Whether the URL names a SQLite file that does not exist (yet)."""
         if self.given_connection is not None:
             return False
         path = sqlite_file(self.url)
@@ -144,7 +145,7 @@ class Database:
         in-memory database in its place, so it reports everything pending and
         creates no file.
         """
-        if not write and self._missing_file():
+        if not write and self.missing_file():
             stand_in = create_engine("sqlite://", poolclass=StaticPool)
             try:
                 yield stand_in

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._alembic_adoption import to_adopt
+from ._alembic_adoption import may_adopt, to_adopt
 from ._errors import DirtyDatabase, UsageError
 from ._execution import StepExecutor
 from ._history import History
@@ -58,7 +58,7 @@ def prepared(
         if executor.wait_while_running(deadline):
             s.waited = True
         with executor.transaction():
-            history = store.read(s.conn, strict=strict)
+            history = _read_locked(s, migrations, strict)
             if history.failed and executor.running_elsewhere():
                 s.waited = True
                 continue  # another runner's step in progress: wait for it, read again
@@ -76,7 +76,26 @@ def prepared(
                 log.info("recorded the checksum of %s", row.version)
             executor.history_read()
             yield history
-            return
+        s.new_database, s.history_seen = False, True  # committed: the table is there now
+        return
+
+
+def _read_locked(s: Session, migrations: list[Migration], strict: bool) -> History:
+    """The history read in the write transaction of :func:`prepared`, asking the least.
+
+    A table this call has read already is read without asking whether it
+    exists. In a database this call created (a SQLite file, a tenant's
+    schema), it is created at once (``IF NOT EXISTS``: another runner may
+    have made it meanwhile), then read, unless an Alembic history could be
+    taken over, which must know whether the table was there before.
+    """
+    store, conn = s.store, s.conn
+    if not s.nested and s.history_seen:
+        return store.read_existing(conn, strict=strict)
+    if not s.nested and s.new_database and not may_adopt(migrations):
+        store.create_or_adopt(conn, History([], exists=False))
+        return store.read_existing(conn, strict=strict)
+    return store.read(conn, strict=strict)
 
 
 def _settled(s: Session, failed: list[AppliedMigration], command: str) -> None:

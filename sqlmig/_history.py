@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateTable
-from sqlalchemy.sql import Delete, Insert, Select
+from sqlalchemy.sql import Delete, Select
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
@@ -43,6 +43,17 @@ __all__ = ["History", "HistoryStore", "history_table"]
 COLUMNS = ("version", "name", "applied_at", "checksum", "execution_ms", "success")
 #: the columns a table must have to be read (and adopted) as a history table
 REQUIRED = ("version", "name", "applied_at")
+#: the columns a new row takes values for, in order (``applied_at`` is the server's clock)
+RECORDED = ("version", "name", "checksum", "execution_ms", "success")
+#: a value's place in a statement, for each DB-API paramstyle
+_MARKERS = {
+    "qmark": "?",
+    "format": "%s",
+    "numeric": ":{n}",
+    "numeric_dollar": "${n}",
+    "named": ":{name}",
+    "pyformat": "%({name})s",
+}
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -182,15 +193,12 @@ class HistoryStore:
         self.schema = schema
         #: ``schema`` is a tenant's, made by its first upgrade: until then it reads as empty
         self.tenant = tenant
+        #: the dialect the row's ``INSERT`` was last written for, the text, and its style
+        self._inserts: tuple[Dialect, str, bool] | None = None
 
     @cached_property
     def table(self) -> Table:
         return history_table(MetaData(), self.name, self.schema)
-
-    # built once: executing the same statement object reuses its cache key
-    @cached_property
-    def _insert(self) -> Insert:
-        return self.table.insert().values(applied_at=ServerNow())
 
     @cached_property
     def _contains(self) -> Select[Any]:
@@ -316,7 +324,10 @@ class HistoryStore:
 
     def _source(self, conn: Connection) -> str:
         """The table's quoted name, for a statement sent as text."""
-        preparer = conn.dialect.identifier_preparer
+        return self._source_for(conn.dialect)
+
+    def _source_for(self, dialect: Dialect) -> str:
+        preparer = dialect.identifier_preparer
         source = preparer.quote(self.name)
         if self.schema:
             source = f"{preparer.quote_schema(self.schema)}.{source}"
@@ -341,16 +352,37 @@ class HistoryStore:
         execution_ms: int | None,
         success: bool = True,
     ) -> None:
-        conn.execute(
-            self._insert,
-            {
-                "version": migration.version,
-                "name": migration.name,
-                "checksum": migration.checksum,
-                "execution_ms": execution_ms,
-                "success": success,
-            },
+        sql, positional = self._insert_for(conn.dialect)
+        values = (migration.version, migration.name, migration.checksum, execution_ms, success)
+        conn.exec_driver_sql(
+            sql, values if positional else dict(zip(RECORDED, values, strict=True))
         )
+
+    def _insert_for(self, dialect: Dialect) -> tuple[str, bool]:
+        """The ``INSERT`` of a row as the driver takes it, and whether its values are positional.
+
+        Written once per dialect as text in the driver's own paramstyle: each
+        step records a row, and a statement SQLAlchemy compiles (or finds in
+        its cache, by a key it computes again each time) costs twice as much.
+        """
+        cached = self._inserts
+        if cached is not None and cached[0] is dialect:
+            return cached[1], cached[2]
+        style = dialect.paramstyle
+        marker = _MARKERS.get(style)
+        if marker is None:
+            raise ValueError(f"unknown paramstyle {style!r}")  # never met: PEP 249 lists these
+        now = profile_named(dialect.name).history_now_sql
+        if style in ("format", "pyformat"):
+            now = now.replace("%", "%%")
+        quote = dialect.identifier_preparer.quote
+        values = [marker.format(n=i + 1, name=c) for i, c in enumerate(RECORDED)]
+        values.insert(2, now)
+        columns = ", ".join(quote(c) for c in (*RECORDED[:2], "applied_at", *RECORDED[2:]))
+        sql = f"INSERT INTO {self._source_for(dialect)} ({columns}) VALUES ({', '.join(values)})"
+        positional = style in ("qmark", "format", "numeric", "numeric_dollar")
+        self._inserts = (dialect, sql, positional)
+        return sql, positional
 
     def mark_done(self, conn: Connection, version: str, execution_ms: int) -> bool:
         """Set a failed row applied after its step finished; False when the row is gone."""

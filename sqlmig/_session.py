@@ -87,6 +87,8 @@ def opened(
         lock_timeout=lock_timeout,
         passes=callers,
     )
+    # a SQLite file this call creates holds no history: nothing to read before writing
+    new_file = write and given is None and db.missing_file()
     with errors, db.engine(connect_args(db, lock_timeout), write=write) as engine:
         conn = given if given is not None else db.connect(engine)
         profile = profile_for(conn)
@@ -111,7 +113,9 @@ def opened(
             session = Session(engine, conn, profile, nested, store, lock_timeout, db.builds_engine)
             session.callers = callers
             try:
-                with _scoped(session, tenant_schema, create_schema, own=given is None):
+                with _scoped(session, tenant_schema, create_schema, own=given is None) as existed:
+                    plain = store.schema is None or store.tenant  # no schema that must exist
+                    session.new_database = plain and (new_file or not existed)
                     yield session
             finally:
                 session.restore_busy_timeout()
@@ -129,10 +133,11 @@ def opened(
 
 def _scoped(
     s: Session, schema: str | None, create: bool, *, own: bool
-) -> AbstractContextManager[None]:
-    """The tenant's schema as the session's scope, when it has one."""
+) -> AbstractContextManager[bool]:
+    """The tenant's schema as the session's scope, when it has one; gives whether it
+    existed before the call (True without one)."""
     if schema is None:
-        return nullcontext()
+        return nullcontext(True)
     return in_tenant_schema(s.conn, s.profile, schema, create=create, own=own)
 
 
@@ -145,9 +150,11 @@ class Session:
         "callers",
         "conn",
         "engine",
+        "history_seen",
         "left_autocommit",
         "lock_timeout",
         "nested",
+        "new_database",
         "profile",
         "scope",
         "store",
@@ -184,6 +191,12 @@ class Session:
         #: the session's scope read with the lock (``DialectProfile.lock_and_scope``),
         #: which each step gets back
         self.scope: str | None = None
+        #: the database (a SQLite file, a tenant's schema) did not exist before this
+        #: call: it has no history table until the call writes one
+        self.new_database = False
+        #: a read of this call found the history table, so the read under the lock
+        #: need not ask whether it exists
+        self.history_seen = False
 
     @contextmanager
     def callers_code(self) -> Iterator[None]:
@@ -233,17 +246,22 @@ class Session:
         The usual case, an existing table, costs one ``SELECT``; only when it
         fails is the table looked up, in a new transaction (PostgreSQL aborts a
         failed one), and read again if it exists by then (another runner may
-        have just created it; a table that cannot be read raises again).
+        have just created it; a table that cannot be read raises again). In a
+        database the call itself created it costs nothing.
         """
         if self.nested:
             return self.store.read(self.conn)
+        if self.new_database:  # nothing can be there yet: no statement
+            return History([], exists=False)
         try:
-            return self.patiently(lambda: self.store.read_existing(self.conn))
+            history = self.patiently(lambda: self.store.read_existing(self.conn))
         except DBAPIError as exc:
             if self.profile.busy(exc):
                 raise
             with self.conn.begin():
-                return self.store.read(self.conn)
+                history = self.store.read(self.conn)
+        self.history_seen = history.exists
+        return history
 
     def history_exists(self) -> bool:
         """Whether the history table exists, asked in a transaction of its own."""
@@ -258,7 +276,7 @@ class Session:
         The usual start-up: one ``SELECT`` compared with the files' checksums,
         no objects built. Anything else is left to the full comparison.
         """
-        if self.nested:
+        if self.nested or self.new_database:
             return False
         try:
             return self.patiently(lambda: self.store.read_fingerprint(self.conn) == files)

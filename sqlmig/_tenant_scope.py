@@ -47,9 +47,10 @@ def refuse_without_schemas(profile: DialectProfile, schema: str) -> None:
 @contextmanager
 def in_tenant_schema(
     conn: Connection, profile: DialectProfile, schema: str, *, create: bool, own: bool
-) -> Iterator[None]:
+) -> Iterator[bool]:
     """``schema`` first on the connection's ``search_path`` for the block; created if
     missing when ``create``; the connection's own ``search_path`` back at the end.
+    Gives whether the schema existed before.
 
     ``own``: the connection is the runner's (not the caller's), so a transaction
     left open at the end is rolled back before the setting is given back.
@@ -69,7 +70,7 @@ def in_tenant_schema(
     try:
         if create and not exists:
             _create(conn, profile, schema, quoted)
-        yield
+        yield bool(exists)
     finally:
         _leave(conn, profile, str(before), own=own)
 

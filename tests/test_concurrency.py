@@ -633,7 +633,8 @@ def test_sqlite_runner_alone_asks_the_change_counter_not_the_history_at_each_ste
     folder = creating(make_migrations)
     statements: list[str] = []
     engine = sqlite_backend.engine()
-    event.listen(engine, "before_cursor_execute", lambda c, cur, st, *_: statements.append(st))
+    # SQLite's own trace: it sees the statements sqlmig sends on the driver connection too
+    event.listen(engine, "connect", lambda dbapi, _: dbapi.set_trace_callback(statements.append))
     try:
         applied = MigrationRunner(engine, folder).upgrade()
         undone = MigrationRunner(engine, folder).downgrade("base")
