@@ -322,3 +322,35 @@ def test_a_hand_written_applied_at_that_is_no_date_is_dirty_naming_the_row(
         conn.execute(text("UPDATE migrations SET applied_at = CURRENT_TIMESTAMP"))
     engine.dispose()
     assert runner.status().current == "001"
+
+
+#: the paramstyles each test backend's driver reads
+PARAMSTYLES = {
+    "sqlite": ["qmark", "named", "numeric"],
+    "postgresql": ["format", "pyformat"],
+    "mysql": ["format", "pyformat"],
+}
+
+
+@pytest.mark.parametrize("style", ["qmark", "named", "numeric", "format", "pyformat"])
+def test_a_row_is_recorded_in_the_drivers_own_paramstyle(
+    backend: Backend, make_migrations: MakeMigrations, style: str
+) -> None:
+    """Each row's INSERT is written as driver SQL, in whichever paramstyle the engine uses."""
+    if style not in PARAMSTYLES[backend.name]:
+        pytest.skip(f"{backend.name}'s driver reads no {style} parameters")
+    engine = backend.engine(paramstyle=style)
+    try:
+        runner = MigrationRunner(engine, make_migrations({"001_users.py": INITIAL}))
+        assert [m.version for m in runner.upgrade()] == ["001"]
+        (row,) = runner.history()
+    finally:
+        engine.dispose()
+    assert (row.version, row.name, row.success, row.execution_ms is not None) == (
+        "001",
+        "users",
+        True,
+        True,
+    )
+    assert row.checksum and len(row.checksum) == 64
+    assert abs(row.applied_at - datetime.now(UTC)) < timedelta(minutes=5)

@@ -541,3 +541,37 @@ def test_runners_reaching_one_database_through_differently_spelled_urls_take_one
         holder.join(BOUND)
     assert outcome.ok and outcome.value == ["001", "002", "003"], str(outcome)
     assert MigrationRunner(waiter_url, folder).upgrade() == []
+
+
+@servers
+def test_a_run_takes_and_frees_the_lock_in_one_transaction_each(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """The lock is taken in one transaction with the server's names for its key and the
+    session's settings, right after the run's reads, and freed in one with the settings
+    given back, the run's last."""
+    MigrationRunner(backend.url, make_migrations(creating("a"))).upgrade()
+    engine = backend.engine()
+    transactions: list[list[str]] = [[]]
+    event.listen(engine, "commit", lambda conn: transactions.append([]))
+    event.listen(
+        engine, "before_cursor_execute", lambda c, cur, st, *_: transactions[-1].append(st)
+    )
+    try:
+        applied = MigrationRunner(engine, make_migrations(creating("a", "b", "c"))).upgrade()
+    finally:
+        engine.dispose()
+    assert len(applied) == 2
+    (taking,) = [
+        t for t in transactions if any("try_advisory_lock" in s or "GET_LOCK" in s for s in t)
+    ]
+    (freeing,) = [
+        t for t in transactions if any("advisory_unlock" in s or "RELEASE_LOCK" in s for s in t)
+    ]
+    assert transactions.index(taking) == 2  # after the start-up check and the full read
+    assert backend.profile.identity in taking
+    assert transactions.index(freeing) == len(transactions) - 2  # the last one
+    settings = [s for s in taking if "set_config" in s]
+    assert len(settings) == len(backend.profile.session_settings)
+    assert [s for s in freeing if "set_config" in s] == settings  # given back
+    assert lock_is_free(backend)

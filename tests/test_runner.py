@@ -663,3 +663,41 @@ def test_connect_raises_the_blocks_own_errors_as_they_are(
         raise KeyError("mine")
     with runner.connect() as conn:  # and the connection is fine for the next block
         assert conn.execute(text("SELECT count(*) FROM migrations")).scalar() == 1
+
+
+#: the statement each backend's table lookup (``Inspector.has_table``) sends, in part
+TABLE_LOOKUP = {"sqlite": "table_info", "postgresql": "pg_class", "mysql": "DESCRIBE"}
+
+
+def test_a_run_on_a_sqlite_file_it_creates_reads_nothing_before_writing(
+    sqlite_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """A new file has no history: no read, no table lookup; one write transaction makes
+    the table and reads it, then one per step."""
+    sent: list[str] = []
+    engine = sqlite_backend.engine()
+    event.listen(engine, "connect", lambda dbapi, _: dbapi.set_trace_callback(sent.append))
+    try:
+        applied = MigrationRunner(engine, make_migrations(steps("a", "b"))).upgrade()
+    finally:
+        engine.dispose()
+    assert len(applied) == 2
+    assert not [s for s in sent if TABLE_LOOKUP["sqlite"] in s]
+    assert [s for s in sent if s.startswith("SELECT")] == ["SELECT * FROM migrations"]
+    assert sent.count("BEGIN IMMEDIATE") == 1 + len(applied)
+
+
+def test_a_run_reads_a_history_table_it_has_just_read_without_looking_it_up(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    MigrationRunner(backend.url, make_migrations(steps("a"))).upgrade()
+    sent: list[str] = []
+    engine = backend.engine()
+    event.listen(engine, "before_cursor_execute", lambda c, cur, st, *_: sent.append(st))
+    try:
+        applied = MigrationRunner(engine, make_migrations(steps("a", "b"))).upgrade()
+    finally:
+        engine.dispose()
+    assert [m.version for m in applied] == ["002"]
+    assert not [s for s in sent if TABLE_LOOKUP[backend.name] in s]
+    assert len([s for s in sent if s.startswith("SELECT * FROM")]) == 2  # before and under lock

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from holding import held_lock
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.pool import QueuePool
 from tenants import COUNTED_STEPS, hits
 
@@ -119,6 +119,24 @@ def test_reading_a_tenant_not_made_yet_creates_nothing(
     assert "newcomer" not in schemas(postgres)
     assert [m.version for m in runner.upgrade()] == ["001", "002", "003"]
     assert "newcomer" in schemas(postgres)
+
+
+def test_a_new_tenant_s_history_is_made_without_reading_or_looking_it_up_first(
+    postgres: Backend, make_migrations: MakeMigrations
+) -> None:
+    """A schema the run creates has no history: the run makes the table and reads it once."""
+    sent: list[str] = []
+    engine = postgres.engine()
+    event.listen(engine, "before_cursor_execute", lambda c, cur, st, *_: sent.append(st))
+    try:
+        runner = MigrationRunner(
+            engine, make_migrations(COUNTED_STEPS), schema="newcomer", steps_in_schema=True
+        )
+        assert [m.version for m in runner.upgrade()] == ["001", "002", "003"]
+    finally:
+        engine.dispose()
+    assert not [s for s in sent if "pg_class" in s]  # no table lookup
+    assert len([s for s in sent if s.startswith("SELECT * FROM")]) == 1
 
 
 def test_two_runs_creating_one_schema_at_once_both_succeed(
