@@ -1,13 +1,18 @@
 """Taking over from Alembic: an ``alembic_version`` table read into sqlmig's history.
 
-On the first write to a database whose sqlmig history is empty, when the
-source is an Alembic chain and the database has an ``alembic_version`` table
-naming a revision, every revision up to that one is recorded as applied
-(nothing runs). This happens inside the write transaction that prepares the
-history, under the migration lock, so two runners adopt once, and a run
-killed half way leaves nothing. The ``alembic_version`` table itself is only
-read: it stays naming the revision it named, so Alembic can take over again.
-Until then, reads (``status``, ``dry_run``, ``upgrade``'s first look) see the
+On a write to a database whose sqlmig history has no row (no table yet, or
+an empty one), when the source is an Alembic chain and the database has an
+``alembic_version`` table (or the one the project names, see
+:class:`~sqlmig._alembic_source.VersionTable`) naming a revision, every
+revision up to that one is recorded as applied (nothing runs). This happens
+inside the write transaction that prepares the history, under the migration
+lock, so two runners adopt once, and a run killed half way leaves nothing to
+read as applied. On MySQL/MariaDB the history's ``CREATE TABLE`` commits
+itself, so a run killed there leaves an empty table: the next run adopts into
+it. The version table is only read, except by the step that undoes the
+chain's first revision, which empties it as Alembic's ``downgrade base`` does
+(else a history sqlmig emptied would be adopted again). Until the first
+write, reads (``status``, ``dry_run``, ``upgrade``'s first look) see the
 history as adoption will make it (:func:`as_adopted`).
 """
 
@@ -26,9 +31,10 @@ from ._history import History
 from ._migration import AppliedMigration, Migration
 
 if TYPE_CHECKING:
+    from ._alembic_source import RevisionStep
     from ._session import Session
 
-__all__ = ["VERSION_TABLE", "as_adopted", "may_adopt", "to_adopt"]
+__all__ = ["VERSION_TABLE", "adoptable", "as_adopted", "may_adopt", "to_adopt"]
 
 log = logging.getLogger("sqlmig")
 
@@ -36,18 +42,30 @@ log = logging.getLogger("sqlmig")
 VERSION_TABLE = "alembic_version"
 
 
-def as_adopted(s: Session, migrations: Sequence[Migration], history: History) -> History:
-    """``history`` as the first write will make it.
+def adoptable(history: History) -> bool:
+    """Whether a write would adopt Alembic's version table into ``history``: it has no row.
 
-    With no history table yet, the revisions ``alembic_version`` names are
+    No table yet, or an empty one: the one a run killed while adopting on
+    MySQL/MariaDB leaves (its ``CREATE TABLE`` committed itself, its rows did
+    not). A history sqlmig emptied by undoing the chain has an empty version
+    table too (see ``at_base``), so nothing is adopted there.
+    """
+    return not history.rows and not history.unreadable
+
+
+def as_adopted(s: Session, migrations: Sequence[Migration], history: History) -> History:
+    """``history`` as the next write will make it.
+
+    With no history row yet, the revisions ``alembic_version`` names are
     shown applied (``applied_at`` is the time of this read: nothing is
-    recorded). Reads only, so that ``status``, ``dry_run`` and ``upgrade``'s
-    first look agree with what the first write does.
+    recorded), in a ``History`` whose ``exists`` is false (nothing written
+    yet). Reads only, so that ``status``, ``dry_run`` and ``upgrade``'s
+    first look agree with what the write does.
 
     Raises:
         MissingMigration, UsageError: as :func:`to_adopt`.
     """
-    if history.exists or not _revisions(migrations):
+    if not adoptable(history) or not _revisions(migrations):
         return history
     if s.nested:
         steps = _applied_by_alembic(s.conn, migrations, s.store.schema)
@@ -67,7 +85,9 @@ def to_adopt(
     """The steps ``alembic_version`` says Alembic applied: its revision and all before it.
 
     Empty when no step of ``migrations`` is an Alembic revision, or there is
-    no ``alembic_version`` table, or it is empty. Reads only; logs what it adopts.
+    no ``alembic_version`` table, or it is empty. ``schema`` is the history's:
+    the version table's unless the project names another. Reads only; logs
+    what it adopts.
 
     Raises:
         MissingMigration: it names a revision that is not in the chain.
@@ -77,7 +97,7 @@ def to_adopt(
     if adopted:
         log.info(
             "adopting %s at revision %s: recording %d revision(s) as applied, running none",
-            VERSION_TABLE,
+            _version_table(migrations, schema)[0],
             getattr(adopted[-1], "revision", "?"),
             len(adopted),
         )
@@ -89,25 +109,36 @@ def may_adopt(migrations: Sequence[Migration]) -> bool:
     return bool(_revisions(migrations))
 
 
-def _revisions(migrations: Sequence[Migration]) -> list[Migration]:
+def _revisions(migrations: Sequence[Migration]) -> list[RevisionStep]:
     from ._alembic_source import RevisionStep  # no Alembic import: the class alone
 
     return [m for m in migrations if isinstance(m, RevisionStep)]
+
+
+def _version_table(migrations: Sequence[Migration], schema: str | None) -> tuple[str, str | None]:
+    """The name and schema of the version table the chain's project names."""
+    for m in _revisions(migrations):
+        table = m.version_table
+        return table.name, table.schema or schema
+    return VERSION_TABLE, schema
 
 
 def _applied_by_alembic(
     conn: Connection, migrations: Sequence[Migration], schema: str | None
 ) -> list[Migration]:
     steps = _revisions(migrations)
-    if not steps or not inspect(conn).has_table(VERSION_TABLE, schema=schema):
+    if not steps:
         return []
-    table = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32)), schema=schema)
+    name, schema = _version_table(steps, schema)
+    if not inspect(conn).has_table(name, schema=schema):
+        return []
+    table = Table(name, MetaData(), Column("version_num", String(32)), schema=schema)
     heads = [str(row[0]) for row in conn.execute(select(table.c.version_num))]
     if not heads:
         return []
     if len(heads) > 1:
         raise UsageError(
-            f"{VERSION_TABLE} names {len(heads)} revisions ({', '.join(sorted(heads))}): "
+            f"{name} names {len(heads)} revisions ({', '.join(sorted(heads))}): "
             "Alembic has this database on several branches; merge them with Alembic "
             "(alembic merge, alembic upgrade heads) before sqlmig takes over"
         )
@@ -115,9 +146,10 @@ def _applied_by_alembic(
     position = next((i for i, m in enumerate(steps) if getattr(m, "revision", None) == head), None)
     if position is None:
         raise MissingMigration(
-            f"{VERSION_TABLE} names revision {head}, which is not in this Alembic chain: "
+            f"{name} names revision {head}, which is not in this Alembic chain: "
             "point sqlmig at the project this database was migrated with, or restore "
             "that revision's file; nothing was changed",
             versions=[head],
         )
-    return steps[: position + 1]
+    adopted: list[Migration] = list(steps[: position + 1])
+    return adopted

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import logging
 import os
 import sys
 import threading
@@ -42,7 +43,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
-__all__ = ["PREFIX", "Revision", "RevisionStep", "is_alembic", "revisions"]
+__all__ = ["PREFIX", "Revision", "RevisionStep", "VersionTable", "is_alembic", "revisions"]
+
+log = logging.getLogger("sqlmig")
 
 #: What starts a source string that names an Alembic project.
 PREFIX = "alembic:"
@@ -67,6 +70,22 @@ class Revision:
     revision: str
     down_revision: tuple[str, ...]
     depends_on: tuple[str, ...]
+    #: it uses ``autocommit_block()``: it runs as a ``transactional = False`` step
+    autocommit: bool = False
+
+
+@dataclass(frozen=True)
+class VersionTable:
+    """Where Alembic records its revision: ``alembic_version`` unless the project says.
+
+    Alembic takes it from ``context.configure(version_table=...,
+    version_table_schema=...)`` in ``env.py``, which sqlmig does not run: a
+    project that names another table says so in the ``[alembic]`` section of
+    ``alembic.ini`` (or ``[tool.alembic]``) under the same two keys.
+    """
+
+    name: str = "alembic_version"
+    schema: str | None = None  # None: the history table's schema
 
 
 class RevisionStep(Migration):
@@ -81,15 +100,24 @@ class RevisionStep(Migration):
             str(position), name, checksum=checksum(data), path=revision.path, loader=loader
         )
         self.revision = revision.revision
+        #: the project's Alembic version table, which adoption reads
+        self.version_table = loader.project.version_table
 
 
 class _Project:
     """The Alembic configuration a revision sees as ``context.config``, and its folders."""
 
-    def __init__(self, config: Config, script_location: str, sys_paths: list[str]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        script_location: str,
+        sys_paths: list[str],
+        version_table: VersionTable | None = None,
+    ) -> None:
         self.config = config
         self.script_location = script_location
         self.sys_paths = sys_paths
+        self.version_table = version_table or VersionTable()
 
     @contextmanager
     def importable(self) -> Iterator[None]:
@@ -108,9 +136,13 @@ class _Project:
 class RevisionLoader(ModuleLoader):
     """Loads revision files, and gives each an ``up``/``down`` that runs it the Alembic way."""
 
-    def __init__(self, folder: Path, project: _Project) -> None:
+    def __init__(self, folder: Path, project: _Project, chain: list[Revision]) -> None:
         super().__init__(folder, None)
         self.project = project
+        #: the file of the chain's first revision: undoing it empties the version table
+        self.base = chain[0].path if chain else None
+        #: the files of revisions that use ``autocommit_block()``
+        self.autocommit = {r.path for r in chain if r.autocommit}
 
     def step(self, path: str, version: str, name: str) -> StepCode:
         """The revision's ``upgrade()``/``downgrade()`` as the step's ``up``/``down``.
@@ -128,26 +160,67 @@ class RevisionLoader(ModuleLoader):
                 version=version,
             )
         downgrade = getattr(module, "downgrade", None)
+        autocommit = path in self.autocommit
         return StepCode(
-            up=self._runner(upgrade),
-            down=self._runner(downgrade) if callable(downgrade) else None,
+            up=self._runner(upgrade, autocommit=autocommit),
+            down=(
+                self._runner(downgrade, autocommit=autocommit, to_base=path == self.base)
+                if callable(downgrade)
+                else None
+            ),
+            transactional=not autocommit,
             description=first_line(module.__doc__),
         )
 
-    def _runner(self, fn: Callable[[], object]) -> Callable[[Connection], None]:
+    def _runner(
+        self, fn: Callable[[], object], *, autocommit: bool, to_base: bool = False
+    ) -> Callable[[Connection], None]:
         project = self.project
 
         @functools.wraps(fn)
         def run(conn: Connection) -> None:
-            with _PROXIES, project.importable(), operations(conn, project):
+            with _PROXIES, project.importable(), operations(conn, project, autocommit):
                 fn()
+            if to_base:
+                at_base(conn, project.version_table)
 
         return run
 
 
+def at_base(conn: Connection, version_table: VersionTable) -> None:
+    """Empty Alembic's version table, in the step that undid the chain's first revision.
+
+    The database is then at the base, as Alembic leaves it after ``downgrade
+    base``: a version table still naming a revision would be adopted again by
+    the next run, whose history sqlmig has just emptied. Nothing to do when the
+    table does not exist, or in a SQL script (no database to look at).
+    """
+    if getattr(conn, "sql_output", None) is not None:
+        return
+    from sqlalchemy import Column, MetaData, String, Table, inspect
+
+    name, schema = version_table.name, version_table.schema
+    if not inspect(conn).has_table(name, schema=schema):
+        return
+    table = Table(name, MetaData(), Column("version_num", String(32)), schema=schema)
+    if conn.execute(table.delete()).rowcount:
+        log.info("emptied %s: the Alembic chain is undone to its base", name)
+
+
 @contextmanager
-def operations(conn: Connection, project: _Project) -> Iterator[None]:
-    """Alembic's ``context`` and ``op`` bound to ``conn`` (the step's connection)."""
+def _in_autocommit() -> Iterator[None]:
+    """``autocommit_block()`` in a step that runs in autocommit already: nothing to do."""
+    yield
+
+
+@contextmanager
+def operations(conn: Connection, project: _Project, autocommit: bool = False) -> Iterator[None]:
+    """Alembic's ``context`` and ``op`` bound to ``conn`` (the step's connection).
+
+    ``autocommit``: the step runs outside a transaction (the revision uses
+    ``autocommit_block()``), so the block has no transaction to end, and
+    its statements are committed one by one as the rest of the step's are.
+    """
     from alembic.operations import Operations
     from alembic.runtime.environment import EnvironmentContext
     from alembic.script import ScriptDirectory
@@ -162,7 +235,15 @@ def operations(conn: Connection, project: _Project) -> Iterator[None]:
             env.configure(dialect_name=conn.dialect.name, output_buffer=output, literal_binds=True)
         else:
             env.configure(connection=conn)
-        op = Operations(env.get_context())
+        migration_context = env.get_context()
+        if autocommit and not offline:
+            migration_context.autocommit_block = _in_autocommit  # type: ignore[method-assign]
+            if not conn.in_transaction():
+                # SQLAlchemy's own begin on an AUTOCOMMIT connection (the driver commits
+                # each statement): Alembic's DDL runs in it instead of beginning and
+                # committing one of its own, which the step's guard refuses
+                conn.begin()
+        op = Operations(migration_context)
         # Operations.context() does this too, but leaves the proxy bound to this
         # step's connection when the revision raises: taken back here either way.
         op._install_proxy()
@@ -187,7 +268,7 @@ def revisions(location: str) -> list[Migration]:
     project, folders = _project(location)
     found = [_read(path) for path in _files(folders)]
     chain = linear_chain(found, location)
-    loader = RevisionLoader(Path(project.script_location), project)
+    loader = RevisionLoader(Path(project.script_location), project, chain)
     return [RevisionStep(i, rev, loader) for i, rev in enumerate(chain, start=1)]
 
 
@@ -233,6 +314,8 @@ def _from_config(file: Path) -> tuple[_Project, list[Path]]:
         versions = config.get_version_locations_list() or []
         sys_paths = config.get_prepend_sys_paths_list() or []
         recursive = config.get_alembic_boolean_option("recursive_version_locations")
+        table = config.get_alembic_option("version_table") or VersionTable.name
+        table_schema = config.get_alembic_option("version_table_schema") or None
     except Exception as exc:  # configparser's interpolation and parsing errors
         raise MigrationSourceError(
             f"{file}: cannot read the Alembic configuration: {exc}; fix the file",
@@ -255,8 +338,14 @@ def _from_config(file: Path) -> tuple[_Project, list[Path]]:
             )
     if recursive:
         folders = [Path(root) for f in folders for root, _dirs, _files in os.walk(f)]
+    if not isinstance(table, str) or not isinstance(table_schema, str | None):
+        raise MigrationSourceError(
+            f"{file}: version_table and version_table_schema are names (strings): "
+            "write each as the one name env.py gives context.configure()",
+            path=str(file),
+        )
     paths = [str(_folder(p, base)) for p in sys_paths]
-    return _Project(config, str(script), paths), folders
+    return _Project(config, str(script), paths, VersionTable(table, table_schema)), folders
 
 
 def _folder(value: str, base: Path) -> Path:
@@ -318,6 +407,10 @@ def _read(path: str) -> Revision:
                     path=path,
                     line=node.lineno,
                 ) from exc
+    autocommit = any(
+        isinstance(node, ast.Attribute) and node.attr == "autocommit_block"
+        for node in ast.walk(tree)
+    )
     revision = declared.get("revision")
     if not isinstance(revision, str) or not revision:
         raise MigrationSourceError(
@@ -332,7 +425,11 @@ def _read(path: str) -> Revision:
             path=path,
         )
     return Revision(
-        path, revision, _ids(declared["down_revision"]), _ids(declared.get("depends_on"))
+        path,
+        revision,
+        _ids(declared["down_revision"]),
+        _ids(declared.get("depends_on")),
+        autocommit,
     )
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._alembic_adoption import may_adopt, to_adopt
+from ._alembic_adoption import adoptable, may_adopt, to_adopt
 from ._errors import DirtyDatabase, UsageError
 from ._execution import StepExecutor
 from ._history import History
@@ -62,8 +62,9 @@ def prepared(
             if history.failed and executor.running_elsewhere():
                 s.waited = True
                 continue  # another runner's step in progress: wait for it, read again
-            first_contact = not history.exists  # a history emptied by sqlmig is not
-            adopted = to_adopt(s.conn, migrations, store.schema) if first_contact else []
+            # no row yet: Alembic's version table is adopted (a history sqlmig emptied
+            # by undoing the chain has an empty version table: nothing adopted there)
+            adopted = to_adopt(s.conn, migrations, store.schema) if adoptable(history) else []
             if not history.exists or history.needs_adopting:
                 store.create_or_adopt(s.conn, history)
                 history = store.read(s.conn, strict=strict)

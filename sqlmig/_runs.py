@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ._alembic_adoption import as_adopted
+from ._alembic_adoption import adoptable, as_adopted
 from ._edits import prepared
 from ._errors import MigrationFailed
 from ._execution import PlanItem, StepExecutor
@@ -67,7 +67,7 @@ def run_downgrade(
 ) -> list[Migration]:
     """``MigrationRunner.downgrade`` (``target`` None: the last step), under the lock."""
     executor = s.executor(on_step)
-    if as_adopted(s, migrations, History([], exists=False)).rows and not s.history_exists():
+    if as_adopted(s, migrations, History([], exists=False)).rows and adoptable(s.read()):
         with prepared(s, executor, migrations):  # Alembic's history, taken over first
             pass
     comparison = compare(migrations, s.read_for_steps(executor).rows)

@@ -17,9 +17,15 @@ from sqlalchemy import create_engine
 if os.environ.get("ALEMBIC_ITSELF") != "1":
     raise RuntimeError("env.py ran: sqlmig must never run it")
 
-engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+config = context.config
+engine = create_engine(config.get_main_option("sqlalchemy.url"))
 with engine.connect() as connection:
-    context.configure(connection=connection)
+    # the version table named in alembic.ini, where sqlmig reads it too
+    context.configure(
+        connection=connection,
+        version_table=config.get_main_option("version_table", "alembic_version"),
+        version_table_schema=config.get_main_option("version_table_schema"),
+    )
     with context.begin_transaction():
         context.run_migrations()
 engine.dispose()

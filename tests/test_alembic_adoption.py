@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic_projects import CHAIN, adopt_and_hang, alembic_upgrade, write_project
-from sqlalchemy import inspect, text
+from alembic_projects import CHAIN, INI, adopt_and_hang, alembic_upgrade, write_project
+from sqlalchemy import MetaData, inspect, text
 from workers import BOUND, SPAWN, Crew, Job, wait_for_file
 
-from backends import Backend
-from sqlmig import MigrationRunner, MissingMigration
+from backends import Backend, fresh_database
+from sqlmig import MigrationFailed, MigrationRunner, MissingMigration, history_table
 
 pytest.importorskip("alembic")
 
@@ -101,18 +101,53 @@ def test_an_empty_alembic_version_adopts_nothing(backend: Backend, tmp_path: Pat
     assert [m.version for m in applied] == ["1", "2", "3", "4"]
 
 
-def test_a_history_sqlmig_emptied_is_never_adopted_again(
-    sqlite_backend: Backend, tmp_path: Path
-) -> None:
+def test_a_history_sqlmig_emptied_is_never_adopted_again(backend: Backend, tmp_path: Path) -> None:
     ini = write_project(tmp_path, CHAIN)
-    alembic_upgrade(ini, sqlite_backend.url_string, "a1")
-    runner = MigrationRunner(sqlite_backend.url, f"alembic:{ini}")
-    runner.upgrade("1")
-    runner.downgrade("base")  # sqlmig undid it; alembic_version still says a1
+    alembic_upgrade(ini, backend.url_string, "b2")
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+    runner.upgrade("2")  # adopts a1 and b2
+    runner.downgrade("base")  # sqlmig undid them both: alembic_version emptied, as Alembic does
 
+    assert rows(backend, "SELECT count(*) FROM alembic_version") == [(0,)]
+    assert runner.status().applied == []
     applied = runner.upgrade()
 
     assert [m.version for m in applied] == ["1", "2", "3", "4"]
+
+
+def test_an_empty_history_table_is_adopted_into_and_nothing_runs_again(
+    backend: Backend, tmp_path: Path
+) -> None:
+    # what a run killed while adopting leaves on MySQL/MariaDB, whose CREATE TABLE
+    # commits itself: the history table, without the rows that were to follow it
+    ini = write_project(tmp_path, CHAIN)
+    alembic_upgrade(ini, backend.url_string, "c3")
+    engine = backend.engine()
+    history_table(MetaData()).create(engine)
+    engine.dispose()
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+
+    assert [r.version for r in runner.status().applied] == ["1", "2", "3"]
+    applied = runner.upgrade()
+
+    assert [m.version for m in applied] == ["4"]
+    assert [r[0] for r in history(backend)] == ["1", "2", "3", "4"]
+    assert rows(backend, "SELECT count(*) FROM account") == [(1,)]  # c3's row, once
+
+
+def test_a_downgrade_into_an_empty_history_table_adopts_then_undoes(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, CHAIN)
+    alembic_upgrade(ini, backend.url_string, "head")
+    engine = backend.engine()
+    history_table(MetaData()).create(engine)
+    engine.dispose()
+
+    undone = MigrationRunner(backend.url, f"alembic:{ini}").downgrade("3")
+
+    assert [m.version for m in undone] == ["4"]
+    assert [r[0] for r in history(backend)] == ["1", "2", "3"]
 
 
 REPLICAS = 4
@@ -156,10 +191,8 @@ def test_a_runner_killed_while_adopting_leaves_nothing_and_the_next_one_adopts(
         process.join(BOUND)
     if not backend.profile.transactional_ddl:
         # the history table's CREATE committed itself before the rows: the table is
-        # left empty, and the next run would run the chain from the start (see the
-        # guide: drop the empty table, then run again)
+        # left empty, and the next run adopts into it
         assert history(backend) == []
-        return
 
     applied = MigrationRunner(backend.url, f"alembic:{ini}", lock_timeout=BOUND).upgrade()
 
@@ -219,3 +252,58 @@ def test_a_downgrade_as_the_first_write_adopts_then_undoes(
     assert [m.version for m in undone] == ["4", "3"]
     assert [r[0] for r in history(backend)] == ["1", "2"]
     assert rows(backend, "SELECT count(*) FROM account") == [(0,)]
+
+
+def test_a_version_table_named_in_alembic_ini_is_adopted_and_emptied_at_the_base(
+    backend: Backend, tmp_path: Path
+) -> None:
+    # env.py passes the name to context.configure(); alembic.ini holds it for both tools
+    ini = write_project(
+        tmp_path, CHAIN, ini=INI.format(script="alembic") + "version_table = app_revision\n"
+    )
+    alembic_upgrade(ini, backend.url_string, "b2")
+    assert not has_table(backend, "alembic_version")
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+
+    assert [r.version for r in runner.status().applied] == ["1", "2"]
+    assert [m.version for m in runner.upgrade()] == ["3", "4"]
+    assert [m.version for m in runner.downgrade("base")] == ["4", "3", "2", "1"]
+
+    assert rows(backend, "SELECT count(*) FROM app_revision") == [(0,)]
+    assert [m.version for m in runner.upgrade()] == ["1", "2", "3", "4"]
+
+
+def test_a_version_table_in_another_schema_is_adopted(tmp_path: Path) -> None:
+    with fresh_database("postgresql", tmp_path) as backend:
+        engine = backend.engine()
+        with engine.begin() as conn:
+            conn.execute(text("CREATE SCHEMA meta"))
+        engine.dispose()
+        ini = write_project(
+            tmp_path,
+            CHAIN,
+            ini=INI.format(script="alembic")
+            + "version_table = app_revision\nversion_table_schema = meta\n",
+        )
+        alembic_upgrade(ini, backend.url_string, "c3")
+        runner = MigrationRunner(backend.url, f"alembic:{ini}")
+
+        assert [m.version for m in runner.upgrade()] == ["4"]
+        runner.downgrade("base")
+
+        assert rows(backend, "SELECT count(*) FROM meta.app_revision") == [(0,)]
+        assert history(backend) == []
+
+
+def test_without_the_name_in_alembic_ini_a_renamed_version_table_is_not_seen(
+    sqlite_backend: Backend, tmp_path: Path
+) -> None:
+    # env.py names the table, alembic.ini does not: sqlmig, which never runs env.py,
+    # finds no alembic_version and runs the chain from the start
+    ini = write_project(tmp_path, CHAIN)
+    ini.write_text(ini.read_text() + "version_table = app_revision\n")
+    alembic_upgrade(ini, sqlite_backend.url_string, "a1")
+    ini.write_text(ini.read_text().replace("version_table = app_revision\n", ""))
+
+    with pytest.raises(MigrationFailed):  # a1's table exists: the step fails
+        MigrationRunner(sqlite_backend.url, f"alembic:{ini}").upgrade()

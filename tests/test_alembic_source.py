@@ -368,24 +368,38 @@ def test_a_failing_revision_names_its_own_file_and_line(backend: Backend, tmp_pa
     assert failed.value.version == "2"
 
 
-def test_autocommit_block_is_refused_like_any_commit(backend: Backend, tmp_path: Path) -> None:
-    committing = revision(
+def test_a_revision_with_an_autocommit_block_runs_outside_a_transaction(
+    backend: Backend, tmp_path: Path
+) -> None:
+    # as under Alembic, what comes before the block is committed, and so is the block
+    batched = revision(
         "b2",
         "a1",
         """
+        with op.batch_alter_table("account") as batch:  # its DDL in autocommit too
+            batch.add_column(sa.Column("email", sa.String(100), nullable=True))
+            batch.create_index("ix_account_email", ["email"])
         op.execute("INSERT INTO account (id, name) VALUES (1, 'x')")
         with op.get_context().autocommit_block():
             op.execute("INSERT INTO account (id, name) VALUES (2, 'y')")
+        op.execute("INSERT INTO account (id, name) VALUES (3, 'y')")
+        """,
+        """
+        op.execute("DELETE FROM account")
+        with op.batch_alter_table("account") as batch:
+            batch.drop_index("ix_account_email")
+            batch.drop_column("email")
         """,
     )
-    ini = write_project(tmp_path, {"a1.py": CHAIN["a1_account.py"], "b2.py": committing})
+    ini = write_project(tmp_path, {"a1.py": CHAIN["a1_account.py"], "b2.py": batched})
     runner = MigrationRunner(backend.url, f"alembic:{ini}")
 
-    with pytest.raises(MigrationFailed):
-        runner.upgrade()
+    runner.upgrade()
 
-    assert rows(backend, "SELECT * FROM account") == []
-    assert [r.version for r in runner.status().applied] == ["1"]
+    assert [m.transactional for m in runner.migrations()] == [True, False]
+    assert rows(backend, "SELECT id FROM account ORDER BY id") == [(1,), (2,), (3,)]
+    runner.downgrade("1")
+    assert rows(backend, "SELECT count(*) FROM account") == [(0,)]
 
 
 def test_runners_in_two_threads_each_get_their_own_op(tmp_path: Path) -> None:
@@ -490,3 +504,21 @@ def test_sqlmig_new_numbers_the_first_file_after_the_chain(tmp_path: Path) -> No
         "005",
         "006",
     ]
+
+
+def test_the_version_table_is_read_from_the_configuration(tmp_path: Path) -> None:
+    from sqlmig._alembic_source import VersionTable, revisions
+
+    write_project(tmp_path / "ini", CHAIN)
+    ini = tmp_path / "ini" / "alembic.ini"
+    assert revisions(str(ini))[0].version_table == VersionTable("alembic_version")  # type: ignore[attr-defined]
+    ini.write_text(ini.read_text() + "version_table = app_revision\nversion_table_schema = meta\n")
+    assert revisions(str(ini))[0].version_table == VersionTable("app_revision", "meta")  # type: ignore[attr-defined]
+
+    toml = tmp_path / "toml" / "pyproject.toml"
+    write_project(tmp_path / "toml", CHAIN)
+    toml.write_text('[tool.alembic]\nscript_location = "%(here)s/alembic"\nversion_table = "rev"\n')
+    assert revisions(str(toml))[0].version_table == VersionTable("rev")  # type: ignore[attr-defined]
+    toml.write_text('[tool.alembic]\nscript_location = "%(here)s/alembic"\nversion_table = ["a"]\n')
+    with pytest.raises(MigrationSourceError, match="version_table and version_table_schema are"):
+        revisions(str(toml))
