@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, inspect, make_url, text
+from sqlalchemy.exc import SAWarning
 
 from sqlmig import MigrationFailed, MigrationRunner
 
@@ -50,7 +53,9 @@ class History:
 
     package: str
     version: str
-    folder: str  # the versions folder inside the wheel
+    #: the versions folder inside the wheel; ``{dialect}`` in it: a chain per
+    #: database, each run on its own (``sqlite``, ``postgresql``)
+    folder: str
     #: what its revisions import besides SQLAlchemy and Alembic: the package itself
     #: and its dependencies, installed into the cache (put on sys.path by the
     #: project's prepend_sys_path while revisions run, as Alembic does)
@@ -79,7 +84,18 @@ HISTORIES = [
         with_dependencies=True,
         initial="mlflow.store.tracking.dbmodels.initial_models:Base",
     ),
+    History(
+        "prefect",
+        "3.9.1",
+        "prefect/server/database/_migrations/versions/{dialect}",
+        ("prefect==3.9.1",),  # its revisions use its column types and block schemas
+        with_dependencies=True,
+    ),
 ]
+
+#: Left out of an install with dependencies: the SQLAlchemy and Alembic measured are
+#: the ones this script runs on (imported before any revision, so never the copies)
+OWN = ("sqlalchemy", "alembic")
 
 ENV_PY = """\
 from alembic import context
@@ -108,16 +124,21 @@ def _pip(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def fetch(history: History, cache: Path) -> tuple[Path, Path | None]:
-    """The versions folder of ``history``, downloaded and unzipped into ``cache`` once,
-    and the folder its revisions import from (None when they need nothing more)."""
+    """The versions folder of ``history`` (the parent of its ``{dialect}`` folders),
+    downloaded and unzipped into ``cache`` once, and the folder its revisions
+    import from (None when they need nothing more)."""
     target = cache / f"{history.package}-{history.version}"
-    versions = target / history.folder
+    inside = history.folder.split("/{dialect}")[0]
+    versions = target / inside
     site = target / "site" if history.imports else None
     if site is not None and not (site / ".complete").exists():
         deps = () if history.with_dependencies else ("--no-deps",)
         proc = _pip("install", *deps, "--target", str(site), *history.imports)
         if proc.returncode != 0:
             raise Unreachable(f"pip install {history.imports} failed: {proc.stderr[-300:]}")
+        for entry in site.iterdir():
+            if entry.name.lower().split("-")[0] in OWN:
+                shutil.rmtree(entry)
         (site / ".complete").touch()
     if versions.is_dir():
         return versions, site
@@ -129,7 +150,7 @@ def fetch(history: History, cache: Path) -> tuple[Path, Path | None]:
     if proc.returncode != 0 or not wheels:
         raise Unreachable(f"pip download {spec} failed: {proc.stderr.strip()[-300:]}")
     with zipfile.ZipFile(wheels[0]) as wheel:
-        members = [n for n in wheel.namelist() if n.startswith(history.folder + "/")]
+        members = [n for n in wheel.namelist() if n.startswith(inside + "/")]
         wheel.extractall(target, members)
     return versions, site
 
@@ -158,7 +179,8 @@ def alembic_command(ini: Path, url: str, command: str, target: str) -> None:
 
 
 def schema(url: str) -> dict[str, Any]:
-    """The reflected schema, as plain data comparable across two databases."""
+    """The reflected schema, as plain data comparable across two databases
+    (indexes on expressions, which SQLAlchemy does not reflect, left out)."""
     engine = create_engine(url)
     try:
         found = inspect(engine)
@@ -169,8 +191,9 @@ def schema(url: str) -> dict[str, Any]:
                 (c["name"], c["type"].compile(dialect=dialect), c["nullable"])
                 for c in found.get_columns(name)
             ]
-            indexes = sorted(
-                (tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(name)
+            indexes = sorted(  # an index on expressions (PostgreSQL): its expressions
+                (tuple(map(str, i.get("expressions") or i["column_names"])), bool(i["unique"]))
+                for i in found.get_indexes(name)
             )
             fks = sorted(
                 (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
@@ -253,7 +276,10 @@ def measure(
 ) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        ini = project(*fetched, folder)
+        versions, site = fetched
+        if "{dialect}" in history.folder:  # this database's own chain
+            versions = versions / (backend + history.folder.split("/{dialect}", 1)[1])
+        ini = project(versions, site, folder)
         steps = MigrationRunner("sqlite:///unused.db", f"alembic:{ini}").migrations()
         revisions = [getattr(m, "revision") for m in steps]  # noqa: B009
         row = Row(f"{history.package} {history.version}", backend, len(steps))
@@ -275,7 +301,9 @@ def measure(
                     try:
                         runner.upgrade(str(position))
                     except MigrationFailed:
-                        pass
+                        # a step outside a transaction (autocommit_block) leaves its row
+                        # failed: nothing of it ran, so it is forgotten before going down
+                        runner.repair()
                     else:
                         row.problems.append(f"{rev}: Alembic failed, sqlmig applied it")
                     revisions = revisions[: position - 1]
@@ -335,11 +363,15 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres-url", default=os.environ.get("SQLMIG_TEST_POSTGRES_URL"))
     parser.add_argument("--cache", default=os.environ.get("SQLMIG_HISTORY_CACHE"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", help="one package name")
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
     parser.add_argument(
         "--every",
         type=int,
@@ -349,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "sqlmig-alembic-histories")
     admin = None
-    backends = ["sqlite"]
-    if args.postgres_url:
+    wanted = args.backends.split(",")
+    backends = ["sqlite"] if "sqlite" in wanted else []
+    if args.postgres_url and "postgresql" in wanted:
         admin = create_engine(make_url(args.postgres_url), isolation_level="AUTOCOMMIT")
         backends.append("postgresql")
     rows: list[Row] = []
@@ -364,7 +397,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"registry unreachable, nothing measured: {exc}", file=sys.stderr)
                 return 2
             for backend in backends:
-                rows.append(measure(history, fetched, backend, admin, args.repeat, args.every))
+                row = measure(history, fetched, backend, admin, args.repeat, args.every)
+                rows.append(row)
+                print(  # progress: a long history takes minutes per database
+                    f"{row.history} {backend}: {row.matched}/{row.compared} match, "
+                    f"{len(row.problems)} problem(s)",
+                    file=sys.stderr,
+                )
     finally:
         if admin is not None:
             admin.dispose()

@@ -5,8 +5,8 @@ package registry at run time, reach the same schema through sqlmig as through
 Alembic on SQLite and PostgreSQL, revision by revision, going down, and when
 sqlmig takes over a database Alembic upgraded half way. Marked ``bench`` (CI
 runs ``pytest -m bench``); skipped, saying why, when the registry cannot be
-reached. The longer history (mlflow's) is measured by hand: see the
-performance page.
+reached. The longer histories (mlflow's, prefect's: large installs) are
+measured by hand: see the performance page.
 """
 
 from __future__ import annotations
