@@ -34,12 +34,9 @@ if TYPE_CHECKING:
     from ._alembic_source import RevisionStep
     from ._session import Session
 
-__all__ = ["VERSION_TABLE", "adoptable", "as_adopted", "may_adopt", "to_adopt"]
+__all__ = ["adoptable", "as_adopted", "may_adopt", "to_adopt"]
 
 log = logging.getLogger("sqlmig")
-
-#: The table where Alembic records its current revision (Alembic's default name).
-VERSION_TABLE = "alembic_version"
 
 
 def adoptable(history: History) -> bool:
@@ -68,10 +65,10 @@ def as_adopted(s: Session, migrations: Sequence[Migration], history: History) ->
     if not adoptable(history) or not _revisions(migrations):
         return history
     if s.nested:
-        steps = _applied_by_alembic(s.conn, migrations, s.store.schema)
+        steps = _applied_by_alembic(s.conn, migrations)
     else:
         with s.conn.begin():
-            steps = _applied_by_alembic(s.conn, migrations, s.store.schema)
+            steps = _applied_by_alembic(s.conn, migrations)
     if not steps:
         return history
     now = datetime.now(UTC)
@@ -79,25 +76,24 @@ def as_adopted(s: Session, migrations: Sequence[Migration], history: History) ->
     return History(rows, exists=False)
 
 
-def to_adopt(
-    conn: Connection, migrations: Sequence[Migration], schema: str | None
-) -> list[Migration]:
+def to_adopt(conn: Connection, migrations: Sequence[Migration]) -> list[Migration]:
     """The steps ``alembic_version`` says Alembic applied: its revision and all before it.
 
     Empty when no step of ``migrations`` is an Alembic revision, or there is
-    no ``alembic_version`` table, or it is empty. ``schema`` is the history's:
-    the version table's unless the project names another. Reads only; logs
-    what it adopts.
+    no ``alembic_version`` table, or it is empty. The table is where Alembic
+    puts it: in the schema the project names, else in the connection's
+    default schema (a tenant's run: the tenant's), wherever sqlmig's own
+    history is. Reads only; logs what it adopts.
 
     Raises:
         MissingMigration: it names a revision that is not in the chain.
         UsageError: it names several revisions (Alembic branches).
     """
-    adopted = _applied_by_alembic(conn, migrations, schema)
+    adopted = _applied_by_alembic(conn, migrations)
     if adopted:
         log.info(
             "adopting %s at revision %s: recording %d revision(s) as applied, running none",
-            _version_table(migrations, schema)[0],
+            _revisions(migrations)[0].version_table.name,
             getattr(adopted[-1], "revision", "?"),
             len(adopted),
         )
@@ -115,21 +111,12 @@ def _revisions(migrations: Sequence[Migration]) -> list[RevisionStep]:
     return [m for m in migrations if isinstance(m, RevisionStep)]
 
 
-def _version_table(migrations: Sequence[Migration], schema: str | None) -> tuple[str, str | None]:
-    """The name and schema of the version table the chain's project names."""
-    for m in _revisions(migrations):
-        table = m.version_table
-        return table.name, table.schema or schema
-    return VERSION_TABLE, schema
-
-
-def _applied_by_alembic(
-    conn: Connection, migrations: Sequence[Migration], schema: str | None
-) -> list[Migration]:
+def _applied_by_alembic(conn: Connection, migrations: Sequence[Migration]) -> list[Migration]:
     steps = _revisions(migrations)
     if not steps:
         return []
-    name, schema = _version_table(steps, schema)
+    # where the chain's project names it; schema None: the connection's default one
+    name, schema = steps[0].version_table.name, steps[0].version_table.schema
     if not inspect(conn).has_table(name, schema=schema):
         return []
     table = Table(name, MetaData(), Column("version_num", String(32)), schema=schema)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._alembic_env import KEYS, named_in_env
 from ._checksums import checksum
 from ._errors import MigrationSourceError
 from ._loader import ModuleLoader
@@ -79,13 +80,13 @@ class VersionTable:
     """Where Alembic records its revision: ``alembic_version`` unless the project says.
 
     Alembic takes it from ``context.configure(version_table=...,
-    version_table_schema=...)`` in ``env.py``, which sqlmig does not run: a
-    project that names another table says so in the ``[alembic]`` section of
-    ``alembic.ini`` (or ``[tool.alembic]``) under the same two keys.
+    version_table_schema=...)`` in ``env.py``, which sqlmig reads without
+    running it (:mod:`sqlmig._alembic_env`); the same two keys in the
+    ``[alembic]`` section of ``alembic.ini`` (or ``[tool.alembic]``) come first.
     """
 
     name: str = "alembic_version"
-    schema: str | None = None  # None: the history table's schema
+    schema: str | None = None  # None: the connection's default schema, as for Alembic
 
 
 class RevisionStep(Migration):
@@ -193,16 +194,22 @@ def at_base(conn: Connection, version_table: VersionTable) -> None:
     The database is then at the base, as Alembic leaves it after ``downgrade
     base``: a version table still naming a revision would be adopted again by
     the next run, whose history sqlmig has just emptied. Nothing to do when the
-    table does not exist, or in a SQL script (no database to look at).
+    table does not exist. A SQL script cannot ask: it creates the table if
+    missing (``IF NOT EXISTS``; an empty one is never adopted) and empties it.
     """
-    if getattr(conn, "sql_output", None) is not None:
-        return
     from sqlalchemy import Column, MetaData, String, Table, inspect
+    from sqlalchemy.schema import CreateTable
 
     name, schema = version_table.name, version_table.schema
+    table = Table(
+        name, MetaData(), Column("version_num", String(32), nullable=False), schema=schema
+    )
+    if getattr(conn, "sql_output", None) is not None:
+        conn.execute(CreateTable(table, if_not_exists=True))
+        conn.execute(table.delete())
+        return
     if not inspect(conn).has_table(name, schema=schema):
         return
-    table = Table(name, MetaData(), Column("version_num", String(32)), schema=schema)
     if conn.execute(table.delete()).rowcount:
         log.info("emptied %s: the Alembic chain is undone to its base", name)
 
@@ -301,9 +308,12 @@ def _project(location: str) -> tuple[_Project, list[Path]]:
         )
     if (path / "versions").is_dir():  # a script folder, env.py or not
         script, folders = path, [path / "versions"]
-    else:
+    else:  # a versions folder: env.py, if any, is in the script folder above it
         script, folders = path, [path]
-    return _Project(_alembic_config(None), str(script.resolve()), []), folders
+    config = _alembic_config(None)
+    env_folder = script if (script / "env.py").is_file() else script.parent
+    table = _version_table(config, env_folder, None, None)
+    return _Project(config, str(script.resolve()), [], table), folders
 
 
 def _from_config(file: Path) -> tuple[_Project, list[Path]]:
@@ -314,8 +324,8 @@ def _from_config(file: Path) -> tuple[_Project, list[Path]]:
         versions = config.get_version_locations_list() or []
         sys_paths = config.get_prepend_sys_paths_list() or []
         recursive = config.get_alembic_boolean_option("recursive_version_locations")
-        table = config.get_alembic_option("version_table") or VersionTable.name
-        table_schema = config.get_alembic_option("version_table_schema") or None
+        table = config.get_alembic_option("version_table")
+        table_schema = config.get_alembic_option("version_table_schema")
     except Exception as exc:  # configparser's interpolation and parsing errors
         raise MigrationSourceError(
             f"{file}: cannot read the Alembic configuration: {exc}; fix the file",
@@ -338,14 +348,46 @@ def _from_config(file: Path) -> tuple[_Project, list[Path]]:
             )
     if recursive:
         folders = [Path(root) for f in folders for root, _dirs, _files in os.walk(f)]
-    if not isinstance(table, str) or not isinstance(table_schema, str | None):
+    if not isinstance(table, str | None) or not isinstance(table_schema, str | None):
         raise MigrationSourceError(
             f"{file}: version_table and version_table_schema are names (strings): "
             "write each as the one name env.py gives context.configure()",
             path=str(file),
         )
     paths = [str(_folder(p, base)) for p in sys_paths]
-    return _Project(config, str(script), paths, VersionTable(table, table_schema)), folders
+    version_table = _version_table(config, script, table, table_schema)
+    return _Project(config, str(script), paths, version_table), folders
+
+
+def _version_table(
+    config: Config, script: Path, table: str | None, schema: str | None
+) -> VersionTable:
+    """The version table: the configuration's keys first, else what ``env.py`` names.
+
+    Raises:
+        MigrationSourceError: neither names it, and ``env.py`` passes an
+            expression that cannot be read without running it.
+    """
+    if table and schema:
+        return VersionTable(table, schema)
+
+    def option(section: str | None, name: str) -> str | None:
+        try:
+            value = (
+                config.get_alembic_option(name)
+                if section is None
+                else config.get_section_option(section, name)
+            )
+        except Exception:  # configparser's interpolation errors: Alembic would fail too
+            return None
+        return value if isinstance(value, str) else None
+
+    unset = [k for k, v in zip(KEYS, (table, schema), strict=True) if not v]
+    named = named_in_env(script / "env.py", option, unset)
+    return VersionTable(
+        table or named.get("version_table") or VersionTable.name,
+        schema or named.get("version_table_schema") or None,
+    )
 
 
 def _folder(value: str, base: Path) -> Path:

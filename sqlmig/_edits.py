@@ -64,7 +64,7 @@ def prepared(
                 continue  # another runner's step in progress: wait for it, read again
             # no row yet: Alembic's version table is adopted (a history sqlmig emptied
             # by undoing the chain has an empty version table: nothing adopted there)
-            adopted = to_adopt(s.conn, migrations, store.schema) if adoptable(history) else []
+            adopted = to_adopt(s.conn, migrations) if adoptable(history) else []
             if not history.exists or history.needs_adopting:
                 store.create_or_adopt(s.conn, history)
                 history = store.read(s.conn, strict=strict)

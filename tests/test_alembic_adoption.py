@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from alembic_projects import CHAIN, INI, adopt_and_hang, alembic_upgrade, write_project
+from scripts import apply
 from sqlalchemy import MetaData, inspect, text
 from workers import BOUND, SPAWN, Crew, Job, wait_for_file
 
 from backends import Backend, fresh_database
-from sqlmig import MigrationFailed, MigrationRunner, MissingMigration, history_table
+from sqlmig import MigrationRunner, MissingMigration, history_table
 
 pytest.importorskip("alembic")
 
@@ -295,15 +296,90 @@ def test_a_version_table_in_another_schema_is_adopted(tmp_path: Path) -> None:
         assert history(backend) == []
 
 
-def test_without_the_name_in_alembic_ini_a_renamed_version_table_is_not_seen(
-    sqlite_backend: Backend, tmp_path: Path
+def test_a_version_table_named_in_env_py_alone_is_adopted_and_emptied_at_the_base(
+    backend: Backend, tmp_path: Path
 ) -> None:
-    # env.py names the table, alembic.ini does not: sqlmig, which never runs env.py,
-    # finds no alembic_version and runs the chain from the start
     ini = write_project(tmp_path, CHAIN)
-    ini.write_text(ini.read_text() + "version_table = app_revision\n")
-    alembic_upgrade(ini, sqlite_backend.url_string, "a1")
-    ini.write_text(ini.read_text().replace("version_table = app_revision\n", ""))
+    env_py = tmp_path / "alembic" / "env.py"
+    env_py.write_text(
+        env_py.read_text().replace(
+            'version_table=config.get_main_option("version_table", "alembic_version")',
+            'version_table="app_revision"',
+        )
+    )
+    alembic_upgrade(ini, backend.url_string, "b2")
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
 
-    with pytest.raises(MigrationFailed):  # a1's table exists: the step fails
-        MigrationRunner(sqlite_backend.url, f"alembic:{ini}").upgrade()
+    assert [m.version for m in runner.upgrade()] == ["3", "4"]  # a1, b2 adopted
+    assert [m.version for m in runner.downgrade("base")] == ["4", "3", "2", "1"]
+    assert rows(backend, "SELECT count(*) FROM app_revision") == [(0,)]
+
+
+def test_a_history_placed_in_another_schema_adopts_alembic_version_where_alembic_put_it(
+    tmp_path: Path,
+) -> None:
+    with fresh_database("postgresql", tmp_path) as backend:
+        engine = backend.engine()
+        with engine.begin() as conn:
+            conn.execute(text("CREATE SCHEMA ops"))
+        engine.dispose()
+        ini = write_project(tmp_path, CHAIN)
+        alembic_upgrade(ini, backend.url_string, "b2")  # public.alembic_version
+        runner = MigrationRunner(backend.url, f"alembic:{ini}", schema="ops")
+
+        assert [m.version for m in runner.upgrade()] == ["3", "4"]
+        assert len(rows(backend, "SELECT * FROM ops.migrations")) == 4
+        runner.downgrade("base")
+
+        assert rows(backend, "SELECT count(*) FROM public.alembic_version") == [(0,)]
+        assert runner.upgrade()  # not adopted again: the chain runs from its start
+
+
+def test_a_tenant_schema_adopts_the_alembic_version_alembic_kept_there(tmp_path: Path) -> None:
+    with fresh_database("postgresql", tmp_path) as backend:
+        engine = backend.engine()
+        with engine.begin() as conn:
+            conn.execute(text("CREATE SCHEMA tenant_a"))
+        engine.dispose()
+        ini = write_project(tmp_path, CHAIN)
+        # Alembic run with the tenant's schema as its search path
+        in_tenant = backend.url.update_query_dict({"options": "-csearch_path=tenant_a"})
+        alembic_upgrade(ini, in_tenant.render_as_string(hide_password=False), "b2")
+        runner = MigrationRunner(
+            backend.url, f"alembic:{ini}", schema="tenant_a", steps_in_schema=True
+        )
+
+        assert [m.version for m in runner.upgrade()] == ["3", "4"]
+        runner.downgrade("base")
+
+        assert rows(backend, "SELECT count(*) FROM tenant_a.alembic_version") == [(0,)]
+        assert not has_table(backend, "alembic_version")  # nothing in the default schema
+
+
+def test_a_downgrade_script_to_the_base_empties_the_version_table(
+    backend: Backend, tmp_path: Path
+) -> None:
+    # (a script cannot hold SQLite's batch rebuild of b2: the first revision alone)
+    ini = write_project(tmp_path, {"a1_account.py": CHAIN["a1_account.py"]})
+    alembic_upgrade(ini, backend.url_string, "head")
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+    runner.upgrade()  # adopted
+
+    apply(backend, runner.sql_script("base", downgrade=True, from_version="1"))
+
+    assert rows(backend, "SELECT count(*) FROM alembic_version") == [(0,)]
+    assert history(backend) == []
+    assert [m.version for m in runner.upgrade()] == ["1"]  # run, not adopted again
+    # on a database that never had Alembic's table, the script leaves an empty one
+    runner.downgrade("base")
+    drop_version_table(backend)
+    apply(backend, runner.sql_script("1"))
+    apply(backend, runner.sql_script("base", downgrade=True, from_version="1"))
+    assert rows(backend, "SELECT count(*) FROM alembic_version") == [(0,)]
+
+
+def drop_version_table(backend: Backend) -> None:
+    engine = backend.engine()
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
