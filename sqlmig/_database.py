@@ -135,17 +135,17 @@ class Database:
 
     @contextmanager
     def engine(
-        self, connect_args: dict[str, Any] | None = None, *, write: bool = True
+        self, connect_args: dict[str, Any] | None = None, *, create_file: bool = True
     ) -> Iterator[Engine]:
         """The engine for one call, disposed afterwards if sqlmig built it.
 
         ``connect_args`` go to the driver of an engine built here; a given
-        Engine or Connection is used as it is. A read-only call
-        (``write=False``) on a SQLite file that does not exist gets an empty
-        in-memory database in its place, so it reports everything pending and
-        creates no file.
+        Engine or Connection is used as it is. A call that records no step
+        (``create_file=False``: a read, a downgrade, a repair) on a SQLite
+        file that does not exist gets an empty in-memory database in its
+        place, so it finds nothing applied and creates no file.
         """
-        if not write and self.missing_file():
+        if not create_file and self.missing_file():
             stand_in = create_engine("sqlite://", poolclass=StaticPool)
             try:
                 yield stand_in

@@ -251,7 +251,8 @@ class MigrationRunner:
 
     def _session(self, *, write: bool, create: bool = False) -> AbstractContextManager[Session]:
         """The run context of one call (see :func:`sqlmig._session.opened`); ``create``:
-        the call records steps, so a tenant's schema that is missing is created."""
+        the call records steps, so a tenant's schema or a SQLite file that is missing
+        is created."""
         return opened(
             self._db,
             self._store,

@@ -63,10 +63,11 @@ def opened(
 ) -> Iterator[Session]:
     """The session of one call on ``db``: one connection, closed after (unless given).
 
-    A read-only call (``write=False``) on a SQLite file that does not exist
-    works on an empty stand-in and creates no file. With ``tenant_schema`` the
-    session runs in that schema (:mod:`sqlmig._tenant_scope`), created first
-    when ``create_schema``.
+    ``create_schema``: the call records steps, so what it records them in is
+    made when missing: a tenant's schema (``tenant_schema``: the session runs
+    in it, :mod:`sqlmig._tenant_scope`), a SQLite file. Any other call on a
+    SQLite file that does not exist works on an empty stand-in and creates no
+    file.
 
     Raises:
         UsageError: a closed Connection, or one in a transaction the call cannot use.
@@ -88,8 +89,8 @@ def opened(
         passes=callers,
     )
     # a SQLite file this call creates holds no history: nothing to read before writing
-    new_file = write and given is None and db.missing_file()
-    with errors, db.engine(connect_args(db, lock_timeout), write=write) as engine:
+    new_file = create_schema and given is None and db.missing_file()
+    with errors, db.engine(connect_args(db, lock_timeout), create_file=create_schema) as engine:
         conn = given if given is not None else db.connect(engine)
         profile = profile_for(conn)
         session: Session | None = None

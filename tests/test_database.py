@@ -232,6 +232,27 @@ def test_read_only_calls_on_a_missing_sqlite_file_create_nothing(
     assert not path.exists() and not path.parent.exists()
 
 
+def test_calls_that_record_no_step_on_a_missing_sqlite_file_create_nothing(
+    tmp_path: Path, make_migrations: MakeMigrations
+) -> None:
+    # a typo'd path to a production file: undoing, repairing or unstamping finds
+    # nothing, and leaves no empty database where the file was expected
+    path = tmp_path / "app.db"
+    runner = MigrationRunner(f"sqlite:///{path}", make_migrations(STEPS))
+
+    assert runner.downgrade("base") == []
+    assert runner.rollback_last() is None
+    assert runner.repair() == []
+    with pytest.raises(UsageError, match="there is no history table yet"):
+        runner.unstamp("001")
+    with runner.reusing_engine() as shared:
+        assert shared.downgrade("base") == []
+
+    assert not path.exists()
+    assert len(runner.upgrade()) == 2  # a call that records steps makes the file
+    assert path.exists()
+
+
 # -- masking ------------------------------------------------------------------
 
 
