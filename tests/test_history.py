@@ -151,17 +151,21 @@ def test_repair_fills_checksums_of_an_adopted_table(
     assert row.version == "1" and row.checksum is not None  # matched by integer value
 
 
-@pytest.mark.parametrize("table", ["schema_history"])
+@pytest.mark.parametrize("table", ["schema_history", "odd%(name)s %s history"])
 def test_a_custom_table_name_is_used(
     backend: Backend, make_migrations: MakeMigrations, table: str
 ) -> None:
-    MigrationRunner(
-        backend.url, make_migrations({"001_initial.py": INITIAL}), table=table
-    ).upgrade()
+    # a name holding what a driver reads as a placeholder is sent as a name
+    runner = MigrationRunner(backend.url, make_migrations({"001_initial.py": INITIAL}), table=table)
+    runner.upgrade()
     engine = backend.engine()
     assert table in inspect(engine).get_table_names()
     assert "migrations" not in inspect(engine).get_table_names()
     engine.dispose()
+    assert [r.version for r in runner.status().applied] == ["001"]
+    runner.unstamp("001")
+    runner.stamp("001")
+    assert [r.version for r in runner.status().applied] == ["001"]
 
 
 UNREADABLE_HISTORY = {
