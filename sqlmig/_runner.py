@@ -19,13 +19,10 @@ from typing import TYPE_CHECKING, Any, overload
 from sqlalchemy import URL, MetaData
 from sqlalchemy.engine import Connection
 
-from . import _edits
-from ._alembic_adoption import as_adopted
 from ._database import Database, DatabaseArgument
 from ._dialects import profile_named
 from ._discovery import Listing, discover
 from ._errors import UsageError
-from ._held_lock import locked
 from ._history import HistoryStore
 from ._locking import checked_lock_timeout
 from ._migration import (
@@ -44,13 +41,13 @@ from ._planning import (
     compare,
     plan_upgrade,
 )
-from ._runs import run_downgrade, run_upgrade
 from ._session import Session, connect_args, opened
 from ._sources import MigrationsSource, is_folder
-from ._tenant_scope import refuse_without_schemas
 
 # What only some calls need is imported by the call: models and Alembic's
-# comparison (check, autogenerate), dry runs, new files, the seed runners' calls.
+# comparison (check, autogenerate), dry runs, new files, the seed runners' calls,
+# and what runs steps, takes the lock or edits the history (a start-up check with
+# nothing to do needs none of it), Alembic's adoption, a tenant's schema.
 if TYPE_CHECKING:
     from ._models import MetadataArgument, Models
 
@@ -202,6 +199,8 @@ class MigrationRunner:
                 raise UsageError(
                     "steps_in_schema=True needs schema=: the tenant's schema the steps run in"
                 )
+            from ._tenant_scope import refuse_without_schemas
+
             refuse_without_schemas(profile_named(self._db.url.get_backend_name()), schema)
         self._store = HistoryStore(table, schema, tenant=self.steps_in_schema)
         self.on_step = on_step
@@ -293,6 +292,8 @@ class MigrationRunner:
                 if s.up_to_date(quick):
                     return []
                 migrations = discover(listing or source)
+            from ._runs import run_upgrade  # a start-up with nothing to do needs none of it
+
             return run_upgrade(
                 s, migrations, target, self.allow_out_of_order, _chained(self.on_step, on_step)
             )
@@ -331,6 +332,9 @@ class MigrationRunner:
 
     def _undo(self, target: str | int | None, on_step: StepCallback | None) -> list[Migration]:
         migrations = self.migrations()
+        from ._held_lock import locked
+        from ._runs import run_downgrade
+
         with self._session(write=True) as s, locked(s):
             return run_downgrade(s, migrations, target, _chained(self.on_step, on_step))
 
@@ -367,6 +371,8 @@ class MigrationRunner:
     def _compare(self) -> Comparison:
         migrations = self.migrations()
         with self._session(write=False) as s:
+            from ._alembic_adoption import as_adopted
+
             return compare(migrations, as_adopted(s, migrations, s.read()).rows)
 
     def verify(self) -> None:
@@ -491,6 +497,9 @@ class MigrationRunner:
                 f"cannot baseline at {wanted!r}: no migration file has that version; "
                 "give the version of the newest step the database already has"
             )
+        from . import _edits
+        from ._held_lock import locked
+
         with self._session(write=True, create=True) as s, locked(s):
             marked = _edits.baseline(s, migrations, number)
             log.info("baselined %d migration(s) up to %s", len(marked), wanted)
@@ -506,6 +515,9 @@ class MigrationRunner:
         no history table it changes nothing, creates nothing, and returns ``[]``.
         """
         migrations = self.migrations()
+        from . import _edits
+        from ._held_lock import locked
+
         with self._session(write=True) as s, locked(s):
             changes = _edits.repair(s, migrations)
         for change in changes:
@@ -522,6 +534,9 @@ class MigrationRunner:
         Raises:
             UsageError: no file has ``version``, or it is already recorded as applied.
         """
+        from . import _edits
+        from ._held_lock import locked
+
         migrations = self.migrations()
         number = _edits.version_number(version, "stamp")
         migration = next((m for m in migrations if m.number == number), None)
@@ -548,6 +563,9 @@ class MigrationRunner:
             UsageError: the history has no row for ``version``.
         """
         migrations = self.migrations()
+        from . import _edits
+        from ._held_lock import locked
+
         with self._session(write=True) as s, locked(s):
             change = _edits.unstamp(s, migrations, version)
         log.info("unstamp: %s", change)
@@ -665,6 +683,8 @@ class MigrationRunner:
         migrations = self.migrations()
         refuse_unknown_target(target, migrations)
         with self._session(write=False) as s:
+            from ._alembic_adoption import as_adopted
+
             comparison = compare(migrations, as_adopted(s, migrations, s.read()).rows)
             steps = plan_upgrade(comparison, target, allow_out_of_order=self.allow_out_of_order)
             plan = [PlannedStep(m) for m in steps]

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -25,10 +25,11 @@ from ._database import Database, caller_began
 from ._dialects import DialectProfile, profile_for, profile_named
 from ._driver_errors import translated
 from ._errors import UsageError
-from ._execution import StepExecutor
 from ._history import History, HistoryStore
 from ._migration import StepCallback
-from ._tenant_scope import in_tenant_schema
+
+if TYPE_CHECKING:
+    from ._execution import StepExecutor
 
 __all__ = ["Session", "connect_args", "opened"]
 
@@ -139,6 +140,8 @@ def _scoped(
     existed before the call (True without one)."""
     if schema is None:
         return nullcontext(True)
+    from ._tenant_scope import in_tenant_schema
+
     return in_tenant_schema(s.conn, s.profile, schema, create=create, own=own)
 
 
@@ -228,6 +231,8 @@ class Session:
 
     def executor(self, on_step: StepCallback | None = None) -> StepExecutor:
         """The step executor of the call (``on_step`` for one that runs steps)."""
+        from ._execution import StepExecutor
+
         self.transactional()
         return StepExecutor(
             self.conn,

@@ -93,3 +93,25 @@ def test_a_run_imports_its_own_dialect_and_no_sql_file_reader(
     ).stdout.strip()
     own = "sqlmig._dialects" + MODULES[backend.name][0]
     assert out == str(sorted(["sqlmig._dialects.base", own, "sqlmig._dialects.sql_syntax"]))
+
+
+def test_a_start_up_with_nothing_to_do_imports_nothing_that_runs_steps(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    """What runs steps, takes the lock and edits the history is imported by the
+    first run that has steps to run, not by ``import sqlmig`` or a no-op start-up."""
+    import subprocess
+    import sys
+
+    folder = make_migrations({"001_nothing.py": "def up(conn):\n    pass\n"})
+    MigrationRunner(backend.url, folder).upgrade()
+    running = ["sqlmig._execution", "sqlmig._guard", "sqlmig._runs", "sqlmig._edits"]
+    probe = (
+        "import sys; from sqlmig import MigrationRunner; "
+        f"assert MigrationRunner({backend.url_string!r}, {str(folder)!r}).upgrade() == []; "
+        f"print([m for m in {running!r} if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout.strip()
+    assert out == "[]"
