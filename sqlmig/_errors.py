@@ -80,7 +80,8 @@ class MigrationSourceError(SqlmigError):
 
 class SqlFileError(MigrationSourceError):
     """A ``.sql`` migration file cannot be read as one: no ``-- migrate:up``, two of a
-    section, an empty up section, an unknown marker or option, a string, quoted
+    section, an empty up section, an unknown marker or option, a line that looks
+    like a marker, a ``COMMIT`` (or other transaction control), a string, quoted
     name, comment or dollar quote never closed, or text that is not UTF-8.
 
     ``path`` and ``line`` say where; the message says what to change.

@@ -41,11 +41,17 @@ from ._dialects.sql_syntax import SqlSyntax
 from ._errors import SqlFileError
 from ._migration import StepCode, StepFunction
 from ._sql_split import Statement, UnterminatedSql, split
+from ._statements import transaction_control
 
 __all__ = ["SqlFileLoader", "SqlSections", "read_sections"]
 
 #: A marker line: ``-- migrate:WORD options`` at the start of a line.
 _MARKER = re.compile(r"^--[ \t]*migrate:(?P<word>\S*)(?P<options>[^\n]*)$", re.MULTILINE)
+#: A line that reads as a marker to a person but not to sqlmig (blanks before the
+#: ``--``, ``Migrate:``): a comment, so the down section would run with the up one.
+_NEAR_MARKER = re.compile(
+    r"^[ \t]*--[ \t]*migrate[ \t]*:[ \t]*(?:up|down)\b[^\n]*", re.MULTILINE | re.IGNORECASE
+)
 _SECTIONS = ("up", "down")
 #: What an executed statement's error carries: the line of the statement in its file.
 _LINE_ATTRIBUTE = "sqlmig_sql_line"
@@ -102,6 +108,17 @@ class SqlSections:
                     "DELIMITER is a command of the mysql client, not SQL: remove the "
                     "DELIMITER lines and end the body with END; (sqlmig splits "
                     "BEGIN ... END bodies itself)",
+                )
+            control = transaction_control(statement.sql)
+            if control is not None:  # refused before the run, not half way through the step
+                raise self.error(
+                    statement.line,
+                    f"{control} ends or begins a transaction, and sqlmig runs the step in its own: "
+                    "remove it (each step is committed for you; write transaction:false on the "
+                    "markers for a step that cannot run in a transaction)"
+                    if self.transactional
+                    else f"{control} in a transaction:false step, whose statements are "
+                    "each committed as they complete: remove it",
                 )
         if section.action == "up" and not found:
             raise self.error(
@@ -176,6 +193,17 @@ def read_sections(data: bytes, path: str, version: str) -> SqlSections:
             marker or option, or markers that disagree on ``transaction``.
     """
     text = decode(data, path, version)
+    for near in _NEAR_MARKER.finditer(text):
+        if not _MARKER.match(text, near.start()):
+            line = text.count("\n", 0, near.start()) + 1
+            raise SqlFileError(
+                f"{path}:{line}: {near.group().strip()!r} is no marker, and its statements "
+                "would run in the section above it: write -- migrate:up or -- migrate:down "
+                "in lower case at the start of the line",
+                path=path,
+                line=line,
+                version=version,
+            )
     markers = list(_MARKER.finditer(text))
     sections: dict[str, Section] = {}
     for index, marker in enumerate(markers):

@@ -182,7 +182,8 @@ class _Scanner:
             return
         if st.skip:
             st.skip = False
-        elif word in ("begin", "case"):
+        elif word in ("begin", "case") and (st.depth > 0 or st.parens == 0):
+            # in the head's parentheses, a word is a name (a parameter called begin)
             st.depth += 1
         elif word == "end" and st.depth > 0:
             following = _WORD.match(self.sql, _skip_blanks(self.sql, end, stop))

@@ -136,20 +136,21 @@ def test_ddl_of_a_failed_step_is_rolled_back_where_the_database_can(
     assert "a" not in tables(backend)
 
 
-def test_a_commit_in_a_sql_file_is_refused_like_in_a_python_step(
+def test_a_commit_in_a_sql_file_is_refused_before_anything_runs(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
     folder = make_migrations(
         {
             "001_users.py": USERS_PY,
-            "002_commit.sql": "-- migrate:up\nINSERT INTO users (id) VALUES (1);\nCOMMIT;\n",
+            "002_commit.sql": "-- migrate:up\nCREATE TABLE a (id INT);\nCOMMIT;\n",
         }
     )
 
-    with pytest.raises(MigrationFailed, match=r"002_commit\.sql:3: .*COMMIT"):
+    with pytest.raises(SqlFileError, match=r"002_commit\.sql:3: COMMIT ends or begins"):
         MigrationRunner(backend.url, folder).upgrade()
 
-    assert count(backend, "SELECT count(*) FROM users") == 0
+    # not half done, even where CREATE TABLE commits itself (MySQL/MariaDB)
+    assert tables(backend) == set()
 
 
 def test_percent_signs_question_marks_and_colons_are_sent_as_written(
@@ -407,6 +408,14 @@ BAD_FILES = [
     ("a marker inside a block comment", "-- migrate:up\nSELECT 1;\n/*\n-- migrate:down\n*/\n", 3, "block comment opened on line 3"),
     ("a DELIMITER line", "-- migrate:up\nDELIMITER //\nSELECT 1//\n", 2, "DELIMITER is a command of the mysql client"),
     ("not UTF-8", b"-- migrate:up\nSELECT 'caf\xe9';\n", 2, "the file is not UTF-8"),
+    ("an indented marker", "-- migrate:up\nCREATE TABLE a (id INT);\n  -- migrate:down\nDROP TABLE a;\n", 3, "'-- migrate:down' is no marker, and its statements would run in the section above it"),
+    ("a marker in capitals", "-- migrate:up\nCREATE TABLE a (id INT);\n-- Migrate:Down\nDROP TABLE a;\n", 3, "'-- Migrate:Down' is no marker"),
+    ("a marker with a blank before its colon", "-- migrate :up\nCREATE TABLE a (id INT);\n", 1, "'-- migrate :up' is no marker"),
+    ("a COMMIT", "-- migrate:up\nCREATE TABLE a (id INT);\nCOMMIT;\nCREATE TABLE b (id INT);\n", 3, "COMMIT ends or begins a transaction, and sqlmig runs the step in its own: remove it"),
+    ("a BEGIN in the down section", "-- migrate:up\nCREATE TABLE a (id INT);\n-- migrate:down\nBEGIN;\nDROP TABLE a;\n", 4, "BEGIN ends or begins a transaction"),
+    ("SET autocommit", "-- migrate:up\nCREATE TABLE a (id INT);\nSET autocommit = 1;\n", 3, "SET AUTOCOMMIT ends or begins a transaction"),
+    ("a ROLLBACK outside a transaction", "-- migrate:up transaction:false\nCREATE TABLE a (id INT);\nROLLBACK;\n", 3, "ROLLBACK in a transaction:false step, whose statements are each committed as they complete: remove it"),
+    ("a COMMIT after a routine with a parameter named begin", "-- migrate:up\nCREATE TABLE a (id INT);\nCREATE TRIGGER tr AFTER INSERT ON a FOR EACH ROW EXECUTE FUNCTION f(begin);\nINSERT INTO a VALUES (1);\nCOMMIT;\n", 5, "COMMIT ends or begins a transaction"),
 ]  # fmt: skip
 
 
@@ -528,7 +537,7 @@ def test_a_semicolon_in_a_name_and_dollars_in_a_string(
             b"-- migrate:UP\nSELECT 1;\n", "unknown marker -- migrate:UP", id="upper case"
         ),
         pytest.param(
-            b"  -- migrate:up\nSELECT 1;\n", "no -- migrate:up line", id="indented marker"
+            b"  -- migrate:up\nSELECT 1;\n", "'-- migrate:up' is no marker", id="indented marker"
         ),
     ],
 )

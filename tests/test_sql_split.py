@@ -19,6 +19,9 @@ def syntax(name: str) -> SqlSyntax:
 CASES: list[tuple[str, tuple[str, ...], str, list[str]]] = [
     # (what, dialects, SQL text, the statements it holds)
     ("two statements", ALL, "SELECT 1; SELECT 2;", ["SELECT 1", "SELECT 2"]),
+    ("a parameter named begin", ("postgresql",), "CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT", ["CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql AS 'SELECT 1'", "COMMIT"]),
+    ("a parameter named begin, then a body", ("mysql",), "CREATE PROCEDURE p(IN begin INT) BEGIN SELECT 1; END; COMMIT", ["CREATE PROCEDURE p(IN begin INT) BEGIN SELECT 1; END", "COMMIT"]),
+    ("begin and case named in a trigger's condition", ("sqlite",), "CREATE TRIGGER t AFTER INSERT ON a WHEN (SELECT 1 AS begin) BEGIN SELECT CASE WHEN 1 THEN 2 END; END; COMMIT", ["CREATE TRIGGER t AFTER INSERT ON a WHEN (SELECT 1 AS begin) BEGIN SELECT CASE WHEN 1 THEN 2 END; END", "COMMIT"]),
     ("no ; after the last", ALL, "SELECT 1;\nSELECT 2", ["SELECT 1", "SELECT 2"]),
     ("empty statements dropped", ALL, ";;SELECT 1;;\n;", ["SELECT 1"]),
     ("; in a string", ALL, "INSERT INTO t VALUES ('a;b'); SELECT 1", ["INSERT INTO t VALUES ('a;b')", "SELECT 1"]),
