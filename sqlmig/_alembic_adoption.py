@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
-from ._errors import MissingMigration, UsageError
+from ._errors import ConfigError, MissingMigration, UsageError
 from ._history import History
 from ._migration import AppliedMigration, Migration
 
@@ -120,7 +121,17 @@ def _applied_by_alembic(conn: Connection, migrations: Sequence[Migration]) -> li
     if not inspect(conn).has_table(name, schema=schema):
         return []
     table = Table(name, MetaData(), Column("version_num", String(32)), schema=schema)
-    heads = [str(row[0]) for row in conn.execute(select(table.c.version_num))]
+    try:
+        heads = [str(row[0]) for row in conn.execute(select(table.c.version_num))]
+    except DBAPIError as exc:  # not Alembic's table (no version_num), or not readable
+        where = f"{schema}.{name}" if schema else name
+        detail = (str(exc.orig).strip().splitlines() or ["?"])[0][:200]
+        raise ConfigError(
+            f"cannot read Alembic's version table {where} ({detail}): if Alembic's is "
+            "another, name it with version_table = ... (and version_table_schema) in "
+            "alembic.ini's [alembic] section; else grant the user SELECT on it",
+            key="version_table",
+        ) from exc
     if not heads:
         return []
     if len(heads) > 1:

@@ -69,7 +69,16 @@ def named_in_env(env_py: Path, option: Option, keys: Iterable[str] = KEYS) -> di
     wanted = set(keys)
     found: dict[str, str | None] = {}
     for call in _configure_calls(tree):
-        for keyword in call.keywords:
+        for keyword in _keywords(call):
+            if keyword.arg is None and "version_table" in wanted:  # **kwargs: unknowable
+                raise MigrationSourceError(
+                    f"{env_py}:{keyword.value.lineno}: context.configure() gets **keywords, "
+                    "which may name the version table, and sqlmig cannot read them without "
+                    "running env.py: write version_table = ... (alembic_version if it is "
+                    "not renamed) in alembic.ini's [alembic] section (or [tool.alembic])",
+                    path=str(env_py),
+                    line=keyword.value.lineno,
+                )
             if keyword.arg not in wanted:
                 continue
             try:
@@ -99,6 +108,25 @@ def _configure_calls(tree: ast.Module) -> list[ast.Call]:
             or (isinstance(node.func, ast.Name) and node.func.id == "configure")
         )
     ]
+
+
+def _keywords(call: ast.Call) -> list[ast.keyword]:
+    """The keywords of ``call``, a ``**{"key": value}`` literal read as its keywords."""
+    found: list[ast.keyword] = []
+    for keyword in call.keywords:
+        literal = keyword.value
+        if (
+            keyword.arg is None
+            and isinstance(literal, ast.Dict)
+            and all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in literal.keys)
+        ):
+            found += [
+                ast.keyword(arg=k.value, value=v)  # type: ignore[union-attr]
+                for k, v in zip(literal.keys, literal.values, strict=True)
+            ]
+        else:
+            found.append(keyword)
+    return found
 
 
 def _module_constants(tree: ast.Module) -> dict[str, object]:

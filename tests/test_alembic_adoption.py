@@ -11,7 +11,7 @@ from sqlalchemy import MetaData, inspect, text
 from workers import BOUND, SPAWN, Crew, Job, wait_for_file
 
 from backends import Backend, fresh_database
-from sqlmig import MigrationRunner, MissingMigration, history_table
+from sqlmig import ConfigError, MigrationRunner, MissingMigration, history_table
 
 pytest.importorskip("alembic")
 
@@ -86,6 +86,25 @@ def test_an_alembic_version_naming_a_revision_not_in_the_chain_changes_nothing(
 
     assert not has_table(backend, "migrations")  # refused before the history is created
     assert rows(backend, "SELECT version_num FROM alembic_version") == [("f00d",)]
+
+
+def test_a_table_named_alembic_version_that_is_not_alembics_is_refused_by_its_name(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, CHAIN)
+    engine = backend.engine()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (id INTEGER)"))
+    engine.dispose()
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+    refused = r"cannot read Alembic's version table alembic_version \(.*version_num.*\): "
+
+    with pytest.raises(ConfigError, match=refused):  # not "migrations is not a history table"
+        runner.status()
+    with pytest.raises(ConfigError, match=refused):
+        runner.upgrade()
+
+    assert not has_table(backend, "migrations")
 
 
 def test_an_empty_alembic_version_adopts_nothing(backend: Backend, tmp_path: Path) -> None:

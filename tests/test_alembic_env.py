@@ -96,6 +96,15 @@ def version_table(tmp_path: Path, env_py: str, ini_extra: str = "") -> tuple[str
             id="not named: Alembic's default",
         ),
         pytest.param("def broken(:\n", "", ("alembic_version", None), id="a syntax error"),
+        pytest.param(
+            """
+            from alembic import context
+            context.configure(connection=None, **{"version_table": "app_revision"})
+            """,
+            "",
+            ("app_revision", None),
+            id="a dict literal after **",
+        ),
     ],
 )
 def test_the_version_table_is_read_from_env_py(
@@ -120,6 +129,31 @@ def test_a_name_env_py_computes_is_refused_with_where_to_write_it(tmp_path: Path
     # the configuration's key settles it: env.py is then not read
     assert version_table(tmp_path, env_py, "version_table = app_revision\n") == (
         "app_revision",
+        None,
+    )
+
+
+def test_keywords_passed_as_a_dict_are_refused_unless_the_configuration_names_the_table(
+    tmp_path: Path,
+) -> None:
+    # Flask-Migrate's env.py: configure_args may hold version_table, unknowable unrun
+    env_py = """
+        from alembic import context
+        conf_args = {}
+        context.configure(
+            connection=None,
+            **conf_args,
+        )
+        """
+    with pytest.raises(
+        MigrationSourceError,
+        match=r"env.py:7: context.configure\(\) gets \*\*keywords, which may name the "
+        r"version table, and sqlmig cannot read them without running env.py: write "
+        r"version_table = \.\.\. \(alembic_version if it is not renamed\) in alembic.ini",
+    ):
+        version_table(tmp_path, env_py)
+    assert version_table(tmp_path, env_py, "version_table = alembic_version\n") == (
+        "alembic_version",
         None,
     )
 
