@@ -62,7 +62,7 @@ class Statement:
 
 
 class UnterminatedSql(Exception):
-    """A string, quoted name, block comment or dollar quote is never closed."""
+    """A string, quoted name, block comment, dollar quote or routine body is never closed."""
 
     def __init__(self, what: str, line: int) -> None:
         super().__init__(f"{what} opened on line {line} is never closed")
@@ -143,6 +143,11 @@ class _Scanner:
                     st.end = pos = at + 1
                     continue
             pos = self._special_at(pos)
+        if self.current.depth > 0:  # else the rest of the text would go as one statement
+            raise UnterminatedSql(
+                "BEGIN ... END body (a name begin, case or end in it must be quoted)",
+                self.line_at(self.current.start),
+            )
         self._finish(size)
         return self.found
 

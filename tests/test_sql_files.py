@@ -443,6 +443,36 @@ def test_a_bad_sql_file_is_refused_before_anything_is_written(
     assert tables(backend) == set()
 
 
+BODY_READING_A_COLUMN_NAMED_BEGIN = {
+    "sqlite": "CREATE TRIGGER tr AFTER INSERT ON a BEGIN SELECT begin FROM a; END;",
+    "postgresql": "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT begin FROM a; END;",
+    "mysql": "CREATE PROCEDURE p() BEGIN SELECT begin FROM a; END;",
+}  # fmt: skip
+
+
+def test_a_body_never_closed_is_refused_rather_sent_with_the_rest_as_one_statement(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # the unquoted name begin opens a block as far as the split can tell: the body
+    # never closes, and PostgreSQL would run the rest, COMMIT and all, as one call
+    body = BODY_READING_A_COLUMN_NAMED_BEGIN[backend.name]
+    folder = make_migrations(
+        {
+            "001_body.sql": "-- migrate:up\nCREATE TABLE a (begin INT);\n"
+            f"{body}\nINSERT INTO a VALUES (1);\nCOMMIT;\nINSERT INTO a VALUES (2);\n"
+        }
+    )
+
+    with pytest.raises(
+        SqlFileError,
+        match=r"001_body\.sql:3: BEGIN \.\.\. END body \(a name begin, case or end in it must "
+        r"be quoted\) opened on line 3 is never closed",
+    ):
+        MigrationRunner(backend.url, folder).upgrade()
+
+    assert tables(backend) == set()
+
+
 def test_an_unterminated_dollar_quote_is_refused(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:

@@ -186,6 +186,8 @@ UNTERMINATED: list[tuple[str, tuple[str, ...], str, str]] = [
     ("nested block comment", ("postgresql",), "/* a /* b */ SELECT 1;", "block comment opened on line 1"),
     ("dollar quote", ("postgresql",), "SELECT 1;\nDO $$ BEGIN END;", "dollar quote $$ opened on line 2"),
     ("tagged dollar quote", ("postgresql",), "DO $fn$ BEGIN END $f$;", "dollar quote $fn$ opened on line 1"),
+    ("routine body", ALL, "SELECT 1;\nCREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT begin FROM a; END;\nCOMMIT;", "must be quoted. opened on line 2 is never closed"),
+    ("MariaDB block", ("mysql",), "BEGIN NOT ATOMIC SELECT 1;\nCOMMIT;", "BEGIN ... END body"),
 ]  # fmt: skip
 
 
