@@ -187,8 +187,7 @@ class _Scanner:
             return
         if st.skip:
             st.skip = False
-        elif word in ("begin", "case") and (st.depth > 0 or st.parens == 0):
-            # in the head's parentheses, a word is a name (a parameter called begin)
+        elif word == "case" or (word == "begin" and self._opens(st)):
             st.depth += 1
         elif word == "end" and st.depth > 0:
             following = _WORD.match(self.sql, _skip_blanks(self.sql, end, stop))
@@ -196,6 +195,13 @@ class _Scanner:
             if closes not in _UNCOUNTED_ENDS:
                 st.depth -= 1
                 st.skip = closes == "case"
+
+    def _opens(self, st: _Statement) -> bool:
+        """Whether a ``begin`` opens a block: the body, or a block in a MySQL body (in the
+        head's parentheses it is a name: a parameter called begin)."""
+        if st.depth > 0:
+            return self.syntax.nested_blocks
+        return st.parens == 0
 
     @staticmethod
     def _routine(head: list[str]) -> bool | None:

@@ -21,6 +21,8 @@ CASES: list[tuple[str, tuple[str, ...], str, list[str]]] = [
     ("two statements", ALL, "SELECT 1; SELECT 2;", ["SELECT 1", "SELECT 2"]),
     ("a parameter named begin", ("postgresql",), "CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT", ["CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql AS 'SELECT 1'", "COMMIT"]),
     ("a parameter named begin, then a body", ("mysql",), "CREATE PROCEDURE p(IN begin INT) BEGIN SELECT 1; END; COMMIT", ["CREATE PROCEDURE p(IN begin INT) BEGIN SELECT 1; END", "COMMIT"]),
+    ("a column named begin in a trigger's body", ("sqlite",), "CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE a SET begin = 1; END; COMMIT; END", ["CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE a SET begin = 1; END", "COMMIT", "END"]),
+    ("a column named begin in a BEGIN ATOMIC body", ("postgresql",), "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT begin FROM t; END; COMMIT; END", ["CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT begin FROM t; END", "COMMIT", "END"]),
     ("begin and case named in a trigger's condition", ("sqlite",), "CREATE TRIGGER t AFTER INSERT ON a WHEN (SELECT 1 AS begin) BEGIN SELECT CASE WHEN 1 THEN 2 END; END; COMMIT", ["CREATE TRIGGER t AFTER INSERT ON a WHEN (SELECT 1 AS begin) BEGIN SELECT CASE WHEN 1 THEN 2 END; END", "COMMIT"]),
     ("no ; after the last", ALL, "SELECT 1;\nSELECT 2", ["SELECT 1", "SELECT 2"]),
     ("empty statements dropped", ALL, ";;SELECT 1;;\n;", ["SELECT 1"]),
@@ -186,7 +188,7 @@ UNTERMINATED: list[tuple[str, tuple[str, ...], str, str]] = [
     ("nested block comment", ("postgresql",), "/* a /* b */ SELECT 1;", "block comment opened on line 1"),
     ("dollar quote", ("postgresql",), "SELECT 1;\nDO $$ BEGIN END;", "dollar quote $$ opened on line 2"),
     ("tagged dollar quote", ("postgresql",), "DO $fn$ BEGIN END $f$;", "dollar quote $fn$ opened on line 1"),
-    ("routine body", ALL, "SELECT 1;\nCREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT begin FROM a; END;\nCOMMIT;", "must be quoted. opened on line 2 is never closed"),
+    ("routine body", ("mysql",), "SELECT 1;\nCREATE TRIGGER t AFTER INSERT ON a FOR EACH ROW BEGIN SELECT begin FROM a; END;\nCOMMIT;", "must be quoted. opened on line 2 is never closed"),
     ("MariaDB block", ("mysql",), "BEGIN NOT ATOMIC SELECT 1;\nCOMMIT;", "BEGIN ... END body"),
 ]  # fmt: skip
 

@@ -107,6 +107,7 @@ MYSQL = MySQLProfile(
         dash_comment_needs_blank=True,
         backquotes=True,
         executable_comments=True,
+        nested_blocks=True,
     ),
     history_now_sql="UTC_TIMESTAMP(6)",  # DATETIME(6) keeps UTC
     missing_schema_hint=(

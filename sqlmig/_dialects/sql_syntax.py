@@ -43,6 +43,9 @@ class SqlSyntax:
     brackets: bool = False
     #: ``/*! ... */`` (and MariaDB's ``/*M! ... */``) is code, not a comment (MySQL).
     executable_comments: bool = False
+    #: A routine's body holds ``BEGIN ... END`` blocks (MySQL); elsewhere a ``begin``
+    #: inside a body is a name (PostgreSQL's ``BEGIN ATOMIC``, SQLite's triggers).
+    nested_blocks: bool = False
 
     @cached_property
     def special(self) -> re.Pattern[str]:
