@@ -70,7 +70,7 @@ def named_in_env(env_py: Path, option: Option, keys: Iterable[str] = KEYS) -> di
     found: dict[str, str | None] = {}
     for call in _configure_calls(tree):
         for keyword in _keywords(call):
-            if keyword.arg is None and "version_table" in wanted:  # **kwargs: unknowable
+            if keyword.arg is None and "version_table" in wanted and _of_alembic(call):
                 raise MigrationSourceError(
                     f"{env_py}:{keyword.value.lineno}: context.configure() gets **keywords, "
                     "which may name the version table, and sqlmig cannot read them without "
@@ -108,6 +108,18 @@ def _configure_calls(tree: ast.Module) -> list[ast.Call]:
             or (isinstance(node.func, ast.Name) and node.func.id == "configure")
         )
     ]
+
+
+def _of_alembic(call: ast.Call) -> bool:
+    """Whether ``call`` is Alembic's ``context.configure()`` (not ``structlog.configure()``):
+    its ``**keywords`` may then name the version table, which cannot be known unrun."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        return True  # from alembic.context import configure
+    owner = func.value if isinstance(func, ast.Attribute) else None
+    return (isinstance(owner, ast.Name) and owner.id == "context") or (
+        isinstance(owner, ast.Attribute) and owner.attr == "context"
+    )
 
 
 def _keywords(call: ast.Call) -> list[ast.keyword]:

@@ -98,6 +98,18 @@ def version_table(tmp_path: Path, env_py: str, ini_extra: str = "") -> tuple[str
         pytest.param("def broken(:\n", "", ("alembic_version", None), id="a syntax error"),
         pytest.param(
             """
+            import structlog
+            from alembic import context
+            settings = {}
+            structlog.configure(**settings)
+            context.configure(connection=None)
+            """,
+            "",
+            ("alembic_version", None),
+            id="** given to another library's configure()",
+        ),
+        pytest.param(
+            """
             from alembic import context
             context.configure(connection=None, **{"version_table": "app_revision"})
             """,
