@@ -48,9 +48,10 @@ __all__ = ["SqlFileLoader", "SqlSections", "read_sections"]
 #: A marker line: ``-- migrate:WORD options`` at the start of a line.
 _MARKER = re.compile(r"^--[ \t]*migrate:(?P<word>\S*)(?P<options>[^\n]*)$", re.MULTILINE)
 #: A line that reads as a marker to a person but not to sqlmig (blanks before the
-#: ``--``, ``Migrate:``): a comment, so the down section would run with the up one.
+#: ``--``, ``Migrate:``, MySQL's ``#``): a comment, so the down section would run
+#: with the up one.
 _NEAR_MARKER = re.compile(
-    r"^[ \t]*--[ \t]*migrate[ \t]*:[ \t]*(?:up|down)\b[^\n]*", re.MULTILINE | re.IGNORECASE
+    r"^[ \t]*(?:--|#)[ \t]*migrate[ \t]*:[ \t]*(?:up|down)\b[^\n]*", re.MULTILINE | re.IGNORECASE
 )
 _SECTIONS = ("up", "down")
 #: What an executed statement's error carries: the line of the statement in its file.

@@ -410,6 +410,7 @@ BAD_FILES = [
     ("not UTF-8", b"-- migrate:up\nSELECT 'caf\xe9';\n", 2, "the file is not UTF-8"),
     ("an indented marker", "-- migrate:up\nCREATE TABLE a (id INT);\n  -- migrate:down\nDROP TABLE a;\n", 3, "'-- migrate:down' is no marker, and its statements would run in the section above it"),
     ("a marker in capitals", "-- migrate:up\nCREATE TABLE a (id INT);\n-- Migrate:Down\nDROP TABLE a;\n", 3, "'-- Migrate:Down' is no marker"),
+    ("a marker as a # comment", "-- migrate:up\nCREATE TABLE a (id INT);\n# migrate:down\nDROP TABLE a;\n", 3, "'# migrate:down' is no marker"),
     ("a marker with a blank before its colon", "-- migrate :up\nCREATE TABLE a (id INT);\n", 1, "'-- migrate :up' is no marker"),
     ("a COMMIT", "-- migrate:up\nCREATE TABLE a (id INT);\nCOMMIT;\nCREATE TABLE b (id INT);\n", 3, "COMMIT ends or begins a transaction, and sqlmig runs the step in its own: remove it"),
     ("a BEGIN in the down section", "-- migrate:up\nCREATE TABLE a (id INT);\n-- migrate:down\nBEGIN;\nDROP TABLE a;\n", 4, "BEGIN ends or begins a transaction"),
