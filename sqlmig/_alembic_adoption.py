@@ -9,9 +9,12 @@ inside the write transaction that prepares the history, under the migration
 lock, so two runners adopt once, and a run killed half way leaves nothing to
 read as applied. On MySQL/MariaDB the history's ``CREATE TABLE`` commits
 itself, so a run killed there leaves an empty table: the next run adopts into
-it. The version table is only read, except by the step that undoes the
-chain's first revision, which empties it as Alembic's ``downgrade base`` does
-(else a history sqlmig emptied would be adopted again). Until the first
+it. The version table is only read, except by a step that undoes the revision
+it names: it is moved back to the revision before, as Alembic's ``downgrade``
+does, and emptied at the base (else a history sqlmig emptied would be adopted
+again). So it never names a revision past the history's last step, unless
+Alembic ran since sqlmig took over: every later run refuses that history
+(:func:`refuse_alembic_ahead`), whose steps in between ran outside sqlmig. Until the first
 write, reads (``status``, ``dry_run``, ``upgrade``'s first look) see the
 history as adoption will make it (:func:`as_adopted`).
 """
@@ -27,7 +30,7 @@ from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ._errors import ConfigError, MissingMigration, UsageError
+from ._errors import ConfigError, DirtyDatabase, MissingMigration, UsageError
 from ._history import History
 from ._migration import AppliedMigration, Migration
 
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from ._alembic_source import RevisionStep
     from ._session import Session
 
-__all__ = ["adoptable", "as_adopted", "may_adopt", "to_adopt"]
+__all__ = ["adoptable", "as_adopted", "may_adopt", "refuse_alembic_ahead", "to_adopt"]
 
 log = logging.getLogger("sqlmig")
 
@@ -46,7 +49,7 @@ def adoptable(history: History) -> bool:
     No table yet, or an empty one: the one a run killed while adopting on
     MySQL/MariaDB leaves (its ``CREATE TABLE`` committed itself, its rows did
     not). A history sqlmig emptied by undoing the chain has an empty version
-    table too (see ``at_base``), so nothing is adopted there.
+    table too (see ``step_back``), so nothing is adopted there.
     """
     return not history.rows and not history.unreadable
 
@@ -60,10 +63,21 @@ def as_adopted(s: Session, migrations: Sequence[Migration], history: History) ->
     yet). Reads only, so that ``status``, ``dry_run`` and ``upgrade``'s
     first look agree with what the write does.
 
+    With history rows, it is checked against the version table instead
+    (:func:`refuse_alembic_ahead`).
+
     Raises:
+        DirtyDatabase: as :func:`refuse_alembic_ahead`.
         MissingMigration, UsageError: as :func:`to_adopt`.
     """
-    if not adoptable(history) or not _revisions(migrations):
+    if not _revisions(migrations):
+        return history
+    if not adoptable(history):  # taken over already: unless Alembic went on since
+        if s.nested:
+            refuse_alembic_ahead(s.conn, migrations, history)
+        else:
+            with s.conn.begin():
+                refuse_alembic_ahead(s.conn, migrations, history)
         return history
     if s.nested:
         steps = _applied_by_alembic(s.conn, migrations)
@@ -114,12 +128,24 @@ def _revisions(migrations: Sequence[Migration]) -> list[RevisionStep]:
 
 def _applied_by_alembic(conn: Connection, migrations: Sequence[Migration]) -> list[Migration]:
     steps = _revisions(migrations)
+    position = _named_position(conn, steps)
+    return [] if position is None else list(steps[: position + 1])
+
+
+def _named_position(conn: Connection, steps: list[RevisionStep]) -> int | None:
+    """Where in ``steps`` the revision the version table names is (None: no table, no row).
+
+    Raises:
+        MissingMigration: it names a revision that is not in the chain.
+        UsageError: it names several revisions (Alembic branches).
+        ConfigError: the table cannot be read (not Alembic's).
+    """
     if not steps:
-        return []
+        return None
     # where the chain's project names it; schema None: the connection's default one
     name, schema = steps[0].version_table.name, steps[0].version_table.schema
     if not inspect(conn).has_table(name, schema=schema):
-        return []
+        return None
     table = Table(name, MetaData(), Column("version_num", String(32)), schema=schema)
     try:
         heads = [str(row[0]) for row in conn.execute(select(table.c.version_num))]
@@ -133,7 +159,7 @@ def _applied_by_alembic(conn: Connection, migrations: Sequence[Migration]) -> li
             key="version_table",
         ) from exc
     if not heads:
-        return []
+        return None
     if len(heads) > 1:
         raise UsageError(
             f"{name} names {len(heads)} revisions ({', '.join(sorted(heads))}): "
@@ -141,7 +167,7 @@ def _applied_by_alembic(conn: Connection, migrations: Sequence[Migration]) -> li
             "(alembic merge, alembic upgrade heads) before sqlmig takes over"
         )
     head = heads[0]
-    position = next((i for i, m in enumerate(steps) if getattr(m, "revision", None) == head), None)
+    position = next((i for i, m in enumerate(steps) if m.revision == head), None)
     if position is None:
         raise MissingMigration(
             f"{name} names revision {head}, which is not in this Alembic chain: "
@@ -149,5 +175,42 @@ def _applied_by_alembic(conn: Connection, migrations: Sequence[Migration]) -> li
             "that revision's file; nothing was changed",
             versions=[head],
         )
-    adopted: list[Migration] = list(steps[: position + 1])
-    return adopted
+    return position
+
+
+def refuse_alembic_ahead(
+    conn: Connection, migrations: Sequence[Migration], history: History
+) -> None:
+    """Refuse a history that Alembic went past after sqlmig took over.
+
+    sqlmig never moves the version table ahead (it only moves it back, when
+    it undoes the revision the table names), so a version table naming a
+    revision past every step the history records was written by Alembic
+    since: the revisions in between ran outside sqlmig, and would run again.
+    Reads only; nothing to do without history rows (adoption's case) or
+    without an Alembic chain.
+
+    Raises:
+        DirtyDatabase: the version table names a later step than the history.
+        MissingMigration, UsageError, ConfigError: as :func:`to_adopt`.
+    """
+    steps = _revisions(migrations)
+    if not steps or not history.rows:
+        return
+    position = _named_position(conn, steps)
+    if position is None:
+        return
+    named = steps[position]
+    last = max(int(r.version) for r in history.rows)
+    if named.number <= last:
+        return
+    table = steps[0].version_table.name
+    versions = [m.version for m in steps if last < m.number <= named.number]
+    raise DirtyDatabase(
+        f"{table} names revision {named.revision} (step {named.version}), past the last step "
+        f"sqlmig's history records ({last}): Alembic migrated this database after sqlmig "
+        f"took over, so steps {', '.join(versions)} ran outside sqlmig; record them with "
+        f"sqlmig stamp {versions[0]} (and each after it), or delete the rows of sqlmig's "
+        "history table so that sqlmig takes over again; nothing was changed",
+        versions=versions,
+    )

@@ -140,8 +140,11 @@ class RevisionLoader(ModuleLoader):
     def __init__(self, folder: Path, project: _Project, chain: list[Revision]) -> None:
         super().__init__(folder, None)
         self.project = project
-        #: the file of the chain's first revision: undoing it empties the version table
-        self.base = chain[0].path if chain else None
+        #: each file's revision and the one before it (None: the chain's first), which
+        #: undoing it leaves the version table naming if that named it
+        self.revisions = {
+            r.path: (r.revision, r.down_revision[0] if r.down_revision else None) for r in chain
+        }
         #: the files of revisions that use ``autocommit_block()``
         self.autocommit = {r.path for r in chain if r.autocommit}
 
@@ -165,7 +168,7 @@ class RevisionLoader(ModuleLoader):
         return StepCode(
             up=self._runner(upgrade, autocommit=autocommit),
             down=(
-                self._runner(downgrade, autocommit=autocommit, to_base=path == self.base)
+                self._runner(downgrade, autocommit=autocommit, undoes=self.revisions.get(path))
                 if callable(downgrade)
                 else None
             ),
@@ -174,44 +177,62 @@ class RevisionLoader(ModuleLoader):
         )
 
     def _runner(
-        self, fn: Callable[[], object], *, autocommit: bool, to_base: bool = False
+        self,
+        fn: Callable[[], object],
+        *,
+        autocommit: bool,
+        undoes: tuple[str, str | None] | None = None,
     ) -> Callable[[Connection], None]:
+        """``fn`` run the Alembic way; ``undoes``: it is a ``downgrade()``, of this
+        revision, to that one (None: the base)."""
         project = self.project
 
         @functools.wraps(fn)
         def run(conn: Connection) -> None:
             with _PROXIES, project.importable(), operations(conn, project, autocommit):
                 fn()
-            if to_base:
-                at_base(conn, project.version_table)
+            if undoes is not None:
+                step_back(conn, project.version_table, *undoes)
 
         return run
 
 
-def at_base(conn: Connection, version_table: VersionTable) -> None:
-    """Empty Alembic's version table, in the step that undid the chain's first revision.
+def step_back(
+    conn: Connection, version_table: VersionTable, revision: str, previous: str | None
+) -> None:
+    """Move Alembic's version table back, in the step that undid ``revision``.
 
-    The database is then at the base, as Alembic leaves it after ``downgrade
-    base``: a version table still naming a revision would be adopted again by
-    the next run, whose history sqlmig has just emptied. Nothing to do when the
-    table does not exist. A SQL script cannot ask: it creates the table if
-    missing (``IF NOT EXISTS``; an empty one is never adopted) and empties it.
+    If the table names ``revision``, it names ``previous`` afterwards, as
+    Alembic's ``downgrade`` leaves it; undoing the chain's first revision
+    (``previous`` None) empties it, as ``downgrade base`` does, so that a
+    history sqlmig emptied is not adopted again. The table then never names a
+    revision past the history's last step unless Alembic wrote it (see
+    :func:`sqlmig._alembic_adoption.refuse_alembic_ahead`). Nothing to do when
+    the table does not exist or names another revision. A SQL script cannot
+    ask: it creates the table if missing (``IF NOT EXISTS``; an empty one is
+    never adopted) and writes the same change.
     """
     from sqlalchemy import Column, MetaData, String, Table, inspect
     from sqlalchemy.schema import CreateTable
+    from sqlalchemy.sql import Delete, Update
 
     name, schema = version_table.name, version_table.schema
     table = Table(
         name, MetaData(), Column("version_num", String(32), nullable=False), schema=schema
     )
+    change: Delete | Update
+    if previous is None:
+        change = table.delete()
+    else:
+        change = table.update().where(table.c.version_num == revision).values(version_num=previous)
     if getattr(conn, "sql_output", None) is not None:
         conn.execute(CreateTable(table, if_not_exists=True))
-        conn.execute(table.delete())
+        conn.execute(change)
         return
     if not inspect(conn).has_table(name, schema=schema):
         return
-    if conn.execute(table.delete()).rowcount:
-        log.info("emptied %s: the Alembic chain is undone to its base", name)
+    if conn.execute(change).rowcount:
+        log.info("%s now names %s", name, previous or "no revision (the base)")
 
 
 @contextmanager

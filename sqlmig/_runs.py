@@ -67,7 +67,9 @@ def run_downgrade(
 ) -> list[Migration]:
     """``MigrationRunner.downgrade`` (``target`` None: the last step), under the lock."""
     executor = s.executor(on_step)
-    if as_adopted(s, migrations, History([], exists=False)).rows and adoptable(s.read()):
+    read = s.read()
+    seen = as_adopted(s, migrations, read)  # refuses a history Alembic went past since
+    if adoptable(read) and seen.rows:
         with prepared(s, executor, migrations):  # Alembic's history, taken over first
             pass
     comparison = compare(migrations, s.read_for_steps(executor).rows)

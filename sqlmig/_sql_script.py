@@ -19,6 +19,7 @@ from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql import ClauseElement
 
+from ._alembic_adoption import may_adopt
 from ._dialects import DialectProfile, profile_named
 from ._errors import MigrationFailed, UsageError
 from ._history import HistoryStore, ServerNow
@@ -83,6 +84,12 @@ def render_script(
         header.append(
             f"-- {dialect} commits each DDL statement itself: a step that fails part-way "
             "leaves its earlier statements applied"
+        )
+    if not applied and may_adopt(migrations):
+        header.append(
+            "-- an Alembic chain: for a database Alembic migrated, give --from the step of "
+            "the revision its version table names (sqlmig status on it shows that step), "
+            "else this script runs every revision again"
         )
     parts = ["\n".join(header)]
     if tenant and schema:

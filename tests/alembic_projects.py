@@ -138,8 +138,9 @@ CHAIN = {
 }
 
 
-def alembic_upgrade(ini: Path, url: str, target: str) -> None:
-    """Alembic's own ``upgrade`` of the project at ``ini`` (its env.py allowed to run)."""
+def alembic_upgrade(ini: Path, url: str, target: str, *, command_name: str = "upgrade") -> None:
+    """Alembic's own ``upgrade`` (or ``command_name``: ``stamp``, ``downgrade``) of the
+    project at ``ini`` (its env.py allowed to run)."""
     import os
 
     from alembic import command
@@ -149,7 +150,7 @@ def alembic_upgrade(ini: Path, url: str, target: str) -> None:
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     os.environ["ALEMBIC_ITSELF"] = "1"
     try:
-        command.upgrade(config, target)
+        getattr(command, command_name)(config, target)
     finally:
         del os.environ["ALEMBIC_ITSELF"]
 

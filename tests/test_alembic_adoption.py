@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic_projects import CHAIN, INI, adopt_and_hang, alembic_upgrade, write_project
+from alembic_projects import CHAIN, INI, adopt_and_hang, alembic_upgrade, revision, write_project
 from scripts import apply
 from sqlalchemy import MetaData, inspect, text
 from workers import BOUND, SPAWN, Crew, Job, wait_for_file
 
 from backends import Backend, fresh_database
-from sqlmig import ConfigError, MigrationRunner, MissingMigration, history_table
+from sqlmig import ConfigError, DirtyDatabase, MigrationRunner, MissingMigration, history_table
 
 pytest.importorskip("alembic")
 
@@ -133,6 +133,44 @@ def test_a_history_sqlmig_emptied_is_never_adopted_again(backend: Backend, tmp_p
     applied = runner.upgrade()
 
     assert [m.version for m in applied] == ["1", "2", "3", "4"]
+
+
+def test_undoing_the_revision_alembic_version_names_moves_it_back_so_alembic_can_resume(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, CHAIN)
+    alembic_upgrade(ini, backend.url_string, "head")
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+
+    assert [m.version for m in runner.downgrade("2")] == ["4", "3"]  # adopted, then undone
+
+    assert rows(backend, "SELECT version_num FROM alembic_version") == [("b2",)]
+    alembic_upgrade(ini, backend.url_string, "head")  # back to Alembic: it goes on from b2
+    assert rows(backend, "SELECT email FROM account") == [("ada@example.org",)]
+
+
+def test_a_history_alembic_went_past_after_sqlmig_took_over_is_refused(
+    backend: Backend, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, CHAIN)
+    alembic_upgrade(ini, backend.url_string, "a1")
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+    assert [m.version for m in runner.upgrade("2")] == ["2"]  # a1 adopted, b2 run
+    alembic_upgrade(ini, backend.url_string, "b2", command_name="stamp")
+    alembic_upgrade(ini, backend.url_string, "head")  # Alembic again: c3 and d4
+
+    for call in (runner.status, runner.upgrade, runner.dry_run, runner.rollback_last):
+        with pytest.raises(
+            DirtyDatabase,
+            match=r"alembic_version names revision d4 \(step 4\), "
+            r"past the last step sqlmig's history records \(2\).*sqlmig stamp 3",
+        ):
+            call()
+
+    assert rows(backend, "SELECT count(*) FROM account") == [(1,)]  # c3's row, not twice
+    runner.stamp("3")
+    runner.stamp("4")
+    assert runner.upgrade() == []
 
 
 def test_an_empty_history_table_is_adopted_into_and_nothing_runs_again(
@@ -395,6 +433,26 @@ def test_a_downgrade_script_to_the_base_empties_the_version_table(
     apply(backend, runner.sql_script("1"))
     apply(backend, runner.sql_script("base", downgrade=True, from_version="1"))
     assert rows(backend, "SELECT count(*) FROM alembic_version") == [(0,)]
+
+
+def test_a_downgrade_script_moves_the_version_table_back(backend: Backend, tmp_path: Path) -> None:
+    note = revision(
+        "n2",
+        "a1",
+        'op.create_table("note", sa.Column("id", sa.Integer, primary_key=True))',
+        'op.drop_table("note")',
+    )
+    ini = write_project(tmp_path, {"a1_account.py": CHAIN["a1_account.py"], "n2_note.py": note})
+    alembic_upgrade(ini, backend.url_string, "head")
+    runner = MigrationRunner(backend.url, f"alembic:{ini}")
+    runner.upgrade()  # adopted
+
+    script = runner.sql_script("1", downgrade=True, from_version="2")
+    apply(backend, script)
+
+    assert "SET version_num='a1' WHERE alembic_version.version_num = 'n2'" in script
+    assert rows(backend, "SELECT version_num FROM alembic_version") == [("a1",)]
+    assert [m.version for m in runner.upgrade()] == ["2"]  # n2 run again, not refused
 
 
 def drop_version_table(backend: Backend) -> None:

@@ -458,6 +458,9 @@ def test_a_sql_script_runs_revisions_in_alembics_offline_mode(tmp_path: Path) ->
     assert "CREATE TABLE account" in script
     assert "UPDATE account SET name = upper(name);" in script
     assert not (tmp_path / "app.db").exists()
+    # from the base, the script warns that a database Alembic migrated needs --from
+    assert "-- an Alembic chain: for a database Alembic migrated, give --from" in script
+    assert "-- an Alembic chain" not in runner.sql_script(dialect="postgresql", from_version="1")
 
 
 def test_a_package_script_location_and_recursive_version_folders_are_read(
