@@ -28,7 +28,7 @@ _TOKEN = r"""
   | (?P<block>/\*.*?(?:\*/|\Z))
   | (?P<quoted>SINGLE | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z))
   | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*)?\$)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
   | (?P<end>;)
   | (?P<other>.)
 """
@@ -82,7 +82,9 @@ def _statement_heads(sql: str, backslash_escapes: bool = True) -> Iterator[list[
     ``CASE``, labels, handlers) run now: their opening words are yielded as a
     head of their own (``["if"]``), each statement inside them as a head too,
     and the ``END`` that closes a block as none. Elsewhere ``begin`` and
-    ``atomic`` are names (a column), and scanning goes on.
+    ``atomic`` are names (a column, a routine's parameter in its parentheses),
+    and scanning goes on. A word may hold ``$`` after its first letter
+    (``a$$b`` is a name, not a dollar quote), as on PostgreSQL and MySQL.
     """
     words: list[str] = []
     routine = False  # the statement defines a trigger, function, procedure or event
@@ -90,6 +92,7 @@ def _statement_heads(sql: str, backslash_escapes: bool = True) -> Iterator[list[
     mode = ""  # "condition": up to THEN/DO; "closing": an END's rest; "until": REPEAT's end
     cases = 0  # CASE expressions open inside a condition (their THEN is not the body's)
     opened = False  # a block was just opened by BEGIN (NOT ATOMIC may follow)
+    parens = 0  # parentheses open in the statement (a routine's parameters: names)
     pos, size = 0, len(sql)
     token, labelled = re.compile(*_TOKENS[backslash_escapes]), re.compile(*_LABELLED)
     while pos < size:
@@ -116,7 +119,7 @@ def _statement_heads(sql: str, backslash_escapes: bool = True) -> Iterator[list[
                 continue
             if words and words[0] in ("create", "alter") and word in _ROUTINES:
                 routine = True
-            if routine and word in ("begin", "atomic"):
+            if routine and word in ("begin", "atomic") and parens == 0:
                 yield [*words, word]  # a routine's body: its statements are not run now
                 if "package" in words:  # Oracle mode: procedures' bodies inside, then END
                     return
@@ -157,7 +160,9 @@ def _statement_heads(sql: str, backslash_escapes: bool = True) -> Iterator[list[
         elif kind == "end":
             if words:
                 yield words
-            words, routine, mode = [], False, ""
+            words, routine, mode, parens = [], False, "", 0
+        elif kind == "other" and match.group() in "()":
+            parens = max(0, parens + (1 if match.group() == "(" else -1))
         elif kind == "other" and not words and match.group() == "#":  # MySQL comment
             newline = sql.find("\n", pos)
             pos = size if newline < 0 else newline + 1

@@ -149,6 +149,14 @@ def test_only_reads_looks_at_the_first_word_past_comments(sql: str, reads: bool)
         ("CREATE PROCEDURE p() BEGIN BEGIN COMMIT; END; LOOP LEAVE x; END LOOP; END; END", "END"),
         ("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO BEGIN DELETE FROM t; END; COMMIT", "COMMIT"),
         ("CREATE PROCEDURE p() BEGIN SELECT 1; END; SELECT 2", None),
+        # a parameter named begin is a name, not the body
+        (
+            "CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT",
+            "COMMIT",
+        ),
+        ("CREATE PROCEDURE p(IN begin INT) BEGIN SELECT 1; END; COMMIT", "COMMIT"),
+        # a name holding $$ (PostgreSQL, MySQL) opens no dollar quote
+        ("CREATE TABLE a$$b (id int); COMMIT; SELECT '$$'", "COMMIT"),
     ],
 )
 def test_what_follows_a_routine_is_read_too(sql: str, found: str | None) -> None:
