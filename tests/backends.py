@@ -3,8 +3,9 @@
 SQLite is a file in the test's temporary folder. PostgreSQL and MariaDB come
 from ``SQLMIG_TEST_POSTGRES_URL`` / ``SQLMIG_TEST_MYSQL_URL`` (what CI sets);
 every test that asks for one gets a fresh database of its own on that server,
-created before and dropped after, so tests (and parallel workers) never see
-each other's tables. Backends named in ``SQLMIG_REQUIRE_BACKENDS`` must be
+made before it and dropped after it (by a thread, while other tests run: see
+:class:`Databases`), so tests (and parallel workers) never see each other's
+tables. Backends named in ``SQLMIG_REQUIRE_BACKENDS`` must be
 available: their tests fail instead of skipping.
 """
 
@@ -15,6 +16,7 @@ import functools
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +116,88 @@ class Backend:
         return create_engine(self.url, **kwargs)  # type: ignore[arg-type]
 
 
+class Databases:
+    """Fresh databases on one server, made one ahead and dropped behind the tests.
+
+    Making and dropping a database is mostly the server waiting on its disk
+    (PostgreSQL's ``DROP DATABASE`` forces a checkpoint): a thread of the test
+    process does both on a connection of its own while the tests run, so a test
+    waits for neither. Each database is still made for one test alone, empty,
+    and dropped after it; :func:`close_all` waits for every drop at the end of
+    the session.
+    """
+
+    def __init__(self, name: str, admin_url: URL) -> None:
+        self.name = name
+        self.admin_url = admin_url
+        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"databases-{name}")
+        self.next: Future[str] | None = None
+        self.drops: list[Future[None]] = []
+
+    def _create(self) -> str:
+        dbname = f"sqlmig_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {dbname}"))
+        return dbname
+
+    def _drop(self, dbname: str) -> None:
+        force = " WITH (FORCE)" if self.name == "postgresql" else ""
+        with self.admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {dbname}{force}"))
+
+    def take(self) -> str:
+        """A new, empty database's name (made ahead of time), and the next one begun."""
+        made = self.next if self.next is not None else self.thread.submit(self._create)
+        self.next = None
+        dbname = made.result()
+        self.next = self.thread.submit(self._create)
+        return dbname
+
+    def check_drops(self) -> None:
+        """Raise the error of a drop that failed (the next test then fails with it)."""
+        for done in [d for d in self.drops if d.done()]:
+            self.drops.remove(done)
+            done.result()
+
+    def give_back(self, dbname: str) -> None:
+        """Drop the database once the thread gets to it (before the next one is made)."""
+        self.drops.append(self.thread.submit(self._drop, dbname))
+
+    def close(self) -> None:
+        """Drop the database made ahead, wait for every drop, close the connection."""
+        if self.next is not None:
+            try:
+                self.give_back(self.next.result())
+            except Exception:  # never made: nothing to drop
+                pass
+            self.next = None
+        self.thread.shutdown(wait=True)
+        self.admin.dispose()
+        failed, self.drops = [d.exception() for d in self.drops], []
+        for exc in failed:
+            if exc is not None:
+                raise exc
+
+
+_databases: dict[str, Databases] = {}
+
+
+def databases(name: str, admin_url: URL) -> Databases:
+    """This process's :class:`Databases` for the server backend ``name``."""
+    if name not in _databases:
+        if not _databases:  # after a container's own stop: runs before it
+            atexit.register(close_all)  # a process that ends without its session's end
+        _databases[name] = Databases(name, admin_url)
+    return _databases[name]
+
+
+def close_all() -> None:
+    """Wait for the databases still being dropped (at the end of the session)."""
+    while _databases:
+        _databases.popitem()[1].close()
+
+
 @contextmanager
 def fresh_database(name: str, tmp_path: Path) -> Iterator[Backend]:
     """A new, empty database on the given backend, dropped afterwards."""
@@ -124,18 +208,13 @@ def fresh_database(name: str, tmp_path: Path) -> Iterator[Backend]:
     if admin_url is None:
         unavailable(name, f"{ENV_VARS[name]} is not set and no container could be started")
     assert admin_url is not None
-    dbname = f"sqlmig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    made = databases(name, admin_url)
+    made.check_drops()
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {dbname}"))
+        dbname = made.take()
     except Exception as exc:  # any failure means the server is not usable
-        admin.dispose()
         unavailable(name, f"cannot create a database on {admin_url!r}: {exc}")
     try:
         yield Backend(name, admin_url.set(database=dbname))
     finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if name == "postgresql" else ""
-            conn.execute(text(f"DROP DATABASE IF EXISTS {dbname}{force}"))
-        admin.dispose()
+        made.give_back(dbname)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from backends import BACKENDS, Backend, fresh_database
+from backends import BACKENDS, Backend, close_all, fresh_database
 
 pytest_plugins = ["pytester"]
 
@@ -76,3 +76,8 @@ def count(backend: Backend, sql: str) -> int:
             return int(conn.execute(text(sql)).scalar_one())
     finally:
         engine.dispose()
+
+
+def pytest_sessionfinish() -> None:
+    """Wait for the test databases still being dropped, so none outlives the run."""
+    close_all()
