@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ._dialects import DialectProfile
 from ._errors import MigrationFailed
@@ -84,7 +84,7 @@ class StepExecutor:
         self.replanned: list[PlanItem] | None = None
         self.guard = Guard(conn)
         #: the savepoint that proves a watched step kept its transaction
-        self.mark = StepMark(profile.send_own)
+        self.mark = StepMark(profile.send_own, profile.send_own_each)
 
     def watching(self) -> AbstractContextManager[None]:
         """Keep the guard on the connection while a run's steps go (once, not per step)."""
@@ -161,6 +161,7 @@ class StepExecutor:
         *,
         watch: bool = False,
         announce: bool = True,
+        then: Callable[[int], str] | None = None,
     ) -> int:
         """Run ``fn(conn)`` under the guard; return its time in milliseconds.
 
@@ -171,6 +172,8 @@ class StepExecutor:
         sqlmig began when it returns (checked by SQLAlchemy's state, the driver's
         state and a savepoint taken before the step, see :class:`StepMark`: a
         commit, however it was sent, ends the transaction and every savepoint in it).
+        ``then``: with ``watch``, a statement of sqlmig's own for the step's time (its
+        history change), run after a step that succeeded, with the mark's release.
 
         Raises:
             MigrationFailed: it raised, or tried to commit, roll back or close.
@@ -199,17 +202,17 @@ class StepExecutor:
                 error = exc
         if state.tripped and not isinstance(error, ForbiddenCall):
             error = ForbiddenCall(state.tripped[0], autocommit=autocommit)
-        rescoped = False
+        ms = round((time.perf_counter() - started) * 1000)
         if watch:
-            together = self._scope_together
-            lost = not self._intact(trans, error is None, then=together)
-            rescoped = together is not None
+            own = self._own_after(ms, then if error is None else None)
+            lost, refused = self._intact(trans, error is None, then=own)
             if lost and error is None and self._aborted(trans):  # its settings rolled back too
                 self._failed(migration, started)
                 raise self._swallowed(migration, fn, action)
+            if refused is not None and error is None:  # sqlmig's own statement after it
+                raise refused  # (after a failure, the rollback that follows resets the scope)
         else:  # under the failed-row protocol: its row stays failed (see apply, undo)
             lost = not autocommit and not self.profile.kept_transaction(self.conn)
-        if not ((lost and watch) or rescoped):  # lost and watched: see _keep_failed
             self._rescope(failed=error is not None or lost)
         if lost:
             # on_step hears of it once the failed row is kept: whatever it raises, the
@@ -221,7 +224,7 @@ class StepExecutor:
         if error is not None:
             self._failed(migration, started)
             raise self.failure(migration, fn, action, error, state=state) from error
-        return round((time.perf_counter() - started) * 1000)
+        return ms
 
     def _rescope(self, *, failed: bool) -> None:
         """Give the session the run's scope back after a step (see ``keep_scope``).
@@ -260,28 +263,37 @@ class StepExecutor:
             self.on_step(migration, "failed", time.perf_counter() - started)
 
     @cached_property
-    def _scope_together(self) -> str | None:
-        """The statement giving the session its scope back, when it can go with the mark's."""
-        if self.scope is None or not self.profile.sends_together(self.conn):
-            return None
+    def _scope_statement(self) -> str | None:
+        """The statement giving the session its scope back after a step, if any."""
         return self.profile.scope_statement(self.conn, self.scope)
 
-    def _intact(self, trans: Any, succeeded: bool, *, then: str | None = None) -> bool:
-        """After a watched step: is its transaction still the one sqlmig began?
+    def _own_after(self, ms: int, then: Callable[[int], str] | None) -> tuple[str, ...]:
+        """sqlmig's own statements after a watched step: the scope given back, then
+        ``then(ms)`` (its history change, after a step that succeeded)."""
+        scope = self._scope_statement
+        own = () if scope is None else (scope,)
+        return own if then is None else (*own, then(ms))
+
+    def _intact(
+        self, trans: Any, succeeded: bool, *, then: tuple[str, ...] = ()
+    ) -> tuple[bool, DBAPIError | None]:
+        """After a watched step: whether its transaction was ended (it is no longer the
+        one sqlmig began), and the error of a statement of ``then`` the database refused.
 
         On success the step's savepoint is released, after a failure rolled back
         to; either fails when a commit or rollback ended the transaction, even
-        if the driver has begun a new one since. ``then`` is sent with it (see
+        if the driver has begun a new one since. ``then`` runs after it (see
         :meth:`StepMark.release`) if it gets that far.
         """
         conn = self.conn
         if trans is None or not trans.is_active or not conn.in_transaction():
-            return False
+            return True, None
         if driver_in_transaction(conn.connection.dbapi_connection) is False:
-            return False
+            return True, None
         if not self.profile.kept_transaction(conn):
-            return False
-        return self.mark.release(conn, succeeded, then=then)
+            return True, None
+        kept, refused = self.mark.release(conn, succeeded, then=then)
+        return not kept, refused if kept else None
 
     def _aborted(self, trans: Any) -> bool:
         """After a watched step that returned but whose mark could not be released:
@@ -430,6 +442,7 @@ class StepExecutor:
                 migration.up,
                 "up",
                 lambda took: self.store.record(self.conn, migration, execution_ms=took),
+                self.store.record_statement(self.conn.dialect, self.profile, migration),
             )
             if ms is None:
                 return False
@@ -474,8 +487,13 @@ class StepExecutor:
         down = migration.down
         assert down is not None
         if self.protected(migration):
+            deleting = self.store.delete_statement(self.conn.dialect, self.profile, row.version)
             ms = self._run_protected(
-                migration, down, "down", lambda _took: self.store.delete(self.conn, row.version)
+                migration,
+                down,
+                "down",
+                lambda _took: self.store.delete(self.conn, row.version),
+                None if deleting is None else lambda _took: deleting,
             )
             if ms is None:
                 return False
@@ -510,8 +528,13 @@ class StepExecutor:
         fn: StepFunction,
         action: str,
         write: Callable[[int], object],
+        statement: Callable[[int], str] | None = None,
     ) -> int | None:
         """Run ``fn`` and its history change ``write(ms)`` in one watched transaction.
+
+        ``statement``: the same change as a statement of sqlmig's own, sent with
+        the release of the step's savepoint (in its round trip, where the
+        driver can); None where it cannot be written so, and ``write`` runs.
 
         Returns the step's time, or None when ``migration`` is no longer the next
         step (another runner wrote meanwhile). A step that ended its transaction
@@ -521,11 +544,12 @@ class StepExecutor:
             with self.transaction():
                 if not self._still_next(migration):
                     return None
-                ms = self.call(migration, fn, action, watch=True)
-                try:
-                    write(ms)
-                except UnicodeEncodeError as exc:
-                    raise self._unwritable(migration, fn, action, exc) from exc
+                ms = self.call(migration, fn, action, watch=True, then=statement)
+                if statement is None:
+                    try:
+                        write(ms)
+                    except UnicodeEncodeError as exc:
+                        raise self._unwritable(migration, fn, action, exc) from exc
         except TransactionLost as lost:
             self._keep_failed(migration)
             self._failed(migration, lost.started)

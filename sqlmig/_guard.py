@@ -18,12 +18,13 @@ transaction control lives in ``_statements``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from ._statements import only_reads, transaction_control
 
@@ -399,10 +400,16 @@ class StepMark:
 
     name = "sqlmig_step"
 
-    def __init__(self, send: Callable[..., bool]) -> None:
+    def __init__(
+        self,
+        send: Callable[..., bool],
+        send_each: Callable[[Connection, Sequence[str]], tuple[int, DBAPIError | None]],
+    ) -> None:
         #: runs one statement on the driver connection, False when refused
         #: (``DialectProfile.send_own``: the dialect's cheapest way)
         self.send = send
+        #: runs statements in order up to the first refused (``DialectProfile.send_own_each``)
+        self.send_each = send_each
 
     def take(self, conn: Connection) -> None:
         """Take the mark inside ``conn``'s transaction, before the step runs.
@@ -414,17 +421,20 @@ class StepMark:
         if not self.send(conn, statement, first=True):
             conn.exec_driver_sql(statement)  # again, to raise SQLAlchemy's error (and clean up)
 
-    def release(self, conn: Connection, succeeded: bool, *, then: str | None = None) -> bool:
+    def release(
+        self, conn: Connection, succeeded: bool, *, then: Sequence[str] = ()
+    ) -> tuple[bool, DBAPIError | None]:
         """After the step: release the mark (roll back to it after a failure).
 
-        ``then``: a statement of sqlmig's own sent with it in one call, for a
-        driver that runs several statements so (one round trip); it runs only
-        if the mark was there.
+        ``then``: statements of sqlmig's own run after it, only if the mark was
+        there, and in the same round trip where the driver can (see
+        ``DialectProfile.send_own_each``).
 
-        False when the mark is gone: the step's transaction was ended. A
-        failure of ``then`` reads so too: sqlmig's own statement fails only in
-        a transaction that is no longer sound.
+        Returns whether the mark was there (False: the step's transaction was
+        ended), and the error of a statement of ``then`` the database refused.
         """
         verb = "RELEASE SAVEPOINT" if succeeded else "ROLLBACK TO SAVEPOINT"
-        statement = f"{verb} {self.name}"
-        return self.send(conn, statement if then is None else f"{statement}; {then}")
+        if not then:
+            return self.send(conn, f"{verb} {self.name}"), None
+        done, error = self.send_each(conn, (f"{verb} {self.name}", *then))
+        return done > 0, error

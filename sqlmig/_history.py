@@ -8,7 +8,7 @@ runners left, and the few statements that write rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -33,7 +33,7 @@ from sqlalchemy.sql import Delete, Select
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
-from ._dialects import profile_named
+from ._dialects import DialectProfile, profile_named
 from ._driver_errors import missing_schema, not_a_history_table
 from ._errors import DirtyDatabase
 from ._migration import AppliedMigration, Migration
@@ -195,6 +195,8 @@ class HistoryStore:
         self.tenant = tenant
         #: the dialect the row's ``INSERT`` was last written for, the text, and its style
         self._inserts: tuple[Dialect, str, bool] | None = None
+        #: the dialect :meth:`record_statement`'s head was written for, and the head
+        self._own_insert: tuple[Dialect, str | None] | None = None
 
     @cached_property
     def table(self) -> Table:
@@ -383,6 +385,61 @@ class HistoryStore:
         positional = style in ("qmark", "format", "numeric", "numeric_dollar")
         self._inserts = (dialect, sql, positional)
         return sql, positional
+
+    def record_statement(
+        self, dialect: Dialect, profile: DialectProfile, migration: Migration
+    ) -> Callable[[int], str] | None:
+        """:meth:`record` of an applied step as a statement of sqlmig's own, for its
+        time in ms: its values written in by ``profile`` (``own_literal``), in ASCII.
+
+        None where they cannot be written so: :meth:`record` sends them as parameters.
+        """
+        literal = profile.own_literal
+        version = literal(migration.version)
+        if version is None:
+            return None
+        name, checksum = literal(migration.name), literal(migration.checksum)
+        head = self._own_head(dialect)
+        if name is None or checksum is None or head is None:
+            return None
+        now, applied = profile.history_now_sql, literal(True)
+        head = f"{head}{version}, {name}, {now}, {checksum}, "
+        return lambda ms: f"{head}{literal(ms)}, {applied})"
+
+    def _own_head(self, dialect: Dialect) -> str | None:
+        """``INSERT INTO t (columns) VALUES (`` for :meth:`record_statement`; None when
+        the table's name cannot go in a statement of sqlmig's own (:meth:`_own_source`)."""
+        cached = self._own_insert
+        if cached is not None and cached[0] is dialect:
+            return cached[1]
+        source = self._own_source(dialect)
+        head = None
+        if source is not None:
+            quote = dialect.identifier_preparer.quote
+            columns = ", ".join(quote(c) for c in (*RECORDED[:2], "applied_at", *RECORDED[2:]))
+            head = f"INSERT INTO {source} ({columns}) VALUES ("
+        self._own_insert = (dialect, head)
+        return head
+
+    def _own_source(self, dialect: Dialect) -> str | None:
+        """The table's quoted name for a statement of sqlmig's own, sent without
+        parameters: None when it is not ASCII, or holds a ``%`` (which a driver of the
+        ``format`` styles has the name's quoting double)."""
+        source = self._source_for(dialect)
+        if not source.isascii() or "%" in source:
+            return None
+        return source
+
+    def delete_statement(
+        self, dialect: Dialect, profile: DialectProfile, version: str
+    ) -> str | None:
+        """:meth:`delete` as a statement of sqlmig's own (see :meth:`record_statement`)."""
+        value = profile.own_literal(version)
+        source = None if value is None else self._own_source(dialect)
+        if value is None or source is None:
+            return None
+        column = dialect.identifier_preparer.quote("version")
+        return f"DELETE FROM {source} WHERE {column} = {value}"
 
     def mark_done(self, conn: Connection, version: str, execution_ms: int) -> bool:
         """Set a failed row applied after its step finished; False when the row is gone."""

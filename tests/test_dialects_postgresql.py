@@ -6,6 +6,7 @@ The lock is a session lock so that CREATE INDEX CONCURRENTLY can run while it is
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from backends import Backend
 from conftest import MakeMigrations
-from sqlmig import MigrationFailed, MigrationRunner
+from sqlmig import Migration, MigrationFailed, MigrationRunner
 from sqlmig._dialects.postgresql import POSTGRESQL, AdvisoryLock
 from sqlmig._locking import lock_key
 
@@ -323,3 +324,79 @@ def test_the_search_path_comes_back_after_a_step_sets_an_encoding_without_its_na
             assert inspect(conn).get_table_names(schema=schema) == ["t"]
     finally:
         engine.dispose()
+
+
+TWO_STATEMENTS = """\
+    def up(conn):
+        conn.exec_driver_sql("CREATE TABLE t{n} (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO t{n} (id) VALUES (1)")
+    """
+
+
+def test_a_step_costs_as_many_round_trips_as_a_plain_transaction_of_it_and_its_row(
+    backend: Backend, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    """Through psycopg, a step of two statements is five round trips, as in a loop of
+    ``with conn.begin()`` sending them and the history row: the step's savepoint goes
+    with ``BEGIN``, its release with the search path's restore and the row, then COMMIT."""
+    from psycopg import pq
+
+    trace = tmp_path / "libpq.trace"
+    engine = backend.engine()
+    folder = make_migrations({f"00{n}_t{n}.py": TWO_STATEMENTS.format(n=n) for n in (1, 2, 3)})
+    with trace.open("w") as out:
+
+        @event.listens_for(engine, "connect")
+        def traced(dbapi: Any, _record: Any) -> None:
+            dbapi.pgconn.trace(out.fileno())
+            dbapi.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+        try:
+            applied = MigrationRunner(engine, folder).upgrade()
+        finally:
+            engine.dispose()
+    assert len(applied) == 3
+
+    steps: list[list[str]] = []  # each step's messages, from its BEGIN until idle again
+    inside = False
+    for line in trace.read_text().splitlines():
+        if line.startswith("F") and "BEGIN; SAVEPOINT sqlmig_step" in line:
+            steps.append([])
+            inside = True
+        if inside:
+            steps[-1].append(line)
+            inside = "ReadyForQuery\t I" not in line
+    assert len(steps) == 3
+    for messages in steps:
+        assert len([m for m in messages if "ReadyForQuery" in m]) == 5
+        queries = [m for m in messages if m.startswith("F") and "\tQuery\t" in m]
+        assert "RELEASE SAVEPOINT sqlmig_step; " in queries[-2]
+        assert "set_config('search_path'" in queries[-2]
+        assert "INSERT INTO migrations " in queries[-2]  # the row, in the step's transaction
+        assert queries[-1].endswith('"COMMIT"')
+
+
+def test_a_history_row_s_text_comes_back_whatever_standard_conforming_strings_says(
+    backend: Backend,
+) -> None:
+    """A row's values written in sqlmig's own statement read the same with it on or off;
+    a name that is not ASCII is sent as a parameter, and comes back too."""
+
+    def off(conn: Connection) -> None:
+        conn.exec_driver_sql("SET standard_conforming_strings = off")
+
+    def on(conn: Connection) -> None:
+        conn.exec_driver_sql("SET standard_conforming_strings = on")
+
+    names = ["it's a \\b\\\\ step", "schrödinger's", "back \\' to 'on'"]
+    steps = [
+        Migration("001", names[0], up=off, down=on),
+        Migration("002", names[1], up=off, down=on),
+        Migration("003", names[2], up=on, down=off),
+    ]
+    runner = MigrationRunner(backend.url, steps)
+
+    assert [m.version for m in runner.upgrade()] == ["001", "002", "003"]
+    assert [row.name for row in runner.status().applied] == names
+    assert [m.version for m in runner.downgrade("base")] == ["003", "002", "001"]
+    assert runner.status().applied == []

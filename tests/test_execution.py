@@ -425,19 +425,15 @@ def test_steps_and_undos_run_at_the_isolation_level_of_the_engine_given(
 
 
 DIES_AS_ITS_ROW_IS_WRITTEN = """\
-    '''Step 002: inserts a row, then its process dies as sqlmig records the step.'''
+    '''Step 002: inserts a row, then its process dies as sqlmig commits the step with
+    its row (sent with sqlmig's own statements, which no event sees, on PostgreSQL).'''
     import os
 
     from sqlalchemy import event, text
 
     def up(conn):
         conn.execute(text("INSERT INTO good (id) VALUES (1)"))
-
-        def die(_conn, _cursor, statement, *_args):
-            if "migrations" in statement:
-                os._exit(9)
-
-        event.listen(conn, "before_cursor_execute", die)
+        event.listen(conn, "commit", lambda _conn: os._exit(9))
     """
 
 
@@ -458,7 +454,8 @@ def test_a_steps_dml_and_its_history_row_commit_together(
 
 
 UNDOES_THEN_DIES = """\
-    '''Step 002: its down() deletes a row, then its process dies as sqlmig forgets the step.'''
+    '''Step 002: its down() deletes a row, then its process dies as sqlmig commits the
+    removal of its row.'''
     import os
 
     from sqlalchemy import event, text
@@ -468,12 +465,7 @@ UNDOES_THEN_DIES = """\
 
     def down(conn):
         conn.execute(text("DELETE FROM good"))
-
-        def die(_conn, _cursor, statement, *_args):
-            if "migrations" in statement:
-                os._exit(9)
-
-        event.listen(conn, "before_cursor_execute", die)
+        event.listen(conn, "commit", lambda _conn: os._exit(9))
     """
 
 
@@ -793,3 +785,29 @@ def test_a_step_that_catches_a_database_error_inside_a_callers_transaction_leave
         assert ("kept" in tables(backend)) == ("002" in expected)
     finally:
         engine.dispose()
+
+
+HIDES_THE_HISTORY = """\
+    def up(conn):
+        conn.exec_driver_sql("CREATE TABLE hidden (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("ALTER TABLE migrations RENAME TO elsewhere")
+    """
+
+
+def test_a_history_row_the_database_refuses_after_the_step_rolls_the_step_back(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """The row goes after the release of the step's savepoint (on PostgreSQL in its round
+    trip): refused, it fails the run with the database's error, the transaction whole."""
+    if not backend.profile.transactional_ddl:
+        pytest.skip("its steps run under the failed-row protocol, not a watched transaction")
+    folder = make_migrations({"001_good.py": GOOD, "002_hides.py": HIDES_THE_HISTORY})
+    runner = MigrationRunner(backend.url, folder)
+
+    with pytest.raises(Exception, match="migrations") as info:
+        runner.upgrade()
+
+    assert not isinstance(info.value, MigrationFailed)  # not the step's: its transaction held
+    assert tables(backend) == {"migrations", "good"}
+    status = runner.status()
+    assert [r.version for r in status.applied] == ["001"] and status.failed == []

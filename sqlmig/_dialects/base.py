@@ -11,7 +11,7 @@ field here, with its meaning beside it: one place to read what differs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,10 +96,6 @@ class DialectProfile:
     #: ``{name}`` (a quoted name): it has no parameters, so it can go to the
     #: driver as it is, with other statements of sqlmig's own.
     restore_scope: str | None = None
-    #: Drivers that run several statements sent in one call, in one round trip
-    #: (psycopg and psycopg2, without parameters): after a step, sqlmig sends
-    #: its own statements together (see :class:`sqlmig._guard.StepMark`).
-    multi_statement_drivers: frozenset[str] = frozenset()
     #: A database error inside a transaction aborts it (PostgreSQL): every later
     #: statement fails until it is rolled back, whole or to a savepoint. A step
     #: that catches such an error and goes on cannot have its work kept
@@ -287,6 +283,31 @@ class DialectProfile:
             return False
         return True
 
+    def send_own_each(
+        self, conn: Connection, statements: Sequence[str]
+    ) -> tuple[int, DBAPIError | None]:
+        """Run sqlmig's own ``statements`` in order, stopping at the first one refused.
+
+        Returns how many ran, and the refused one's error (None when all ran).
+        Here each is sent in a call of its own; a profile whose driver runs
+        several in one round trip, and tells where they stopped, sends them
+        so (PostgreSQL through psycopg).
+        """
+        for done, statement in enumerate(statements):
+            try:
+                run_own(conn, statement)
+            except DBAPIError as exc:
+                return done, exc
+        return len(statements), None
+
+    def own_literal(self, value: str | int | bool | None) -> str | None:
+        """``value`` written in one of sqlmig's own statements, in ASCII; None where it
+        cannot be (then the statement is sent with parameters instead).
+
+        Here none is: a profile that writes values so says how (PostgreSQL).
+        """
+        return None
+
     def recover_aborted(self, conn: Connection, savepoint: str) -> bool:
         """After a step whose ``savepoint`` could not be released: was its transaction
         aborted by a database error the step caught (True), not ended?
@@ -300,10 +321,6 @@ class DialectProfile:
         if not self.errors_abort_transaction:
             return False
         return self.send_own(conn, f"ROLLBACK TO SAVEPOINT {savepoint}")
-
-    def sends_together(self, conn: Connection) -> bool:
-        """Whether ``conn``'s driver runs several statements sent in one call."""
-        return conn.dialect.driver in self.multi_statement_drivers
 
     def running_mark(self, conn: Connection, table: str) -> ProgressMark | None:
         """The mark of a step of history ``table`` running outside a transaction, if any.

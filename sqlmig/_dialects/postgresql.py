@@ -9,11 +9,13 @@ seconds. DDL is transactional: a failed step leaves nothing behind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from .._locking import MigrationLock
 from .base import DialectProfile
@@ -45,6 +47,52 @@ class PostgreSQLProfile(DialectProfile):
             statement = f"{_begin_statement(dbapi, psycopg.IsolationLevel)}; {statement}"
         result = pgconn.exec_(statement.encode(dbapi.info.encoding))
         return result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+
+    def send_own_each(
+        self, conn: Connection, statements: Sequence[str]
+    ) -> tuple[int, DBAPIError | None]:
+        """See :meth:`DialectProfile.send_own_each`: through psycopg's libpq connection,
+        all in one round trip (the server stops at the first error, and says which by
+        the results it sends before it). Any other driver sends them as the base does.
+        """
+        dbapi: Any = conn.connection.dbapi_connection
+        pgconn = getattr(dbapi, "pgconn", None)
+        if pgconn is None or conn.dialect.is_async or pgconn.pipeline_status:
+            return super().send_own_each(conn, statements)
+        psycopg = conn.dialect.loaded_dbapi
+        ok = (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK)
+        encoding = dbapi.info.encoding
+        done = 0
+        try:
+            pgconn.send_query("; ".join(statements).encode(encoding))
+            refused = None
+            while (result := pgconn.get_result()) is not None:  # one per statement run
+                if refused is None and result.status in ok:
+                    done += 1
+                elif refused is None:
+                    refused = result
+            if refused is None:
+                return done, None
+            raise psycopg.errors.error_from_result(refused, encoding=encoding)
+        except psycopg.Error as exc:  # refused, or the connection is gone
+            statement = statements[min(done, len(statements) - 1)]
+            wrapped = DBAPIError.instance(statement, None, exc, psycopg.Error, dialect=conn.dialect)
+            assert isinstance(wrapped, DBAPIError)  # a driver's error always is
+            return done, wrapped
+
+    def own_literal(self, value: str | int | bool | None) -> str | None:
+        """See :meth:`DialectProfile.own_literal`: an ``E''`` string, read alike whatever
+        ``standard_conforming_strings`` a step has set; None for text that is not ASCII
+        (sent with parameters, in the client's encoding) or holds a NUL."""
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        if isinstance(value, int):
+            return str(value)
+        if not value.isascii() or "\x00" in value:
+            return None
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
     def recover_aborted(self, conn: Connection, savepoint: str) -> bool:
         """See :meth:`DialectProfile.recover_aborted`: only in a transaction the
@@ -114,7 +162,6 @@ POSTGRESQL = PostgreSQLProfile(
     # pg_catalog's own: a step may have put a set_config() of its own on the path; no
     # column, as the path's names may not exist in a client_encoding a step has set
     restore_scope="SELECT FROM pg_catalog.set_config('search_path', {escaped}, false)",
-    multi_statement_drivers=frozenset({"psycopg", "psycopg2"}),
     errors_abort_transaction=True,
     history_timestamp_tz=True,
     compares_server_defaults=True,
