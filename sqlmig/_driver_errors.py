@@ -160,7 +160,7 @@ def describe(statement: str | None, params: Any, table: str) -> tuple[str, str]:
     if any(name in text for name in _LOCK_FUNCTIONS):
         return "taking the migration lock", "other"
     verb = text.split(" ", 1)[0] if text else ""
-    version = _version(params)
+    version = _version(params) or _written_version(text)
     row = f"the history row of {version}" if version else "a history row"
     if verb == "CREATE":
         return f"creating the history table {table}", "create"
@@ -237,6 +237,15 @@ def _version(params: Any) -> str | None:
             if isinstance(value, str) and value.isascii() and value.isdigit():
                 return value
     return None
+
+
+def _written_version(text: str) -> str | None:
+    """The version a history statement with its values written in was about (one of
+    sqlmig's own on PostgreSQL): the first value of its ``INSERT``, or its ``DELETE``'s."""
+    import re  # only on an error's path
+
+    found = re.search(r"(?:^INSERT .*? VALUES \(|^DELETE .* = )E?'(\d+)'", text)
+    return found[1] if found else None
 
 
 def _code(orig: BaseException | None) -> str | int | None:

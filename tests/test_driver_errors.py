@@ -449,3 +449,17 @@ def test_what_sqlmig_was_doing_is_read_from_the_failed_statement(
     statement: str | None, params: object, action: str
 ) -> None:
     assert describe(statement, params, "m")[0].startswith(action)
+
+
+def test_a_read_only_user_cannot_undo_a_step_and_is_told_which_row(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_users.py": FIRST, "002_noop.py": SECOND})
+    MigrationRunner(backend.url, folder).upgrade()
+    with read_only_user(backend) as url:
+        with pytest.raises(PermissionDenied) as info:
+            MigrationRunner(url, folder).downgrade("001")
+
+    assert "the history row of 002" in one_line(info.value)
+    assert isinstance(info.value.__cause__, DBAPIError)
+    assert history(backend) == [("001", True), ("002", True)]
