@@ -155,11 +155,13 @@ def describe(statement: str | None, params: Any, table: str) -> tuple[str, str]:
     if statement is None:  # raised outside a statement: by the commit ending a transaction
         return "committing a transaction", "commit"
     text = " ".join(statement.split()).upper()
-    if any(name in text for name in _UNLOCK_FUNCTIONS):
-        return "freeing the migration lock", "other"
-    if any(name in text for name in _LOCK_FUNCTIONS):
-        return "taking the migration lock", "other"
     verb = text.split(" ", 1)[0] if text else ""
+    # the lock's statements are SELECTs; a history row's names and values may hold the
+    # same words (PostgreSQL writes them into the statement)
+    if verb == "SELECT" and any(name in text for name in _UNLOCK_FUNCTIONS):
+        return "freeing the migration lock", "other"
+    if verb == "SELECT" and any(name in text for name in _LOCK_FUNCTIONS):
+        return "taking the migration lock", "other"
     version = _version(params) or _written_version(text)
     row = f"the history row of {version}" if version else "a history row"
     if verb == "CREATE":
@@ -244,8 +246,12 @@ def _written_version(text: str) -> str | None:
     sqlmig's own on PostgreSQL): the first value of its ``INSERT``, or its ``DELETE``'s."""
     import re  # only on an error's path
 
-    found = re.search(r"(?:^INSERT .*? VALUES \(|^DELETE .* = )E?'(\d+)'", text)
-    return found[1] if found else None
+    name = r'(?:"(?:[^"]|"")*"|[^ ."]+)'  # a quoted name may hold "VALUES (E'9'"
+    found = re.search(
+        rf"^INSERT INTO {name}(?:\.{name})? \([^)]*\) VALUES \(E?'(\d+)'|^DELETE .* = E?'(\d+)'$",
+        text,
+    )
+    return (found[1] or found[2]) if found else None
 
 
 def _code(orig: BaseException | None) -> str | int | None:

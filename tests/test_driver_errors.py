@@ -438,6 +438,23 @@ def test_a_constraint_that_fails_at_commit_is_a_sqlmig_error_and_nothing_is_kept
             {"v": "abc"},
             "removing the history row of abc",
         ),
+        (  # PostgreSQL writes the values in: a step's name is text, not a function
+            "INSERT INTO migrations (version, name, applied_at, checksum, execution_ms, success)"
+            " VALUES (E'002', E'drop_advisory_lock_column', clock_timestamp(), NULL, 1, TRUE)",
+            None,
+            "recording 002",
+        ),
+        (  # the version is the first value after the table's name, whatever that holds
+            "INSERT INTO \"x VALUES (E'9'\" (version, name, applied_at, checksum, execution_ms,"
+            " success) VALUES (E'002', E'x) VALUES (E''7''', clock_timestamp(), NULL, 1, TRUE)",
+            None,
+            "recording 002",
+        ),
+        (
+            "DELETE FROM \"pg_locks = E'9'\" WHERE version = E'003'",
+            None,
+            "removing the history row of 003",
+        ),
         ("SELECT * FROM migrations", {}, "reading the history table m"),
         ('PRAGMA main.table_info("migrations")', (), "reading the history table m"),
         ("PRAGMA busy_timeout = 5000", (), "setting up the connection"),
@@ -463,3 +480,19 @@ def test_a_read_only_user_cannot_undo_a_step_and_is_told_which_row(
     assert "the history row of 002" in one_line(info.value)
     assert isinstance(info.value.__cause__, DBAPIError)
     assert history(backend) == [("001", True), ("002", True)]
+
+
+def test_a_step_named_after_a_lock_function_is_still_named_when_its_row_is_refused(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """A step's name written in its history row's statement (PostgreSQL) is not read
+    as sqlmig taking or freeing its lock."""
+    folder = make_migrations({"001_users.py": FIRST})
+    MigrationRunner(backend.url, folder).upgrade()
+    make_migrations({"002_drop_advisory_lock_column.py": SECOND})
+    with read_only_user(backend) as url:
+        with pytest.raises(PermissionDenied) as info:
+            MigrationRunner(url, folder).upgrade()
+
+    assert "recording 002 in the history table migrations" in one_line(info.value)
+    assert history(backend) == [("001", True)]
