@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from backends import Backend
 from conftest import MakeMigrations
-from sqlmig import Migration, MigrationFailed, MigrationRunner
+from sqlmig import DatabaseUnavailable, Migration, MigrationFailed, MigrationRunner
 from sqlmig._dialects.postgresql import POSTGRESQL, AdvisoryLock
 from sqlmig._locking import lock_key
 
@@ -400,3 +400,31 @@ def test_a_history_row_s_text_comes_back_whatever_standard_conforming_strings_sa
     assert [row.name for row in runner.status().applied] == names
     assert [m.version for m in runner.downgrade("base")] == ["003", "002", "001"]
     assert runner.status().applied == []
+
+
+def test_a_connection_lost_while_the_history_row_is_written_says_so(backend: Backend) -> None:
+    """The server ending the session in the round trip that writes a step's history row
+    (here a trigger on the table) is a lost connection, not a refused row; the step
+    is rolled back with it."""
+
+    def up(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER)")
+        conn.exec_driver_sql(
+            "CREATE FUNCTION bye() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END$$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER bye BEFORE INSERT ON migrations FOR EACH ROW EXECUTE FUNCTION bye()"
+        )
+
+    steps = [Migration("001", "first", up=lambda conn: None), Migration("002", "bye", up=up)]
+    with pytest.raises(DatabaseUnavailable, match="while recording 002"):
+        MigrationRunner(backend.url, steps).upgrade()
+
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version FROM migrations").scalars().all() == ["001"]
+            assert not inspect(conn).has_table("t")
+    finally:
+        engine.dispose()

@@ -76,8 +76,18 @@ class PostgreSQLProfile(DialectProfile):
             raise psycopg.errors.error_from_result(refused, encoding=encoding)
         except psycopg.Error as exc:  # refused, or the connection is gone
             statement = statements[min(done, len(statements) - 1)]
-            wrapped = DBAPIError.instance(statement, None, exc, psycopg.Error, dialect=conn.dialect)
+            gone = conn.dialect.is_disconnect(exc, dbapi, None)
+            wrapped = DBAPIError.instance(
+                statement,
+                None,
+                exc,
+                psycopg.Error,
+                connection_invalidated=gone,
+                dialect=conn.dialect,
+            )
             assert isinstance(wrapped, DBAPIError)  # a driver's error always is
+            if gone and done:  # after the mark's release: as SQLAlchemy does on a statement
+                conn.invalidate(wrapped)
             return done, wrapped
 
     def own_literal(self, value: str | int | bool | None) -> str | None:
