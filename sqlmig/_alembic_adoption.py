@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, MetaData, String, Table, inspect, select
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -146,7 +146,7 @@ def _named_position(conn: Connection, steps: list[RevisionStep]) -> int | None:
     name, schema = steps[0].version_table.name, steps[0].version_table.schema
     if not inspect(conn).has_table(name, schema=schema):
         return None
-    table = Table(name, MetaData(), Column("version_num", String(32)), schema=schema)
+    table = steps[0].version_table.table()
     try:
         heads = [str(row[0]) for row in conn.execute(select(table.c.version_num))]
     except DBAPIError as exc:  # not Alembic's table (no version_num), or not readable

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Column, MetaData, String, Table
+
 from ._alembic_env import KEYS, named_in_env
 from ._checksums import checksum
 from ._errors import MigrationSourceError
@@ -87,6 +89,15 @@ class VersionTable:
 
     name: str = "alembic_version"
     schema: str | None = None  # None: the connection's default schema, as for Alembic
+
+    def table(self) -> Table:
+        """The table as Alembic makes it: one ``version_num`` column."""
+        return Table(
+            self.name,
+            MetaData(),
+            Column("version_num", String(32), nullable=False),
+            schema=self.schema,
+        )
 
 
 class RevisionStep(Migration):
@@ -212,14 +223,12 @@ def step_back(
     ask: it creates the table if missing (``IF NOT EXISTS``; an empty one is
     never adopted) and writes the same change.
     """
-    from sqlalchemy import Column, MetaData, String, Table, inspect
+    from sqlalchemy import inspect
     from sqlalchemy.schema import CreateTable
     from sqlalchemy.sql import Delete, Update
 
     name, schema = version_table.name, version_table.schema
-    table = Table(
-        name, MetaData(), Column("version_num", String(32), nullable=False), schema=schema
-    )
+    table = version_table.table()
     change: Delete | Update
     if previous is None:
         change = table.delete()
