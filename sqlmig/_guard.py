@@ -18,6 +18,7 @@ transaction control lives in ``_statements``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -26,7 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ._statements import only_reads, transaction_control
+from ._statements import OWN_SAVEPOINT, only_reads, transaction_control
 
 __all__ = [
     "ForbiddenCall",
@@ -396,15 +397,20 @@ class StepMark:
     after the step proves the transaction is still the one sqlmig began. Both
     statements go straight to the driver connection: they are sqlmig's own,
     and need neither SQLAlchemy's events nor its results.
-    """
 
-    name = "sqlmig_step"
+    Its name is drawn anew for each runner call: a step that could name it
+    could roll back to it (undoing its own work, with its history row still
+    written after) or release it and take another of that name. The guard also
+    refuses text naming any savepoint that begins as sqlmig's do.
+    """
 
     def __init__(
         self,
         send: Callable[..., bool],
         send_each: Callable[[Connection, Sequence[str]], tuple[int, DBAPIError | None]],
     ) -> None:
+        #: the savepoint's name, unknown to the steps
+        self.name = f"{OWN_SAVEPOINT}_{os.urandom(8).hex()}"
         #: runs one statement on the driver connection, False when refused
         #: (``DialectProfile.send_own``: the dialect's cheapest way)
         self.send = send

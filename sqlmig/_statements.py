@@ -66,6 +66,11 @@ _LABELLED = (r"\s*(?:begin|loop|while|repeat|for)\b", re.IGNORECASE)
 _UNCOUNTED_ENDS = frozenset({"if", "loop", "while", "repeat", "for"})
 #: The word after an ``END`` (blanks between).
 _WORD_AFTER = r"\s*([A-Za-z_][A-Za-z0-9_]*)"
+#: First words of statements whose every word is kept (most need only four):
+#: ``SET a=1, b=2, autocommit=1``, a handler, ``ROLLBACK WORK TO SAVEPOINT name``.
+_LONG_HEADS = frozenset({"set", "declare", "rollback", "release"})
+#: How the names of sqlmig's own savepoints begin (see ``StepMark``).
+OWN_SAVEPOINT = "sqlmig_step"
 #: First words of statements that only read.
 _READS = frozenset({"select", "show", "pragma", "explain", "describe", "desc", "values"})
 
@@ -155,7 +160,7 @@ def _statement_heads(sql: str, backslash_escapes: bool = True) -> Iterator[list[
             if _handler(words) and word in _HANDLER_BODY:
                 yield words
                 words = []  # DECLARE ... HANDLER FOR ... ROLLBACK: its body is a statement
-            if len(words) < 4 or words[0] in ("set", "declare"):  # SET a=1, b=2, autocommit=1
+            if len(words) < 4 or words[0] in _LONG_HEADS:  # SET a=1, b=2, autocommit=1
                 words.append(word)
         elif kind == "end":
             if words:
@@ -228,7 +233,12 @@ def transaction_control(sql: str) -> str | None:
         if word in lowered:
             break
     else:
-        return None
+        if OWN_SAVEPOINT not in lowered:
+            return None
+    if OWN_SAVEPOINT in lowered:  # a step reaching for the savepoint that watches it
+        found = _own_savepoint(sql)
+        if found is not None:
+            return found
     found = _control(sql, backslash_escapes=True)
     if found is None and "\\" in sql:
         found = _control(sql, backslash_escapes=False)
@@ -251,6 +261,33 @@ def _control(sql: str, backslash_escapes: bool) -> str | None:
                 return " ".join(words[: 1 if needed is None else 2]).upper()
         if first == "set" and "autocommit" in words:  # MySQL: SET autocommit = 1 commits
             return "SET AUTOCOMMIT"
+    return None
+
+
+def _own_savepoint(sql: str) -> str | None:
+    """``ROLLBACK TO`` or ``RELEASE`` of one of sqlmig's own savepoints in ``sql``, else None.
+
+    The savepoint sqlmig takes before a step proves, when it is released after
+    the step, that the step kept its transaction; rolling back to it would undo
+    the step's own work before its history row is written. Its name is new on
+    each run, so no step can know it; one that names it anyway (the name of an
+    older sqlmig, ``sqlmig_step``) is refused.
+    """
+    for escapes in (True, False):
+        for words in _statement_heads(sql, escapes):
+            first = words[0]
+            rest = [w for w in words[1:] if w not in ("work", "transaction")]
+            if first == "rollback" and rest[:1] == ["to"]:
+                rest = rest[1:]
+            elif first != "release":
+                continue
+            if rest[:1] == ["savepoint"]:
+                rest = rest[1:]
+            if rest and rest[0].startswith(OWN_SAVEPOINT):
+                verb = "ROLLBACK TO" if first == "rollback" else "RELEASE"
+                return f"{verb} sqlmig's savepoint"
+        if "\\" not in sql:
+            break
     return None
 
 

@@ -370,7 +370,7 @@ def test_a_step_costs_as_many_round_trips_as_a_plain_transaction_of_it_and_its_r
     for messages in steps:
         assert len([m for m in messages if "ReadyForQuery" in m]) == 5
         queries = [m for m in messages if m.startswith("F") and "\tQuery\t" in m]
-        assert "RELEASE SAVEPOINT sqlmig_step; " in queries[-2]
+        assert "RELEASE SAVEPOINT sqlmig_step_" in queries[-2]
         assert "set_config('search_path'" in queries[-2]
         assert "INSERT INTO migrations " in queries[-2]  # the row, in the step's transaction
         assert queries[-1].endswith('"COMMIT"')

@@ -33,6 +33,10 @@ REFUSED = [
     "conn.rollback()",
     "conn.close()",
     "conn.connection.commit()",
+    # the savepoint that watches the step: rolled back to, the step's work would be
+    # undone and its history row still written; released, the step would go unwatched
+    'conn.exec_driver_sql("ROLLBACK TO SAVEPOINT sqlmig_step")',
+    'conn.exec_driver_sql("release sqlmig_step")',
 ]
 
 SNEAKY = """\
@@ -134,6 +138,31 @@ def test_a_commit_past_the_guard_fails_the_step_and_leaves_a_failed_row(
     assert [r.version for r in runner.status().failed] == ["001"]
     with pytest.raises(DirtyDatabase, match="001"):
         runner.upgrade()
+
+
+@pytest.mark.parametrize("verb", ["ROLLBACK TO SAVEPOINT", "RELEASE SAVEPOINT"])
+def test_a_step_cannot_name_sqlmigs_savepoint_even_past_the_guard(
+    backend: Backend, make_migrations: MakeMigrations, verb: str
+) -> None:
+    """The savepoint's name is drawn anew for each call: a step that sends the name
+    it could guess past the guard finds no such savepoint, and its history row
+    never parts from its work."""
+    if not backend.profile.transactional_ddl:
+        pytest.skip("no savepoint watches a step where DDL commits itself")
+    source = f"""\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE sneaky (id INTEGER PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO sneaky (id) VALUES (1)"))
+            conn._dbapi_connection.cursor().execute("{verb} sqlmig_step")
+        """
+    runner = MigrationRunner(backend.url, make_migrations({"001_sneaky.py": source}))
+
+    with pytest.raises(MigrationFailed, match="sqlmig_step"):
+        runner.upgrade()
+    assert sneaky_rows(backend) is None
+    assert runner.status().total_pending == 1 and runner.status().failed == []
 
 
 def test_a_dry_run_that_a_step_committed_in_says_so(

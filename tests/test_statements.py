@@ -49,6 +49,14 @@ from sqlmig._statements import only_reads, transaction_control
         ("/*!40101 SET NAMES utf8 */", None),
         ("/* COMMIT */ SELECT 1", None),
         ("RELEASE SAVEPOINT a", None),
+        # the savepoint sqlmig takes before each step is its own, whatever its suffix
+        ("ROLLBACK TO SAVEPOINT sqlmig_step", "ROLLBACK TO sqlmig's savepoint"),
+        ("rollback work to savepoint SQLMIG_STEP_00ff", "ROLLBACK TO sqlmig's savepoint"),
+        ("SELECT 1; ROLLBACK TO sqlmig_step_1", "ROLLBACK TO sqlmig's savepoint"),
+        ("RELEASE sqlmig_step_1", "RELEASE sqlmig's savepoint"),
+        ("RELEASE SAVEPOINT sqlmig_step_1; SAVEPOINT sqlmig_step_1", "RELEASE sqlmig's savepoint"),
+        ("SAVEPOINT sqlmig_step", None),
+        ("INSERT INTO t VALUES ('ROLLBACK TO sqlmig_step')", None),
         # a backslash ends nothing in a standard string (PostgreSQL, SQLite) ...
         ("SELECT 'a\\'; COMMIT; SELECT '\\'", "COMMIT"),
         # ... and escapes the quote on MySQL: either reading's COMMIT counts
