@@ -242,7 +242,31 @@ def transaction_control(sql: str) -> str | None:
     found = _control(sql, backslash_escapes=True)
     if found is None and "\\" in sql:
         found = _control(sql, backslash_escapes=False)
+    if found is None and ("immediate" in lowered or "prepare" in lowered):
+        found = _dynamic_control(sql)
     return found
+
+
+#: MySQL/MariaDB statements that run the SQL text of a string: ``PREPARE name FROM
+#: '...'`` (then ``EXECUTE name``) and MariaDB's ``EXECUTE IMMEDIATE '...'``.
+_DYNAMIC_PATTERN = (
+    r"""(?:\bexecute\s+immediate|\bprepare\s+(?:`(?:[^`]|``)*`|[A-Za-z_]\S*)\s+from)\s*"""
+    r"""('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
+)
+
+
+def _dynamic_control(sql: str) -> str | None:
+    """Transaction control in the string a ``PREPARE ... FROM`` or ``EXECUTE IMMEDIATE``
+    runs (``EXECUTE IMMEDIATE 'ROLLBACK'`` would roll back the step's DML, its history
+    row still written). Text built at run time (``PREPARE s FROM @sql``) cannot be read."""
+    for match in re.finditer(_DYNAMIC_PATTERN, sql, re.IGNORECASE | re.DOTALL):
+        literal = match.group(1)
+        quote = literal[0]
+        inner = re.sub(r"\\(.)", r"\1", literal[1:-1].replace(quote * 2, quote))
+        found = transaction_control(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def _control(sql: str, backslash_escapes: bool) -> str | None:

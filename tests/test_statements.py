@@ -57,6 +57,13 @@ from sqlmig._statements import only_reads, transaction_control
         ("RELEASE SAVEPOINT sqlmig_step_1; SAVEPOINT sqlmig_step_1", "RELEASE sqlmig's savepoint"),
         ("SAVEPOINT sqlmig_step", None),
         ("INSERT INTO t VALUES ('ROLLBACK TO sqlmig_step')", None),
+        # the text MySQL/MariaDB run from a string
+        ("EXECUTE IMMEDIATE 'ROLLBACK'", "ROLLBACK"),
+        ("execute immediate \"XA START 'x'\"", "XA START"),
+        ("PREPARE s FROM 'SET autocommit = 1'", "SET AUTOCOMMIT"),
+        ("PREPARE `my s`\nFROM 'COM\\'MIT'; PREPARE t FROM 'COMMIT'", "COMMIT"),
+        ("PREPARE s FROM 'SELECT ''commit'''", None),
+        ("PREPARE s FROM @sql", None),
         # a backslash ends nothing in a standard string (PostgreSQL, SQLite) ...
         ("SELECT 'a\\'; COMMIT; SELECT '\\'", "COMMIT"),
         # ... and escapes the quote on MySQL: either reading's COMMIT counts
