@@ -83,6 +83,8 @@ class StepExecutor:
         #: the run's steps as planned again inside the last step's transaction
         self.replanned: list[PlanItem] | None = None
         self.guard = Guard(conn)
+        #: the step ``on_step`` was told starts, and when, until it is told it ended
+        self._told: tuple[Migration, float] | None = None
         #: the savepoint that proves a watched step kept its transaction
         self.mark = StepMark(profile.send_own, profile.send_own_each)
 
@@ -257,8 +259,22 @@ class StepExecutor:
                 "told it starts, and nothing of it was written"
             )
             raise
+        self._told = (migration, time.perf_counter())
+
+    @contextmanager
+    def _ends_told(self) -> Iterator[None]:
+        """Around a step's whole run: a step ``on_step`` was told starts and that fails
+        in any way (its history change refused, the connection lost) is told "failed"."""
+        self._told = None
+        try:
+            yield
+        except BaseException:
+            if self._told is not None:
+                self._failed(*self._told)
+            raise
 
     def _failed(self, migration: Migration, started: float) -> None:
+        self._told = None
         if self.on_step is not None:
             self.on_step(migration, "failed", time.perf_counter() - started)
 
@@ -427,6 +443,16 @@ class StepExecutor:
         return plan
 
     def apply(self, migration: Migration) -> bool:
+        """Apply one step and record it (see :meth:`_apply`)."""
+        with self._ends_told():
+            return self._apply(migration)
+
+    def undo(self, row: AppliedMigration, migration: Migration) -> bool:
+        """Run ``down()`` and delete the history row (see :meth:`_undo`)."""
+        with self._ends_told():
+            return self._undo(row, migration)
+
+    def _apply(self, migration: Migration) -> bool:
         """Apply one step and record it.
 
         False when another runner wrote meanwhile and ``migration`` is no
@@ -469,7 +495,7 @@ class StepExecutor:
         self._log("applied", migration, ms)
         return True
 
-    def undo(self, row: AppliedMigration, migration: Migration) -> bool:
+    def _undo(self, row: AppliedMigration, migration: Migration) -> bool:
         """Run ``down()`` and delete the history row.
 
         False when another runner wrote meanwhile and ``migration`` is no
@@ -647,5 +673,6 @@ class StepExecutor:
 
     def _log(self, verb: str, migration: Migration, ms: int) -> None:
         log.info("%s %s in %d ms", verb, migration.label, ms, extra={"migration": migration})
+        self._told = None
         if self.on_step is not None:
             self.on_step(migration, "done", ms / 1000)

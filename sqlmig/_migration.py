@@ -47,7 +47,9 @@ class StepCallback(Protocol):
     Called as each step that ``upgrade``, ``downgrade`` or ``rollback_last``
     runs starts (``phase`` ``"start"``, ``seconds`` 0.0), once it is done and
     recorded (``"done"``, its duration in seconds) and when it fails
-    (``"failed"``, the seconds it ran, before the error is raised). Any
+    (``"failed"``, the seconds it ran, before the error is raised; also when
+    what fails is its history row, or the connection). Each step told
+    ``"start"`` is told exactly one ``"done"`` or ``"failed"``. Any
     function of three positional arguments fits. What it raises is not caught;
     raised on ``"start"``, it stops the step before anything of it is written.
     """

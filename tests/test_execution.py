@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from workers import BOUND, SPAWN, downgrade_dying, upgrade_once
 
 from backends import Backend, fresh_database
@@ -17,6 +18,7 @@ from sqlmig import (
     MigrationFailed,
     MigrationRunner,
     MigrationSourceError,
+    SqlmigError,
     UsageError,
 )
 
@@ -811,3 +813,32 @@ def test_a_history_row_the_database_refuses_after_the_step_rolls_the_step_back(
     assert tables(backend) == {"migrations", "good"}
     status = runner.status()
     assert [r.version for r in status.applied] == ["001"] and status.failed == []
+
+
+@pytest.mark.parametrize("action", ["up", "down"])
+def test_on_step_hears_failed_when_the_history_row_is_refused(
+    backend: Backend, action: str
+) -> None:
+    """Every step that started ends with one "done" or one "failed", also when what
+    fails is the history change after it (here the step moved the history table)."""
+    seen: list[tuple[str, str]] = []
+
+    def hide(conn: Connection) -> None:
+        conn.exec_driver_sql("ALTER TABLE migrations RENAME TO elsewhere")
+
+    def noop(conn: Connection) -> None:
+        pass
+
+    step = Migration("001", "hides", up=hide if action == "up" else noop, down=hide)
+    runner = MigrationRunner(
+        backend.url, [step], on_step=lambda m, phase, s: seen.append((m.version, phase))
+    )
+    if action == "down":
+        runner.upgrade()
+        seen.clear()
+        with pytest.raises(SqlmigError):
+            runner.downgrade("base")
+    else:
+        with pytest.raises(SqlmigError):
+            runner.upgrade()
+    assert seen == [("001", "start"), ("001", "failed")]
