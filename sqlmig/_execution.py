@@ -20,12 +20,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ._dialects import DialectProfile
-from ._errors import MigrationFailed
+from ._errors import DatabaseUnavailable, MigrationFailed
 from ._guard import ForbiddenCall, Guard, GuardState, StepMark, driver_in_transaction
 from ._history import History, HistoryStore
 from ._locking import ProgressMark
 from ._migration import AppliedMigration, Migration, StepCallback, StepFunction
-from ._urls import scrub
+from ._urls import mask, scrub
 
 #: One step of a run: the history row it undoes (None for an upgrade), and its file.
 PlanItem = tuple[AppliedMigration | None, Migration]
@@ -205,9 +205,13 @@ class StepExecutor:
         if state.tripped and not isinstance(error, ForbiddenCall):
             error = ForbiddenCall(state.tripped[0], autocommit=autocommit)
         ms = round((time.perf_counter() - started) * 1000)
+        if self._gone(error):  # the server ended the session: nothing to release or check
+            raise self._lost_connection(migration, action, error) from error
         if watch:
             own = self._own_after(ms, then if error is None else None)
             lost, refused = self._intact(trans, error is None, then=own)
+            if lost and self._gone(refused):  # not a step that ended its transaction
+                raise self._lost_connection(migration, action, refused) from refused
             if lost and error is None and self._aborted(trans):  # its settings rolled back too
                 self._failed(migration, started)
                 raise self._swallowed(migration, fn, action)
@@ -262,16 +266,67 @@ class StepExecutor:
         self._told = (migration, time.perf_counter())
 
     @contextmanager
-    def _ends_told(self) -> Iterator[None]:
+    def _ends_told(self, migration: Migration, action: str) -> Iterator[None]:
         """Around a step's whole run: a step ``on_step`` was told starts and that fails
-        in any way (its history change refused, the connection lost) is told "failed"."""
+        in any way (its history change refused, the connection lost) is told "failed".
+
+        A failure that comes of a lost connection is :class:`DatabaseUnavailable`.
+        """
         self._told = None
         try:
             yield
+        except Exception as exc:
+            told, self._told = self._told, None
+            if told is not None:
+                self._failed(*told)
+            # sqlmig's own statement of a step nothing else protects (where its failed row
+            # stays): said here; elsewhere the session names the statement (``translated``)
+            own = isinstance(exc, DBAPIError) and self.protected(migration)
+            if not (own or isinstance(exc, DatabaseUnavailable)) and self._gone(exc):
+                raise self._lost_connection(migration, action, exc) from exc
+            raise
         except BaseException:
             if self._told is not None:
                 self._failed(*self._told)
             raise
+
+    def _gone(self, error: BaseException | None) -> bool:
+        """Whether the connection to the server was lost (``error``: what was raised)."""
+        for exc in (error, getattr(error, "__cause__", None)):
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                return True
+        conn = self.conn
+        if conn.invalidated or conn.closed:
+            return True
+        return self.profile.connection_lost(conn)
+
+    def _lost_connection(
+        self, migration: Migration, action: str, error: BaseException | None
+    ) -> DatabaseUnavailable:
+        """The error for a connection lost while ``migration`` ran or was recorded."""
+        url = mask(self.conn.engine.url)
+        cause: BaseException | None = error
+        while isinstance(cause, (MigrationFailed, TransactionLost)) and cause.__cause__:
+            cause = cause.__cause__
+        orig = getattr(cause, "orig", None) or cause
+        reason = str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else ""
+        reason = f" ({scrub(reason, self.conn.engine.url)})" if reason else ""
+        v = migration.version
+        if self.protected(migration):
+            outcome = (
+                "the database rolls its transaction back, so nothing of the step was applied "
+                "or recorded: check that the server is up, then run again"
+            )
+        else:
+            outcome = (
+                "its history row stays success = false and what its DDL committed may remain: "
+                f"check the database by hand, then run repair() (sqlmig repair), or stamp({v!r}) "
+                f"(sqlmig stamp {v}) if its work is complete"
+            )
+        return DatabaseUnavailable(
+            f"lost the connection to {url} while migration {v} ({action}) ran{reason}; {outcome}",
+            url=url,
+        )
 
     def _failed(self, migration: Migration, started: float) -> None:
         self._told = None
@@ -444,12 +499,12 @@ class StepExecutor:
 
     def apply(self, migration: Migration) -> bool:
         """Apply one step and record it (see :meth:`_apply`)."""
-        with self._ends_told():
+        with self._ends_told(migration, "up"):
             return self._apply(migration)
 
     def undo(self, row: AppliedMigration, migration: Migration) -> bool:
         """Run ``down()`` and delete the history row (see :meth:`_undo`)."""
-        with self._ends_told():
+        with self._ends_told(migration, "down"):
             return self._undo(row, migration)
 
     def _apply(self, migration: Migration) -> bool:

@@ -274,7 +274,18 @@ class _GuardedConnection(Connection):
         self._stop("detach")
 
     def invalidate(self, exception: BaseException | None = None) -> None:
+        if isinstance(exception, self.dialect.loaded_dbapi.Error) and self._disconnected(exception):
+            super().invalidate(exception)  # SQLAlchemy's own, after the server ended the session
+            return
         self._stop("invalidate")
+
+    def _disconnected(self, exception: BaseException) -> bool:
+        """Whether ``exception`` says the server ended the session (nothing left to end)."""
+        fairy = self._dbapi_connection
+        raw = None if fairy is None else fairy.dbapi_connection
+        if raw is None:  # the pool has already closed it
+            return True
+        return bool(self.dialect.is_disconnect(exception, raw, None))  # type: ignore[arg-type]
 
     def get_transaction(self) -> Any:
         return self._own(super().get_transaction())

@@ -13,6 +13,7 @@ from workers import BOUND, SPAWN, downgrade_dying, upgrade_once
 from backends import Backend, fresh_database
 from conftest import MakeMigrations, count, tables
 from sqlmig import (
+    DatabaseUnavailable,
     DirtyDatabase,
     Migration,
     MigrationFailed,
@@ -842,3 +843,62 @@ def test_on_step_hears_failed_when_the_history_row_is_refused(
         with pytest.raises(SqlmigError):
             runner.upgrade()
     assert seen == [("001", "start"), ("001", "failed")]
+
+
+#: Ends another session on the server, and asks a session for its own id.
+KILL = {
+    "postgresql": ("SELECT pg_terminate_backend({})", "SELECT pg_backend_pid()", "pg_sleep"),
+    "mysql": ("KILL CONNECTION {}", "SELECT CONNECTION_ID()", "SLEEP"),
+}
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+@pytest.mark.parametrize("when", ["in a statement", "between statements"])
+def test_a_connection_lost_while_a_step_runs_is_a_lost_connection(
+    backend: Backend, when: str
+) -> None:
+    """The server ending the step's session (an administrator, a failover) is
+    ``DatabaseUnavailable``, not a step that ended its transaction; the step is told
+    "failed", and nothing of it is recorded as applied."""
+    import threading
+    import time
+
+    kill, own_id, sleep = KILL[backend.name]
+    session: list[int] = []
+    ready = threading.Event()
+
+    def up(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER)")
+        session.append(conn.exec_driver_sql(own_id).scalar_one())
+        ready.set()
+        if when == "in a statement":
+            conn.exec_driver_sql(f"SELECT {sleep}(5)")
+        else:
+            time.sleep(0.5)
+
+    def killer() -> None:
+        ready.wait(5)
+        time.sleep(0.1)
+        engine = backend.engine(isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(kill.format(session[0]))
+        engine.dispose()
+
+    seen: list[str] = []
+    runner = MigrationRunner(
+        backend.url, [Migration("001", "killed", up=up)], on_step=lambda m, p, s: seen.append(p)
+    )
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        with pytest.raises(DatabaseUnavailable, match=r"lost the connection .* migration 001"):
+            runner.upgrade()
+    finally:
+        thread.join()
+    assert seen == ["start", "failed"]
+    status = runner.status()
+    assert status.applied == []
+    if backend.profile.transactional_ddl:  # the server rolled the step back
+        assert "t" not in tables(backend) and status.failed == []
+    else:  # its DDL committed itself: the failed row stops the next run
+        assert [r.version for r in status.failed] == ["001"]

@@ -40,13 +40,23 @@ def run_own(conn: Connection, statement: str) -> None:
         sqlalchemy.exc.DBAPIError: the database refused it.
     """
     dbapi_error = conn.dialect.loaded_dbapi.Error
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(statement)
     except dbapi_error as exc:
-        raise DBAPIError.instance(statement, None, exc, dbapi_error, dialect=conn.dialect) from exc
+        gone = conn.dialect.is_disconnect(exc, dbapi, cursor)
+        wrapped = DBAPIError.instance(
+            statement, None, exc, dbapi_error, connection_invalidated=gone, dialect=conn.dialect
+        )
+        if gone:  # as SQLAlchemy does for its own statements: the connection is not reused
+            conn.invalidate(wrapped)
+        raise wrapped from exc
     finally:
-        cursor.close()
+        try:
+            cursor.close()
+        except dbapi_error:  # the connection is gone with it
+            pass
 
 
 def _unicode_escape(char: str) -> str:
@@ -375,6 +385,20 @@ class DialectProfile:
         otherwise is put back as sqlmig needs it for the statements that follow.
         """
         return True
+
+    def connection_lost(self, conn: Connection) -> bool:
+        """Whether the driver knows its connection to the server is gone (a session
+        the server ended, a network error), without a round trip.
+
+        psycopg says so in ``closed``, PyMySQL in ``open``; a driver that keeps no
+        such state answers False until SQLAlchemy has seen the error itself.
+        """
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is None:
+            return True
+        if getattr(dbapi, "closed", False) is True:  # psycopg (psycopg2: a number)
+            return True
+        return getattr(dbapi, "open", True) is False  # PyMySQL, mysqlclient
 
     def get_busy_timeout(self, conn: Connection) -> int | None:
         """The connection's wait for the database's write lock, in ms; None if it has none."""
