@@ -9,6 +9,7 @@ their SQL as the database's own dialect writes them (``VARCHAR(20)``,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,15 +74,25 @@ def _table_shape(inspector: Inspector, name: str, schema: str | None) -> TableSh
             f"{_cols(fk['constrained_columns'])} -> {target}{_cols(fk['referred_columns'])}"
         )
         fks[fk.get("name") or definition] = definition
-    indexes = {
-        str(ix["name"]): ("UNIQUE " if ix.get("unique") else "") + _cols(ix["column_names"])
-        for ix in inspector.get_indexes(name, schema)
-    }
+    indexes = _indexes(inspector, name, schema)
     uniques = {
         (uc.get("name") or _cols(uc["column_names"])): _cols(uc["column_names"])
         for uc in inspector.get_unique_constraints(name, schema)
     }
     return TableShape(columns, pk, fks, indexes, uniques)
+
+
+def _indexes(inspector: Inspector, name: str, schema: str | None) -> dict[str, str]:
+    """The table's indexes: name -> ``UNIQUE (a, lower(b))`` or ``(a, b)``.
+
+    An index on an expression is compared by its expression where reflection
+    reports it (PostgreSQL, MySQL); SQLite's reflection skips it (see :func:`snapshot`).
+    """
+    return {
+        str(ix["name"]): ("UNIQUE " if ix.get("unique") else "")
+        + _cols(ix.get("expressions") or ix["column_names"])
+        for ix in inspector.get_indexes(name, schema)
+    }
 
 
 def snapshot(
@@ -95,12 +106,16 @@ def snapshot(
     skipped = set(ignore)
     tables: dict[str, TableShape] = {}
     views: set[str] = set()
-    for schema in dict.fromkeys(schemas):
-        for name in inspector.get_table_names(schema):
-            key = _qualified(schema, name)
-            if key not in skipped:
-                tables[key] = _table_shape(inspector, name, schema)
-        views.update(_qualified(schema, v) for v in inspector.get_view_names(schema))
+    with warnings.catch_warnings():
+        # SQLite's reflection skips an index on an expression (for its indexes and its
+        # unique constraints alike) with a warning that is no concern of the caller's
+        warnings.filterwarnings("ignore", message=".*expression-based index", category=Warning)
+        for schema in dict.fromkeys(schemas):
+            for name in inspector.get_table_names(schema):
+                key = _qualified(schema, name)
+                if key not in skipped:
+                    tables[key] = _table_shape(inspector, name, schema)
+            views.update(_qualified(schema, v) for v in inspector.get_view_names(schema))
     return Snapshot(tables, frozenset(views))
 
 

@@ -343,3 +343,31 @@ def test_a_server_default_is_compared_where_the_comparison_is_exact(
         assert found[0].endswith(" in the database, none in the models")
     else:  # SQLite, MySQL/MariaDB: the reflected text is no sure guide (documented)
         assert found == []
+
+
+def test_an_index_on_an_expression_is_checked_without_a_warning(backend: Backend) -> None:
+    """Reflection warns of an index on an expression it cannot read; check, which leaves
+    such indexes out, lets no warning reach the caller."""
+    import warnings
+
+    from sqlalchemy import Index
+    from sqlalchemy.engine import Connection
+
+    from sqlmig import Migration
+
+    meta = MetaData()
+    users = Table(
+        "users", meta, Column("id", Integer, primary_key=True), Column("name", String(50))
+    )
+    index = Index("ix_lower_name", func.lower(users.c.name))
+
+    def up(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(50))")
+        if backend.profile.indexes_expressions(conn):
+            index.create(conn)
+
+    runner = MigrationRunner(backend.url, [Migration("001", "users", up=up)])
+    runner.upgrade()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert runner.check(meta) == []

@@ -494,3 +494,38 @@ def test_begin_puts_ddl_inside_the_transaction_where_the_database_can_undo_it(
     finally:
         engine.dispose()
     assert ("scratch" in tables(backend)) is not backend.profile.transactional_ddl
+
+
+def test_stairway_reads_an_expression_index_without_a_warning(backend: Backend) -> None:
+    """SQLite's reflection skips an index on an expression with a warning: the snapshot
+    leaves it out without one; where it is reported, its expression is compared."""
+    import warnings
+
+    from sqlalchemy import func
+    from sqlalchemy.engine import Connection
+
+    meta = MetaData()
+    users = Table(
+        "users", meta, Column("id", Integer, primary_key=True), Column("name", String(50))
+    )
+    index = Index("ix_lower_name", func.lower(users.c.name))
+
+    def up(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(50))")
+        if backend.profile.indexes_expressions(conn):
+            index.create(conn)
+
+    def down(conn: Connection) -> None:
+        conn.exec_driver_sql("DROP TABLE users")
+
+    runner = MigrationRunner(backend.url, [Migration("001", "users", up=up, down=down)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [m.version for m in check_stairway(runner)] == ["001"]
+        engine = backend.engine()
+        try:
+            with engine.connect() as conn:
+                indexes = snapshot(conn).tables["users"].indexes
+        finally:
+            engine.dispose()
+    assert indexes.get("ix_lower_name", "lower(name)").lower().count("lower(") == 1
