@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ._dialects import DialectProfile
-from ._errors import DatabaseUnavailable, MigrationFailed
+from ._errors import DatabaseError, DatabaseUnavailable, MigrationFailed
 from ._guard import ForbiddenCall, Guard, GuardState, StepMark, driver_in_transaction
 from ._history import History, HistoryStore
 from ._locking import ProgressMark
@@ -209,7 +209,7 @@ class StepExecutor:
             raise self._lost_connection(migration, action, error) from error
         if watch:
             own = self._own_after(ms, then if error is None else None)
-            lost, refused = self._intact(trans, error is None, then=own)
+            lost, refused, rows = self._intact(trans, error is None, then=own)
             if lost and self._gone(refused):  # not a step that ended its transaction
                 raise self._lost_connection(migration, action, refused) from refused
             if lost and error is None and self._aborted(trans):  # its settings rolled back too
@@ -217,6 +217,8 @@ class StepExecutor:
                 raise self._swallowed(migration, fn, action)
             if refused is not None and error is None:  # sqlmig's own statement after it
                 raise refused  # (after a failure, the rollback that follows resets the scope)
+            if then is not None and error is None and rows == 0:
+                raise self._unwritten(migration, action)
         else:  # under the failed-row protocol: its row stays failed (see apply, undo)
             lost = not autocommit and not self.profile.kept_transaction(self.conn)
             self._rescope(failed=error is not None or lost)
@@ -347,9 +349,10 @@ class StepExecutor:
 
     def _intact(
         self, trans: Any, succeeded: bool, *, then: tuple[str, ...] = ()
-    ) -> tuple[bool, DBAPIError | None]:
+    ) -> tuple[bool, DBAPIError | None, int | None]:
         """After a watched step: whether its transaction was ended (it is no longer the
-        one sqlmig began), and the error of a statement of ``then`` the database refused.
+        one sqlmig began), the error of a statement of ``then`` the database refused,
+        and the rows the last statement of ``then`` touched (None where unknown).
 
         On success the step's savepoint is released, after a failure rolled back
         to; either fails when a commit or rollback ended the transaction, even
@@ -358,13 +361,13 @@ class StepExecutor:
         """
         conn = self.conn
         if trans is None or not trans.is_active or not conn.in_transaction():
-            return True, None
+            return True, None, None
         if driver_in_transaction(conn.connection.dbapi_connection) is False:
-            return True, None
+            return True, None, None
         if not self.profile.kept_transaction(conn):
-            return True, None
-        kept, refused = self.mark.release(conn, succeeded, then=then)
-        return not kept, refused if kept else None
+            return True, None, None
+        kept, refused, rows = self.mark.release(conn, succeeded, then=then)
+        return not kept, refused if kept else None, rows
 
     def _aborted(self, trans: Any) -> bool:
         """After a watched step that returned but whose mark could not be released:
@@ -628,9 +631,11 @@ class StepExecutor:
                 ms = self.call(migration, fn, action, watch=True, then=statement)
                 if statement is None:
                     try:
-                        write(ms)
+                        written = write(ms)
                     except UnicodeEncodeError as exc:
                         raise self._unwritable(migration, fn, action, exc) from exc
+                    if written is False:  # a rule or trigger on the table swallowed it
+                        raise self._unwritten(migration, action)
         except TransactionLost as lost:
             self._keep_failed(migration)
             self._failed(migration, lost.started)
@@ -651,6 +656,20 @@ class StepExecutor:
             version=migration.version,
             path=path,
             line=None,
+        )
+
+    def _unwritten(self, migration: Migration, action: str) -> DatabaseError:
+        """The step's history change touched no row: a rule or trigger on the history
+        table swallowed it (made by a step, say). The step is rolled back with it."""
+        v = migration.version
+        doing = f"recording {v}" if action == "up" else f"removing the history row of {v}"
+        url = mask(self.conn.engine.url)
+        return DatabaseError(
+            f"{doing} in the history table {self.store.label} changed no row (a rule or "
+            "trigger on the table swallowed it), so the step was rolled back: remove what "
+            "makes the history table ignore its rows, then run again",
+            action=doing,
+            url=url,
         )
 
     def _keep_failed(self, migration: Migration) -> None:

@@ -418,7 +418,7 @@ class StepMark:
     def __init__(
         self,
         send: Callable[..., bool],
-        send_each: Callable[[Connection, Sequence[str]], tuple[int, DBAPIError | None]],
+        send_each: Callable[[Connection, Sequence[str]], tuple[int, DBAPIError | None, int | None]],
     ) -> None:
         #: the savepoint's name, unknown to the steps
         self.name = f"{OWN_SAVEPOINT}_{os.urandom(8).hex()}"
@@ -440,7 +440,7 @@ class StepMark:
 
     def release(
         self, conn: Connection, succeeded: bool, *, then: Sequence[str] = ()
-    ) -> tuple[bool, DBAPIError | None]:
+    ) -> tuple[bool, DBAPIError | None, int | None]:
         """After the step: release the mark (roll back to it after a failure).
 
         ``then``: statements of sqlmig's own run after it, only if the mark was
@@ -448,10 +448,11 @@ class StepMark:
         ``DialectProfile.send_own_each``).
 
         Returns whether the mark was there (False: the step's transaction was
-        ended), and the error of a statement of ``then`` the database refused.
+        ended), the error of a statement of ``then`` the database refused, and the
+        rows the last statement of ``then`` touched (None where unknown).
         """
         verb = "RELEASE SAVEPOINT" if succeeded else "ROLLBACK TO SAVEPOINT"
         if not then:
-            return self.send(conn, f"{verb} {self.name}"), None
-        done, error = self.send_each(conn, (f"{verb} {self.name}", *then))
-        return done > 0, error
+            return self.send(conn, f"{verb} {self.name}"), None, None
+        done, error, rows = self.send_each(conn, (f"{verb} {self.name}", *then))
+        return done > 0, error, rows

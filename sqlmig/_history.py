@@ -353,12 +353,15 @@ class HistoryStore:
         *,
         execution_ms: int | None,
         success: bool = True,
-    ) -> None:
+    ) -> bool:
+        """Write ``migration``'s row; False when the database wrote none (a rule or
+        trigger on the table swallowed it)."""
         sql, positional = self._insert_for(conn.dialect)
         values = (migration.version, migration.name, migration.checksum, execution_ms, success)
-        conn.exec_driver_sql(
+        result = conn.exec_driver_sql(
             sql, values if positional else dict(zip(RECORDED, values, strict=True))
         )
+        return result.rowcount != 0
 
     def _insert_for(self, dialect: Dialect) -> tuple[str, bool]:
         """The ``INSERT`` of a row as the driver takes it, and whether its values are positional.

@@ -13,6 +13,7 @@ from workers import BOUND, SPAWN, downgrade_dying, upgrade_once
 from backends import Backend, fresh_database
 from conftest import MakeMigrations, count, tables
 from sqlmig import (
+    DatabaseError,
     DatabaseUnavailable,
     DirtyDatabase,
     Migration,
@@ -902,3 +903,40 @@ def test_a_connection_lost_while_a_step_runs_is_a_lost_connection(
         assert "t" not in tables(backend) and status.failed == []
     else:  # its DDL committed itself: the failed row stops the next run
         assert [r.version for r in status.failed] == ["001"]
+
+
+#: A rule or trigger that makes the history table ignore an INSERT or a DELETE.
+SWALLOWS_HISTORY = {
+    "sqlite": (
+        "CREATE TRIGGER ignore_{op} BEFORE {op} ON migrations BEGIN SELECT RAISE(IGNORE); END"
+    ),
+    "postgresql": "CREATE RULE ignore_{op} AS ON {op} TO migrations DO INSTEAD NOTHING",
+}
+
+
+@pytest.mark.parametrize("action", ["up", "down"])
+def test_a_history_change_that_writes_no_row_rolls_the_step_back(
+    backend: Backend, action: str
+) -> None:
+    """A step that makes the history table swallow its own row (a rule, a trigger)
+    would be applied with no row, or undone with its row left: refused, rolled back."""
+    if not backend.profile.transactional_ddl:
+        pytest.skip("under the failed-row protocol a missing row is reported as removed")
+    sql = SWALLOWS_HISTORY[backend.name]
+
+    def swallow(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER)" if action == "up" else "DROP TABLE t")
+        conn.exec_driver_sql(sql.format(op="INSERT" if action == "up" else "DELETE"))
+
+    def make(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER)")
+
+    step = Migration("001", "t", up=swallow if action == "up" else make, down=swallow)
+    runner = MigrationRunner(backend.url, [step])
+    if action == "down":
+        runner.upgrade()
+    with pytest.raises(DatabaseError, match=r"changed no row .* the step was rolled back"):
+        runner.upgrade() if action == "up" else runner.downgrade("base")
+    status = runner.status()
+    assert ("t" in tables(backend)) == (action == "down")
+    assert [r.version for r in status.applied] == ([] if action == "up" else ["001"])

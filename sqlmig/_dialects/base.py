@@ -29,12 +29,13 @@ from .sql_syntax import STANDARD_SQL, SqlSyntax
 __all__ = ["DialectProfile", "run_own"]
 
 
-def run_own(conn: Connection, statement: str) -> None:
+def run_own(conn: Connection, statement: str) -> int:
     """Run one of sqlmig's own statements straight on the driver connection.
 
     It needs neither SQLAlchemy's events nor a result, and costs a fraction
     of a statement sent through SQLAlchemy. Its error is wrapped as
-    SQLAlchemy wraps any statement's.
+    SQLAlchemy wraps any statement's. Returns the driver's row count (-1
+    where it has none).
 
     Raises:
         sqlalchemy.exc.DBAPIError: the database refused it.
@@ -44,6 +45,7 @@ def run_own(conn: Connection, statement: str) -> None:
     cursor = dbapi.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(statement)
+        return int(cursor.rowcount)
     except dbapi_error as exc:
         gone = conn.dialect.is_disconnect(exc, dbapi, cursor)
         wrapped = DBAPIError.instance(
@@ -295,20 +297,22 @@ class DialectProfile:
 
     def send_own_each(
         self, conn: Connection, statements: Sequence[str]
-    ) -> tuple[int, DBAPIError | None]:
+    ) -> tuple[int, DBAPIError | None, int | None]:
         """Run sqlmig's own ``statements`` in order, stopping at the first one refused.
 
-        Returns how many ran, and the refused one's error (None when all ran).
+        Returns how many ran, the refused one's error (None when all ran), and
+        the rows the last one touched when all ran (None where unknown).
         Here each is sent in a call of its own; a profile whose driver runs
         several in one round trip, and tells where they stopped, sends them
         so (PostgreSQL through psycopg).
         """
+        rows = None
         for done, statement in enumerate(statements):
             try:
-                run_own(conn, statement)
+                rows = run_own(conn, statement)
             except DBAPIError as exc:
-                return done, exc
-        return len(statements), None
+                return done, exc, None
+        return len(statements), None, None if rows is None or rows < 0 else rows
 
     def own_literal(self, value: str | int | bool | None) -> str | None:
         """``value`` written in one of sqlmig's own statements, in ASCII; None where it

@@ -50,7 +50,7 @@ class PostgreSQLProfile(DialectProfile):
 
     def send_own_each(
         self, conn: Connection, statements: Sequence[str]
-    ) -> tuple[int, DBAPIError | None]:
+    ) -> tuple[int, DBAPIError | None, int | None]:
         """See :meth:`DialectProfile.send_own_each`: through psycopg's libpq connection,
         all in one round trip (the server stops at the first error, and says which by
         the results it sends before it). Any other driver sends them as the base does.
@@ -63,16 +63,18 @@ class PostgreSQLProfile(DialectProfile):
         ok = (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK)
         encoding = dbapi.info.encoding
         done = 0
+        rows = None
         try:
             pgconn.send_query("; ".join(statements).encode(encoding))
             refused = None
             while (result := pgconn.get_result()) is not None:  # one per statement run
                 if refused is None and result.status in ok:
                     done += 1
+                    rows = result.command_tuples
                 elif refused is None:
                     refused = result
             if refused is None:
-                return done, None
+                return done, None, rows
             raise psycopg.errors.error_from_result(refused, encoding=encoding)
         except psycopg.Error as exc:  # refused, or the connection is gone
             statement = statements[min(done, len(statements) - 1)]
@@ -88,7 +90,7 @@ class PostgreSQLProfile(DialectProfile):
             assert isinstance(wrapped, DBAPIError)  # a driver's error always is
             if gone and done:  # after the mark's release: as SQLAlchemy does on a statement
                 conn.invalidate(wrapped)
-            return done, wrapped
+            return done, wrapped, None
 
     def own_literal(self, value: str | int | bool | None) -> str | None:
         """See :meth:`DialectProfile.own_literal`: an ``E''`` string, read alike whatever
