@@ -9,6 +9,11 @@ runs later, if ever). MariaDB's compound statements outside routines (``IF``,
 by one, and the ``END`` that closes them ends no transaction. What
 MySQL/MariaDB run inside a comment (``/*! COMMIT */``, ``/*M!100000 ... */``)
 is read as the code it is.
+
+The module is long because SQL text hides transaction control in many places:
+comments MySQL runs, compound blocks MariaDB runs now, routine bodies that run
+later, the strings ``PREPARE ... FROM`` and ``EXECUTE IMMEDIATE`` run, and the
+savepoint sqlmig takes around each step; each needs its own reading.
 """
 
 from __future__ import annotations
