@@ -166,8 +166,9 @@ class Database:
         """A new connection; failures to connect become :class:`DatabaseUnavailable`.
 
         A driver that chokes on a setting of the URL before it reaches the server
-        (PyMySQL's ``?charset=bogus``, ``?connect_timeout=abc``) raises plain
-        Python errors, which become a :class:`ConfigError` naming the URL.
+        (PyMySQL's ``?charset=bogus``, ``?connect_timeout=abc``, an ``?ssl_ca=``
+        file that is not there) raises plain Python errors, which become a
+        :class:`ConfigError` naming the URL.
         """
         try:
             return engine.connect()
@@ -178,6 +179,13 @@ class Database:
                 f"cannot connect to {self.display_url}: the driver rejected a setting of the "
                 f"URL ({type(exc).__name__}: {self.scrub(str(exc))}); check its query "
                 "options (?charset=, ?connect_timeout= ...)",
+                key="url",
+            ) from exc
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise ConfigError(  # PyMySQL reads ?ssl_ca= (and the like) before connecting
+                f"cannot connect to {self.display_url}: the driver cannot read a file a "
+                f"setting names ({type(exc).__name__}: {self.scrub(str(exc))}); check the "
+                "paths in its query options (?ssl_ca=, ?ssl_cert= ...) or connect_args",
                 key="url",
             ) from exc
 
