@@ -50,6 +50,10 @@ class TransactionLost(Exception):
         self.started = started
 
 
+class TablesLeftLocked(Exception):
+    """A step returned holding MySQL's ``LOCK TABLES``, which shut out the history table."""
+
+
 class StepExecutor:
     """Applies and undoes steps on one connection, as the dialect profile says."""
 
@@ -735,15 +739,28 @@ class StepExecutor:
         A ``transactional`` step's change is written in the step's own transaction,
         so its DML and its row commit together; one outside any transaction is
         followed by a transaction of its own.
+
+        A step that left tables locked (MySQL's ``LOCK TABLES``) fails: its row
+        cannot be written, and the session's locks are freed after the rollback.
         """
-        if migration.transactional:
-            with self.transaction():
+        try:
+            if migration.transactional:
+                with self.transaction():
+                    ms = self.call(migration, fn, action, announce=False)
+                    return ms, write(ms)
+            with self.autocommit():
                 ms = self.call(migration, fn, action, announce=False)
+            with self.transaction():
                 return ms, write(ms)
-        with self.autocommit():
-            ms = self.call(migration, fn, action, announce=False)
-        with self.transaction():
-            return ms, write(ms)
+        except DBAPIError as exc:
+            if not self.profile.left_tables_locked(exc):
+                raise
+            self.profile.unlock_tables(self.conn)  # after the rollback: it commits nothing
+            cause = TablesLeftLocked(
+                "it returned with tables locked (LOCK TABLES), so its history row could not "
+                "be written (end the step with UNLOCK TABLES)"
+            )
+            raise self.failure(migration, fn, action, cause) from exc
 
     def _log(self, verb: str, migration: Migration, ms: int) -> None:
         log.info("%s %s in %d ms", verb, migration.label, ms, extra={"migration": migration})

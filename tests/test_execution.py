@@ -940,3 +940,42 @@ def test_a_history_change_that_writes_no_row_rolls_the_step_back(
     status = runner.status()
     assert ("t" in tables(backend)) == (action == "down")
     assert [r.version for r in status.applied] == ([] if action == "up" else ["001"])
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)  # LOCK TABLES is MySQL's
+@pytest.mark.parametrize("action", ["up", "down"])
+def test_a_step_that_leaves_tables_locked_fails_and_frees_them(
+    backend: Backend, action: str
+) -> None:
+    """MySQL's LOCK TABLES shuts out every table it does not name, the history table
+    too: the step fails naming it, and the connection goes back to its pool unlocked."""
+
+    def lock(conn: Connection) -> None:
+        conn.exec_driver_sql("LOCK TABLES t WRITE")
+        conn.exec_driver_sql("INSERT INTO t (id) VALUES (1)")
+
+    def make(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER)")
+
+    def both(conn: Connection) -> None:
+        make(conn)
+        lock(conn)
+
+    step = Migration("001", "t", up=both if action == "up" else make, down=lock)
+    engine = backend.engine(pool_size=1, max_overflow=0)
+    try:
+        runner = MigrationRunner(engine, [step])
+        if action == "down":
+            runner.upgrade()
+        with pytest.raises(MigrationFailed, match=r"tables locked .* UNLOCK TABLES"):
+            runner.upgrade() if action == "up" else runner.downgrade("base")
+        with engine.connect() as conn:  # the pool's connection holds no table lock
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+            assert conn.exec_driver_sql("SELECT count(*) FROM migrations").scalar() == 1
+        status = runner.status()
+    finally:
+        engine.dispose()
+    if action == "up":  # the failed-row protocol: check, then repair or stamp
+        assert [r.version for r in status.failed] == ["001"]
+    else:  # down() failed: the step stays applied
+        assert [r.version for r in status.applied] == ["001"]

@@ -390,6 +390,14 @@ class DialectProfile:
         """
         return True
 
+    def left_tables_locked(self, exc: DBAPIError) -> bool:
+        """Whether ``exc`` says the session holds table locks that exclude the history
+        table (MySQL's ``LOCK TABLES``, left by a step)."""
+        return False
+
+    def unlock_tables(self, conn: Connection) -> None:
+        """Free the table locks a step left on the session (see :meth:`left_tables_locked`)."""
+
     def connection_lost(self, conn: Connection) -> bool:
         """Whether the driver knows its connection to the server is gone (a session
         the server ended, a network error), without a round trip.

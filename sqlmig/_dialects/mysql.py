@@ -19,10 +19,11 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
 from .._locking import MigrationLock
-from .base import DialectProfile
+from .base import DialectProfile, run_own
 from .sql_syntax import SqlSyntax
 
 __all__ = ["MYSQL", "MySQLProfile", "NamedLock"]
@@ -30,6 +31,8 @@ __all__ = ["MYSQL", "MySQLProfile", "NamedLock"]
 #: The server's status flag "each statement commits itself" (the protocol's
 #: ``SERVER_STATUS_AUTOCOMMIT``), which every OK packet carries.
 SERVER_STATUS_AUTOCOMMIT = 2
+#: "Table '...' was not locked with LOCK TABLES".
+ER_TABLE_NOT_LOCKED = 1100
 
 
 class NamedLock(MigrationLock):
@@ -74,6 +77,16 @@ class MySQLProfile(DialectProfile):
         if on:
             dbapi.autocommit(False)
         return not on
+
+    def left_tables_locked(self, exc: DBAPIError) -> bool:
+        """``ER_TABLE_NOT_LOCKED``: the session holds ``LOCK TABLES`` without the table."""
+        args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+        return bool(args) and args[0] == ER_TABLE_NOT_LOCKED
+
+    def unlock_tables(self, conn: Connection) -> None:
+        """``UNLOCK TABLES``, sent once the step's transaction is rolled back (it commits
+        what is open), so that the connection goes back to its pool without them."""
+        run_own(conn, "UNLOCK TABLES")
 
     def indexes_expressions(self, conn: Connection) -> bool:
         """MySQL 8.0.13 and later index expressions; MariaDB does not."""
