@@ -27,7 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ._statements import OWN_SAVEPOINT, only_reads, transaction_control
+from ._statements import OWN_SAVEPOINT, only_reads, savepoint_uses, transaction_control
 
 __all__ = [
     "ForbiddenCall",
@@ -59,7 +59,7 @@ class ForbiddenCall(Exception):
 class GuardState:
     """What a guarded step tried: refused attempts, and statements that may have changed data."""
 
-    __slots__ = ("autocommit", "changes", "tripped")
+    __slots__ = ("autocommit", "changes", "savepoints", "tripped")
 
     def __init__(self, *, autocommit: bool = False) -> None:
         #: the step runs outside any transaction (``transactional = False``)
@@ -69,6 +69,9 @@ class GuardState:
         #: statements that ran to the end and may have changed something (not
         #: reads), counted for a step that asked (``Guard.step(count=True)``)
         self.changes = 0
+        #: the savepoints the step took itself (lower case): the only ones it may
+        #: release or roll back to
+        self.savepoints: set[str] = set()
 
     def count(self, sql: Any) -> None:
         if not isinstance(sql, str):
@@ -88,6 +91,12 @@ def _check_text(sql: Any, tripped: GuardState) -> None:
         found = transaction_control(sql)
         if found is not None:
             _forbid(f"sent {found} as SQL", tripped)
+        for verb, name in savepoint_uses(sql):
+            if verb == "savepoint":
+                tripped.savepoints.add(name)
+            elif name not in tripped.savepoints:  # one around the step (sqlmig's, SQLAlchemy's)
+                what = "released" if verb == "release" else "rolled back to"
+                _forbid(f"{what} savepoint {name}, which it did not take", tripped)
 
 
 # -- the raw driver ------------------------------------------------------------

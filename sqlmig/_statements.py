@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-__all__ = ["only_reads", "transaction_control"]
+__all__ = ["only_reads", "savepoint_uses", "transaction_control"]
 
 #: The patterns are compiled on first use (``re.compile`` keeps them in its
 #: cache): importing sqlmig compiles none of them, and a run whose steps send
@@ -74,6 +74,8 @@ _WORD_AFTER = r"\s*([A-Za-z_][A-Za-z0-9_]*)"
 #: First words of statements whose every word is kept (most need only four):
 #: ``SET a=1, b=2, autocommit=1``, a handler, ``ROLLBACK WORK TO SAVEPOINT name``.
 _LONG_HEADS = frozenset({"set", "declare", "rollback", "release"})
+#: First words of the statements that take, release or roll back to a savepoint.
+_SAVEPOINT_HEADS = frozenset({"savepoint", "release", "rollback"})
 #: How the names of sqlmig's own savepoints begin (see ``StepMark``).
 OWN_SAVEPOINT = "sqlmig_step"
 #: First words of statements that only read.
@@ -167,6 +169,10 @@ def _statement_heads(sql: str, backslash_escapes: bool = True) -> Iterator[list[
                 words = []  # DECLARE ... HANDLER FOR ... ROLLBACK: its body is a statement
             if len(words) < 4 or words[0] in _LONG_HEADS:  # SET a=1, b=2, autocommit=1
                 words.append(word)
+        elif kind == "quoted" and words and words[0] in _SAVEPOINT_HEADS:
+            quoted = match.group()
+            if quoted[0] in '"`' and len(quoted) > 1:  # a savepoint's quoted name
+                words.append(quoted[1:-1].lower())
         elif kind == "end":
             if words:
                 yield words
@@ -318,6 +324,32 @@ def _own_savepoint(sql: str) -> str | None:
         if "\\" not in sql:
             break
     return None
+
+
+def savepoint_uses(sql: str) -> list[tuple[str, str]]:
+    """The savepoints ``sql`` takes, releases or rolls back to, in order:
+    ``("savepoint" | "release" | "rollback", name)``, the name in lower case.
+
+    Text that holds none of those words is not scanned.
+    """
+    lowered = sql.lower()
+    if "savepoint" not in lowered and "release" not in lowered and "rollback" not in lowered:
+        return []
+    uses = []
+    for words in _statement_heads(sql):
+        first = words[0]
+        rest = [w for w in words[1:] if w not in ("work", "transaction")]
+        if first == "rollback":
+            if rest[:1] != ["to"]:
+                continue
+            rest = rest[1:]
+        elif first not in _SAVEPOINT_HEADS:
+            continue
+        if first != "savepoint" and rest[:1] == ["savepoint"]:
+            rest = rest[1:]
+        if rest:
+            uses.append((first, rest[0]))
+    return uses
 
 
 def only_reads(sql: str) -> bool:

@@ -352,3 +352,33 @@ def test_mariadb_compound_statements_run_unless_they_end_the_transaction(
     with pytest.raises(MigrationFailed, match="sent COMMIT as SQL"):
         runner.upgrade()
     assert [r.version for r in runner.status().failed] == ["001"]  # DDL committed itself
+
+
+@pytest.mark.parametrize("sql", ["RELEASE SAVEPOINT {}", 'ROLLBACK TO SAVEPOINT "{}"'])
+def test_a_step_inside_a_callers_transaction_cannot_reach_the_savepoints_around_it(
+    backend: Backend, make_migrations: MakeMigrations, sql: str
+) -> None:
+    """Inside your transaction each step runs in a savepoint SQLAlchemy names
+    (``sa_savepoint_1``): a step releasing it would leave its work in your transaction
+    with no history row, for your commit to keep. Only its own savepoints are its to end."""
+    if not backend.profile.caller_transaction_ok:
+        pytest.skip("MySQL refuses a caller's transaction")
+    source = f"""\
+        from sqlalchemy import text
+
+        def up(conn):
+            conn.execute(text("CREATE TABLE sneaky (id INTEGER PRIMARY KEY)"))
+            name = conn.get_nested_transaction()._savepoint  # SQLAlchemy's, around the step
+            conn.exec_driver_sql('{sql}'.format(name))
+        """
+    folder = make_migrations({"001_sneaky.py": source})
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            with conn.begin():
+                with pytest.raises(MigrationFailed, match="which it did not take"):
+                    MigrationRunner(conn, folder).upgrade()
+            # the caller committed what the run left: nothing of the failed step
+    finally:
+        engine.dispose()
+    assert sneaky_rows(backend) is None

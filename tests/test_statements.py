@@ -177,3 +177,11 @@ def test_only_reads_looks_at_the_first_word_past_comments(sql: str, reads: bool)
 def test_what_follows_a_routine_is_read_too(sql: str, found: str | None) -> None:
     """A routine's body runs later, if ever; the statements after it run now."""
     assert transaction_control(sql) == found
+
+
+def test_savepoint_uses_are_read_in_order_quoted_names_too() -> None:
+    from sqlmig._statements import savepoint_uses
+
+    sql = 'SAVEPOINT a; RELEASE b; ROLLBACK WORK TO SAVEPOINT "C"; ROLLBACK; SELECT 1'
+    assert savepoint_uses(sql) == [("savepoint", "a"), ("release", "b"), ("rollback", "c")]
+    assert savepoint_uses("INSERT INTO t VALUES ('SAVEPOINT a')") == []
