@@ -5,8 +5,9 @@
 
 Prints one table, each row a measurement with its ratio and the goal it answers:
 
-- PostgreSQL, a schema per tenant (``--schemas`` x ``--steps``): ``jobs=8`` and
-  ``jobs=1`` against the floor, a loop of plain SQLAlchemy over the same
+- PostgreSQL, a schema per tenant (``--schemas`` x ``--steps``): ``jobs=8`` on
+  threads, ``jobs=8`` on worker processes (``processes=True``) and ``jobs=1``
+  against the floor, a loop of plain SQLAlchemy over the same
   schemas (one engine, one connection per tenant, ``search_path`` set, each
   step and its history row in one transaction);
 - SQLite, a file per tenant (``--files`` x ``--steps``), likewise;
@@ -92,10 +93,22 @@ def timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def upgrade_all_checked(targets: list[object], folder: str, jobs: int) -> None:
+#: The ways each timed run is done: the plain loop, upgrade_all on threads, on processes.
+WAYS = ("floor", "jobs=1", "jobs=8", "jobs=8 processes")
+
+
+def way_of(way: str) -> tuple[int, bool]:
+    """``jobs=8 processes`` as its jobs and whether on processes."""
+    jobs, _, processes = way.partition(" ")
+    return int(jobs.split("=")[1]), bool(processes)
+
+
+def upgrade_all_checked(
+    targets: list[object], folder: str, jobs: int, processes: bool = False
+) -> None:
     from sqlmig import upgrade_all
 
-    results = upgrade_all(targets, folder, jobs=jobs)  # type: ignore[arg-type]
+    results = upgrade_all(targets, folder, jobs=jobs, processes=processes)  # type: ignore[arg-type]
     bad = [r for r in results if r.state != "upgraded"]
     if bad:
         raise RuntimeError(f"{bad[0].name}: {bad[0].state}: {bad[0].error}")
@@ -106,7 +119,7 @@ def schemas_rows(admin: Engine, folder: str, tenants: int, rounds: int) -> dict[
     from sqlmig import Target
 
     names = [f"tenant_{i:04d}" for i in range(tenants)]
-    times: dict[str, list[float]] = {"floor": [], "jobs=1": [], "jobs=8": []}
+    times: dict[str, list[float]] = {w: [] for w in WAYS}
     for round_ in range(rounds):  # each way once a round, in turns
         order = list(times) if round_ % 2 == 0 else list(times)[::-1]
         for way in order:
@@ -120,10 +133,11 @@ def schemas_rows(admin: Engine, folder: str, tenants: int, rounds: int) -> dict[
                         engine.dispose()
 
                 else:
-                    jobs = int(way.split("=")[1])
+                    jobs, processes = way_of(way)
 
-                    def work(url: str = url, jobs: int = jobs) -> None:
-                        upgrade_all_checked([Target(url, schema=n) for n in names], folder, jobs)
+                    def work(url: str = url, jobs: int = jobs, processes: bool = processes) -> None:
+                        targets: list[object] = [Target(url, schema=n) for n in names]
+                        upgrade_all_checked(targets, folder, jobs, processes)
 
                 times[way].append(timed(work))
     return times
@@ -131,11 +145,11 @@ def schemas_rows(admin: Engine, folder: str, tenants: int, rounds: int) -> dict[
 
 def files_rows(root: Path, folder: str, tenants: int, rounds: int) -> dict[str, list[float]]:
     """Wall seconds of the floor loop, jobs=1 and jobs=8 over ``tenants`` SQLite files."""
-    times: dict[str, list[float]] = {"floor": [], "jobs=1": [], "jobs=8": []}
+    times: dict[str, list[float]] = {w: [] for w in WAYS}
     for round_ in range(rounds):
         order = list(times) if round_ % 2 == 0 else list(times)[::-1]
         for way in order:
-            where = root / f"files-{way}-{round_}"
+            where = root / f"files-{way.replace(' ', '-')}-{round_}"
             where.mkdir()
             urls = [f"sqlite:///{where / f'{i}.db'}" for i in range(tenants)]
             if way == "floor":
@@ -147,10 +161,12 @@ def files_rows(root: Path, folder: str, tenants: int, rounds: int) -> dict[str, 
                         engine.dispose()
 
             else:
-                jobs = int(way.split("=")[1])
+                jobs, processes = way_of(way)
 
-                def work(urls: list[str] = urls, jobs: int = jobs) -> None:
-                    upgrade_all_checked(list(urls), folder, jobs)
+                def work(
+                    urls: list[str] = urls, jobs: int = jobs, processes: bool = processes
+                ) -> None:
+                    upgrade_all_checked(list(urls), folder, jobs, processes)
 
             times[way].append(timed(work))
     return times
@@ -188,8 +204,10 @@ def paired(these: list[float], those: list[float]) -> str:
 
 
 def timed_rows(what: str, times: dict[str, list[float]], goal: float) -> list[tuple[str, str, str]]:
-    """The floor, jobs=1 and jobs=8 rows: the median time, and ratios paired by round."""
+    """The floor, jobs=1, jobs=8 and jobs=8 processes rows: the median time, and ratios
+    paired by round."""
     floor, one, eight = times["floor"], times["jobs=1"], times["jobs=8"]
+    forked = times["jobs=8 processes"]
     return [
         (f"{what}: floor loop", f"{statistics.median(floor):.2f} s", ""),
         (
@@ -201,6 +219,11 @@ def timed_rows(what: str, times: dict[str, list[float]], goal: float) -> list[tu
             f"{what}: jobs=8",
             f"{statistics.median(eight):.2f} s",
             f"{paired(eight, one)} jobs=1 (goal <= {goal})",
+        ),
+        (
+            f"{what}: jobs=8, processes",
+            f"{statistics.median(forked):.2f} s",
+            f"{paired(forked, one)} jobs=1 (goal <= {goal})",
         ),
     ]
 

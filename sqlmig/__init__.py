@@ -27,6 +27,7 @@ from ._errors import (
     SqlFileError,
     SqlmigError,
     UsageError,
+    WorkerDied,
 )
 from ._history import history_table
 from ._migration import AppliedMigration, Migration, PlannedStep, Status, StepCallback, StepPhase
@@ -68,6 +69,7 @@ __all__ = [
     "TargetResult",
     "TargetsInterrupted",
     "UsageError",
+    "WorkerDied",
     "downgrade_all",
     "history_table",
     "ops",

@@ -19,15 +19,19 @@
     ├── OutOfOrderMigration       a late version refused (allow_out_of_order=False)
     ├── DirtyDatabase             a failed or unreadable row needs a manual check, then repair()
     ├── SchemaDrift               check: the database differs from the models, or has pending steps
-    └── LockTimeout               another runner held the lock longer than lock_timeout
+    ├── LockTimeout               another runner held the lock longer than lock_timeout
+    └── WorkerDied                the worker process running a target died (processes=True)
 
 Each message is one line that says what to do. Data travels as attributes.
+Every error pickles (a worker process sends it to the one that called it):
+its class, message and attributes come back equal.
 The command line's exit code for each is in ``sqlmig._cli.EXIT_CODES``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "ChecksumMismatch",
@@ -47,6 +51,7 @@ __all__ = [
     "SqlFileError",
     "SqlmigError",
     "UsageError",
+    "WorkerDied",
 ]
 
 
@@ -59,6 +64,18 @@ class SqlmigError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its class, message and attributes (keyword-only ones too)."""
+        return (_rebuilt, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuilt(cls: type[SqlmigError], message: str, state: dict[str, Any]) -> SqlmigError:
+    """An unpickled error: its class, message and attributes, without calling its __init__."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class MigrationSourceError(SqlmigError):
@@ -208,3 +225,18 @@ class LockTimeout(SqlmigError):
         super().__init__(message)
         self.timeout = timeout
         self.holder = holder
+
+
+class WorkerDied(SqlmigError):
+    """The worker process running a target (``processes=True``) died: killed, or crashed.
+
+    The database rolled back the step it was running, as for any ended session
+    (on MySQL/MariaDB a step's DDL stays, its history row failed: see the
+    failed-row protocol). ``version`` is that step (None between two steps);
+    ``exitcode`` is the process's (a negative number: the signal that ended it).
+    """
+
+    def __init__(self, message: str, *, version: str | None, exitcode: int | None) -> None:
+        super().__init__(message)
+        self.version = version
+        self.exitcode = exitcode

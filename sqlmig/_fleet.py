@@ -9,7 +9,9 @@ target is an Engine) with its own connection and lock. So memory and
 connections are bounded by ``jobs``, not by the number of targets.
 
 One target's failure is its result's ``error``; the others go on (with
-``fail_fast``, no new target starts and those running finish). Ctrl-C (a
+``fail_fast``, no new target starts and those running finish). ``processes=True``
+runs the same per-target call on worker processes instead
+(:mod:`sqlmig._fleet_processes`). Ctrl-C (a
 ``KeyboardInterrupt`` in the calling thread) stops new targets from
 starting; a running target ends after the step it is running (which
 finishes, or fails and rolls back), before its next; then
@@ -39,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ._database import Database
 from ._discovery import discover
 from ._errors import SqlmigError, UsageError
-from ._migration import Migration, Status, StepPhase
+from ._migration import Migration, Status, StepCallback, StepPhase
 from ._runner import MigrationRunner, refuse_unknown_target
 from ._session import connect_args
 from ._sources import MigrationsSource
@@ -138,7 +140,23 @@ def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-class _Run:
+class RunSpec:
+    """What a run over many targets does to each target: its kind, steps and options."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        migrations: list[Migration],
+        version: str | int | None,
+        options: dict[str, Any],
+    ) -> None:
+        self.kind = kind
+        self.migrations = migrations
+        self.version = version
+        self.options = options
+
+
+class _Run(RunSpec):
     """One call over many targets: its workers, its stop signals, its results."""
 
     def __init__(
@@ -152,14 +170,11 @@ class _Run:
         on_result: ResultCallback | None,
         options: dict[str, Any],
     ) -> None:
-        self.kind = kind
+        super().__init__(kind, migrations, version, options)
         self.targets = targets
-        self.migrations = migrations
-        self.version = version
         self.jobs = jobs
         self.fail_fast = fail_fast
         self.on_result = on_result
-        self.options = options
         self.results: list[TargetResult | None] = [None] * len(targets)
         #: no target starts once set (fail_fast, Ctrl-C)
         self.no_new = threading.Event()
@@ -254,49 +269,63 @@ class _Run:
 
     def _one(self, target: Target) -> TargetResult:
         """The call on one target; whatever it raises becomes its result."""
-        started = time.perf_counter()
-        steps: list[Migration] = []
-        result = TargetResult(target, "failed", steps)
+        with self._engines.engine_for(target) as db:
+            return run_target(self, target, db, self.interrupt.is_set)
 
-        def on_step(migration: Migration, phase: StepPhase, seconds: float) -> None:
-            if phase == "start" and self.interrupt.is_set():
-                raise _Stopped
-            if phase == "done":
-                steps.append(migration)
 
-        try:
-            options = dict(self.options)
-            if target.schema is not None:  # a tenant's schema: the history and the steps there
-                options.update(schema=target.schema, steps_in_schema=True)
-            with self._engines.engine_for(target) as db:
-                runner = MigrationRunner(db, self.migrations, on_step=on_step, **options)
-                self._call(runner, result)
-        except _Stopped:
-            result.state = "interrupted"
-        except SqlmigError as exc:
-            result.error = exc
-        except Exception as exc:  # not sqlmig's: still this target's alone
-            result.error = SqlmigError(f"{type(exc).__name__}: {exc}")
-            result.error.__cause__ = exc
-        result.seconds = time.perf_counter() - started
-        _log(result)
-        return result
+def run_target(
+    spec: RunSpec,
+    target: Target,
+    db: str | URL | Engine,
+    stopping: Callable[[], bool],
+    on_step: StepCallback | None = None,
+) -> TargetResult:
+    """The call on one target (on ``db``, its URL or engine); whatever it raises becomes its
+    result. A step about to start once ``stopping()`` is true never runs: the result is
+    ``interrupted``. ``on_step`` hears of each step too."""
+    started = time.perf_counter()
+    steps: list[Migration] = []
+    result = TargetResult(target, "failed", steps)
 
-    def _call(self, runner: MigrationRunner, result: TargetResult) -> None:
-        """This run's runner call on one target; its outcome written into ``result``."""
-        if self.kind == "status":
-            status = result.status = runner.status()
-            troubled = status.failed or status.changed or status.missing
-            result.state = (
-                "needs repair" if troubled else "pending" if status.pending else "up to date"
-            )
-            return
-        if self.kind == "upgrade":
-            runner.upgrade(self.version)
-        else:
-            assert self.version is not None
-            runner.downgrade(self.version)
-        result.state = DONE[self.kind][0 if result.applied else 1]
+    def step(migration: Migration, phase: StepPhase, seconds: float) -> None:
+        if phase == "start" and stopping():
+            raise _Stopped
+        if phase == "done":
+            steps.append(migration)
+        if on_step is not None:
+            on_step(migration, phase, seconds)
+
+    try:
+        options = dict(spec.options)
+        if target.schema is not None:  # a tenant's schema: the history and the steps there
+            options.update(schema=target.schema, steps_in_schema=True)
+        runner = MigrationRunner(db, spec.migrations, on_step=step, **options)
+        _call(spec, runner, result)
+    except _Stopped:
+        result.state = "interrupted"
+    except SqlmigError as exc:
+        result.error = exc
+    except Exception as exc:  # not sqlmig's: still this target's alone
+        result.error = SqlmigError(f"{type(exc).__name__}: {exc}")
+        result.error.__cause__ = exc
+    result.seconds = time.perf_counter() - started
+    _log(result)
+    return result
+
+
+def _call(spec: RunSpec, runner: MigrationRunner, result: TargetResult) -> None:
+    """The run's runner call on one target; its outcome written into ``result``."""
+    if spec.kind == "status":
+        status = result.status = runner.status()
+        troubled = status.failed or status.changed or status.missing
+        result.state = "needs repair" if troubled else "pending" if status.pending else "up to date"
+        return
+    if spec.kind == "upgrade":
+        runner.upgrade(spec.version)
+    else:
+        assert spec.version is not None
+        runner.downgrade(spec.version)
+    result.state = DONE[spec.kind][0 if result.applied else 1]
 
 
 class SharedEngines:
@@ -346,15 +375,7 @@ class SharedEngines:
             self._done(key)
 
     def _build(self, target: Target) -> Engine | None:
-        """An engine with a connection for each job; None when the URL cannot make one
-        (a driver missing, a bad option): the runner then says why, for this target."""
-        db = Database(target.url)
-        try:
-            return create_engine(
-                db.url, connect_args=connect_args(db, self.lock_timeout), pool_size=self.jobs
-            )
-        except (SQLAlchemyError, ImportError, ValueError, TypeError):
-            return None
+        return build_engine(target, self.jobs, self.lock_timeout)
 
     def close(self) -> None:
         """Dispose of the engines left (those of targets that never started)."""
@@ -370,6 +391,19 @@ class SharedEngines:
                 engine = self._engines.pop(key, None)
                 if engine is not None:
                     engine.dispose()
+
+
+def build_engine(target: Target, pool_size: int, lock_timeout: float) -> Engine | None:
+    """An engine with ``pool_size`` connections for the schemas of the target's database;
+    None when the URL cannot make one (a driver missing, a bad option): the runner then
+    says why, for this target."""
+    db = Database(target.url)
+    try:
+        return create_engine(
+            db.url, connect_args=connect_args(db, lock_timeout), pool_size=pool_size
+        )
+    except (SQLAlchemyError, ImportError, ValueError, TypeError):
+        return None
 
 
 def _log(result: TargetResult) -> None:
@@ -396,14 +430,28 @@ def _run(
     jobs: int,
     fail_fast: bool,
     on_result: ResultCallback | None,
+    processes: bool,
     options: dict[str, Any],
 ) -> list[TargetResult]:
     jobs = _checked_jobs(jobs)
     options = _checked_options(options)
+    if not isinstance(processes, bool):
+        raise UsageError(
+            f"processes={processes!r}: give True (worker processes) or False (threads)"
+        )
     checked = checked_targets(targets)
+    if processes:
+        from ._fleet_processes import refuse_for_processes
+
+        context = refuse_for_processes(checked)
     shared = discover(migrations)  # each step loads once, under its own lock, for all
     if kind == "upgrade":
         refuse_unknown_target(version, shared)  # one refusal, not one per target
+    if processes:
+        from ._fleet_processes import ProcessRun
+
+        spec = RunSpec(kind, shared, version, options)
+        return ProcessRun(spec, checked, jobs, fail_fast, on_result, context).run()
     return _Run(kind, checked, shared, version, jobs, fail_fast, on_result, options).run()
 
 
@@ -415,6 +463,7 @@ def upgrade_all(
     jobs: int = 4,
     fail_fast: bool = False,
     on_result: ResultCallback | None = None,
+    processes: bool = False,
     **runner_options: Any,
 ) -> list[TargetResult]:
     """Upgrade every target (up to ``to``; all pending steps when None); one result each.
@@ -438,16 +487,32 @@ def upgrade_all(
     lives on targets without a schema of their own), ``lock_timeout`` and
     ``allow_out_of_order``. Each migration module is imported at most once.
 
+    ``processes=True`` runs the targets on ``jobs`` worker processes instead
+    of threads, so they use as many cores (the client's own Python work, which
+    threads of one process share one core for): forked where the platform has
+    ``fork`` (else :class:`UsageError`), so the migrations and the code already
+    imported are shared as they are (each worker imports a migration module it
+    runs at most once). The results, ``on_result`` (still called in the
+    calling thread), ``fail_fast`` and Ctrl-C are as with threads; what the
+    workers log is handled by this process's loggers, its thread name
+    ``sqlmig target NAME``. Targets must be URLs (an Engine cannot move to
+    another process: :class:`UsageError`). A worker that dies fails its
+    target with :class:`WorkerDied`; the others go on. Workers whose caller
+    is killed stop before their next step.
+
     Raises:
         UsageError: no targets, one given twice, a bad ``jobs``, a schema on a
             database other than PostgreSQL, an unknown option, a ``to`` that no
-            migration file has (before anything runs).
+            migration file has; with ``processes``, no ``fork`` or an Engine
+            target (before anything runs).
         ConfigError: a string that is not a database URL (before anything runs).
         MigrationSourceError: a bad migrations folder or file name (before anything runs).
         TargetsInterrupted: Ctrl-C; its ``results`` say which targets were
             done, interrupted between two steps, or never started.
     """
-    return _run("upgrade", targets, migrations, to, jobs, fail_fast, on_result, runner_options)
+    return _run(
+        "upgrade", targets, migrations, to, jobs, fail_fast, on_result, processes, runner_options
+    )
 
 
 def downgrade_all(
@@ -458,6 +523,7 @@ def downgrade_all(
     jobs: int = 4,
     fail_fast: bool = False,
     on_result: ResultCallback | None = None,
+    processes: bool = False,
     **runner_options: Any,
 ) -> list[TargetResult]:
     """Undo every step above ``to`` (``"base"``: all) on every target; one result each.
@@ -470,7 +536,9 @@ def downgrade_all(
     """
     if to is None:
         raise UsageError("downgrade_all needs to=: a version, or 'base' to undo all")
-    return _run("downgrade", targets, migrations, to, jobs, fail_fast, on_result, runner_options)
+    return _run(
+        "downgrade", targets, migrations, to, jobs, fail_fast, on_result, processes, runner_options
+    )
 
 
 def status_all(
@@ -479,6 +547,7 @@ def status_all(
     *,
     jobs: int = 4,
     on_result: ResultCallback | None = None,
+    processes: bool = False,
     **runner_options: Any,
 ) -> list[TargetResult]:
     """The :class:`Status` of every target (each result's ``status``). Writes nothing.
@@ -488,4 +557,6 @@ def status_all(
     Raises:
         As :func:`upgrade_all`.
     """
-    return _run("status", targets, migrations, None, jobs, False, on_result, runner_options)
+    return _run(
+        "status", targets, migrations, None, jobs, False, on_result, processes, runner_options
+    )

@@ -63,6 +63,11 @@ def add_all_options(parser: argparse.ArgumentParser) -> None:
         help="with --all: how many targets run at once (default 4; each holds a connection)",
     )
     parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="with --all: run the targets on --jobs worker processes, not threads (fork only)",
+    )
+    parser.add_argument(
         "--fail-fast",
         action="store_true",
         help="with --all: start no new target after one fails",
@@ -83,7 +88,8 @@ def wants_all(args: argparse.Namespace) -> bool:
     """Whether the command runs over many targets (``--all``).
 
     Raises:
-        UsageError: ``--targets``, ``--jobs`` or ``--fail-fast`` without ``--all``.
+        UsageError: ``--targets``, ``--jobs``, ``--processes`` or ``--fail-fast`` without
+            ``--all``.
     """
     if args.all:
         return True
@@ -92,6 +98,7 @@ def wants_all(args: argparse.Namespace) -> bool:
         for option, value in (
             ("--targets", args.targets),
             ("--jobs", args.jobs),
+            ("--processes", args.processes),
             ("--fail-fast", args.fail_fast),
         )
         if value
@@ -152,6 +159,7 @@ def _run_all(kind: Kind, args: argparse.Namespace, out: Output) -> int:
                 to=args.target,
                 jobs=jobs,
                 fail_fast=args.fail_fast,
+                processes=args.processes,
                 on_result=report.finished,
                 **settings,
             )
@@ -162,12 +170,18 @@ def _run_all(kind: Kind, args: argparse.Namespace, out: Output) -> int:
                 args.target,
                 jobs=jobs,
                 fail_fast=args.fail_fast,
+                processes=args.processes,
                 on_result=report.finished,
                 **settings,
             )
         else:
             results = status_all(
-                targets, migrations, jobs=jobs, on_result=report.finished, **settings
+                targets,
+                migrations,
+                jobs=jobs,
+                on_result=report.finished,
+                processes=args.processes,
+                **settings,
             )
     except TargetsInterrupted as stop:
         report.summary(stop.results)

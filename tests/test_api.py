@@ -35,6 +35,7 @@ EXPECTED = [
     "TargetResult",
     "TargetsInterrupted",
     "UsageError",
+    "WorkerDied",
     "downgrade_all",
     "history_table",
     "ops",

@@ -52,4 +52,5 @@ def test_tenants_script_prints_every_measurement_with_its_ratio() -> None:
     if pg is not None:
         wanted.insert(0, "PostgreSQL 3 schemas x 3 steps")
     assert all(any(n.startswith(w) for n in names) for w in wanted), lines
-    assert sum("(goal <=" in line for line in lines) == (7 if pg is not None else 5)
+    assert sum("(goal <=" in line for line in lines) == (9 if pg is not None else 6)
+    assert sum(": jobs=8, processes " in line for line in lines) == (2 if pg is not None else 1)

@@ -183,6 +183,7 @@ ARGS: dict[str, dict[str, Any]] = {
     "OutOfOrderMigration": {"versions": ["001"]},
     "DirtyDatabase": {"versions": ["001"]},
     "LockTimeout": {"timeout": 1.0},
+    "WorkerDied": {"version": "002", "exitcode": -9},
 }
 
 
@@ -211,3 +212,35 @@ def test_every_error_derives_from_the_root_and_has_its_exit_code_on_the_command_
     for i, kind in enumerate(kinds):  # most specific first: no class after one of its bases
         assert not any(issubclass(kind, earlier) for earlier in kinds[:i]), kind
     assert exit_code(SqlmigError("x")) == 1
+
+
+def test_every_error_pickles_to_the_same_class_message_and_attributes() -> None:
+    """A worker process (``processes=True``) sends its target's error to the caller pickled."""
+    import inspect
+    import pickle
+
+    every = [
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, SqlmigError) and cls.__module__ == errors.__name__
+    ]
+    assert len(every) == len(errors.__all__)
+    extra = {
+        "SqlFileError": {"path": "m/001.sql", "line": 3, "version": "001"},
+        "SchemaDrift": {"differences": ["table t: missing"]},
+        "HistoryMismatch": {"versions": ["001", "002"]},
+        "ConfigError": {"path": "pyproject.toml", "key": "tool.sqlmig.url"},
+    }
+    for cls in every:
+        error = cls(
+            "what to do: \u00e9 this",
+            **{**ARGS.get(cls.__name__, {}), **extra.get(cls.__name__, {})},
+        )
+        error.__cause__ = ValueError("the driver's")
+
+        copy = pickle.loads(pickle.dumps(error))
+
+        assert type(copy) is cls
+        assert str(copy) == copy.message == error.message == "what to do: \u00e9 this"
+        assert copy.args == error.args
+        assert vars(copy) == vars(error), cls.__name__

@@ -235,6 +235,11 @@ def test_targets_from_a_callable(project: Project, tmp_path: Path) -> None:
             "--targets goes with --all",
         ),
         ('targets = ["sqlite:///a.db"]', ("status", "--jobs", "2"), "--jobs goes with --all"),
+        (
+            'targets = ["sqlite:///a.db"]',
+            ("upgrade", "--processes"),
+            "--processes goes with --all",
+        ),
         ('targets = ["sqlite:///a.db"]', ("upgrade", "--all", "--url", "sqlite:///b.db"), "--url"),
         ('targets = ["sqlite:///a.db"]', ("upgrade", "--all", "--dry-run"), "--dry-run"),
         ('targets = ["sqlite:///a.db"]', ("upgrade", "--all", "--jobs", "0"), "--jobs: '0'"),
@@ -496,7 +501,10 @@ def test_a_secret_with_at_percent_and_hash_from_a_variable_is_never_shown(
         assert hits(pg.url_string, "acme") == ["001", "002", "003"]
 
 
-def test_what_a_step_logs_names_its_target(project: Project, tmp_path: Path) -> None:
+@pytest.mark.parametrize("on", [(), ("--processes",)], ids=["threads", "processes"])
+def test_what_a_step_logs_names_its_target(
+    project: Project, tmp_path: Path, on: tuple[str, ...]
+) -> None:
     (project.root / "migrations" / "004_logs.py").write_text(
         "import logging\n\ndef up(conn):\n"
         "    logging.getLogger('sqlmig.migrations').info('backfilled %d rows', 7)\n"
@@ -504,9 +512,10 @@ def test_what_a_step_logs_names_its_target(project: Project, tmp_path: Path) -> 
     files = [f"sqlite:///{tmp_path / f'{i}.db'}" for i in range(3)]
     project.config(f"[tool.sqlmig]\ntargets = {toml_list(files)}\n")
 
-    result = project.run("upgrade", "--all", "--jobs", "3")
+    result = project.run("upgrade", "--all", "--jobs", "3", *on)
 
     assert result.code == 0
+    assert result.out.splitlines()[-1] == "3 upgraded"
     assert sorted(line for line in result.out.splitlines() if "backfilled" in line) == [
         f"{f}: backfilled 7 rows" for f in files
     ]
