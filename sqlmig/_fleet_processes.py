@@ -148,12 +148,14 @@ class ProcessRun:
         self.retried: set[int] = set()
         self.parent = os.getpid()
         self.steps = {m.version: i for i, m in enumerate(spec.migrations)}
+        self.ctrl_c = _CtrlC()
 
     # -- the parent ----------------------------------------------------------------------
 
     def run(self) -> list[TargetResult]:
         try:
-            return self._run()
+            with self.ctrl_c:
+                return self._run()
         finally:
             self.stop.close()
 
@@ -167,6 +169,8 @@ class ProcessRun:
                     self._start_worker()
                 self._give_out()
                 self._wait(TICK)
+            with self.ctrl_c.allowed():  # a Ctrl-C held till the last result: interrupted
+                pass
         except BaseException as exc:
             self.no_new = True
             self.stop[0] = 1
@@ -258,7 +262,8 @@ class ProcessRun:
         running = [w for w in self.workers if w.index is not None]
         by_conn = {id(w.conn): w for w in running}
         by_sentinel = {w.process.sentinel: w for w in running}
-        ready = wait([w.conn for w in running] + list(by_sentinel), timeout)
+        with self.ctrl_c.allowed():
+            ready = wait([w.conn for w in running] + list(by_sentinel), timeout)
         dead: list[_Worker] = []
         for item in ready:
             if isinstance(item, int):
@@ -352,10 +357,12 @@ class ProcessRun:
         if self.on_result is None:
             return
         if not quiet:
-            self.on_result(result)
+            with self.ctrl_c.allowed():  # the caller's code: Ctrl-C as anywhere else
+                self.on_result(result)
             return
         try:
-            self.on_result(result)
+            with self.ctrl_c.allowed():
+                self.on_result(result)
         except BaseException as exc:  # reporting must not hide the interruption
             log.warning("on_result raised %r", exc)
 
@@ -393,6 +400,57 @@ class ProcessRun:
             with contextlib.suppress(ValueError):
                 worker.process.close()
         self.workers = []
+
+
+class _CtrlC:
+    """Ctrl-C raises KeyboardInterrupt only where the parent waits (or runs ``on_result``).
+
+    Elsewhere it is held until the next wait: an interrupt raised half way
+    through reading a message would leave the rest of it in the pipe, read
+    next as a message of its own (a hang or garbage), or leave a target given
+    out that no worker heard of. Only in the main thread, where Python runs
+    signal handlers; the caller's own SIGINT handler still decides what a
+    Ctrl-C does.
+    """
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.installed = False
+        self.open = False
+        self.held: tuple[int, Any] | None = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                self.previous = previous
+                signal.signal(signal.SIGINT, self._handler)
+                self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+            self.installed = False
+        self.held = None  # an interrupt held while ending: the run is over (or interrupted)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.open:
+            self.previous(signum, frame)
+        else:
+            self.held = (signum, frame)
+
+    @contextlib.contextmanager
+    def allowed(self) -> Any:
+        """A Ctrl-C held till now is raised here; another, while inside, at once."""
+        self.open = True
+        try:
+            if self.held is not None:
+                held, self.held = self.held, None
+                self.previous(*held)
+            yield
+        finally:
+            self.open = False
 
 
 # -- plain data across the pipe ------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""``processes=True`` under attack: what the parent and the workers must survive.
+
+Each test runs the caller in a child process of its own (signals, hangs) and
+bounds it. The pipe between parent and worker does not depend on the
+database, so these run on SQLite files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BOUND = 30.0
+
+
+def run_code(code: str, timeout: float = BOUND) -> tuple[int | None, str, str]:
+    """The code run by a fresh interpreter: its exit code (None: it hung) and output."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        out, err = child.communicate()
+        return None, out, err
+    return child.returncode, out, err
+
+
+def write_steps(folder: Path, steps: dict[str, str]) -> Path:
+    folder.mkdir()
+    for name, text in steps.items():
+        (folder / name).write_text(textwrap.dedent(text))
+    return folder
+
+
+def test_ctrl_c_while_a_big_log_record_is_read_interrupts_cleanly(tmp_path: Path) -> None:
+    """A Ctrl-C that lands while the parent reads a large record half way: the rest of the
+    record is not taken for a message of its own (a hang), every target is interrupted."""
+    folder = write_steps(
+        tmp_path / "m",
+        {
+            "001_big.py": """\
+                import logging
+
+                def up(conn):
+                    for i in range(60):
+                        logging.getLogger("app").warning("x" * 2_000_000)
+                """,
+            "002_next.py": "def up(conn):\n    pass\n",
+        },
+    )
+    code = f"""\
+        import logging, os, signal, threading
+        from sqlmig import TargetsInterrupted, upgrade_all
+
+        logging.basicConfig(stream=open(os.devnull, "w"), level=logging.WARNING)
+        for round in range(2):
+            urls = [f"sqlite:///{tmp_path}/{{round}}-{{i}}.db" for i in range(2)]
+            threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT)).start()
+            try:
+                upgrade_all(urls, {str(folder)!r}, jobs=2, processes=True)
+            except TargetsInterrupted as exc:
+                print([r.state for r in exc.results])
+        """
+    code_, out, err = run_code(code, 40)
+    assert code_ == 0, err[-2000:]
+    assert out.split("\n")[:2] == ["['interrupted', 'interrupted']"] * 2, err[-2000:]
