@@ -260,10 +260,11 @@ class ProcessRun:
     def _wait(self, timeout: float, *, quiet: bool = False) -> None:
         """Read what the workers sent within ``timeout``; a worker that died fails its target."""
         running = [w for w in self.workers if w.index is not None]
-        by_conn = {id(w.conn): w for w in running}
+        # an idle worker's pipe too: a thread its last step left behind may still log
+        by_conn = {id(w.conn): w for w in self.workers}
         by_sentinel = {w.process.sentinel: w for w in running}
         with self.ctrl_c.allowed():
-            ready = wait([w.conn for w in running] + list(by_sentinel), timeout)
+            ready = wait([w.conn for w in self.workers] + list(by_sentinel), timeout)
         dead: list[_Worker] = []
         for item in ready:
             if isinstance(item, int):
@@ -392,7 +393,15 @@ class ProcessRun:
                 self._let_go(worker)
         deadline = time.monotonic() + LEAVE
         for worker in self.workers:
+            # read what it still sends (a thread a step left behind logs on) while it leaves:
+            # a worker blocked on its full pipe would never leave
+            while worker.process.is_alive() and time.monotonic() < deadline:
+                left = max(0.0, deadline - time.monotonic())
+                if worker.conn in wait([worker.conn, worker.process.sentinel], left):
+                    if not self._read(worker, quiet=True):
+                        break
             worker.process.join(max(0.0, deadline - time.monotonic()))
+            self._read(worker, quiet=True)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(LEAVE)

@@ -74,3 +74,44 @@ def test_ctrl_c_while_a_big_log_record_is_read_interrupts_cleanly(tmp_path: Path
     code_, out, err = run_code(code, 40)
     assert code_ == 0, err[-2000:]
     assert out.split("\n")[:2] == ["['interrupted', 'interrupted']"] * 2, err[-2000:]
+
+
+def test_a_thread_a_step_leaves_logging_is_heard_and_does_not_hold_the_run(
+    tmp_path: Path,
+) -> None:
+    """A step starts a thread that logs on after the step (and its target) ended: every
+    record reaches the caller, and the worker is not left blocked on its full pipe."""
+    folder = write_steps(
+        tmp_path / "m",
+        {
+            "001_thread.py": """\
+                import logging, threading
+
+                def up(conn):
+                    def chatter():
+                        for i in range(3000):
+                            logging.getLogger("app").warning("late %d %s", i, "y" * 100)
+                    threading.Thread(target=chatter).start()
+                """,
+        },
+    )
+    code = f"""\
+        import logging, time
+        from sqlmig import upgrade_all
+
+        heard = []
+
+        class Count(logging.Handler):
+            def emit(self, record):
+                if record.getMessage().startswith("late"):
+                    heard.append(record)
+
+        logging.getLogger().addHandler(Count())
+        urls = [f"sqlite:///{tmp_path}/{{i}}.db" for i in range(2)]
+        started = time.monotonic()
+        results = upgrade_all(urls, {str(folder)!r}, jobs=2, processes=True)
+        print([r.state for r in results], len(heard), time.monotonic() - started < 4)
+        """
+    code_, out, err = run_code(code)
+    assert code_ == 0, err[-2000:]
+    assert out.strip() == "['upgraded', 'upgraded'] 6000 True", err[-2000:]
