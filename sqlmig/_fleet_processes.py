@@ -38,6 +38,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -115,6 +116,8 @@ class _Worker:
         self.index: int | None = None
         #: the worker said it took ``index``: from then on it may have written to the target
         self.took = False
+        #: when it was given ``index`` (it must take it within LEAVE seconds)
+        self.given = 0.0
         self.step: int | None = None
         self.applied: list[int] = []
         self.alive = True
@@ -247,6 +250,7 @@ class ProcessRun:
                 continue
             index = self.left.popleft()
             worker.index, worker.took, worker.step, worker.applied = index, False, None, []
+            worker.given = time.monotonic()
             try:
                 worker.conn.send(index)
             except OSError:  # it died meanwhile: its death says so
@@ -276,6 +280,13 @@ class ProcessRun:
         for worker in dict.fromkeys(dead):
             self._read(worker, quiet)  # what it sent before it died
             self._buried(worker, quiet)
+        now = time.monotonic()
+        for worker in running:
+            if worker.alive and not worker.took and now - worker.given > LEAVE:
+                # stuck before it took its target (a C library's lock held by a thread of the
+                # caller at the fork): killed, its target goes to another worker
+                with contextlib.suppress(ValueError, OSError):
+                    worker.process.kill()
 
     def _read(self, worker: _Worker, quiet: bool) -> bool:
         """Handle every message waiting on the worker's pipe; False once it is broken."""
@@ -642,6 +653,16 @@ class _OneEngine:
         self.key = self.engine = None
 
 
+def _probe_libraries() -> None:
+    """Use, once, the C libraries whose global locks a thread of the caller may have held
+    at the fork (SQLite's): a worker stuck here never takes a target, and the parent, seeing
+    it take none, kills it and gives the target to another."""
+    if "_sqlite3" in sys.modules:
+        import sqlite3
+
+        sqlite3.connect(":memory:").close()
+
+
 def _work(
     spec: RunSpec,
     targets: list[Target],
@@ -656,6 +677,7 @@ def _work(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     for inherited in [parents_end, *others]:  # so a dead parent's pipes read as closed
         inherited.close()
+    _probe_libraries()
     steps = {m.version: i for i, m in enumerate(spec.migrations)}
     pipe = _Pipe(conn, steps)
     _forward_logging(pipe)

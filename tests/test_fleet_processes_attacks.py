@@ -8,6 +8,7 @@ database, so these run on SQLite files.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -25,11 +26,12 @@ def run_code(code: str, timeout: float = BOUND) -> tuple[int | None, str, str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,  # its workers too are ended if it hangs
     )
     try:
         out, err = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        child.kill()
+        os.killpg(child.pid, signal.SIGKILL)
         out, err = child.communicate()
         return None, out, err
     return child.returncode, out, err
@@ -115,3 +117,34 @@ def test_a_thread_a_step_leaves_logging_is_heard_and_does_not_hold_the_run(
     code_, out, err = run_code(code)
     assert code_ == 0, err[-2000:]
     assert out.strip() == "['upgraded', 'upgraded'] 6000 True", err[-2000:]
+
+
+def test_a_worker_forked_while_the_caller_held_sqlite_s_lock_is_replaced(tmp_path: Path) -> None:
+    """A thread of the caller inside SQLite's library (its global mutex held) when a worker
+    is forked: that worker would wait on the mutex forever; it is killed before it takes a
+    target and another worker, forked later, runs the target."""
+    folder = write_steps(tmp_path / "m", {"001_t.py": "def up(conn):\n    pass\n"})
+    code = f"""\
+        import ctypes, sqlite3, threading, time
+        from sqlmig import upgrade_all
+
+        lib = ctypes.CDLL("libsqlite3.so.0")
+        lib.sqlite3_mutex_alloc.restype = ctypes.c_void_p
+        lib.sqlite3_mutex_enter.argtypes = lib.sqlite3_mutex_leave.argtypes = [ctypes.c_void_p]
+        main = lib.sqlite3_mutex_alloc(2)  # SQLITE_MUTEX_STATIC_MAIN
+        held = threading.Event()
+
+        def hold():
+            lib.sqlite3_mutex_enter(main)
+            held.set()
+            time.sleep(2)
+            lib.sqlite3_mutex_leave(main)
+
+        threading.Thread(target=hold).start()
+        held.wait()
+        results = upgrade_all(["sqlite:///{tmp_path}/t.db"], {str(folder)!r}, processes=True)
+        print([r.state for r in results])
+        """
+    code_, out, err = run_code(code, 20)
+    assert code_ == 0, err[-2000:]
+    assert out.strip() == "['upgraded']", err[-2000:]
