@@ -570,17 +570,32 @@ class _Pipe:
     def __init__(self, conn: Connection, steps: dict[str, int]) -> None:
         self.conn = conn
         self.steps = steps
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.broken = False
+        #: messages a thread made while it was sending one (a record logged as a value was
+        #: pickled, or by a ``__del__``): sent after it, never inside it (nor waiting on itself)
+        self.later: list[object] = []
+        self.sending = False
 
     def send(self, message: object) -> None:
         with self.lock:
             if self.broken:
                 return
+            if self.sending:
+                self.later.append(message)
+                return
+            self.sending = True
             try:
-                self.conn.send(message)
-            except (OSError, ValueError):
-                self.broken = True
+                waiting = [message]
+                while waiting and not self.broken:
+                    try:
+                        self.conn.send(waiting.pop(0))
+                    except (OSError, ValueError):
+                        self.broken = True
+                    waiting += self.later
+                    self.later.clear()
+            finally:
+                self.sending = False
 
     def put_nowait(self, record: logging.LogRecord) -> None:
         """A QueueHandler's queue: the record as a dict of plain values."""

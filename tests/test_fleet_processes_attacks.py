@@ -148,3 +148,41 @@ def test_a_worker_forked_while_the_caller_held_sqlite_s_lock_is_replaced(tmp_pat
     code_, out, err = run_code(code, 20)
     assert code_ == 0, err[-2000:]
     assert out.strip() == "['upgraded']", err[-2000:]
+
+
+def test_a_record_logged_while_the_worker_sends_one_does_not_hang_it(tmp_path: Path) -> None:
+    """Logging while the worker is sending a record (a value whose pickling logs, as a
+    ``__del__`` run by the garbage collector may): the worker goes on, both records arrive."""
+    folder = write_steps(
+        tmp_path / "m",
+        {
+            "001_loud.py": """\
+                import logging
+
+                class Loud:
+                    def __reduce__(self):
+                        logging.getLogger("app").warning("pickled")
+                        return (str, ("loud",))
+
+                def up(conn):
+                    logging.getLogger("app").warning("carrying", extra={"loud": Loud()})
+                """,
+        },
+    )
+    code = f"""\
+        import logging
+        from sqlmig import upgrade_all
+
+        heard = []
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                heard.append(record.getMessage())
+
+        logging.getLogger("app").addHandler(Keep())
+        results = upgrade_all(["sqlite:///{tmp_path}/t.db"], {str(folder)!r}, processes=True)
+        print([r.state for r in results], "carrying" in heard, "pickled" in heard)
+        """
+    code_, out, err = run_code(code, 15)
+    assert code_ == 0, err[-2000:]
+    assert out.strip() == "['upgraded'] True True", err[-2000:]
