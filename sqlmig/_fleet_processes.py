@@ -119,6 +119,8 @@ class _Worker:
         #: when it was given ``index`` (it must take it within LEAVE seconds)
         self.given = 0.0
         self.step: int | None = None
+        #: the step of it that last failed (a step raising SystemExit fails, then ends the worker)
+        self.failed: int | None = None
         self.applied: list[int] = []
         self.alive = True
 
@@ -250,6 +252,7 @@ class ProcessRun:
                 continue
             index = self.left.popleft()
             worker.index, worker.took, worker.step, worker.applied = index, False, None, []
+            worker.failed = None
             worker.given = time.monotonic()
             try:
                 worker.conn.send(index)
@@ -308,6 +311,8 @@ class ProcessRun:
             worker.step = step if phase == "start" else None
             if phase == "done":
                 worker.applied.append(step)
+            elif phase == "failed":
+                worker.failed = step
         elif kind == "result":
             _, index, plain = message
             result = self.results[index] = self._result(index, plain)
@@ -347,12 +352,21 @@ class ProcessRun:
             else f"exit code {exitcode}"
         )
         step = None if worker.step is None else self.spec.migrations[worker.step]
-        where = (
-            f"during step {step.version} ({step.name}), which the database rolled back as for "
-            "any ended session (on MySQL/MariaDB its DDL stays and its row is failed)"
-            if step is not None
-            else "between two steps"
-        )
+        failed = None if worker.failed is None else self.spec.migrations[worker.failed]
+        if step is not None:
+            where = (
+                f"during step {step.version} ({step.name}), which the database rolled back as for "
+                "any ended session (on MySQL/MariaDB its DDL stays and its row is failed)"
+            )
+        elif failed is not None:  # the step raised SystemExit, KeyboardInterrupt or the like
+            step = failed
+            where = (
+                f"as step {step.version} ({step.name}) failed, ending the process (SystemExit, "
+                "KeyboardInterrupt or another BaseException); its work was rolled back as for "
+                "any failed step"
+            )
+        else:
+            where = "between two steps"
         error = WorkerDied(
             f"{target.name}: the worker process running this target died ({how}) {where}; "
             "find what killed it, then run again (status shows where the target stands)",

@@ -64,12 +64,21 @@ def test_ctrl_c_while_a_big_log_record_is_read_interrupts_cleanly(tmp_path: Path
         import logging, os, signal, threading
         from sqlmig import TargetsInterrupted, upgrade_all
 
-        logging.basicConfig(stream=open(os.devnull, "w"), level=logging.WARNING)
+        seen = []
+
+        class CtrlC(logging.Handler):  # Ctrl-C soon after the 3rd record: amid the next ones
+            def emit(self, record):
+                seen.append(record)
+                if len(seen) == 3:
+                    threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+        logging.getLogger("app").addHandler(CtrlC())
         for round in range(2):
+            seen.clear()
             urls = [f"sqlite:///{tmp_path}/{{round}}-{{i}}.db" for i in range(2)]
-            threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT)).start()
             try:
-                upgrade_all(urls, {str(folder)!r}, jobs=2, processes=True)
+                results = upgrade_all(urls, {str(folder)!r}, jobs=2, processes=True)
+                print("not interrupted", [(r.state, str(r.error)[:300]) for r in results])
             except TargetsInterrupted as exc:
                 print([r.state for r in exc.results])
         """
@@ -186,3 +195,31 @@ def test_a_record_logged_while_the_worker_sends_one_does_not_hang_it(tmp_path: P
     code_, out, err = run_code(code, 15)
     assert code_ == 0, err[-2000:]
     assert out.strip() == "['upgraded'] True True", err[-2000:]
+
+
+def test_a_step_that_ends_its_worker_with_system_exit_is_named(tmp_path: Path) -> None:
+    """``sys.exit()`` in a step: the step fails, then the worker ends; the target's
+    WorkerDied names that step, and the other targets go on."""
+    from sqlmig import WorkerDied, upgrade_all
+
+    folder = write_steps(
+        tmp_path / "m",
+        {
+            "001_a.py": "def up(conn):\n    pass\n",
+            "002_exit.py": """\
+                import sys
+
+                def up(conn):
+                    if "t0" in str(conn.engine.url):
+                        sys.exit(4)
+                """,
+        },
+    )
+    urls = [f"sqlite:///{tmp_path}/t{i}.db" for i in range(3)]
+    results = upgrade_all(urls, folder, jobs=2, processes=True)
+    assert [r.state for r in results] == ["failed", "upgraded", "upgraded"]
+    error = results[0].error
+    assert isinstance(error, WorkerDied), error
+    assert (error.version, error.exitcode) == ("002", 4)
+    assert "step 002 (exit) failed" in str(error)
+    assert [m.version for m in results[0].applied] == ["001"]
