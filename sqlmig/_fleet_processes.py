@@ -285,7 +285,11 @@ class ProcessRun:
             self._buried(worker, quiet)
         now = time.monotonic()
         for worker in running:
-            if worker.alive and not worker.took and now - worker.given > LEAVE:
+            if worker.took or not worker.alive or now - worker.given <= LEAVE:
+                continue
+            if worker in self.workers and self._read(worker, quiet) and worker.took:
+                continue  # it had taken it: its word came while on_result ran
+            if not worker.took:
                 # stuck before it took its target (a C library's lock held by a thread of the
                 # caller at the fork): killed, its target goes to another worker
                 with contextlib.suppress(ValueError, OSError):
