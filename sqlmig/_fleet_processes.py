@@ -41,6 +41,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
@@ -154,6 +155,8 @@ class ProcessRun:
         self.parent = os.getpid()
         self.steps = {m.version: i for i, m in enumerate(spec.migrations)}
         self.ctrl_c = _CtrlC()
+        #: which workers' warnings were shown, as a module's ``__warningregistry__``
+        self.shown: dict[Any, Any] = {}
 
     # -- the parent ----------------------------------------------------------------------
 
@@ -308,6 +311,9 @@ class ProcessRun:
         kind = message[0]
         if kind == "log":
             _dispatch(message[1], self.spec.migrations)
+        elif kind == "warning":
+            _, text, where, filename, lineno = message
+            warnings.warn_explicit(text, _category(where), filename, lineno, registry=self.shown)
         elif kind == "took":
             worker.took = True
         elif kind == "step":
@@ -645,6 +651,34 @@ class _Forward(logging.handlers.QueueHandler):
         return prepared
 
 
+def _category(where: tuple[str, str]) -> type[Warning]:
+    """A worker's warning category, found here by module and name (else UserWarning)."""
+    found: object = sys.modules.get(where[0])
+    for part in where[1].split("."):
+        found = getattr(found, part, None)
+    if isinstance(found, type) and issubclass(found, Warning):
+        return found
+    return UserWarning
+
+
+def _forward_warnings(pipe: _Pipe) -> None:
+    """Each warning a worker would show is shown by the caller instead (its filters, its
+    ``catch_warnings``, its ``showwarning``), as if warned in the caller's process."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: object = None,
+        line: str | None = None,
+    ) -> None:
+        where = (category.__module__, category.__qualname__)
+        pipe.send(("warning", str(message), where, filename, lineno))
+
+    warnings.showwarning = show
+
+
 def _forward_logging(pipe: _Pipe) -> None:
     """Every handler of this process replaced by one that sends records to the parent."""
     handler = _Forward(pipe)  # type: ignore[arg-type]
@@ -714,6 +748,7 @@ def _work(
     steps = {m.version: i for i, m in enumerate(spec.migrations)}
     pipe = _Pipe(conn, steps)
     _forward_logging(pipe)
+    _forward_warnings(pipe)
     engines = _OneEngine(spec.options.get("lock_timeout", 60.0))
 
     def orphaned() -> bool:

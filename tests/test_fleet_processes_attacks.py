@@ -223,3 +223,35 @@ def test_a_step_that_ends_its_worker_with_system_exit_is_named(tmp_path: Path) -
     assert (error.version, error.exitcode) == ("002", 4)
     assert "step 002 (exit) failed" in str(error)
     assert [m.version for m in results[0].applied] == ["001"]
+
+
+def test_a_step_s_warnings_reach_the_caller_as_on_threads(tmp_path: Path) -> None:
+    """A warning a step gives in a worker is the caller's, as on threads: its
+    ``catch_warnings`` records it (with the step's file and line)."""
+    import warnings
+
+    from sqlmig import upgrade_all
+
+    folder = write_steps(
+        tmp_path / "m",
+        {
+            "001_warn.py": """\
+                import warnings
+
+                def up(conn):
+                    warnings.warn("mind the gap", DeprecationWarning)
+                """,
+        },
+    )
+    urls = [f"sqlite:///{tmp_path}/t{i}.db" for i in range(2)]
+    for processes in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = upgrade_all(urls, folder, jobs=2, processes=processes)
+        assert [r.state for r in results] == ["upgraded"] * 2
+        mine = [w for w in caught if str(w.message) == "mind the gap"]
+        assert [(w.category, Path(w.filename).name, w.lineno) for w in mine] == [
+            (DeprecationWarning, "001_warn.py", 4)
+        ] * 2, processes
+        for url in urls:
+            Path(url.removeprefix("sqlite:///")).unlink()
