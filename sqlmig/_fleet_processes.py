@@ -600,8 +600,12 @@ class _Pipe:
         #: pickled, or by a ``__del__``): sent after it, never inside it (nor waiting on itself)
         self.later: list[object] = []
         self.sending = False
+        #: a process a step forks shares the pipe: only the worker writes (else messages mix)
+        self.pid = os.getpid()
 
     def send(self, message: object) -> None:
+        if os.getpid() != self.pid:
+            return
         with self.lock:
             if self.broken:
                 return

@@ -255,3 +255,37 @@ def test_a_step_s_warnings_reach_the_caller_as_on_threads(tmp_path: Path) -> Non
         ] * 2, processes
         for url in urls:
             Path(url.removeprefix("sqlite:///")).unlink()
+
+
+def test_a_process_a_step_forks_does_not_mix_its_records_into_the_worker_s(
+    tmp_path: Path,
+) -> None:
+    """A step forks, and both processes log large records at once on the pipe they share:
+    only the worker writes to it (the fork's records are dropped), so none is garbled."""
+    folder = write_steps(
+        tmp_path / "m",
+        {
+            "001_fork.py": """\
+                import logging, os
+
+                def up(conn):
+                    pid = os.fork()
+                    for i in range(20):
+                        logging.getLogger("app").warning("z" * 1_000_000)
+                    if pid == 0:
+                        os._exit(0)
+                    os.waitpid(pid, 0)
+                """,
+        },
+    )
+    code = f"""\
+        import logging, os
+        from sqlmig import upgrade_all
+
+        logging.basicConfig(stream=open(os.devnull, "w"), level=logging.WARNING)
+        results = upgrade_all(["sqlite:///{tmp_path}/t.db"], {str(folder)!r}, processes=True)
+        print([r.state for r in results])
+        """
+    code_, out, err = run_code(code, 15)
+    assert code_ == 0, err[-2000:]
+    assert out.strip() == "['upgraded']", err[-2000:]
