@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ._database import Database
 from ._discovery import discover
-from ._errors import SqlmigError, UsageError
+from ._errors import MigrationFailed, SqlmigError, UsageError
 from ._migration import Migration, Status, StepCallback, StepPhase
 from ._runner import MigrationRunner, refuse_unknown_target
 from ._session import connect_args
@@ -286,10 +286,13 @@ def run_target(
     started = time.perf_counter()
     steps: list[Migration] = []
     result = TargetResult(target, "failed", steps)
+    running: list[Migration] = []  # the step that started and did not end well
 
     def step(migration: Migration, phase: StepPhase, seconds: float) -> None:
         if phase == "start" and stopping():
             raise _Stopped
+        if phase != "failed":
+            running[:] = [migration] if phase == "start" else []
         if phase == "done":
             steps.append(migration)
         if on_step is not None:
@@ -308,9 +311,30 @@ def run_target(
     except Exception as exc:  # not sqlmig's: still this target's alone
         result.error = SqlmigError(f"{type(exc).__name__}: {exc}")
         result.error.__cause__ = exc
+    except BaseException as exc:  # a step's sys.exit() or KeyboardInterrupt: this target's too
+        result.error = _ended(target, running[0] if running else None, exc)
     result.seconds = time.perf_counter() - started
     _log(result)
     return result
+
+
+def _ended(target: Target, migration: Migration | None, exc: BaseException) -> SqlmigError:
+    """The failure of a target whose step raised what ends a program (``SystemExit``,
+    ``KeyboardInterrupt``), which a worker, thread or process, must not end with."""
+    raised = f"{type(exc).__name__}({', '.join(map(repr, exc.args))})"
+    if migration is None:
+        error = SqlmigError(f"{target.name}: the run raised {raised}; see the log, then run again")
+    else:
+        error = MigrationFailed(
+            f"{target.name}: migration {migration.version} ({migration.name}) raised {raised}, "
+            "which ends a program, not a step: raise an exception in the step instead; it "
+            "failed as any failing step does (status shows where the target stands)",
+            version=migration.version,
+            path=migration.path,
+            line=None,
+        )
+    error.__cause__ = exc
+    return error
 
 
 def _call(spec: RunSpec, runner: MigrationRunner, result: TargetResult) -> None:

@@ -111,6 +111,43 @@ def test_one_tenant_s_failure_stops_no_other(
     ]
 
 
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+@pytest.mark.parametrize("ending", ["sys.exit(4)", "raise KeyboardInterrupt"])
+def test_a_step_that_ends_the_program_fails_its_tenant_alone(
+    three: list[Backend], make_migrations: MakeMigrations, processes: bool, ending: str
+) -> None:
+    """``sys.exit()`` in a step ends no worker, thread or process: the tenant fails at that
+    step, what it applied before is said, the others go on."""
+    folder = make_migrations(
+        {
+            **COUNTED_STEPS,
+            "004_ends_where_poisoned.py": f"""\
+                import sys
+
+                def up(conn):
+                    if conn.exec_driver_sql("SELECT MAX(n) FROM poison").scalar():
+                        {ending}
+                """,
+        }
+    )
+    for i, backend in enumerate(three):
+        engine = backend.engine()
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE poison (n INTEGER)"))
+            conn.execute(text(f"INSERT INTO poison (n) VALUES ({int(i == 1)})"))
+        engine.dispose()
+
+    results = upgrade_all(urls(three), folder, jobs=2, processes=processes)
+
+    assert [r.state for r in results] == ["upgraded", "failed", "upgraded"]
+    error = results[1].error
+    assert isinstance(error, MigrationFailed), error
+    assert error.version == "004"
+    assert "migration 004 (ends_where_poisoned) raised" in str(error)
+    assert [m.version for m in results[1].applied] == ["001", "002", "003"]
+    assert [hits(u) for u in urls(three)] == [["001", "002", "003"]] * 3
+
+
 def test_a_dirty_tenant_fails_alone(three: list[Backend], make_migrations: MakeMigrations) -> None:
     folder = make_migrations(COUNTED_STEPS)
     dirty = three[0]

@@ -197,34 +197,6 @@ def test_a_record_logged_while_the_worker_sends_one_does_not_hang_it(tmp_path: P
     assert out.strip() == "['upgraded'] True True", err[-2000:]
 
 
-def test_a_step_that_ends_its_worker_with_system_exit_is_named(tmp_path: Path) -> None:
-    """``sys.exit()`` in a step: the step fails, then the worker ends; the target's
-    WorkerDied names that step, and the other targets go on."""
-    from sqlmig import WorkerDied, upgrade_all
-
-    folder = write_steps(
-        tmp_path / "m",
-        {
-            "001_a.py": "def up(conn):\n    pass\n",
-            "002_exit.py": """\
-                import sys
-
-                def up(conn):
-                    if "t0" in str(conn.engine.url):
-                        sys.exit(4)
-                """,
-        },
-    )
-    urls = [f"sqlite:///{tmp_path}/t{i}.db" for i in range(3)]
-    results = upgrade_all(urls, folder, jobs=2, processes=True)
-    assert [r.state for r in results] == ["failed", "upgraded", "upgraded"]
-    error = results[0].error
-    assert isinstance(error, WorkerDied), error
-    assert (error.version, error.exitcode) == ("002", 4)
-    assert "step 002 (exit) failed" in str(error)
-    assert [m.version for m in results[0].applied] == ["001"]
-
-
 def test_a_step_s_warnings_reach_the_caller_as_on_threads(tmp_path: Path) -> None:
     """A warning a step gives in a worker is the caller's, as on threads: its
     ``catch_warnings`` records it (with the step's file and line)."""
