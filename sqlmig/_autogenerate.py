@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,7 +47,12 @@ from sqlalchemy.types import TypeEngine
 
 from ._drift import comparison_context
 from ._errors import UsageError
-from ._reflected import portable_column, portable_default, portable_type
+from ._reflected import (
+    portable_column,
+    portable_default,
+    portable_type,
+    skipping_expression_indexes,
+)
 
 if TYPE_CHECKING:
     from alembic.operations import ops as alembic_ops
@@ -97,9 +101,7 @@ def render_changes(
     context = comparison_context(conn, history_table)
     from alembic.autogenerate import produce_migrations
 
-    with warnings.catch_warnings():
-        # expression-based indexes are skipped by Alembic, as by check (docs/models.md)
-        warnings.filterwarnings("ignore", message=".*expression-based index", category=Warning)
+    with skipping_expression_indexes():  # as by check (docs/models.md)
         script = produce_migrations(context, list(metadata) if len(metadata) != 1 else metadata[0])  # type: ignore[arg-type]
     keys = {(t.name, c.name) for m in metadata for t in m.tables.values() for c in t.primary_key}
     if script.upgrade_ops is None or script.upgrade_ops.is_empty():

@@ -26,7 +26,6 @@ Alembic is imported only when a comparison is made.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +43,7 @@ from sqlalchemy.types import TypeEngine
 
 from ._dialects import profile_for
 from ._errors import UsageError
+from ._reflected import skipping_expression_indexes
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
@@ -71,9 +71,7 @@ def schema_differences(
     context = comparison_context(conn, history_table)
     from alembic.autogenerate import compare_metadata
 
-    with warnings.catch_warnings():
-        # "Skipped unsupported reflection of expression-based index": documented above
-        warnings.filterwarnings("ignore", message=".*expression-based index", category=Warning)
+    with skipping_expression_indexes():  # documented above
         # Alembic takes a sequence too (AutogenContext); its signature names one.
         diffs = compare_metadata(context, metadata if len(metadata) != 1 else metadata[0])  # type: ignore[arg-type]
     keys = {(t.name, c.name) for m in metadata for t in m.tables.values() for c in t.primary_key}

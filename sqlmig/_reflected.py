@@ -13,6 +13,9 @@ left as reflected: the step then runs on its own kind of database only.
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Boolean, Enum, Float, String, Text, false, func, text, true
@@ -20,7 +23,7 @@ from sqlalchemy.schema import Column, DefaultClause
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["portable_column", "portable_default", "portable_type"]
+__all__ = ["portable_column", "portable_default", "portable_type", "skipping_expression_indexes"]
 
 #: A PostgreSQL cast at the end of a default (``'x'::character varying``, ``'{}'::jsonb``).
 _CAST = re.compile(r"^(.*?)::[\w\s\"\[\].]+$", re.DOTALL)
@@ -28,6 +31,20 @@ _CAST = re.compile(r"^(.*?)::[\w\s\"\[\].]+$", re.DOTALL)
 _NOW = frozenset({"now()", "current_timestamp", "current_timestamp()", "localtimestamp"})
 _TRUE = frozenset({"true", "1", "'1'"})
 _FALSE = frozenset({"false", "0", "'0'"})
+
+
+@contextmanager
+def skipping_expression_indexes() -> Iterator[None]:
+    """Reflection within the block skips an index on an expression without a warning.
+
+    SQLAlchemy's reflection leaves such an index out (SQLite's for its indexes
+    and unique constraints alike) and warns "Skipped unsupported reflection of
+    expression-based index": no concern of the caller's, as each place that
+    reflects says what it does with those indexes.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*expression-based index", category=Warning)
+        yield
 
 
 def portable_type(type_: TypeEngine[Any], name: str = "") -> TypeEngine[Any]:

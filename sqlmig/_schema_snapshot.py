@@ -9,7 +9,6 @@ their SQL as the database's own dialect writes them (``VARCHAR(20)``,
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,8 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.exc import CompileError, UnsupportedCompilationError
+
+from ._reflected import skipping_expression_indexes
 
 __all__ = ["Snapshot", "TableShape", "differences", "snapshot"]
 
@@ -106,10 +107,7 @@ def snapshot(
     skipped = set(ignore)
     tables: dict[str, TableShape] = {}
     views: set[str] = set()
-    with warnings.catch_warnings():
-        # SQLite's reflection skips an index on an expression (for its indexes and its
-        # unique constraints alike) with a warning that is no concern of the caller's
-        warnings.filterwarnings("ignore", message=".*expression-based index", category=Warning)
+    with skipping_expression_indexes():
         for schema in dict.fromkeys(schemas):
             for name in inspector.get_table_names(schema):
                 key = _qualified(schema, name)

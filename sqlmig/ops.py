@@ -65,6 +65,7 @@ from sqlalchemy.types import TypeEngine
 
 from ._dialects import profile_for
 from ._errors import UsageError
+from ._reflected import skipping_expression_indexes
 from ._sqlite_rebuild import TableKeeper
 
 if TYPE_CHECKING:
@@ -376,7 +377,8 @@ class SchemaOps:
             if self._script:
                 self.alembic.drop_index(name, table_name=table, schema=schema, if_exists=True)
                 return
-            present = inspect(self.conn).get_indexes(table, schema=schema)
+            with skipping_expression_indexes():  # those are what is looked for here
+                present = inspect(self.conn).get_indexes(table, schema=schema)
             if not any(index["name"] == name for index in present):
                 log.warning(
                     "index %s on %s not dropped: it is not there (%s creates no index on "
@@ -485,6 +487,7 @@ class SchemaOps:
                     columns_go=bool(queued.dropped_columns or queued.renamed),
                 )
         with (
+            skipping_expression_indexes(),  # the keeper puts those back (_sqlite_rebuild)
             guard,
             self.alembic.batch_alter_table(
                 table, schema=schema, recreate=recreate, **options
@@ -537,20 +540,21 @@ class SchemaOps:
             return False
         insp = inspect(self.conn)
         name = column.lower()
-        in_use = [
-            *insp.get_pk_constraint(table, schema=schema)["constrained_columns"],
-            *(c for i in insp.get_indexes(table, schema=schema) for c in i["column_names"]),
-            *(
-                c
-                for u in insp.get_unique_constraints(table, schema=schema)
-                for c in u["column_names"]
-            ),
-            *(
-                c
-                for f in insp.get_foreign_keys(table, schema=schema)
-                for c in f["constrained_columns"]
-            ),
-        ]
+        with skipping_expression_indexes():
+            in_use = [
+                *insp.get_pk_constraint(table, schema=schema)["constrained_columns"],
+                *(c for i in insp.get_indexes(table, schema=schema) for c in i["column_names"]),
+                *(
+                    c
+                    for u in insp.get_unique_constraints(table, schema=schema)
+                    for c in u["column_names"]
+                ),
+                *(
+                    c
+                    for f in insp.get_foreign_keys(table, schema=schema)
+                    for c in f["constrained_columns"]
+                ),
+            ]
         if any(str(c).lower() == name for c in in_use if c is not None):
             return False
         checks = insp.get_check_constraints(table, schema=schema)
@@ -633,8 +637,9 @@ class TableOps:
             self.dropped_columns.append(column)
             self._queue(True, lambda b: b.drop_column(column))
             return
-        insp = inspect(owner.conn)
-        for index in insp.get_indexes(self._table, schema=self._schema):
+        with skipping_expression_indexes():  # the keeper puts those back (_sqlite_rebuild)
+            indexes = inspect(owner.conn).get_indexes(self._table, schema=self._schema)
+        for index in indexes:
             names = {str(c).lower() for c in index["column_names"] if c is not None}
             if index["name"] and column.lower() in names:
                 self.drop_index(index["name"])

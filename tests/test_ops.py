@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -394,6 +395,8 @@ def test_dry_run_shows_the_alter_statements_and_changes_nothing(
 def test_alembic_keeps_to_statements_no_version_table_no_logging_setup(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
+    import alembic.util.messaging  # noqa: F401  (its own NullHandler, on import, is Alembic's)
+
     root = logging.getLogger()
     before = (list(root.handlers), root.level, logging.getLogger("alembic").handlers[:])
     folder = make_migrations({"001_schema.py": SCHEMA, "002_every_op.py": EVERY_OPERATION})
@@ -1022,7 +1025,9 @@ def test_sqlite_rebuild_keeps_index_details_and_triggers_of_other_tables(
         runner.upgrade("002")
         before = [r for r in sqlite_schema(engine) if r[1] != "ix_accounts_legacy"]
 
-        runner.upgrade()
+        with warnings.catch_warnings():  # reflection's skipping of ix_accounts_lower is not said
+            warnings.simplefilter("error")
+            runner.upgrade()
 
         after = sqlite_schema(engine)
         assert [r for r in after if r[0] != "table"] == sorted(
