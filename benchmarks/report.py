@@ -226,11 +226,12 @@ def _goals(figures: Figures, sizes: list[int], backends: list[str], tool: str) -
         # between the two phases cancels out
         padded = ratio(backend, "check-padded", lambda rec: rec.work_s)
         plain = ratio(backend, "check", lambda rec: rec.work_s)
-        if padded is not None and plain:
+        if padded is not None and plain:  # told, not judged: each start reads every file
             line(
-                padded / plain <= 1.2,
+                None,
                 f"start-up check on {backend} with padded files: {padded / plain:.2f}x the "
-                "plain files', each against the floor (goal: flat in file size, <= 1.2x)",
+                "plain files', each against the floor (no goal: every start reads each "
+                "file's bytes for its checksum)",
             )
     if "postgresql" in backends:
         for action in ("upgrade", "downgrade"):

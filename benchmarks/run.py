@@ -197,7 +197,7 @@ def play_round(
 def padded_checks(
     records: list[Record], n: int, target: Target, tool: str, folder: Path, repeat: int
 ) -> None:
-    """The start-up check over files padded with comments: its cost must not follow size."""
+    """The start-up check over files padded with comments: what reading each file costs."""
     run_child(tool, "upgrade", target.url_string, folder)
     expect_tables(target, tool, "upgrade", n)
     for _ in range(repeat):
