@@ -283,6 +283,12 @@ class TableKeeper:
         if columns_go and (self.triggers or self.dependents):
             self._check_dependents()
 
+    def indexes_using(self, column: str) -> list[str]:
+        """The table's indexes whose keys or ``WHERE`` name ``column`` (those on an
+        expression included, which reflection does not report): dropping the column
+        drops them, as PostgreSQL does, where SQLite would refuse."""
+        return [name for name, sql in self.indexes if _mentions(sql[sql.find("(") :], column)]
+
     def _index_keys(self, index: str) -> list[tuple[Any, ...]]:
         return [
             tuple(row)

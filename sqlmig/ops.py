@@ -272,7 +272,7 @@ class SchemaOps:
         self.alembic.add_column(table, column, schema=schema)
 
     def drop_column(self, table: str, column: str, *, schema: str | None = None) -> None:
-        """Drop a column and the indexes on it.
+        """Drop a column and the indexes on it (those on an expression of it too).
 
         SQLite 3.35+ drops a plain column in place; a column in a key, an
         index, a unique or check constraint rebuilds the table. Drop a
@@ -557,6 +557,8 @@ class SchemaOps:
             ]
         if any(str(c).lower() == name for c in in_use if c is not None):
             return False
+        if TableKeeper.read(self.conn, table, schema).indexes_using(column):  # on expressions
+            return False
         checks = insp.get_check_constraints(table, schema=schema)
         return not any(name in str(c["sqltext"]).lower() for c in checks)
 
@@ -639,10 +641,17 @@ class TableOps:
             return
         with skipping_expression_indexes():  # the keeper puts those back (_sqlite_rebuild)
             indexes = inspect(owner.conn).get_indexes(self._table, schema=self._schema)
-        for index in indexes:
-            names = {str(c).lower() for c in index["column_names"] if c is not None}
-            if index["name"] and column.lower() in names:
-                self.drop_index(index["name"])
+        using = [
+            index["name"]
+            for index in indexes
+            if index["name"]
+            and column.lower() in {str(c).lower() for c in index["column_names"] if c is not None}
+        ]
+        for name in using:
+            self.drop_index(name)
+        if owner._profile.rebuilds_tables_for_alter:  # on expressions: the rebuild leaves
+            unreflected = [i for i in self.keeper.indexes_using(column) if i not in using]
+            self.dropped_indexes += unreflected  # them out, and the keeper does not put them back
         self.dropped_columns.append(column)
         self._queue(True, lambda b: b.drop_column(column))
 

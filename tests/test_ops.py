@@ -257,6 +257,47 @@ def test_an_index_on_an_expression_is_made_where_the_database_has_them(
         ]
 
 
+def test_dropping_a_column_drops_the_indexes_on_expressions_of_it(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    """As PostgreSQL does; SQLite refused the column's drop (reflection misses the index)."""
+    with engine.connect() as conn:
+        if not backend.profile.indexes_expressions(conn):
+            pytest.skip("this database has no index on an expression")
+    drop = """\
+        from sqlmig.ops import ops
+
+        def up(conn):
+            ops(conn).drop_column("users", "name")
+        """
+    both = """\
+        import sqlalchemy as sa
+        from sqlmig.ops import ops
+
+        def up(conn):
+            ops(conn).create_index("ix_users_lower_email", "users", [sa.text("lower(email)")])
+        """
+    runner = MigrationRunner(
+        backend.url,
+        make_migrations(
+            {
+                "001_schema.py": SCHEMA,
+                "002_ix.py": EXPRESSION_INDEX.format(unique=False),
+                "003_other_ix.py": both,
+                "004_drop_name.py": drop,
+            }
+        ),
+    )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner.upgrade()
+
+    assert not has_index(engine, "ix_users_lower_name")
+    assert has_index(engine, "ix_users_lower_email")  # on another column: kept
+    assert "name" not in {c["name"] for c in inspect(engine).get_columns("users")}
+
+
 def test_a_unique_index_on_an_expression_is_refused_where_the_database_has_none(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations
 ) -> None:
