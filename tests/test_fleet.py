@@ -74,6 +74,16 @@ def test_every_tenant_is_upgraded_reported_and_downgraded(
     assert [r.state for r in status_all(urls(three), folder)] == ["pending"] * 3
 
 
+def poison_the_second(three: list[Backend]) -> None:
+    """A ``poison`` table in each tenant, holding 1 in the second only."""
+    for i, backend in enumerate(three):
+        engine = backend.engine()
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE poison (n INTEGER)"))
+            conn.execute(text(f"INSERT INTO poison (n) VALUES ({int(i == 1)})"))
+        engine.dispose()
+
+
 def test_one_tenant_s_failure_stops_no_other(
     three: list[Backend], make_migrations: MakeMigrations
 ) -> None:
@@ -87,12 +97,7 @@ def test_one_tenant_s_failure_stops_no_other(
                 """,
         }
     )
-    for i, backend in enumerate(three):
-        engine = backend.engine()
-        with engine.begin() as conn:
-            conn.execute(text("CREATE TABLE poison (n INTEGER)"))
-            conn.execute(text(f"INSERT INTO poison (n) VALUES ({int(i == 1)})"))
-        engine.dispose()
+    poison_the_second(three)
 
     results = upgrade_all([*urls(three), UNREACHABLE], folder, jobs=4)
 
@@ -130,12 +135,7 @@ def test_a_step_that_ends_the_program_fails_its_tenant_alone(
                 """,
         }
     )
-    for i, backend in enumerate(three):
-        engine = backend.engine()
-        with engine.begin() as conn:
-            conn.execute(text("CREATE TABLE poison (n INTEGER)"))
-            conn.execute(text(f"INSERT INTO poison (n) VALUES ({int(i == 1)})"))
-        engine.dispose()
+    poison_the_second(three)
 
     results = upgrade_all(urls(three), folder, jobs=2, processes=processes)
 

@@ -310,14 +310,20 @@ def gone(pid: int) -> bool:
         return True
 
 
+def held_steps(make_migrations: MakeMigrations, where: Path) -> tuple[Path, Path]:
+    """The held steps' folder, and the file whose removal lets their step 002 end."""
+    hold = where / "hold"
+    hold.touch()
+    steps = {
+        k: v.format(hold=str(hold)) if k.startswith("002") else v for k, v in HELD_STEPS.items()
+    }
+    return hold, make_migrations(steps)
+
+
 def test_a_worker_killed_mid_step_fails_its_target_alone(
     fleet: Fleet, make_migrations: MakeMigrations, tmp_path: Path
 ) -> None:
-    hold = tmp_path / "hold"
-    hold.touch()
-    folder = make_migrations(
-        {k: v.format(hold=str(hold)) if k.startswith("002") else v for k, v in HELD_STEPS.items()}
-    )
+    hold, folder = held_steps(make_migrations, tmp_path)
     killed: list[int] = []
 
     def kill_the_first() -> None:
@@ -385,11 +391,7 @@ def child_code(fleet: Fleet, folder: Path) -> str:
 def test_ctrl_c_stops_each_running_target_after_its_step(
     fleet: Fleet, make_migrations: MakeMigrations, tmp_path: Path
 ) -> None:
-    hold = tmp_path / "hold"
-    hold.touch()
-    folder = make_migrations(
-        {k: v.format(hold=str(hold)) if k.startswith("002") else v for k, v in HELD_STEPS.items()}
-    )
+    hold, folder = held_steps(make_migrations, tmp_path)
     child = run_child(child_code(fleet, folder))
     try:
         wait_for(lambda: len(running(tmp_path)) == 2, "two workers inside step 002")
@@ -418,11 +420,7 @@ def test_ctrl_c_stops_each_running_target_after_its_step(
 def test_the_parent_killed_leaves_no_worker_running_and_every_target_whole(
     fleet: Fleet, make_migrations: MakeMigrations, tmp_path: Path
 ) -> None:
-    hold = tmp_path / "hold"
-    hold.touch()
-    folder = make_migrations(
-        {k: v.format(hold=str(hold)) if k.startswith("002") else v for k, v in HELD_STEPS.items()}
-    )
+    hold, folder = held_steps(make_migrations, tmp_path)
     child = run_child(child_code(fleet, folder))
     try:
         wait_for(lambda: len(running(tmp_path)) == 2, "two workers inside step 002")
